@@ -1,0 +1,413 @@
+//! The catalog: what lifeboat knows of runs and snapshots, in SQLite (the default) or
+//! PostgreSQL (when the URL says `postgres://`), through sqlx's `Any` driver so one set of
+//! queries serves both. The schema is `migrations/`, applied on open.
+//!
+//! The catalog is a cache of the truth in the stores (the manifests): it can be lost and
+//! rebuilt (`lifeboat catalog rebuild`). It never holds a secret: URLs are stored redacted
+//! and errors are scrubbed before they are recorded.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+
+use crate::config::SecretString;
+use crate::snapshot::Manifest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(
+        "cannot open the catalog {url}: {reason}; check the `catalog:` URL and that the database is reachable"
+    )]
+    Open { url: String, reason: String },
+    #[error("cannot apply the catalog schema to {url}: {reason}")]
+    Migrate { url: String, reason: String },
+    #[error("catalog query failed ({what}): {reason}")]
+    Query { what: &'static str, reason: String },
+    #[error("the catalog holds a manifest it cannot read for snapshot {id}: {reason}")]
+    BadManifest { id: String, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Complete,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Complete => "complete",
+            Status::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Status {
+        match s {
+            "complete" => Status::Complete,
+            "running" => Status::Running,
+            _ => Status::Failed,
+        }
+    }
+}
+
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// A row of `snapshots`, as `lifeboat snapshots list --output json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotRow {
+    pub id: String,
+    pub source: String,
+    pub kind: String,
+    pub status: Status,
+    pub store: String,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    pub raw_bytes: Option<i64>,
+    pub compressed_bytes: Option<i64>,
+    pub stored_bytes: Option<i64>,
+    pub sha256: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub manifest: Option<String>,
+}
+
+impl SnapshotRow {
+    pub fn manifest(&self) -> Result<Option<Manifest>, CatalogError> {
+        self.manifest
+            .as_deref()
+            .map(|m| {
+                serde_json::from_str(m).map_err(|e| CatalogError::BadManifest {
+                    id: self.id.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    pub id: String,
+    pub job: String,
+    pub source: String,
+    pub snapshot_id: Option<String>,
+    pub store: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    pub host: String,
+    pub pid: i64,
+}
+
+/// A new run, as recorded when it starts.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    pub job: &'a str,
+    pub source: &'a str,
+    pub snapshot_id: Option<&'a str>,
+    pub store: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+pub struct Catalog {
+    pool: AnyPool,
+}
+
+fn q(what: &'static str) -> impl Fn(sqlx::Error) -> CatalogError {
+    move |e| CatalogError::Query {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+const SNAPSHOT_COLUMNS: &str = "id, source, kind, status, store, created_at, finished_at, \
+     raw_bytes, compressed_bytes, stored_bytes, sha256, duration_ms, error, manifest";
+
+impl Catalog {
+    pub async fn open(url: &SecretString) -> Result<Catalog, CatalogError> {
+        install_default_drivers();
+        let shown = url.to_string();
+        let open_err = |reason: String| CatalogError::Open {
+            url: shown.clone(),
+            reason,
+        };
+        let mut connect_url = url.expose().to_string();
+        let is_sqlite = connect_url.starts_with("sqlite:");
+        if is_sqlite {
+            let path = connect_url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or(path);
+            if let Some(parent) = std::path::Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty() && path != ":memory:")
+            {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| open_err(format!("cannot create {}: {e}", parent.display())))?;
+            }
+            if !connect_url.contains('?') {
+                connect_url.push_str("?mode=rwc");
+            }
+        } else if !(connect_url.starts_with("postgres://")
+            || connect_url.starts_with("postgresql://"))
+        {
+            return Err(open_err(
+                "unsupported catalog URL; write sqlite://PATH or postgres://USER@HOST/DB".into(),
+            ));
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if is_sqlite { 1 } else { 4 })
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect(&connect_url)
+            .await
+            .map_err(|e| {
+                open_err(crate::redact::scrub(
+                    &e.to_string(),
+                    &[url_password(url.expose()).as_deref().unwrap_or("")],
+                ))
+            })?;
+        if is_sqlite {
+            // Several lifeboat processes may share one SQLite file.
+            for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA busy_timeout = 10000"] {
+                sqlx::query(pragma)
+                    .execute(&pool)
+                    .await
+                    .map_err(|e| open_err(e.to_string()))?;
+            }
+        }
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| CatalogError::Migrate {
+                url: shown.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Catalog { pool })
+    }
+
+    pub async fn insert_run(&self, run: &NewRun<'_>) -> Result<(), CatalogError> {
+        let now = ts(run.now);
+        sqlx::query(
+            "INSERT INTO runs (id, job, source, snapshot_id, store, status, started_at, heartbeat_at, host, pid) \
+             VALUES ($1, $2, $3, $4, $5, 'running', $6, $6, $7, $8)",
+        )
+        .bind(run.id)
+        .bind(run.job)
+        .bind(run.source)
+        .bind(run.snapshot_id)
+        .bind(run.store)
+        .bind(&now)
+        .bind(crate::recovery::hostname())
+        .bind(std::process::id() as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(q("insert run"))?;
+        Ok(())
+    }
+
+    pub async fn heartbeat(&self, run_id: &str, now: DateTime<Utc>) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE runs SET heartbeat_at = $1 WHERE id = $2 AND status = 'running'")
+            .bind(ts(now))
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("heartbeat"))?;
+        Ok(())
+    }
+
+    pub async fn finish_run(
+        &self,
+        run_id: &str,
+        status: Status,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4")
+            .bind(status.as_str())
+            .bind(error)
+            .bind(ts(now))
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("finish run"))?;
+        Ok(())
+    }
+
+    pub async fn running_runs(&self) -> Result<Vec<RunRow>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT id, job, source, snapshot_id, store, started_at, heartbeat_at, host, pid \
+             FROM runs WHERE status = 'running' ORDER BY started_at",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list running runs"))?;
+        rows.iter()
+            .map(|r| {
+                let time = |col: &str| -> Result<DateTime<Utc>, sqlx::Error> {
+                    let s: String = r.try_get(col)?;
+                    Ok(parse_ts(&s).unwrap_or_default())
+                };
+                Ok(RunRow {
+                    id: r.try_get("id")?,
+                    job: r.try_get("job")?,
+                    source: r.try_get("source")?,
+                    snapshot_id: r.try_get("snapshot_id")?,
+                    store: r.try_get("store")?,
+                    started_at: time("started_at")?,
+                    heartbeat_at: time("heartbeat_at")?,
+                    host: r.try_get("host")?,
+                    pid: r.try_get("pid")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(q("read running runs"))
+    }
+
+    pub async fn insert_snapshot(
+        &self,
+        id: &str,
+        source: &str,
+        kind: &str,
+        store: &str,
+        created_at: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
+        sqlx::query(
+            "INSERT INTO snapshots (id, source, kind, store, status, created_at) \
+             VALUES ($1, $2, $3, $4, 'running', $5)",
+        )
+        .bind(id)
+        .bind(source)
+        .bind(kind)
+        .bind(store)
+        .bind(ts(created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(q("insert snapshot"))?;
+        Ok(())
+    }
+
+    /// Records a committed snapshot (its manifest is in `store`), inserting or replacing.
+    pub async fn record_complete(&self, store: &str, m: &Manifest) -> Result<(), CatalogError> {
+        let manifest = serde_json::to_string(m).map_err(|e| CatalogError::BadManifest {
+            id: m.id.clone(),
+            reason: e.to_string(),
+        })?;
+        sqlx::query(
+            "INSERT INTO snapshots (id, source, kind, store, status, created_at, finished_at, \
+               raw_bytes, compressed_bytes, stored_bytes, sha256, duration_ms, manifest, error) \
+             VALUES ($1, $2, $3, $4, 'complete', $5, $6, $7, $8, $9, $10, $11, $12, NULL) \
+             ON CONFLICT (id) DO UPDATE SET source = $2, kind = $3, store = $4, \
+               status = 'complete', created_at = $5, finished_at = $6, raw_bytes = $7, \
+               compressed_bytes = $8, stored_bytes = $9, sha256 = $10, duration_ms = $11, \
+               manifest = $12, error = NULL",
+        )
+        .bind(&m.id)
+        .bind(&m.source)
+        .bind(&m.kind)
+        .bind(store)
+        .bind(ts(m.created_at))
+        .bind(ts(m.finished_at))
+        .bind(m.raw_bytes as i64)
+        .bind(m.compressed_bytes as i64)
+        .bind(m.stored_bytes as i64)
+        .bind(&m.sha256)
+        .bind(m.duration_ms as i64)
+        .bind(manifest)
+        .execute(&self.pool)
+        .await
+        .map_err(q("record snapshot"))?;
+        Ok(())
+    }
+
+    pub async fn fail_snapshot(
+        &self,
+        id: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
+        sqlx::query(
+            "UPDATE snapshots SET status = 'failed', error = $1, finished_at = $2 \
+             WHERE id = $3 AND status <> 'complete'",
+        )
+        .bind(error)
+        .bind(ts(now))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(q("fail snapshot"))?;
+        Ok(())
+    }
+
+    /// Snapshots, oldest first, optionally of one source.
+    pub async fn snapshots(&self, source: Option<&str>) -> Result<Vec<SnapshotRow>, CatalogError> {
+        let sql = format!(
+            "SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE (CAST($1 AS TEXT) IS NULL OR source = CAST($1 AS TEXT)) \
+             ORDER BY created_at, id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(source)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("list snapshots"))?;
+        rows.iter()
+            .map(snapshot_row)
+            .collect::<Result<_, _>>()
+            .map_err(q("read snapshots"))
+    }
+
+    pub async fn snapshot(&self, id: &str) -> Result<Option<SnapshotRow>, CatalogError> {
+        let sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("get snapshot"))?;
+        row.as_ref()
+            .map(snapshot_row)
+            .transpose()
+            .map_err(q("read snapshot"))
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+fn snapshot_row(r: &sqlx::any::AnyRow) -> Result<SnapshotRow, sqlx::Error> {
+    let status: String = r.try_get("status")?;
+    Ok(SnapshotRow {
+        id: r.try_get("id")?,
+        source: r.try_get("source")?,
+        kind: r.try_get("kind")?,
+        status: Status::parse(&status),
+        store: r.try_get("store")?,
+        created_at: r.try_get("created_at")?,
+        finished_at: r.try_get("finished_at")?,
+        raw_bytes: r.try_get("raw_bytes")?,
+        compressed_bytes: r.try_get("compressed_bytes")?,
+        stored_bytes: r.try_get("stored_bytes")?,
+        sha256: r.try_get("sha256")?,
+        duration_ms: r.try_get("duration_ms")?,
+        error: r.try_get("error")?,
+        manifest: r.try_get("manifest")?,
+    })
+}
+
+fn url_password(url: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_string))
+}

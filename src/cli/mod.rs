@@ -1,0 +1,328 @@
+//! The command line: parsing, logging setup, and printing. The only place `anyhow` is used;
+//! every failure exits non-zero with the error's whole chain on stderr.
+
+mod output;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::config::{self, Config};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lifeboat",
+    version,
+    about = "Encrypted, verifiable snapshots of stateful services"
+)]
+pub struct Cli {
+    /// Config file.
+    #[arg(short, long, global = true, env = "LIFEBOAT_CONFIG", default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Log format on stderr: human on a terminal, json otherwise when `auto`.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+    /// Log filter (RUST_LOG syntax), e.g. `debug` or `lifeboat=debug`.
+    #[arg(long, global = true, env = "LIFEBOAT_LOG", default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Human,
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate the config file without touching anything.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Manage age encryption keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Take a snapshot of one source now.
+    Backup {
+        /// Source name from the config.
+        source: String,
+    },
+    /// List snapshots.
+    Snapshots {
+        #[command(subcommand)]
+        action: SnapshotsAction,
+    },
+    /// Restore a snapshot into a target.
+    Restore {
+        snapshot_id: String,
+        /// Where to restore: for PostgreSQL, the URL of an existing, empty database.
+        #[arg(long)]
+        target: String,
+        /// age identity file (default: encryption.identity_file).
+        #[arg(long)]
+        identity: Option<PathBuf>,
+        /// PostgreSQL: do not restore object ownership.
+        #[arg(long)]
+        no_owner: bool,
+        /// Directory of the restore tools (pg_restore), if not on PATH.
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Catalog maintenance.
+    Catalog {
+        #[command(subcommand)]
+        action: CatalogAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigAction {
+    /// Load and validate the config; print a summary.
+    Check,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysAction {
+    /// Write a new age identity (mode 0600) and print its public key (the recipient).
+    Generate {
+        /// Where to write it (default: encryption.identity_file of the config).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotsAction {
+    /// List snapshots, oldest first.
+    List {
+        source: Option<String>,
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CatalogAction {
+    /// Rebuild the catalog from the manifests in the stores.
+    Rebuild,
+    /// Settle runs left `running` by processes that died.
+    Recover,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Human => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().with_current_span(true).init();
+    } else {
+        builder.with_target(false).init();
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+async fn open(path: &std::path::Path) -> Result<App> {
+    Ok(App::open(load(path)?).await?)
+}
+
+/// A byte-progress bar on stderr when it is a terminal; hidden otherwise.
+fn progress_bar(what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {bytes} ({bytes_per_sec}, {elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(what.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+/// Cancelled on the first SIGINT or SIGTERM, so a run can clean up and record why it stopped.
+fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(cause = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::warn!("signal received: stopping the current run cleanly");
+        t.cancel();
+    });
+    token
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Config {
+            action: ConfigAction::Check,
+        } => {
+            let config = load(&cli.config)?;
+            output::config_summary(&cli.config, &config);
+        }
+        Command::Keys {
+            action: KeysAction::Generate { output },
+        } => {
+            let path = match output {
+                Some(p) => p,
+                None => load(&cli.config)?
+                    .encryption
+                    .identity_file
+                    .context("no --output given and the config sets no encryption.identity_file")?,
+            };
+            let recipient = crate::crypto::generate_identity_file(&path)?;
+            eprintln!(
+                "wrote identity {} (mode 0600); keep it secret and keep a copy outside this cluster",
+                path.display()
+            );
+            println!("{recipient}");
+        }
+        Command::Backup { source } => {
+            let app = open(&cli.config).await?;
+            settle_crashed(&app).await;
+            let bar = progress_bar(&format!("backing up {source}"));
+            let result = crate::backup::run(&app, &source, &bar, shutdown_token()).await;
+            bar.finish_and_clear();
+            let manifest = result?;
+            output::committed(&manifest);
+        }
+        Command::Snapshots {
+            action: SnapshotsAction::List { source, output },
+        } => {
+            let app = open(&cli.config).await?;
+            if let Some(s) = &source
+                && app.config.source(s).is_none()
+            {
+                tracing::warn!(source = %s, "no source by that name in the config; listing what the catalog has");
+            }
+            let rows = app.catalog.snapshots(source.as_deref()).await?;
+            output::snapshots(&rows, output)?;
+        }
+        Command::Restore {
+            snapshot_id,
+            target,
+            identity,
+            no_owner,
+            bin_dir,
+        } => {
+            let app = open(&cli.config).await?;
+            let bar = progress_bar(&format!("restoring {snapshot_id}"));
+            let req = crate::restore::Request {
+                snapshot_id,
+                target,
+                identity,
+                options: crate::source::RestoreOptions { no_owner, bin_dir },
+            };
+            let cancel = shutdown_token();
+            let result = tokio::select! {
+                r = crate::restore::run(&app, &req, &bar) => r.map_err(anyhow::Error::from),
+                _ = cancel.cancelled() => Err(anyhow::anyhow!(
+                    "interrupted: the restore was stopped before it finished and the target committed nothing"
+                )),
+            };
+            bar.finish_and_clear();
+            let (manifest, stats) = result?;
+            output::restored(&manifest, &stats, &req.target);
+        }
+        Command::Catalog {
+            action: CatalogAction::Rebuild,
+        } => {
+            let app = open(&cli.config).await?;
+            let rebuilt = crate::recovery::rebuild(&app).await?;
+            for (store, dir, why) in &rebuilt.skipped {
+                eprintln!("skipped {store}:{dir}: {why}");
+            }
+            println!(
+                "catalog rebuilt: {} snapshot(s) recorded from {} store(s)",
+                rebuilt.recorded,
+                app.stores.len()
+            );
+        }
+        Command::Catalog {
+            action: CatalogAction::Recover,
+        } => {
+            let app = open(&cli.config).await?;
+            let r = crate::recovery::recover(&app).await?;
+            println!(
+                "crashed runs settled: {} recorded complete, {} failed, {} orphan object(s) removed",
+                r.completed.len(),
+                r.failed.len(),
+                r.orphans_removed
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Settles crashed runs before new work; a failure here must not block a backup.
+async fn settle_crashed(app: &App) {
+    match crate::recovery::recover(app).await {
+        Ok(r) if !r.completed.is_empty() || !r.failed.is_empty() => tracing::warn!(
+            completed = ?r.completed,
+            failed = ?r.failed,
+            orphans_removed = r.orphans_removed,
+            "settled runs left by processes that died"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(cause = %e, "could not check for crashed runs"),
+    }
+}

@@ -1,0 +1,98 @@
+//! What the CLI prints on stdout: tables for people, JSON for scripts.
+
+use std::path::Path;
+
+use crate::catalog::SnapshotRow;
+use crate::config::Config;
+use crate::pipeline::RestoreStats;
+use crate::snapshot::Manifest;
+
+use super::Output;
+
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn config_summary(path: &Path, config: &Config) {
+    println!("{}: ok", path.display());
+    println!("catalog: {}", config.catalog);
+    for (name, store) in &config.stores {
+        println!("store {name}: {}", store.url);
+    }
+    for s in &config.sources {
+        println!(
+            "source {} ({}) → store {}; schedule {}; objectives {}",
+            s.name,
+            s.spec.kind(),
+            s.store,
+            s.schedule.as_ref().map_or("none", |c| c.expr.as_str()),
+            s.objectives.map_or("none".to_string(), |o| format!(
+                "rpo {}, rto {}",
+                humantime::format_duration(o.rpo.0),
+                humantime::format_duration(o.rto.0)
+            )),
+        );
+    }
+}
+
+pub fn committed(m: &Manifest) {
+    println!(
+        "snapshot {} of {} committed: {} raw → {} stored in {:.1}s (sha256 {})",
+        m.id,
+        m.source,
+        bytes(m.raw_bytes),
+        bytes(m.stored_bytes),
+        m.duration_ms as f64 / 1000.0,
+        m.sha256
+    );
+}
+
+pub fn restored(m: &Manifest, stats: &RestoreStats, target: &str) {
+    println!(
+        "snapshot {} of {} restored into {}: {} stored → {} raw",
+        m.id,
+        m.source,
+        crate::redact::url(target),
+        bytes(stats.stored_bytes),
+        bytes(stats.raw_bytes)
+    );
+}
+
+pub fn snapshots(rows: &[SnapshotRow], output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(rows)?),
+        Output::Table => {
+            println!(
+                "{:<30} {:<16} {:<9} {:<9} {:<24} {:>10}  {}",
+                "ID", "SOURCE", "KIND", "STATUS", "CREATED", "STORED", "STORE"
+            );
+            for r in rows {
+                println!(
+                    "{:<30} {:<16} {:<9} {:<9} {:<24} {:>10}  {}",
+                    r.id,
+                    r.source,
+                    r.kind,
+                    r.status.as_str(),
+                    r.created_at,
+                    r.stored_bytes.map_or("-".into(), |b| bytes(b as u64)),
+                    r.store
+                );
+                if let Some(e) = &r.error {
+                    println!("    error: {e}");
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! The configuration file: its serde shape, `${ENV}` interpolation ([`interpolate`]) and the
+//! checks that run at load time, so that a bad file is rejected before anything is touched.
+//!
+//! Every error names the file, the key path and what to write instead.
+
+mod interpolate;
+mod types;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use types::{ByteSize, Objectives, Schedule, SecretString, Timeout};
+
+/// Where the config is read from when `-c` is not given.
+pub const DEFAULT_PATH: &str = "./lifeboat.yaml";
+pub const DEFAULT_CATALOG: &str = "sqlite://./lifeboat-data/catalog.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {file}: {source}; pass the right file with -c/--config")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {path}: {message}")]
+    Invalid {
+        file: PathBuf,
+        path: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_catalog")]
+    pub catalog: SecretString,
+    pub stores: BTreeMap<String, StoreConfig>,
+    pub encryption: EncryptionConfig,
+    #[serde(default)]
+    pub compression: CompressionConfig,
+    pub sources: Vec<SourceConfig>,
+}
+
+fn default_catalog() -> SecretString {
+    SecretString::new(DEFAULT_CATALOG)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `file://PATH`, `s3://BUCKET/PREFIX`, `gs://BUCKET/PREFIX` or `az://CONTAINER/PREFIX`.
+    pub url: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub access_key_id: Option<SecretString>,
+    pub secret_access_key: Option<SecretString>,
+    /// Further `object_store` builder options (e.g. `google_service_account`).
+    #[serde(default)]
+    pub options: BTreeMap<String, SecretString>,
+    /// Size of each multipart part.
+    #[serde(default = "default_part_size")]
+    pub part_size: ByteSize,
+    /// Parts uploaded at once.
+    #[serde(default = "default_upload_concurrency")]
+    pub upload_concurrency: usize,
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_part_size() -> ByteSize {
+    ByteSize(8 * 1024 * 1024)
+}
+
+fn default_upload_concurrency() -> usize {
+    2
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "default_max_retries")]
+    pub max_retries: usize,
+    /// Give up on a request after this long, retries included.
+    #[serde(default = "default_retry_timeout")]
+    pub timeout: Timeout,
+}
+
+fn default_max_retries() -> usize {
+    4
+}
+
+fn default_retry_timeout() -> Timeout {
+    Timeout(std::time::Duration::from_secs(60))
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: default_max_retries(),
+            timeout: default_retry_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// age X25519 public keys (`age1...`); every snapshot is encrypted to all of them.
+    pub recipients: Vec<String>,
+    /// The age identity (private key) file; only needed to restore or verify.
+    pub identity_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionConfig {
+    #[serde(default = "default_level")]
+    pub level: i32,
+    /// zstd worker threads; 0 means one per available core.
+    #[serde(default)]
+    pub threads: u32,
+}
+
+fn default_level() -> i32 {
+    3
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        Self {
+            level: default_level(),
+            threads: 0,
+        }
+    }
+}
+
+/// What every source has, whatever its kind.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub store: String,
+    pub schedule: Option<Schedule>,
+    pub objectives: Option<Objectives>,
+    pub spec: SourceSpec,
+}
+
+/// The kind-specific part of a source; one variant per module under `source/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceSpec {
+    Postgres(PostgresSpec),
+}
+
+impl SourceSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSpec::Postgres(_) => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSpec {
+    /// `postgres://user[:password]@host[:port]/database`
+    pub url: SecretString,
+    /// Directory holding `pg_dump`/`pg_restore`; PATH is searched when unset.
+    pub bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommonSource {
+    name: String,
+    store: String,
+    schedule: Option<Schedule>,
+    objectives: Option<Objectives>,
+}
+
+const COMMON_SOURCE_KEYS: &[&str] = &["name", "store", "schedule", "objectives"];
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let map = serde_yaml::Mapping::deserialize(d)?;
+        let (mut common, mut spec) = (serde_yaml::Mapping::new(), serde_yaml::Mapping::new());
+        for (k, v) in map {
+            let is_common = k.as_str().is_some_and(|k| COMMON_SOURCE_KEYS.contains(&k));
+            if is_common { &mut common } else { &mut spec }.insert(k, v);
+        }
+        if !spec.contains_key("kind") {
+            return Err(D::Error::custom(
+                "missing `kind`; write `kind: postgres` (the kinds lifeboat knows: postgres)",
+            ));
+        }
+        let common: CommonSource = from_value(serde_yaml::Value::Mapping(common))
+            .map_err(|(path, e)| D::Error::custom(join_path(&path, &e)))?;
+        let spec: SourceSpec = from_value(serde_yaml::Value::Mapping(spec))
+            .map_err(|(path, e)| D::Error::custom(join_path(&path, &e)))?;
+        Ok(SourceConfig {
+            name: common.name,
+            store: common.store,
+            schedule: common.schedule,
+            objectives: common.objectives,
+            spec,
+        })
+    }
+}
+
+fn join_path(path: &str, message: &str) -> String {
+    if path.is_empty() || path == "." {
+        message.to_string()
+    } else {
+        format!("{path}: {message}")
+    }
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(v: serde_yaml::Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(v).map_err(|e| (e.path().to_string(), e.inner().to_string()))
+}
+
+impl Config {
+    /// Reads, interpolates and validates `file`.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, file)
+    }
+
+    /// Parses config text; `file` is only used to name the file in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let invalid = |path: String, message: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            path,
+            message,
+        };
+        let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+            invalid(
+                e.location()
+                    .map(|l| format!("line {}, column {}", l.line(), l.column()))
+                    .unwrap_or_else(|| "(document)".into()),
+                format!("not valid YAML: {e}"),
+            )
+        })?;
+        interpolate::interpolate(&mut value, &mut String::new(), &|name| {
+            std::env::var(name).ok()
+        })
+        .map_err(|(path, message)| invalid(path, message))?;
+        let config: Config = from_value(value).map_err(|(path, message)| invalid(path, message))?;
+        config
+            .validate()
+            .map_err(|(path, message)| invalid(path, message))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.stores.is_empty() {
+            return Err((
+                "stores".into(),
+                "no stores are configured; add one, e.g. `local: { url: \"file://./lifeboat-data/store\" }`"
+                    .into(),
+            ));
+        }
+        for (name, store) in &self.stores {
+            check_name(name).map_err(|m| (format!("stores.{name}"), m))?;
+            crate::store::check_url(&store.url).map_err(|m| (format!("stores.{name}.url"), m))?;
+            if store.upload_concurrency == 0 {
+                return Err((
+                    format!("stores.{name}.upload_concurrency"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if store.part_size.0 < 5 * 1024 * 1024 {
+                return Err((
+                    format!("stores.{name}.part_size"),
+                    "must be at least 5MiB (the S3 minimum part size)".into(),
+                ));
+            }
+        }
+        if self.encryption.recipients.is_empty() {
+            return Err((
+                "encryption.recipients".into(),
+                "no recipients; add at least one age public key (`lifeboat keys generate` prints one)"
+                    .into(),
+            ));
+        }
+        for (i, r) in self.encryption.recipients.iter().enumerate() {
+            crate::crypto::parse_recipient(r)
+                .map_err(|e| (format!("encryption.recipients[{i}]"), e.to_string()))?;
+        }
+        if !(1..=22).contains(&self.compression.level) {
+            return Err((
+                "compression.level".into(),
+                format!(
+                    "{} is not a zstd level; write a number from 1 (fastest) to 22 (smallest), 3 is the default",
+                    self.compression.level
+                ),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let at = |key: &str| format!("sources[{i}].{key}");
+            check_name(&source.name).map_err(|m| (at("name"), m))?;
+            if !seen.insert(source.name.as_str()) {
+                return Err((
+                    at("name"),
+                    format!(
+                        "duplicate source name `{}`; every source needs its own name",
+                        source.name
+                    ),
+                ));
+            }
+            if !self.stores.contains_key(&source.store) {
+                return Err((
+                    at("store"),
+                    format!(
+                        "no store named `{}`; use one of: {}",
+                        source.store,
+                        self.stores.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            match &source.spec {
+                SourceSpec::Postgres(pg) => {
+                    crate::source::postgres::check_url(pg.url.expose())
+                        .map_err(|m| (at("url"), m))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+}
+
+/// Source and store names become object-key path segments, so they are kept simple.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid name; use 1-63 letters, digits, `-`, `_` or `.` (not starting with `.`)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

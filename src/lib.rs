@@ -1,0 +1,32 @@
+//! lifeboat: encrypted, verifiable snapshots of stateful services, and (later) the failover
+//! that depends on them.
+//!
+//! # Layout
+//! - [`config`]: the YAML file, `${ENV}` interpolation and load-time validation.
+//! - [`source`]: one module per source kind; each turns a live service into a byte stream
+//!   (`dump`) and a byte stream back into a service (`restore`).
+//! - [`pipeline`]: the streaming path between a source and a store: zstd → age → SHA-256 →
+//!   multipart upload, and its reverse. Bounded memory whatever the dump size.
+//! - [`store`]: object storage (`object_store`: local disk, S3, GCS, Azure) under a prefix.
+//! - [`snapshot`]: snapshot ids and the manifest whose presence is what makes a snapshot exist.
+//! - [`catalog`]: the sqlx catalog of runs and snapshots (SQLite or PostgreSQL).
+//! - [`backup`], [`restore`], [`recovery`]: the operations the CLI runs, built from the above.
+//! - [`crypto`]: age keys: generation, recipients, identities.
+//! - [`redact`]: keeping secrets out of logs, errors, the catalog and the store.
+//! - [`cli`]: the command line (the only place `anyhow` is used).
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod backup;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod failpoint;
+pub mod pipeline;
+pub mod recovery;
+pub mod redact;
+pub mod restore;
+pub mod snapshot;
+pub mod source;
+pub mod store;

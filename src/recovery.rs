@@ -1,0 +1,235 @@
+//! Finding what crashed runs left behind, and rebuilding the catalog from the stores.
+//!
+//! Guarantees, given the commit protocol in [`crate::snapshot`]:
+//! - a run whose process is gone and whose snapshot has a manifest is recorded complete (it
+//!   died between writing the manifest and updating the catalog);
+//! - a run whose process is gone without a manifest is recorded failed, and every object
+//!   under its snapshot directory (including staging files of a local store) is removed;
+//! - a run whose process may still be alive is never touched.
+//!
+//! A process is known dead when it ran on this host and its pid is gone (or is now some
+//! other program, or is ourselves), or when its heartbeat is older than [`STALE_AFTER`].
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::app::App;
+use crate::catalog::{CatalogError, RunRow, Status};
+use crate::snapshot::{self, Manifest};
+use crate::store::{Store, StoreError};
+
+/// A run's heartbeat is refreshed every [`HEARTBEAT`]; one this old means the run is dead.
+pub const STALE_AFTER: Duration = Duration::from_secs(120);
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Is the process that owns `run` certainly gone?
+pub fn is_dead(run: &RunRow, now: DateTime<Utc>, host: &str) -> bool {
+    if run.host == host {
+        if run.pid == std::process::id() as i64 {
+            // Our pid, but we have not started this run: a previous process with the same
+            // pid (e.g. pid 1 in a restarted container).
+            return true;
+        }
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", run.pid)).unwrap_or_default();
+        return !String::from_utf8_lossy(&cmdline).contains("lifeboat");
+    }
+    now.signed_duration_since(run.heartbeat_at)
+        .to_std()
+        .is_ok_and(|age| age > STALE_AFTER)
+}
+
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub completed: Vec<String>,
+    pub failed: Vec<String>,
+    pub orphans_removed: usize,
+}
+
+/// Settles the runs of dead processes. Store errors leave a run for the next start.
+pub async fn recover(app: &App) -> Result<Recovered, RecoveryError> {
+    let now = Utc::now();
+    let host = hostname();
+    let mut out = Recovered::default();
+    for run in app.catalog.running_runs().await? {
+        if !is_dead(&run, now, &host) {
+            continue;
+        }
+        let (Some(id), Some(store_name)) = (&run.snapshot_id, &run.store) else {
+            let msg = "the process died before its run started any snapshot";
+            app.catalog
+                .finish_run(&run.id, Status::Failed, Some(msg), now)
+                .await?;
+            continue;
+        };
+        let Some(store) = app.stores.get(store_name) else {
+            let msg = format!(
+                "the process died during the run, and store `{store_name}` is no longer configured: objects under {}/{id}/ may remain there",
+                run.source
+            );
+            app.catalog.fail_snapshot(id, &msg, now).await?;
+            app.catalog
+                .finish_run(&run.id, Status::Failed, Some(&msg), now)
+                .await?;
+            continue;
+        };
+        match settle(store, &run, id, now, app).await {
+            Ok(Settled::Completed) => out.completed.push(id.clone()),
+            Ok(Settled::Failed(removed)) => {
+                out.failed.push(id.clone());
+                out.orphans_removed += removed;
+            }
+            Err(e) => {
+                tracing::warn!(snapshot_id = %id, cause = %e, "cannot settle a crashed run now; will retry at the next start");
+            }
+        }
+    }
+    Ok(out)
+}
+
+enum Settled {
+    Completed,
+    Failed(usize),
+}
+
+async fn settle(
+    store: &Store,
+    run: &RunRow,
+    id: &str,
+    now: DateTime<Utc>,
+    app: &App,
+) -> Result<Settled, RecoveryError> {
+    let dir = snapshot::dir(&run.source, id);
+    if let Some(manifest) = read_committed(store, &dir).await? {
+        tracing::info!(snapshot_id = %id, "a crashed run had committed its snapshot; recording it complete");
+        app.catalog.record_complete(&store.name, &manifest).await?;
+        app.catalog
+            .finish_run(&run.id, Status::Complete, Some("recovered after a crash: the manifest had been written"), now)
+            .await?;
+        return Ok(Settled::Completed);
+    }
+    let removed = store.remove_dir(&dir).await?;
+    let msg = format!(
+        "the backup process (pid {} on {}) died before the snapshot was committed; {removed} orphan object(s) removed",
+        run.pid, run.host
+    );
+    tracing::warn!(snapshot_id = %id, removed, "{msg}");
+    app.catalog.fail_snapshot(id, &msg, now).await?;
+    app.catalog
+        .finish_run(&run.id, Status::Failed, Some(&msg), now)
+        .await?;
+    Ok(Settled::Failed(removed))
+}
+
+/// The manifest of `dir`, if it exists, parses, and its data objects are all present with
+/// their recorded sizes. Anything less is not a committed snapshot.
+pub async fn read_committed(store: &Store, dir: &str) -> Result<Option<Manifest>, StoreError> {
+    let bytes = match store.get_bytes(&format!("{dir}/{}", snapshot::MANIFEST)).await {
+        Ok(b) => b,
+        Err(StoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
+        tracing::warn!(store = %store.name, dir, "unreadable manifest; not a snapshot");
+        return Ok(None);
+    };
+    for obj in &manifest.objects {
+        let size = store.size(&format!("{dir}/{}", obj.name)).await?;
+        if size != Some(obj.stored_bytes) {
+            tracing::warn!(store = %store.name, dir, object = %obj.name, "manifest lists an object that is missing or has the wrong size; not a snapshot");
+            return Ok(None);
+        }
+    }
+    Ok(Some(manifest))
+}
+
+#[derive(Debug, Default)]
+pub struct Rebuilt {
+    pub recorded: usize,
+    /// (store, directory, why it was skipped)
+    pub skipped: Vec<(String, String, String)>,
+}
+
+/// Records every committed snapshot found in the stores. The catalog may be empty (after a
+/// disaster) or not; rows are inserted or brought in line with their manifests.
+pub async fn rebuild(app: &App) -> Result<Rebuilt, RecoveryError> {
+    let mut out = Rebuilt::default();
+    for store in app.stores.values() {
+        let listing = store.list("").await?;
+        let dirs: Vec<&str> = listing
+            .iter()
+            .filter_map(|(key, _)| key.strip_suffix(&format!("/{}", snapshot::MANIFEST)))
+            .filter(|dir| dir.split('/').count() == 2)
+            .collect();
+        for dir in dirs {
+            match read_committed(store, dir).await? {
+                Some(m) if snapshot::dir(&m.source, &m.id) == dir => {
+                    app.catalog.record_complete(&store.name, &m).await?;
+                    out.recorded += 1;
+                }
+                Some(_) => out.skipped.push((
+                    store.name.clone(),
+                    dir.to_string(),
+                    "manifest names another source or id than its directory".into(),
+                )),
+                None => out.skipped.push((
+                    store.name.clone(),
+                    dir.to_string(),
+                    "manifest unreadable or data objects missing".into(),
+                )),
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(host: &str, pid: i64, heartbeat_age: i64, now: DateTime<Utc>) -> RunRow {
+        RunRow {
+            id: "r".into(),
+            job: "backup".into(),
+            source: "s".into(),
+            snapshot_id: None,
+            store: None,
+            started_at: now,
+            heartbeat_at: now - chrono::Duration::seconds(heartbeat_age),
+            host: host.into(),
+            pid,
+        }
+    }
+
+    #[test]
+    fn liveness_rules() {
+        let now = Utc::now();
+        let me = std::process::id() as i64;
+        // Same host, our own pid: a previous incarnation.
+        assert!(is_dead(&run("h", me, 0, now), now, "h"));
+        // Same host, a pid that does not exist.
+        assert!(is_dead(&run("h", i32::MAX as i64, 0, now), now, "h"));
+        // Same host, a live pid of another program (pid 1 is never lifeboat in tests).
+        assert!(is_dead(&run("h", 1, 0, now), now, "h"));
+        // Other host: only the heartbeat tells.
+        assert!(!is_dead(&run("other", 1, 10, now), now, "h"));
+        assert!(is_dead(&run("other", 1, 600, now), now, "h"));
+    }
+}

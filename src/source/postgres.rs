@@ -1,0 +1,246 @@
+//! PostgreSQL: `pg_dump -Fc -Z0` out (lifeboat compresses), `pg_restore --single-transaction`
+//! in, so an interrupted or failed restore commits nothing. The password in the URL is passed
+//! to the tools through `PGPASSWORD`, never on a command line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use async_trait::async_trait;
+use sqlx::Connection;
+
+use super::process::Process;
+use super::{Dump, Facts, RestoreOptions, Sink, Source, SourceError, Target};
+use crate::config::PostgresSpec;
+
+/// Checks the form of a PostgreSQL URL at config load time.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let shown = crate::redact::url(url);
+    let parsed = url::Url::parse(url).map_err(|e| {
+        format!("`{shown}` is not a URL ({e}); write postgres://USER@HOST:PORT/DATABASE")
+    })?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Err(format!(
+            "`{shown}` is not a PostgreSQL URL; write postgres://USER@HOST:PORT/DATABASE"
+        ));
+    }
+    if parsed.path().trim_start_matches('/').is_empty() {
+        return Err(format!(
+            "`{shown}` names no database; write postgres://USER@HOST:PORT/DATABASE"
+        ));
+    }
+    Ok(())
+}
+
+/// A connection URL split into what may be shown and the password.
+struct Conn {
+    /// Full URL, password included: only for sqlx.
+    full: String,
+    /// URL without the password: for command lines and messages.
+    public: String,
+    password: Option<String>,
+}
+
+impl Conn {
+    fn parse(url: &str) -> Result<Conn, String> {
+        check_url(url)?;
+        let mut parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+        let password = parsed.password().map(|p| {
+            percent_decode(p)
+        });
+        let _ = parsed.set_password(None);
+        Ok(Conn {
+            full: url.to_string(),
+            public: parsed.to_string(),
+            password,
+        })
+    }
+
+    fn command(&self, bin_dir: Option<&Path>, program: &str) -> Command {
+        let mut cmd = Command::new(tool(bin_dir, program));
+        cmd.env_remove("PGPASSWORD");
+        if let Some(p) = &self.password {
+            cmd.env("PGPASSWORD", p);
+        }
+        cmd
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.password.iter().cloned().collect()
+    }
+
+    async fn connect(&self) -> Result<sqlx::PgConnection, String> {
+        let secrets = self.secrets();
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        sqlx::PgConnection::connect(&self.full)
+            .await
+            .map_err(|e| crate::redact::scrub(&e.to_string(), &secrets))
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("p={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
+
+fn tool(bin_dir: Option<&Path>, program: &str) -> PathBuf {
+    match bin_dir {
+        Some(dir) => dir.join(program),
+        None => PathBuf::from(program),
+    }
+}
+
+fn tool_version(bin_dir: Option<&Path>, program: &str) -> Result<String, SourceError> {
+    let out = Command::new(tool(bin_dir, program))
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| super::ProcessError::Spawn {
+            program: program.to_string(),
+            source,
+        })?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+pub struct Postgres {
+    name: String,
+    conn: Result<Conn, String>,
+    bin_dir: Option<PathBuf>,
+}
+
+impl Postgres {
+    pub fn new(name: &str, spec: &PostgresSpec) -> Self {
+        Postgres {
+            name: name.to_string(),
+            conn: Conn::parse(spec.url.expose()),
+            bin_dir: spec.bin_dir.clone(),
+        }
+    }
+
+    fn conn(&self) -> Result<&Conn, SourceError> {
+        self.conn.as_ref().map_err(|reason| SourceError::Unreachable {
+            source_name: self.name.clone(),
+            reason: reason.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl Source for Postgres {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn preflight(&self) -> Result<Facts, SourceError> {
+        let conn = self.conn()?;
+        let pg_dump_version = tool_version(self.bin_dir.as_deref(), "pg_dump")?;
+        let unreachable = |reason: String| SourceError::Unreachable {
+            source_name: self.name.clone(),
+            reason: format!("{} ({reason})", conn.public),
+        };
+        let mut db = conn.connect().await.map_err(unreachable)?;
+        let (server_version,): (String,) = sqlx::query_as("SHOW server_version")
+            .fetch_one(&mut db)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = db.close().await;
+        let mut facts = Facts::new();
+        facts.insert("pg_dump_version".into(), pg_dump_version.into());
+        facts.insert("server_version".into(), server_version.into());
+        Ok(facts)
+    }
+
+    fn dump(&self) -> Result<Dump, SourceError> {
+        let conn = self.conn()?;
+        let mut cmd = conn.command(self.bin_dir.as_deref(), "pg_dump");
+        cmd.args(["--format=custom", "--compress=0", "--no-password"])
+            .arg(format!("--dbname={}", conn.public))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        let mut proc = Process::spawn(cmd, conn.secrets())?;
+        let stdout = proc
+            .child_mut()
+            .stdout
+            .take()
+            .expect("stdout was piped above");
+        Ok(Dump {
+            reader: Box::new(stdout),
+            finish: Box::new(move || proc.wait().map_err(SourceError::from)),
+        })
+    }
+}
+
+pub struct PostgresTarget {
+    conn: Conn,
+    opts: RestoreOptions,
+}
+
+impl PostgresTarget {
+    pub fn new(target: &str, opts: &RestoreOptions) -> Result<Self, SourceError> {
+        let conn = Conn::parse(target).map_err(|reason| SourceError::Target {
+            target: crate::redact::url(target),
+            reason,
+        })?;
+        Ok(PostgresTarget {
+            conn,
+            opts: opts.clone(),
+        })
+    }
+
+    fn fail(&self, reason: String) -> SourceError {
+        SourceError::Target {
+            target: self.conn.public.clone(),
+            reason,
+        }
+    }
+}
+
+#[async_trait]
+impl Target for PostgresTarget {
+    async fn preflight(&self) -> Result<(), SourceError> {
+        tool_version(self.opts.bin_dir.as_deref(), "pg_restore")?;
+        let mut db = self.conn.connect().await.map_err(|e| {
+            self.fail(format!(
+                "cannot connect ({e}); the database must exist (create it with `createdb`)"
+            ))
+        })?;
+        let (tables,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r','p','v','m','S') \
+             AND n.nspname NOT IN ('pg_catalog','information_schema') \
+             AND n.nspname NOT LIKE 'pg_toast%'",
+        )
+        .fetch_one(&mut db)
+        .await
+        .map_err(|e| self.fail(e.to_string()))?;
+        let _ = db.close().await;
+        if tables > 0 {
+            return Err(self.fail(format!(
+                "the database is not empty ({tables} tables, views or sequences); restore into a new, empty database so nothing is overwritten"
+            )));
+        }
+        Ok(())
+    }
+
+    fn restore(&self) -> Result<Sink, SourceError> {
+        let mut cmd = self.conn.command(self.opts.bin_dir.as_deref(), "pg_restore");
+        cmd.args(["--single-transaction", "--exit-on-error", "--no-password"])
+            .arg(format!("--dbname={}", self.conn.public))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null());
+        if self.opts.no_owner {
+            cmd.arg("--no-owner");
+        }
+        let mut proc = Process::spawn(cmd, self.conn.secrets())?;
+        let stdin = proc
+            .child_mut()
+            .stdin
+            .take()
+            .expect("stdin was piped above");
+        Ok(Sink {
+            writer: Box::new(stdin),
+            finish: Box::new(move || proc.wait().map_err(SourceError::from)),
+        })
+    }
+}

@@ -1,0 +1,120 @@
+//! Child processes that dump or restore (pg_dump, pg_restore, ...): started with piped
+//! stdio, stderr collected (bounded, secrets scrubbed) on a thread, killed when dropped.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+
+/// Keep at most this much of a child's stderr for error messages.
+const STDERR_LIMIT: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("cannot start {program}: {source}; install it or set the kind's bin_dir")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{program} failed ({status}): {stderr}")]
+    Failed {
+        program: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("waiting for {program}: {source}")]
+    Wait {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct Process {
+    program: String,
+    child: Option<Child>,
+    stderr: Option<JoinHandle<String>>,
+    secrets: Vec<String>,
+}
+
+impl Process {
+    /// Spawns `cmd` with stdin/stdout as configured by the caller and stderr captured.
+    /// `secrets` are scrubbed from anything kept of its stderr.
+    pub fn spawn(mut cmd: Command, secrets: Vec<String>) -> Result<Process, ProcessError> {
+        let program = Path::new(cmd.get_program())
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| ProcessError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        let stderr = child.stderr.take().map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let room = STDERR_LIMIT.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                String::from_utf8_lossy(&kept).into_owned()
+            })
+        });
+        Ok(Process {
+            program,
+            child: Some(child),
+            stderr,
+            secrets,
+        })
+    }
+
+    pub fn child_mut(&mut self) -> &mut Child {
+        // Only `wait` takes the child, and it consumes `self`.
+        self.child.as_mut().expect("child present until wait")
+    }
+
+    /// Waits for exit; a non-zero exit is an error carrying (scrubbed) stderr.
+    pub fn wait(mut self) -> Result<(), ProcessError> {
+        let mut child = self.child.take().expect("child present until wait");
+        let status = child.wait().map_err(|source| ProcessError::Wait {
+            program: self.program.clone(),
+            source,
+        })?;
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        if status.success() {
+            if !stderr.trim().is_empty() {
+                tracing::debug!(program = %self.program, stderr = %self.scrub(&stderr), "child stderr");
+            }
+            Ok(())
+        } else {
+            Err(ProcessError::Failed {
+                program: self.program.clone(),
+                status: status.to_string(),
+                stderr: self.scrub(stderr.trim()),
+            })
+        }
+    }
+
+    fn scrub(&self, s: &str) -> String {
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        crate::redact::scrub(s, &secrets)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Object storage for snapshots: one [`Store`] per `stores:` entry, wrapping `object_store`
+//! (local disk, S3, GCS, Azure) under the store's prefix. Keys passed in are relative to that
+//! prefix (`orders-db/<id>/manifest.json`).
+//!
+//! Every error names the store (its URL without credentials) and says what to check.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream::BoxStream};
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart, path::Path as ObjPath};
+
+use crate::config::StoreConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store `{store}` ({url}): cannot be opened: {reason}")]
+    Open {
+        store: String,
+        url: String,
+        reason: String,
+    },
+    #[error(
+        "store `{store}` ({url}) is unreachable or refused the request ({op} {key}): {reason}; check the endpoint, bucket, credentials and network, then retry"
+    )]
+    Unavailable {
+        store: String,
+        url: String,
+        op: &'static str,
+        key: String,
+        reason: String,
+    },
+    #[error("store `{store}` ({url}) has no object {key}")]
+    NotFound {
+        store: String,
+        url: String,
+        key: String,
+    },
+}
+
+/// Checks a store URL's form at config load time, without touching the store.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let ok = |rest: &str| !rest.is_empty() && !rest.starts_with('/');
+    match url.split_once("://") {
+        Some(("file", rest)) if !rest.is_empty() => Ok(()),
+        Some(("s3" | "gs" | "az", rest)) if ok(rest) => Ok(()),
+        _ => Err(format!(
+            "`{url}` is not a store URL lifeboat supports; write file://PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX"
+        )),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub name: String,
+    /// The configured URL (store URLs carry no credentials; those are separate keys).
+    pub url: String,
+    inner: Arc<dyn ObjectStore>,
+    prefix: String,
+    /// The directory of a `file://` store, where interrupted uploads leave staging files
+    /// that `object_store` does not list.
+    local_root: Option<PathBuf>,
+    pub part_size: usize,
+    pub upload_concurrency: usize,
+}
+
+impl Store {
+    pub fn open(name: &str, cfg: &StoreConfig) -> Result<Store, StoreError> {
+        let fail = |reason: String| StoreError::Open {
+            store: name.to_string(),
+            url: cfg.url.clone(),
+            reason,
+        };
+        check_url(&cfg.url).map_err(&fail)?;
+        let (scheme, rest) = cfg.url.split_once("://").unwrap_or(("", ""));
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_matches('/').to_string();
+        let mut retry = object_store::RetryConfig::default();
+        retry.max_retries = cfg.retry.max_retries;
+        retry.retry_timeout = cfg.retry.timeout.0;
+        let client = object_store::ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(10))
+            .with_allow_http(cfg.endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
+        let (inner, prefix, local_root): (Arc<dyn ObjectStore>, String, Option<PathBuf>) =
+            match scheme {
+                "file" => {
+                    let root = PathBuf::from(rest);
+                    std::fs::create_dir_all(&root)
+                        .map_err(|e| fail(format!("cannot create {}: {e}", root.display())))?;
+                    let root = std::fs::canonicalize(&root)
+                        .map_err(|e| fail(format!("cannot resolve {}: {e}", root.display())))?;
+                    let fs = object_store::local::LocalFileSystem::new_with_prefix(&root)
+                        .map_err(|e| fail(e.to_string()))?
+                        .with_automatic_cleanup(true)
+                        .with_fsync(true);
+                    (Arc::new(fs), String::new(), Some(root))
+                }
+                "s3" => {
+                    let mut b = object_store::aws::AmazonS3Builder::from_env()
+                        .with_bucket_name(bucket)
+                        .with_retry(retry)
+                        .with_client_options(client);
+                    if let Some(region) = &cfg.region {
+                        b = b.with_region(region);
+                    }
+                    if let Some(endpoint) = &cfg.endpoint {
+                        b = b.with_endpoint(endpoint);
+                    }
+                    if let Some(k) = &cfg.access_key_id {
+                        b = b.with_access_key_id(k.expose());
+                    }
+                    if let Some(k) = &cfg.secret_access_key {
+                        b = b.with_secret_access_key(k.expose());
+                    }
+                    for (k, v) in &cfg.options {
+                        let key = k.parse().map_err(|e| fail(format!("option {k}: {e}")))?;
+                        b = b.with_config(key, v.expose());
+                    }
+                    (Arc::new(b.build().map_err(|e| fail(e.to_string()))?), prefix, None)
+                }
+                _ => {
+                    let url = url::Url::parse(&cfg.url).map_err(|e| fail(e.to_string()))?;
+                    let opts = cfg
+                        .options
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.expose().to_string()));
+                    let (store, _) = object_store::parse_url_opts(&url, opts)
+                        .map_err(|e| fail(e.to_string()))?;
+                    (Arc::from(store), prefix, None)
+                }
+            };
+        Ok(Store {
+            name: name.to_string(),
+            url: cfg.url.clone(),
+            inner,
+            prefix,
+            local_root,
+            part_size: cfg.part_size.0,
+            upload_concurrency: cfg.upload_concurrency,
+        })
+    }
+
+    fn key(&self, rel: &str) -> ObjPath {
+        if self.prefix.is_empty() {
+            ObjPath::from(rel)
+        } else {
+            ObjPath::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    fn rel(&self, key: &ObjPath) -> String {
+        let k = key.as_ref();
+        if self.prefix.is_empty() {
+            k.to_string()
+        } else {
+            k.strip_prefix(&self.prefix)
+                .map(|s| s.trim_start_matches('/').to_string())
+                .unwrap_or_else(|| k.to_string())
+        }
+    }
+
+    fn err(&self, op: &'static str, rel: &str, e: object_store::Error) -> StoreError {
+        match e {
+            object_store::Error::NotFound { .. } => StoreError::NotFound {
+                store: self.name.clone(),
+                url: self.url.clone(),
+                key: rel.to_string(),
+            },
+            other => StoreError::Unavailable {
+                store: self.name.clone(),
+                url: self.url.clone(),
+                op,
+                key: rel.to_string(),
+                reason: error_chain(&other),
+            },
+        }
+    }
+
+    /// Proves the store answers (and the bucket exists) before a run writes anything.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        let key = self.key("");
+        let prefix = (!self.prefix.is_empty()).then_some(&key);
+        self.inner
+            .list_with_delimiter(prefix)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("list", "", e))
+    }
+
+    pub async fn put_bytes(&self, rel: &str, bytes: Bytes) -> Result<(), StoreError> {
+        self.inner
+            .put(&self.key(rel), bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("put", rel, e))
+    }
+
+    pub async fn get_bytes(&self, rel: &str) -> Result<Bytes, StoreError> {
+        let got = self
+            .inner
+            .get(&self.key(rel))
+            .await
+            .map_err(|e| self.err("get", rel, e))?;
+        got.bytes().await.map_err(|e| self.err("get", rel, e))
+    }
+
+    /// Size of an object, `None` if it does not exist.
+    pub async fn size(&self, rel: &str) -> Result<Option<u64>, StoreError> {
+        match self.inner.head(&self.key(rel)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("head", rel, e)),
+        }
+    }
+
+    pub async fn get_stream(
+        &self,
+        rel: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
+        let got = self
+            .inner
+            .get(&self.key(rel))
+            .await
+            .map_err(|e| self.err("get", rel, e))?;
+        let this = self.clone();
+        let rel = rel.to_string();
+        Ok(got
+            .into_stream()
+            .map_err(move |e| this.err("get", &rel, e))
+            .boxed())
+    }
+
+    pub async fn upload(&self, rel: &str) -> Result<Upload, StoreError> {
+        let up = self
+            .inner
+            .put_multipart(&self.key(rel))
+            .await
+            .map_err(|e| self.err("start upload", rel, e))?;
+        Ok(Upload {
+            store: self.clone(),
+            rel: rel.to_string(),
+            writer: WriteMultipart::new_with_chunk_size(up, self.part_size),
+        })
+    }
+
+    /// Every object under `rel_prefix`, as (relative key, size), sorted by key.
+    pub async fn list(&self, rel_prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let key = self.key(rel_prefix.trim_end_matches('/'));
+        let prefix = (!key.as_ref().is_empty()).then_some(&key);
+        let mut out: Vec<(String, u64)> = self
+            .inner
+            .list(prefix)
+            .map_ok(|m| (self.rel(&m.location), m.size))
+            .try_collect()
+            .await
+            .map_err(|e| self.err("list", rel_prefix, e))?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes everything under `rel_dir/` (an interrupted snapshot's orphans). Returns how
+    /// many objects were removed.
+    pub async fn remove_dir(&self, rel_dir: &str) -> Result<usize, StoreError> {
+        let objects = self.list(rel_dir).await?;
+        for (rel, _) in &objects {
+            match self.inner.delete(&self.key(rel)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.err("delete", rel, e)),
+            }
+        }
+        if let Some(root) = &self.local_root {
+            // Staging files of a killed multipart upload are invisible to `list`.
+            let dir = root.join(rel_dir);
+            if dir.starts_with(root) && dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| StoreError::Unavailable {
+                    store: self.name.clone(),
+                    url: self.url.clone(),
+                    op: "delete",
+                    key: rel_dir.to_string(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        Ok(objects.len())
+    }
+}
+
+/// A multipart upload in progress. Dropping it without [`Upload::finish`] leaves no object
+/// (parts already sent are cleaned up by [`Upload::abort`], or by the bucket's
+/// AbortIncompleteMultipartUpload lifecycle rule if the process dies).
+pub struct Upload {
+    store: Store,
+    rel: String,
+    writer: WriteMultipart,
+}
+
+impl Upload {
+    pub async fn put(&mut self, bytes: Bytes) -> Result<(), StoreError> {
+        self.writer
+            .wait_for_capacity(self.store.upload_concurrency)
+            .await
+            .map_err(|e| self.store.err("upload part", &self.rel, e))?;
+        self.writer.put(bytes);
+        Ok(())
+    }
+
+    /// Waits until every part sent so far has been stored.
+    pub async fn flush(&mut self) -> Result<(), StoreError> {
+        self.writer
+            .wait_for_capacity(0)
+            .await
+            .map_err(|e| self.store.err("upload part", &self.rel, e))
+    }
+
+    pub async fn finish(self) -> Result<(), StoreError> {
+        let Upload { store, rel, writer } = self;
+        writer
+            .finish()
+            .await
+            .map(|_| ())
+            .map_err(|e| store.err("complete upload", &rel, e))
+    }
+
+    pub async fn abort(self) {
+        if let Err(e) = self.writer.abort().await {
+            tracing::warn!(store = %self.store.name, key = %self.rel, cause = %e, "could not abort multipart upload; a bucket lifecycle rule (AbortIncompleteMultipartUpload) will reclaim its parts");
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
