@@ -141,13 +141,7 @@ async fn settle(
 /// The manifest of `dir`, if it exists, parses, and its data objects are all present with
 /// their recorded sizes. Anything less is not a committed snapshot.
 pub async fn read_committed(store: &Store, dir: &str) -> Result<Option<Manifest>, StoreError> {
-    let bytes = match store.get_bytes(&format!("{dir}/{}", snapshot::MANIFEST)).await {
-        Ok(b) => b,
-        Err(StoreError::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
-        tracing::warn!(store = %store.name, dir, "unreadable manifest; not a snapshot");
+    let Some(manifest) = read_manifest(store, dir).await? else {
         return Ok(None);
     };
     for obj in &manifest.objects {
@@ -158,6 +152,22 @@ pub async fn read_committed(store: &Store, dir: &str) -> Result<Option<Manifest>
         }
     }
     Ok(Some(manifest))
+}
+
+/// The manifest of `dir`, if it exists and parses (its objects are not checked).
+pub async fn read_manifest(store: &Store, dir: &str) -> Result<Option<Manifest>, StoreError> {
+    let bytes = match store.get_bytes(&format!("{dir}/{}", snapshot::MANIFEST)).await {
+        Ok(b) => b,
+        Err(StoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match serde_json::from_slice::<Manifest>(&bytes) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) => {
+            tracing::warn!(store = %store.name, dir, cause = %e, "unreadable manifest; not a snapshot");
+            Ok(None)
+        }
+    }
 }
 
 #[derive(Debug, Default)]

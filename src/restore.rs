@@ -14,9 +14,9 @@ use indicatif::ProgressBar;
 use tracing::Instrument;
 
 use crate::app::App;
-use crate::catalog::Status;
+use crate::catalog::{NewRun, Status};
 use crate::pipeline::{self, Expected, PipelineError, RestoreStats};
-use crate::recovery::read_committed;
+use crate::recovery::read_manifest;
 use crate::snapshot::{self, Manifest};
 use crate::source::{RestoreOptions, SourceError};
 use crate::store::{Store, StoreError};
@@ -48,8 +48,6 @@ pub enum RestoreError {
     )]
     NoIdentity,
     #[error(transparent)]
-    Crypto(#[from] crypto::CryptoError),
-    #[error(transparent)]
     Catalog(#[from] CatalogError),
 }
 
@@ -67,18 +65,48 @@ pub async fn run(
 ) -> Result<(Manifest, RestoreStats), RestoreError> {
     let id = req.snapshot_id.as_str();
     let span = tracing::info_span!("restore", snapshot_id = %id);
-    async {
-        let identity_path = req
-            .identity
-            .clone()
-            .or_else(|| app.config.encryption.identity_file.clone())
-            .ok_or(RestoreError::NoIdentity)?;
-        let identities = crypto::load_identities(&identity_path)?;
-        let (store, manifest) = locate(app, id).await?;
+    let run_id = format!("restore-{}-{}", id, crate::snapshot::new_id(chrono::Utc::now()));
+    let source = app.catalog.snapshot(id).await?.map(|r| r.source).unwrap_or_default();
+    app.catalog
+        .insert_run(&NewRun {
+            id: &run_id,
+            job: "restore",
+            source: &source,
+            snapshot_id: Some(id),
+            store: None,
+            now: chrono::Utc::now(),
+        })
+        .await?;
+    let result = restore(app, req, progress).instrument(span).await;
+    let (status, error) = match &result {
+        Ok(_) => (Status::Complete, None),
+        Err(e) => (Status::Failed, Some(e.to_string())),
+    };
+    app.catalog
+        .finish_run(&run_id, status, error.as_deref(), chrono::Utc::now())
+        .await?;
+    result
+}
+
+async fn restore(
+    app: &App,
+    req: &Request,
+    progress: &ProgressBar,
+) -> Result<(Manifest, RestoreStats), RestoreError> {
+    let id = req.snapshot_id.as_str();
+    {
         let failed = |cause: String| RestoreError::Failed {
             id: id.to_string(),
             cause,
         };
+        let identity_path = req
+            .identity
+            .clone()
+            .or_else(|| app.config.encryption.identity_file.clone())
+            .ok_or_else(|| failed(RestoreError::NoIdentity.to_string()))?;
+        let identities =
+            crypto::load_identities(&identity_path).map_err(|e| failed(e.to_string()))?;
+        let (store, manifest) = locate(app, id).await?;
         let source_failed = |e: SourceError| failed(e.to_string());
         let store_failed = |e: StoreError| failed(e.to_string());
         let target = crate::source::target(&manifest.kind, &req.target, &req.options)
@@ -128,8 +156,6 @@ pub async fn run(
         tracing::info!(raw_bytes = stats.raw_bytes, "restore finished");
         Ok((manifest, stats))
     }
-    .instrument(span)
-    .await
 }
 
 /// Finds the store holding snapshot `id` and reads its manifest there.
@@ -151,7 +177,7 @@ async fn locate<'a>(app: &'a App, id: &str) -> Result<(&'a Store, Manifest), Res
         };
         let store = app.stores.get(&row.store).ok_or_else(missing)?;
         let dir = snapshot::dir(&row.source, id);
-        return match read_committed(store, &dir).await {
+        return match read_manifest(store, &dir).await {
             Ok(Some(m)) => Ok((store, m)),
             Ok(None) => Err(missing()),
             Err(e) => Err(RestoreError::Failed {
@@ -164,7 +190,7 @@ async fn locate<'a>(app: &'a App, id: &str) -> Result<(&'a Store, Manifest), Res
     // then by listing (a source may have been renamed or removed from the config).
     for store in app.stores.values() {
         for source in &app.config.sources {
-            if let Ok(Some(m)) = read_committed(store, &snapshot::dir(&source.name, id)).await {
+            if let Ok(Some(m)) = read_manifest(store, &snapshot::dir(&source.name, id)).await {
                 return Ok((store, m));
             }
         }
@@ -175,7 +201,7 @@ async fn locate<'a>(app: &'a App, id: &str) -> Result<(&'a Store, Manifest), Res
         for (key, _) in &listing {
             if let Some(dir) = key.strip_suffix(&format!("/{}", snapshot::MANIFEST))
                 && key.ends_with(&suffix)
-                && let Ok(Some(m)) = read_committed(store, dir).await
+                && let Ok(Some(m)) = read_manifest(store, dir).await
             {
                 return Ok((store, m));
             }

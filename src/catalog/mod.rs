@@ -97,6 +97,22 @@ impl SnapshotRow {
     }
 }
 
+/// A run as `lifeboat runs list` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub job: String,
+    pub source: String,
+    pub snapshot_id: Option<String>,
+    pub store: Option<String>,
+    pub status: Status,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub host: String,
+    pub pid: i64,
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunRow {
     pub id: String,
@@ -274,6 +290,40 @@ impl Catalog {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(q("read running runs"))
+    }
+
+    /// The newest `limit` runs, newest last.
+    pub async fn runs(&self, limit: i64) -> Result<Vec<RunSummary>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT id, job, source, snapshot_id, store, status, started_at, finished_at, host, pid, error \
+             FROM runs ORDER BY started_at DESC, id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list runs"))?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                Ok(RunSummary {
+                    id: r.try_get("id")?,
+                    job: r.try_get("job")?,
+                    source: r.try_get("source")?,
+                    snapshot_id: r.try_get("snapshot_id")?,
+                    store: r.try_get("store")?,
+                    status: Status::parse(&status),
+                    started_at: r.try_get("started_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                    host: r.try_get("host")?,
+                    pid: r.try_get("pid")?,
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(q("read runs"))?;
+        out.reverse();
+        Ok(out)
     }
 
     pub async fn insert_snapshot(

@@ -87,6 +87,11 @@ pub enum Command {
         #[arg(long)]
         bin_dir: Option<PathBuf>,
     },
+    /// List recent runs (backups, restores) with their outcome.
+    Runs {
+        #[command(subcommand)]
+        action: RunsAction,
+    },
     /// Catalog maintenance.
     Catalog {
         #[command(subcommand)]
@@ -115,6 +120,17 @@ pub enum SnapshotsAction {
     /// List snapshots, oldest first.
     List {
         source: Option<String>,
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunsAction {
+    /// List the newest runs, oldest of them first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
@@ -282,6 +298,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             bar.finish_and_clear();
             let (manifest, stats) = result?;
             output::restored(&manifest, &stats, &req.target);
+        }
+        Command::Runs {
+            action: RunsAction::List { limit, output },
+        } => {
+            let app = open(&cli.config).await?;
+            output::runs(&app.catalog.runs(limit).await?, output)?;
         }
         Command::Catalog {
             action: CatalogAction::Rebuild,

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::catalog::SnapshotRow;
+use crate::catalog::{RunSummary, SnapshotRow};
 use crate::config::Config;
 use crate::pipeline::RestoreStats;
 use crate::snapshot::Manifest;
@@ -91,6 +91,30 @@ pub fn snapshots(rows: &[SnapshotRow], output: Output) -> anyhow::Result<()> {
                 if let Some(e) = &r.error {
                     println!("    error: {e}");
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn runs(rows: &[RunSummary], output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(rows)?),
+        Output::Table => {
+            println!(
+                "{:<24} {:<8} {:<16} {:<9} {:<30}  {}",
+                "STARTED", "JOB", "SOURCE", "STATUS", "SNAPSHOT", "ERROR"
+            );
+            for r in rows {
+                println!(
+                    "{:<24} {:<8} {:<16} {:<9} {:<30}  {}",
+                    r.started_at,
+                    r.job,
+                    r.source,
+                    r.status.as_str(),
+                    r.snapshot_id.as_deref().unwrap_or("-"),
+                    r.error.as_deref().unwrap_or("")
+                );
             }
         }
     }
