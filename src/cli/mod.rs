@@ -177,7 +177,10 @@ fn init_logging(format: LogFormat, level: &str) {
     if json {
         builder.json().with_current_span(true).init();
     } else {
-        builder.with_target(false).init();
+        builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init();
     }
 }
 

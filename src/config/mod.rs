@@ -234,6 +234,15 @@ impl Config {
 
     /// Parses config text; `file` is only used to name the file in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        Self::parse_with_env(text, file, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::parse`] with `${VAR}` references resolved by `env`.
+    pub fn parse_with_env(
+        text: &str,
+        file: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let invalid = |path: String, message: String| ConfigError::Invalid {
             file: file.to_path_buf(),
             path,
@@ -247,9 +256,7 @@ impl Config {
                 format!("not valid YAML: {e}"),
             )
         })?;
-        interpolate::interpolate(&mut value, &mut String::new(), &|name| {
-            std::env::var(name).ok()
-        })
+        interpolate::interpolate(&mut value, &mut String::new(), env)
         .map_err(|(path, message)| invalid(path, message))?;
         let config: Config = from_value(value).map_err(|(path, message)| invalid(path, message))?;
         config

@@ -1,0 +1,134 @@
+use std::path::Path;
+
+use super::*;
+
+const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+/// The example from the issue, verbatim but for a real recipient.
+const EXAMPLE: &str = r#"
+catalog: sqlite://./lifeboat-data/catalog.db     # or postgres://user@host/db
+stores:
+  local:   { url: "file://./lifeboat-data/store" }
+  s3-east: { url: "s3://dr-backups/prod", region: us-east-1, endpoint: "${S3_ENDPOINT}" }
+encryption:
+  recipients: ["RECIPIENT"]            # one or more age X25519 public keys
+  identity_file: ./lifeboat-data/age.key   # only needed to restore or verify
+sources:
+  - name: orders-db
+    kind: postgres
+    url: "postgres://postgres@127.0.0.1:5432/orders"
+    store: local
+    schedule: "0 0 */6 * * *"
+    objectives: { rpo: 6h, rto: 30m }
+"#;
+
+fn example() -> String {
+    EXAMPLE.replace("RECIPIENT", RECIPIENT)
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("lifeboat.yaml"))
+}
+
+fn err(text: &str) -> String {
+    parse(text).expect_err("config should be rejected").to_string()
+}
+
+#[test]
+fn issue_example_loads() {
+    let env = |name: &str| (name == "S3_ENDPOINT").then(|| "http://127.0.0.1:9000".to_string());
+    let c = Config::parse_with_env(&example(), Path::new("lifeboat.yaml"), &env).unwrap();
+    assert_eq!(c.stores["s3-east"].endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    let s = &c.sources[0];
+    assert_eq!(s.name, "orders-db");
+    assert_eq!(s.spec.kind(), "postgres");
+    let o = s.objectives.unwrap();
+    assert_eq!(o.rpo.0.as_secs(), 6 * 3600);
+    assert_eq!(o.rto.0.as_secs(), 30 * 60);
+    assert_eq!(c.compression.level, 3);
+}
+
+#[test]
+fn five_and_six_field_cron_accepted() {
+    for expr in ["0 */6 * * *", "0 0 */6 * * *", "30 2 * * 1-5", "@daily"] {
+        let text = example().replace("0 0 */6 * * *", expr).replace("${S3_ENDPOINT}", "x");
+        if expr == "@daily" {
+            // Nicknames are fine too, but not required; just make sure they don't crash.
+            let _ = parse(&text);
+            continue;
+        }
+        parse(&text).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    }
+}
+
+#[test]
+fn rejections_name_file_key_and_fix() {
+    let base = example().replace("${S3_ENDPOINT}", "http://x");
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("    store: local\n", "    store: local\n    colour: blue\n", &["sources[0]", "unknown field `colour`"]),
+        ("catalog:", "catalogue: x\ncatalog:", &["unknown field `catalogue`"]),
+        ("0 0 */6 * * *", "0 0 */6 * *  * *", &["sources[0]", "schedule", "fields"]),
+        ("0 0 */6 * * *", "0 99 * * *", &["sources[0]", "schedule", "not a valid cron"]),
+        ("rpo: 6h", "rpo: 6 hours-ish", &["sources[0]", "objectives.rpo", "not a duration", "\"6h\""]),
+        ("    store: local\n", "    store: nowhere\n", &["sources[0].store", "no store named `nowhere`", "local, s3-east"]),
+        ("kind: postgres", "kind: oracle", &["sources[0]", "oracle"]),
+        ("url: \"postgres://", "url: \"mysql://", &["sources[0].url", "not a PostgreSQL URL"]),
+        (RECIPIENT, "age1nope", &["encryption.recipients[0]", "not an age X25519 recipient"]),
+        ("file://./lifeboat-data/store", "ftp://x", &["stores.local.url", "s3://BUCKET"]),
+    ];
+    for (from, to, wants) in cases {
+        let text = base.replacen(from, to, 1);
+        assert_ne!(text, base, "case {to} did not change the text");
+        let e = err(&text);
+        assert!(e.starts_with("lifeboat.yaml: "), "{e}");
+        for w in *wants {
+            assert!(e.contains(w), "case {to}: `{e}` lacks `{w}`");
+        }
+    }
+}
+
+#[test]
+fn duplicate_source_names_rejected() {
+    let text = example().replace("${S3_ENDPOINT}", "x")
+        + "  - { name: orders-db, kind: postgres, url: \"postgres://h/db\", store: local }\n";
+    let e = err(&text);
+    assert!(e.contains("sources[1].name") && e.contains("duplicate source name"), "{e}");
+}
+
+#[test]
+fn unset_env_var_named_with_path() {
+    let text = example().replace("${S3_ENDPOINT}", "${LIFEBOAT_TEST_SURELY_UNSET}");
+    let e = err(&text);
+    assert!(e.contains("stores.s3-east.endpoint"), "{e}");
+    assert!(e.contains("LIFEBOAT_TEST_SURELY_UNSET is not set"), "{e}");
+    let text = example().replace("${S3_ENDPOINT}", "${LIFEBOAT_TEST_SURELY_UNSET:-http://d}");
+    assert_eq!(parse(&text).unwrap().stores["s3-east"].endpoint.as_deref(), Some("http://d"));
+}
+
+#[test]
+fn secrets_do_not_show_in_debug_or_errors() {
+    let text = example()
+        .replace("${S3_ENDPOINT}", "x")
+        .replace("postgres://postgres@", "postgres://app:hunter2@");
+    let c = parse(&text).unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("hunter2"), "{dbg}");
+    let e = err(&text.replace("127.0.0.1:5432/orders", "127.0.0.1:5432/"));
+    assert!(!e.contains("hunter2") && e.contains("names no database"), "{e}");
+    // A secret key pasted as a recipient is not echoed.
+    let e = err(&text.replace(RECIPIENT, "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQ"));
+    assert!(!e.contains("QQQQQQQQ"), "{e}");
+}
+
+#[test]
+fn not_yaml_reports_line() {
+    let e = err("stores: [\n");
+    assert!(e.contains("not valid YAML") && e.contains("line"), "{e}");
+}
+
+#[test]
+fn sizes_parse() {
+    assert_eq!(ByteSize::parse("8MiB").unwrap().0, 8 << 20);
+    assert_eq!(ByteSize::parse("5MB").unwrap().0, 5_000_000);
+    assert!(ByteSize::parse("8 parsecs").is_err());
+}

@@ -17,7 +17,9 @@ pub use process::ProcessError;
 pub enum SourceError {
     #[error("{0}")]
     Process(#[from] ProcessError),
-    #[error("source `{source_name}` cannot be reached: {reason}")]
+    #[error(
+        "source `{source_name}` cannot be reached: {reason}; check its URL, credentials and that the server is up"
+    )]
     Unreachable { source_name: String, reason: String },
     #[error("restore target {target}: {reason}")]
     Target { target: String, reason: String },
