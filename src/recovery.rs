@@ -121,7 +121,12 @@ async fn settle(
         tracing::info!(snapshot_id = %id, "a crashed run had committed its snapshot; recording it complete");
         app.catalog.record_complete(&store.name, &manifest).await?;
         app.catalog
-            .finish_run(&run.id, Status::Complete, Some("recovered after a crash: the manifest had been written"), now)
+            .finish_run(
+                &run.id,
+                Status::Complete,
+                Some("recovered after a crash: the manifest had been written"),
+                now,
+            )
             .await?;
         return Ok(Settled::Completed);
     }
@@ -156,7 +161,10 @@ pub async fn read_committed(store: &Store, dir: &str) -> Result<Option<Manifest>
 
 /// The manifest of `dir`, if it exists and parses (its objects are not checked).
 pub async fn read_manifest(store: &Store, dir: &str) -> Result<Option<Manifest>, StoreError> {
-    let bytes = match store.get_bytes(&format!("{dir}/{}", snapshot::MANIFEST)).await {
+    let bytes = match store
+        .get_bytes(&format!("{dir}/{}", snapshot::MANIFEST))
+        .await
+    {
         Ok(b) => b,
         Err(StoreError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e),

@@ -65,8 +65,17 @@ pub async fn run(
 ) -> Result<(Manifest, RestoreStats), RestoreError> {
     let id = req.snapshot_id.as_str();
     let span = tracing::info_span!("restore", snapshot_id = %id);
-    let run_id = format!("restore-{}-{}", id, crate::snapshot::new_id(chrono::Utc::now()));
-    let source = app.catalog.snapshot(id).await?.map(|r| r.source).unwrap_or_default();
+    let run_id = format!(
+        "restore-{}-{}",
+        id,
+        crate::snapshot::new_id(chrono::Utc::now())
+    );
+    let source = app
+        .catalog
+        .snapshot(id)
+        .await?
+        .map(|r| r.source)
+        .unwrap_or_default();
     app.catalog
         .insert_run(&NewRun {
             id: &run_id,

@@ -39,10 +39,16 @@ impl Fixture {
         let mut args = vec!["restore", self.id.as_str(), "--target", target.as_str()];
         args.extend_from_slice(extra);
         let err = self.env.fails(&args);
-        assert!(err.contains(&self.id), "error must name the snapshot: {err}");
+        assert!(
+            err.contains(&self.id),
+            "error must name the snapshot: {err}"
+        );
         // Nothing was committed into the target.
         assert_eq!(
-            self.src.psql("target", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+            self.src.psql(
+                "target",
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+            ),
             "0"
         );
         // The catalog records the failed restore with its cause.
@@ -92,7 +98,10 @@ fn wrong_identity_and_corruption_and_missing_object() {
     // A flipped bit in the age header.
     f.flip_byte_at(Some(60), None);
     let err = f.restore_fails(&[]);
-    assert!(err.contains("corrupt") || err.contains("cannot decrypt"), "{err}");
+    assert!(
+        err.contains("corrupt") || err.contains("cannot decrypt"),
+        "{err}"
+    );
     std::fs::write(f.data_object(), &good).unwrap();
 
     // A flipped bit in the last byte (the final chunk's tag).
@@ -116,19 +125,35 @@ fn wrong_identity_and_corruption_and_missing_object() {
     // And with everything put back, the restore works.
     f.env
         .ok(&["restore", &f.id, "--target", &f.src.url("target")]);
-    assert_eq!(dataset_checksums(&f.src, "orders"), dataset_checksums(&f.src, "target"));
+    assert_eq!(
+        dataset_checksums(&f.src, "orders"),
+        dataset_checksums(&f.src, "target")
+    );
 }
 
 #[test]
 fn restore_refuses_non_empty_target_and_unknown_snapshot() {
     let f = fixture();
-    f.src.psql("target", "CREATE TABLE precious (id int); INSERT INTO precious VALUES (1);");
-    let err = f.env.fails(&["restore", &f.id, "--target", &f.src.url("target")]);
+    f.src.psql(
+        "target",
+        "CREATE TABLE precious (id int); INSERT INTO precious VALUES (1);",
+    );
+    let err = f
+        .env
+        .fails(&["restore", &f.id, "--target", &f.src.url("target")]);
     assert!(err.contains("not empty"), "{err}");
     assert_eq!(f.src.psql("target", "SELECT count(*) FROM precious"), "1");
 
-    let err = f.env.fails(&["restore", "20990101T000000.000Z-beef", "--target", &f.src.url("target")]);
-    assert!(err.contains("not in the catalog nor in any configured store"), "{err}");
+    let err = f.env.fails(&[
+        "restore",
+        "20990101T000000.000Z-beef",
+        "--target",
+        &f.src.url("target"),
+    ]);
+    assert!(
+        err.contains("not in the catalog nor in any configured store"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -67,7 +67,12 @@ fn restore_without_any_catalog_finds_the_snapshot_in_the_store() {
     src.create_db("app");
     src.psql("app", "CREATE TABLE t (id int); INSERT INTO t VALUES (42);");
     let env = Env::new();
-    env.pg_config("sqlite://./catalog.db", &src.url("app"), "local", "  local: { url: \"file://./store\" }");
+    env.pg_config(
+        "sqlite://./catalog.db",
+        &src.url("app"),
+        "local",
+        "  local: { url: \"file://./store\" }",
+    );
     let id = env.backup();
     std::fs::remove_file(env.path("catalog.db")).unwrap();
     src.create_db("restored");

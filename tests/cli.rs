@@ -37,7 +37,12 @@ fn keys_generate_writes_0600_and_never_overwrites() {
 #[test]
 fn config_check_good_and_bad() {
     let env = Env::new();
-    env.pg_config("sqlite://./c.db", "postgres://u@127.0.0.1:1/db", "local", "  local: { url: \"file://./store\" }");
+    env.pg_config(
+        "sqlite://./c.db",
+        "postgres://u@127.0.0.1:1/db",
+        "local",
+        "  local: { url: \"file://./store\" }",
+    );
     let out = env.ok(&["config", "check"]);
     assert!(out.contains("lifeboat.yaml: ok"), "{out}");
     // config check touches nothing.
@@ -45,9 +50,16 @@ fn config_check_good_and_bad() {
     assert!(!env.path("store").exists());
 
     let cfg = std::fs::read_to_string(env.path("lifeboat.yaml")).unwrap();
-    std::fs::write(env.path("bad.yaml"), cfg.replace("store: local", "store: elsewhere")).unwrap();
+    std::fs::write(
+        env.path("bad.yaml"),
+        cfg.replace("store: local", "store: elsewhere"),
+    )
+    .unwrap();
     let err = env.fails(&["-c", "bad.yaml", "config", "check"]);
-    assert!(err.contains("bad.yaml: sources[0].store: no store named `elsewhere`"), "{err}");
+    assert!(
+        err.contains("bad.yaml: sources[0].store: no store named `elsewhere`"),
+        "{err}"
+    );
 
     let err = env.fails(&["-c", "missing.yaml", "config", "check"]);
     assert!(err.contains("missing.yaml"), "{err}");
@@ -59,7 +71,12 @@ fn config_check_good_and_bad() {
 #[test]
 fn unknown_source_is_an_error() {
     let env = Env::new();
-    env.pg_config("sqlite://./c.db", "postgres://u@127.0.0.1:1/db", "local", "  local: { url: \"file://./store\" }");
+    env.pg_config(
+        "sqlite://./c.db",
+        "postgres://u@127.0.0.1:1/db",
+        "local",
+        "  local: { url: \"file://./store\" }",
+    );
     let err = env.fails(&["backup", "nope"]);
     assert!(err.contains("no source named `nope`"), "{err}");
 }
@@ -74,10 +91,15 @@ fn secrets_never_reach_logs_errors_catalog_or_store() {
     let moto = MotoServer::start();
     moto.create_bucket("secrets-test");
     let mut env = Env::new();
-    env.extra_env.push(("DB_PASSWORD".into(), PG_PASSWORD.into()));
-    env.extra_env.push(("MY_AWS_SECRET".into(), AWS_SECRET.into()));
+    env.extra_env
+        .push(("DB_PASSWORD".into(), PG_PASSWORD.into()));
+    env.extra_env
+        .push(("MY_AWS_SECRET".into(), AWS_SECRET.into()));
     // trust auth ignores the password, but lifeboat still handles it as a secret.
-    let url = format!("postgres://postgres:${{DB_PASSWORD}}@127.0.0.1:{}/app", src.port());
+    let url = format!(
+        "postgres://postgres:${{DB_PASSWORD}}@127.0.0.1:{}/app",
+        src.port()
+    );
     let stores = format!(
         "  s3: {{ url: \"s3://secrets-test/p\", region: us-east-1, endpoint: \"{}\", access_key_id: AKIATEST, secret_access_key: \"${{MY_AWS_SECRET}}\" }}",
         moto.endpoint()
@@ -91,24 +113,52 @@ fn secrets_never_reach_logs_errors_catalog_or_store() {
         seen.push_str(&text(&out.stderr));
         out
     };
-    assert!(run(&["--log-level", "debug", "backup", "db"]).status.success());
+    assert!(
+        run(&["--log-level", "debug", "backup", "db"])
+            .status
+            .success()
+    );
     run(&["--log-level", "debug", "config", "check"]);
-    run(&["--log-level", "debug", "snapshots", "list", "--output", "json"]);
+    run(&[
+        "--log-level",
+        "debug",
+        "snapshots",
+        "list",
+        "--output",
+        "json",
+    ]);
     // Failures that carry the URL: a database that does not exist, a server that is down.
     std::fs::write(
         env.path("lifeboat.yaml"),
-        std::fs::read_to_string(env.path("lifeboat.yaml")).unwrap().replace("/app\"", "/nope\""),
+        std::fs::read_to_string(env.path("lifeboat.yaml"))
+            .unwrap()
+            .replace("/app\"", "/nope\""),
     )
     .unwrap();
-    assert!(!run(&["--log-level", "debug", "backup", "db"]).status.success());
+    assert!(
+        !run(&["--log-level", "debug", "backup", "db"])
+            .status
+            .success()
+    );
     src.psql("postgres", "SELECT 1");
     let dst = PgServer::start();
     dst.create_db("r");
-    let target = format!("postgres://postgres:{PG_PASSWORD}@127.0.0.1:{}/r", dst.port());
+    let target = format!(
+        "postgres://postgres:{PG_PASSWORD}@127.0.0.1:{}/r",
+        dst.port()
+    );
     let id = env.snapshots()[0]["id"].as_str().unwrap().to_string();
-    assert!(run(&["--log-level", "debug", "restore", &id, "--target", &target]).status.success());
+    assert!(
+        run(&["--log-level", "debug", "restore", &id, "--target", &target])
+            .status
+            .success()
+    );
     let bad_target = format!("postgres://postgres:{PG_PASSWORD}@127.0.0.1:1/r");
-    assert!(!run(&["restore", &id, "--target", &bad_target]).status.success());
+    assert!(
+        !run(&["restore", &id, "--target", &bad_target])
+            .status
+            .success()
+    );
     run(&["--log-level", "debug", "runs", "list", "--output", "json"]);
 
     for secret in [PG_PASSWORD, AWS_SECRET] {
@@ -128,7 +178,10 @@ fn secrets_never_reach_logs_errors_catalog_or_store() {
             }
         }
     }
-    assert!(seen.contains("***") || !seen.contains("postgres://postgres:"), "{seen}");
+    assert!(
+        seen.contains("***") || !seen.contains("postgres://postgres:"),
+        "{seen}"
+    );
 }
 
 fn moto_get(moto: &MotoServer, bucket: &str, key: &str) -> String {

@@ -23,8 +23,16 @@ fn assert_complete_ones_restore(src: &PgServer, env: &Env) {
         }
         let db = format!("check{i}");
         src.create_db(&db);
-        env.ok(&["restore", s["id"].as_str().unwrap(), "--target", &src.url(&db)]);
-        assert_eq!(dataset_checksums(src, "orders"), dataset_checksums(src, &db));
+        env.ok(&[
+            "restore",
+            s["id"].as_str().unwrap(),
+            "--target",
+            &src.url(&db),
+        ]);
+        assert_eq!(
+            dataset_checksums(src, "orders"),
+            dataset_checksums(src, &db)
+        );
     }
 }
 
@@ -44,7 +52,10 @@ fn kill_at_each_step_local_store() {
         let snaps = env.snapshots();
         let crashed = &snaps[snaps.len() - 2];
         assert_eq!(crashed["status"], "failed", "{point}: {crashed}");
-        assert!(crashed["error"].as_str().unwrap().contains("died"), "{crashed}");
+        assert!(
+            crashed["error"].as_str().unwrap().contains("died"),
+            "{crashed}"
+        );
         // Only complete snapshots remain in the store: orphans (and staging files) are gone.
         let files = files_under(&env.path("store"));
         let complete: Vec<String> = snaps
@@ -52,7 +63,10 @@ fn kill_at_each_step_local_store() {
             .filter(|s| s["status"] == "complete")
             .flat_map(|s| {
                 let id = s["id"].as_str().unwrap();
-                [format!("db/{id}/data.zst.age"), format!("db/{id}/manifest.json")]
+                [
+                    format!("db/{id}/data.zst.age"),
+                    format!("db/{id}/manifest.json"),
+                ]
             })
             .collect();
         let mut complete = complete;

@@ -20,8 +20,16 @@ fn round_trip_local_store_sqlite_catalog() {
 
     let snap = &env.snapshots()[0];
     for field in [
-        "id", "source", "kind", "status", "created_at", "finished_at", "raw_bytes",
-        "stored_bytes", "sha256", "store",
+        "id",
+        "source",
+        "kind",
+        "status",
+        "created_at",
+        "finished_at",
+        "raw_bytes",
+        "stored_bytes",
+        "sha256",
+        "store",
     ] {
         assert!(!snap[field].is_null(), "field {field} missing in {snap}");
     }
@@ -41,13 +49,26 @@ fn round_trip_local_store_sqlite_catalog() {
         &std::fs::read(env.path(&format!("data/store/db/{id}/manifest.json"))).unwrap(),
     )
     .unwrap();
-    assert!(manifest["facts"]["server_version"].as_str().unwrap().starts_with(char::is_numeric));
-    assert!(manifest["facts"]["pg_dump_version"].as_str().unwrap().contains("pg_dump"));
+    assert!(
+        manifest["facts"]["server_version"]
+            .as_str()
+            .unwrap()
+            .starts_with(char::is_numeric)
+    );
+    assert!(
+        manifest["facts"]["pg_dump_version"]
+            .as_str()
+            .unwrap()
+            .contains("pg_dump")
+    );
 
     let dst = PgServer::start();
     dst.create_db("restored");
     env.ok(&["restore", &id, "--target", &dst.url("restored")]);
-    assert_eq!(dataset_checksums(&src, "orders"), dataset_checksums(&dst, "restored"));
+    assert_eq!(
+        dataset_checksums(&src, "orders"),
+        dataset_checksums(&dst, "restored")
+    );
 }
 
 #[test]
@@ -59,7 +80,10 @@ fn stored_object_is_plain_age_and_zstd() {
     };
     let src = PgServer::start();
     src.create_db("small");
-    src.psql("small", "CREATE TABLE t (id int, v text); INSERT INTO t VALUES (1, 'ünïcødé');");
+    src.psql(
+        "small",
+        "CREATE TABLE t (id int, v text); INSERT INTO t VALUES (1, 'ünïcødé');",
+    );
     let env = Env::new();
     env.pg_config(
         "sqlite://./catalog.db",
@@ -116,5 +140,8 @@ fn round_trip_s3_store_postgres_catalog() {
     let dst = PgServer::start();
     dst.create_db("restored");
     env.ok(&["restore", &id, "--target", &dst.url("restored")]);
-    assert_eq!(dataset_checksums(&src, "orders"), dataset_checksums(&dst, "restored"));
+    assert_eq!(
+        dataset_checksums(&src, "orders"),
+        dataset_checksums(&dst, "restored")
+    );
 }

@@ -73,21 +73,26 @@ pub fn snapshots(rows: &[SnapshotRow], output: Output) -> anyhow::Result<()> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(rows)?),
         Output::Table => {
-            println!(
-                "{:<30} {:<16} {:<9} {:<9} {:<24} {:>10}  {}",
-                "ID", "SOURCE", "KIND", "STATUS", "CREATED", "STORED", "STORE"
-            );
-            for r in rows {
+            let line = |c: [&str; 7]| {
                 println!(
                     "{:<30} {:<16} {:<9} {:<9} {:<24} {:>10}  {}",
-                    r.id,
-                    r.source,
-                    r.kind,
+                    c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+                )
+            };
+            line([
+                "ID", "SOURCE", "KIND", "STATUS", "CREATED", "STORED", "STORE",
+            ]);
+            for r in rows {
+                let stored = r.stored_bytes.map_or("-".into(), |b| bytes(b as u64));
+                line([
+                    &r.id,
+                    &r.source,
+                    &r.kind,
                     r.status.as_str(),
-                    r.created_at,
-                    r.stored_bytes.map_or("-".into(), |b| bytes(b as u64)),
-                    r.store
-                );
+                    &r.created_at,
+                    &stored,
+                    &r.store,
+                ]);
                 if let Some(e) = &r.error {
                     println!("    error: {e}");
                 }
@@ -101,20 +106,22 @@ pub fn runs(rows: &[RunSummary], output: Output) -> anyhow::Result<()> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(rows)?),
         Output::Table => {
-            println!(
-                "{:<24} {:<8} {:<16} {:<9} {:<30}  {}",
-                "STARTED", "JOB", "SOURCE", "STATUS", "SNAPSHOT", "ERROR"
-            );
-            for r in rows {
+            let line = |c: [&str; 6]| {
                 println!(
                     "{:<24} {:<8} {:<16} {:<9} {:<30}  {}",
-                    r.started_at,
-                    r.job,
-                    r.source,
+                    c[0], c[1], c[2], c[3], c[4], c[5]
+                )
+            };
+            line(["STARTED", "JOB", "SOURCE", "STATUS", "SNAPSHOT", "ERROR"]);
+            for r in rows {
+                line([
+                    &r.started_at,
+                    &r.job,
+                    &r.source,
                     r.status.as_str(),
                     r.snapshot_id.as_deref().unwrap_or("-"),
-                    r.error.as_deref().unwrap_or("")
-                );
+                    r.error.as_deref().unwrap_or(""),
+                ]);
             }
         }
     }

@@ -99,7 +99,10 @@ mod tests {
 
     #[test]
     fn expands_references_defaults_and_escapes() {
-        assert_eq!(expand("pg://${HOST}/x", &env).unwrap(), "pg://db.internal/x");
+        assert_eq!(
+            expand("pg://${HOST}/x", &env).unwrap(),
+            "pg://db.internal/x"
+        );
         assert_eq!(expand("${NOPE:-fallback}", &env).unwrap(), "fallback");
         assert_eq!(expand("${EMPTY:-fallback}", &env).unwrap(), "");
         assert_eq!(expand("cost $$5 and $x", &env).unwrap(), "cost $5 and $x");
@@ -119,7 +122,8 @@ mod tests {
 
     #[test]
     fn error_carries_key_path() {
-        let mut v: Value = serde_yaml::from_str("stores:\n  s3:\n    endpoint: ${MISSING}\n").unwrap();
+        let mut v: Value =
+            serde_yaml::from_str("stores:\n  s3:\n    endpoint: ${MISSING}\n").unwrap();
         let (path, _) = interpolate(&mut v, &mut String::new(), &env).unwrap_err();
         assert_eq!(path, "stores.s3.endpoint");
     }

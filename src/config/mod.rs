@@ -257,7 +257,7 @@ impl Config {
             )
         })?;
         interpolate::interpolate(&mut value, &mut String::new(), env)
-        .map_err(|(path, message)| invalid(path, message))?;
+            .map_err(|(path, message)| invalid(path, message))?;
         let config: Config = from_value(value).map_err(|(path, message)| invalid(path, message))?;
         config
             .validate()

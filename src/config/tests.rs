@@ -31,14 +31,19 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 }
 
 fn err(text: &str) -> String {
-    parse(text).expect_err("config should be rejected").to_string()
+    parse(text)
+        .expect_err("config should be rejected")
+        .to_string()
 }
 
 #[test]
 fn issue_example_loads() {
     let env = |name: &str| (name == "S3_ENDPOINT").then(|| "http://127.0.0.1:9000".to_string());
     let c = Config::parse_with_env(&example(), Path::new("lifeboat.yaml"), &env).unwrap();
-    assert_eq!(c.stores["s3-east"].endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(
+        c.stores["s3-east"].endpoint.as_deref(),
+        Some("http://127.0.0.1:9000")
+    );
     let s = &c.sources[0];
     assert_eq!(s.name, "orders-db");
     assert_eq!(s.spec.kind(), "postgres");
@@ -51,7 +56,9 @@ fn issue_example_loads() {
 #[test]
 fn five_and_six_field_cron_accepted() {
     for expr in ["0 */6 * * *", "0 0 */6 * * *", "30 2 * * 1-5", "@daily"] {
-        let text = example().replace("0 0 */6 * * *", expr).replace("${S3_ENDPOINT}", "x");
+        let text = example()
+            .replace("0 0 */6 * * *", expr)
+            .replace("${S3_ENDPOINT}", "x");
         if expr == "@daily" {
             // Nicknames are fine too, but not required; just make sure they don't crash.
             let _ = parse(&text);
@@ -65,16 +72,56 @@ fn five_and_six_field_cron_accepted() {
 fn rejections_name_file_key_and_fix() {
     let base = example().replace("${S3_ENDPOINT}", "http://x");
     let cases: &[(&str, &str, &[&str])] = &[
-        ("    store: local\n", "    store: local\n    colour: blue\n", &["sources[0]", "unknown field `colour`"]),
-        ("catalog:", "catalogue: x\ncatalog:", &["unknown field `catalogue`"]),
-        ("0 0 */6 * * *", "0 0 */6 * *  * *", &["sources[0]", "schedule", "fields"]),
-        ("0 0 */6 * * *", "0 99 * * *", &["sources[0]", "schedule", "not a valid cron"]),
-        ("rpo: 6h", "rpo: 6 hours-ish", &["sources[0]", "objectives.rpo", "not a duration", "\"6h\""]),
-        ("    store: local\n", "    store: nowhere\n", &["sources[0].store", "no store named `nowhere`", "local, s3-east"]),
+        (
+            "    store: local\n",
+            "    store: local\n    colour: blue\n",
+            &["sources[0]", "unknown field `colour`"],
+        ),
+        (
+            "catalog:",
+            "catalogue: x\ncatalog:",
+            &["unknown field `catalogue`"],
+        ),
+        (
+            "0 0 */6 * * *",
+            "0 0 */6 * *  * *",
+            &["sources[0]", "schedule", "fields"],
+        ),
+        (
+            "0 0 */6 * * *",
+            "0 99 * * *",
+            &["sources[0]", "schedule", "not a valid cron"],
+        ),
+        (
+            "rpo: 6h",
+            "rpo: 6 hours-ish",
+            &["sources[0]", "objectives.rpo", "not a duration", "\"6h\""],
+        ),
+        (
+            "    store: local\n",
+            "    store: nowhere\n",
+            &[
+                "sources[0].store",
+                "no store named `nowhere`",
+                "local, s3-east",
+            ],
+        ),
         ("kind: postgres", "kind: oracle", &["sources[0]", "oracle"]),
-        ("url: \"postgres://", "url: \"mysql://", &["sources[0].url", "not a PostgreSQL URL"]),
-        (RECIPIENT, "age1nope", &["encryption.recipients[0]", "not an age X25519 recipient"]),
-        ("file://./lifeboat-data/store", "ftp://x", &["stores.local.url", "s3://BUCKET"]),
+        (
+            "url: \"postgres://",
+            "url: \"mysql://",
+            &["sources[0].url", "not a PostgreSQL URL"],
+        ),
+        (
+            RECIPIENT,
+            "age1nope",
+            &["encryption.recipients[0]", "not an age X25519 recipient"],
+        ),
+        (
+            "file://./lifeboat-data/store",
+            "ftp://x",
+            &["stores.local.url", "s3://BUCKET"],
+        ),
     ];
     for (from, to, wants) in cases {
         let text = base.replacen(from, to, 1);
@@ -92,7 +139,10 @@ fn duplicate_source_names_rejected() {
     let text = example().replace("${S3_ENDPOINT}", "x")
         + "  - { name: orders-db, kind: postgres, url: \"postgres://h/db\", store: local }\n";
     let e = err(&text);
-    assert!(e.contains("sources[1].name") && e.contains("duplicate source name"), "{e}");
+    assert!(
+        e.contains("sources[1].name") && e.contains("duplicate source name"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -102,7 +152,10 @@ fn unset_env_var_named_with_path() {
     assert!(e.contains("stores.s3-east.endpoint"), "{e}");
     assert!(e.contains("LIFEBOAT_TEST_SURELY_UNSET is not set"), "{e}");
     let text = example().replace("${S3_ENDPOINT}", "${LIFEBOAT_TEST_SURELY_UNSET:-http://d}");
-    assert_eq!(parse(&text).unwrap().stores["s3-east"].endpoint.as_deref(), Some("http://d"));
+    assert_eq!(
+        parse(&text).unwrap().stores["s3-east"].endpoint.as_deref(),
+        Some("http://d")
+    );
 }
 
 #[test]
@@ -114,7 +167,10 @@ fn secrets_do_not_show_in_debug_or_errors() {
     let dbg = format!("{c:?}");
     assert!(!dbg.contains("hunter2"), "{dbg}");
     let e = err(&text.replace("127.0.0.1:5432/orders", "127.0.0.1:5432/"));
-    assert!(!e.contains("hunter2") && e.contains("names no database"), "{e}");
+    assert!(
+        !e.contains("hunter2") && e.contains("names no database"),
+        "{e}"
+    );
     // A secret key pasted as a recipient is not echoed.
     let e = err(&text.replace(RECIPIENT, "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQ"));
     assert!(!e.contains("QQQQQQQQ"), "{e}");

@@ -140,9 +140,8 @@ fn encode_stream(
 ) -> Result<BackupStats, PipelineError> {
     let e = PipelineError::Encode;
     let recipients = enc.recipients.iter().map(|r| r as &dyn age::Recipient);
-    let encryptor = age::Encryptor::with_recipients(recipients).map_err(|err| {
-        PipelineError::Encode(std::io::Error::other(format!("age: {err}")))
-    })?;
+    let encryptor = age::Encryptor::with_recipients(recipients)
+        .map_err(|err| PipelineError::Encode(std::io::Error::other(format!("age: {err}"))))?;
     let sender = io::ChunkSender::new(tx, CHUNK);
     let encrypted = encryptor.wrap_output(sender).map_err(e)?;
     let counted = io::Counting {
@@ -250,19 +249,15 @@ fn decode(
     open_sink: Box<dyn FnOnce() -> Result<Sink, SourceError> + Send>,
     progress: &ProgressBar,
 ) -> Result<u64, PipelineError> {
-    let corrupt = |what: &str, err: &dyn std::fmt::Display| {
-        PipelineError::Corrupt(format!("{what}: {err}"))
-    };
-    let decryptor = age::Decryptor::new_buffered(std::io::BufReader::with_capacity(
-        64 * 1024,
-        reader,
-    ))
-    .map_err(|err| classify_age(err, identities, recipients))?;
+    let corrupt =
+        |what: &str, err: &dyn std::fmt::Display| PipelineError::Corrupt(format!("{what}: {err}"));
+    let decryptor =
+        age::Decryptor::new_buffered(std::io::BufReader::with_capacity(64 * 1024, reader))
+            .map_err(|err| classify_age(err, identities, recipients))?;
     let plain = decryptor
         .decrypt(identities.iter())
         .map_err(|err| classify_age(err, identities, recipients))?;
-    let mut zstd = zstd::stream::read::Decoder::new(plain)
-        .map_err(|err| corrupt("zstd", &err))?;
+    let mut zstd = zstd::stream::read::Decoder::new(plain).map_err(|err| corrupt("zstd", &err))?;
 
     let sink = open_sink()?;
     let Sink { mut writer, finish } = sink;

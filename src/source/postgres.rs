@@ -44,9 +44,7 @@ impl Conn {
     fn parse(url: &str) -> Result<Conn, String> {
         check_url(url)?;
         let mut parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
-        let password = parsed.password().map(|p| {
-            percent_decode(p)
-        });
+        let password = parsed.password().map(percent_decode);
         let _ = parsed.set_password(None);
         Ok(Conn {
             full: url.to_string(),
@@ -119,10 +117,12 @@ impl Postgres {
     }
 
     fn conn(&self) -> Result<&Conn, SourceError> {
-        self.conn.as_ref().map_err(|reason| SourceError::Unreachable {
-            source_name: self.name.clone(),
-            reason: reason.clone(),
-        })
+        self.conn
+            .as_ref()
+            .map_err(|reason| SourceError::Unreachable {
+                source_name: self.name.clone(),
+                reason: reason.clone(),
+            })
     }
 }
 
@@ -224,7 +224,9 @@ impl Target for PostgresTarget {
     }
 
     fn restore(&self) -> Result<Sink, SourceError> {
-        let mut cmd = self.conn.command(self.opts.bin_dir.as_deref(), "pg_restore");
+        let mut cmd = self
+            .conn
+            .command(self.opts.bin_dir.as_deref(), "pg_restore");
         cmd.args(["--single-transaction", "--exit-on-error", "--no-password"])
             .arg(format!("--dbname={}", self.conn.public))
             .stdin(Stdio::piped())

@@ -44,13 +44,13 @@ impl Process {
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut child = cmd
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| ProcessError::Spawn {
-                program: program.clone(),
-                source,
-            })?;
+        let mut child =
+            cmd.stderr(Stdio::piped())
+                .spawn()
+                .map_err(|source| ProcessError::Spawn {
+                    program: program.clone(),
+                    source,
+                })?;
         let stderr = child.stderr.take().map(|mut pipe| {
             std::thread::spawn(move || {
                 let mut kept = Vec::new();

@@ -82,7 +82,11 @@ impl Store {
         retry.retry_timeout = cfg.retry.timeout.0;
         let client = object_store::ClientOptions::new()
             .with_connect_timeout(Duration::from_secs(10))
-            .with_allow_http(cfg.endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
+            .with_allow_http(
+                cfg.endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://")),
+            );
         let (inner, prefix, local_root): (Arc<dyn ObjectStore>, String, Option<PathBuf>) =
             match scheme {
                 "file" => {
@@ -118,7 +122,11 @@ impl Store {
                         let key = k.parse().map_err(|e| fail(format!("option {k}: {e}")))?;
                         b = b.with_config(key, v.expose());
                     }
-                    (Arc::new(b.build().map_err(|e| fail(e.to_string()))?), prefix, None)
+                    (
+                        Arc::new(b.build().map_err(|e| fail(e.to_string()))?),
+                        prefix,
+                        None,
+                    )
                 }
                 _ => {
                     let url = url::Url::parse(&cfg.url).map_err(|e| fail(e.to_string()))?;

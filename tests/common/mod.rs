@@ -134,7 +134,10 @@ impl Env {
         std::thread::spawn(move || {
             use std::io::BufRead;
             let mut seen = String::new();
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 seen.push_str(&line);
                 seen.push('\n');
                 if line.contains("failpoint") && line.contains("reached") {

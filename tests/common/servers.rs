@@ -56,13 +56,12 @@ fn is_executable(path: &Path) -> bool {
 
 /// Whether this process runs with effective uid 0.
 fn is_root() -> bool {
-    if let Ok(status) = fs::read_to_string("/proc/self/status") {
-        // "Uid:\t<real>\t<effective>\t<saved>\t<fs>"
-        if let Some(line) = status.lines().find(|l| l.starts_with("Uid:")) {
-            if let Some(euid) = line.split_whitespace().nth(2) {
-                return euid == "0";
-            }
-        }
+    // "Uid:\t<real>\t<effective>\t<saved>\t<fs>"
+    if let Ok(status) = fs::read_to_string("/proc/self/status")
+        && let Some(line) = status.lines().find(|l| l.starts_with("Uid:"))
+        && let Some(euid) = line.split_whitespace().nth(2)
+    {
+        return euid == "0";
     }
     Command::new("id")
         .arg("-u")
