@@ -352,7 +352,7 @@ RES=$WORK/res
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "- machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(free -m | awk '/^Mem:/ {print $2}') MiB RAM, $(uname -sr)"
-  echo "- lifeboat: $LIFEBOAT_BIN ($("$LIFEBOAT_BIN" --version 2>/dev/null || echo '?'))"
+  echo "- lifeboat: $LIFEBOAT_BIN ($("$LIFEBOAT_BIN" --version 2>/dev/null || echo '?'); repo at $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'))"
   echo "- tools: $(pg_dump --version), zstd $(zstd -V | grep -o 'v[0-9.]*'), age $(age --version)"
   echo "- dataset: pgbench -s $BENCH_SCALE + docs ($rows rows of md5 text); pg_database_size $((DB_BYTES / 1024 / 1024)) MiB ($DB_TABLES)"
   echo "- zstd level $LEVEL, threads $THREADS (0 = all cores) on both sides; $BENCH_ROUNDS rounds, order alternating"

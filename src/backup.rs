@@ -111,8 +111,8 @@ pub async fn run(
     let work = async {
         tracing::info!("backup started");
         store.check().await?;
-        let facts = source.preflight().await?;
-        let dump = source.dump()?;
+        let mut facts = source.preflight().await?;
+        let dump = source.dump().await?;
         let mut upload = store.upload(&data_key).await?;
         let enc = Encoding {
             level: app.config.compression.level,
@@ -128,6 +128,7 @@ pub async fn run(
             }
         };
         upload.finish().await?;
+        facts.extend(stats.facts.clone());
         failpoint::hit("before-manifest");
         let finished_at = Utc::now();
         let manifest = Manifest {

@@ -18,7 +18,7 @@ use crate::catalog::{NewRun, Status};
 use crate::pipeline::{self, Expected, PipelineError, RestoreStats};
 use crate::recovery::read_manifest;
 use crate::snapshot::{self, Manifest};
-use crate::source::{RestoreOptions, SourceError};
+use crate::source::{RestoreOptions, RestoreTo, SourceError};
 use crate::store::{Store, StoreError};
 use crate::{catalog::CatalogError, crypto};
 
@@ -53,7 +53,7 @@ pub enum RestoreError {
 
 pub struct Request {
     pub snapshot_id: String,
-    pub target: String,
+    pub to: RestoreTo,
     pub identity: Option<PathBuf>,
     pub options: RestoreOptions,
 }
@@ -118,8 +118,8 @@ async fn restore(
         let (store, manifest) = locate(app, id).await?;
         let source_failed = |e: SourceError| failed(e.to_string());
         let store_failed = |e: StoreError| failed(e.to_string());
-        let target = crate::source::target(&manifest.kind, &req.target, &req.options)
-            .map_err(source_failed)?;
+        let target =
+            crate::source::target(&manifest.kind, &req.to, &req.options).map_err(source_failed)?;
         target.preflight().await.map_err(source_failed)?;
 
         let data = manifest

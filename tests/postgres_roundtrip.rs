@@ -145,3 +145,39 @@ fn round_trip_s3_store_postgres_catalog() {
         dataset_checksums(&dst, "restored")
     );
 }
+
+#[test]
+fn restore_to_file_gives_the_pg_dump_archive() {
+    let src = PgServer::start();
+    src.create_db("small");
+    src.psql(
+        "small",
+        "CREATE TABLE t (id int, v text); INSERT INTO t VALUES (7, 'sieben');",
+    );
+    let env = Env::new();
+    env.pg_config(
+        "sqlite://./catalog.db",
+        &src.url("small"),
+        "local",
+        "  local: { url: \"file://./store\" }",
+    );
+    let id = env.backup();
+    env.ok(&["restore", &id, "--to-file", "dump.pgcustom"]);
+    let out = std::process::Command::new(src.bin("pg_restore"))
+        .args(["-f", "-"])
+        .arg(env.path("dump.pgcustom"))
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).contains("sieben"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!env.path("dump.pgcustom.partial").exists());
+    // Never overwrites.
+    let err = env.fails(&["restore", &id, "--to-file", "dump.pgcustom"]);
+    assert!(err.contains("already exists"), "{err}");
+    // A postgres snapshot cannot go to a directory.
+    let err = env.fails(&["restore", &id, "--to-dir", "somewhere"]);
+    assert!(err.contains("--target postgres://"), "{err}");
+}

@@ -74,9 +74,15 @@ pub enum Command {
     /// Restore a snapshot into a target.
     Restore {
         snapshot_id: String,
-        /// Where to restore: for PostgreSQL, the URL of an existing, empty database.
-        #[arg(long)]
-        target: String,
+        /// A live service to restore into: for PostgreSQL, the URL of an existing, empty database.
+        #[arg(long, group = "to", required = true)]
+        target: Option<String>,
+        /// Write the raw dump (decrypted, decompressed) to this file instead; never overwrites.
+        #[arg(long, group = "to")]
+        to_file: Option<PathBuf>,
+        /// Restore into this directory (files snapshots, etcd data directories); it must not exist or be empty.
+        #[arg(long, group = "to")]
+        to_dir: Option<PathBuf>,
         /// age identity file (default: encryption.identity_file).
         #[arg(long)]
         identity: Option<PathBuf>,
@@ -86,6 +92,12 @@ pub enum Command {
         /// Directory of the restore tools (pg_restore), if not on PATH.
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// etcd: member name of the restored data directory.
+        #[arg(long)]
+        etcd_name: Option<String>,
+        /// etcd: peer URL of the restored member.
+        #[arg(long)]
+        etcd_peer_url: Option<String>,
     },
     /// List recent runs (backups, restores) with their outcome.
     Runs {
@@ -282,17 +294,35 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Restore {
             snapshot_id,
             target,
+            to_file,
+            to_dir,
             identity,
             no_owner,
             bin_dir,
+            etcd_name,
+            etcd_peer_url,
         } => {
+            use crate::source::RestoreTo;
+            let to = match (target, to_file, to_dir) {
+                (Some(url), _, _) => RestoreTo::Url(url),
+                (_, Some(file), _) => RestoreTo::File(file),
+                (_, _, Some(dir)) => RestoreTo::Dir(dir),
+                _ => anyhow::bail!(
+                    "say where to restore: --target URL, --to-file PATH or --to-dir PATH"
+                ),
+            };
             let app = open(&cli.config).await?;
             let bar = progress_bar(&format!("restoring {snapshot_id}"));
             let req = crate::restore::Request {
                 snapshot_id,
-                target,
+                to,
                 identity,
-                options: crate::source::RestoreOptions { no_owner, bin_dir },
+                options: crate::source::RestoreOptions {
+                    no_owner,
+                    bin_dir,
+                    etcd_name,
+                    etcd_peer_url,
+                },
             };
             let cancel = shutdown_token();
             let result = tokio::select! {
@@ -303,7 +333,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             bar.finish_and_clear();
             let (manifest, stats) = result?;
-            output::restored(&manifest, &stats, &req.target);
+            output::restored(&manifest, &stats, &req.to);
         }
         Command::Runs {
             action: RunsAction::List { limit, output },

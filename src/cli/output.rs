@@ -58,12 +58,12 @@ pub fn committed(m: &Manifest) {
     );
 }
 
-pub fn restored(m: &Manifest, stats: &RestoreStats, target: &str) {
+pub fn restored(m: &Manifest, stats: &RestoreStats, to: &crate::source::RestoreTo) {
     println!(
         "snapshot {} of {} restored into {}: {} stored → {} raw",
         m.id,
         m.source,
-        crate::redact::url(target),
+        to,
         bytes(stats.stored_bytes),
         bytes(stats.raw_bytes)
     );

@@ -62,6 +62,8 @@ pub enum PipelineError {
 /// What the backup pipeline measured.
 #[derive(Debug, Clone, Default)]
 pub struct BackupStats {
+    /// Facts the source reported at the end of its dump.
+    pub facts: crate::source::Facts,
     pub raw_bytes: u64,
     pub compressed_bytes: u64,
     pub stored_bytes: u64,
@@ -126,8 +128,8 @@ fn encode(
         // The producer's own exit status explains a failure better than what we saw of it.
         Err(e) => Err(finish().err().map(PipelineError::from).unwrap_or(e)),
         Ok(stats) => {
-            finish()?;
-            Ok(stats)
+            let facts = finish()?;
+            Ok(BackupStats { facts, ..stats })
         }
     }
 }
@@ -179,6 +181,7 @@ fn encode_stream(
     let sender = counted.inner.finish().map_err(e)?;
     let (sha256, stored) = sender.close().map_err(e)?;
     Ok(BackupStats {
+        facts: Default::default(),
         raw_bytes: raw,
         compressed_bytes: compressed,
         stored_bytes: stored,

@@ -2,10 +2,12 @@
 //! (a live service → a byte stream) and [`Target`] (a byte stream → a service). Nothing in the
 //! pipeline, store or catalog knows which kind it carries.
 
+mod file;
 pub mod postgres;
 mod process;
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 
@@ -29,10 +31,11 @@ pub enum SourceError {
 pub type Facts = serde_json::Map<String, serde_json::Value>;
 
 /// A dump in progress: read `reader` to its end, then call `finish` to learn whether the
-/// producer succeeded. Dropping a `Dump` stops the producer.
+/// producer succeeded, and the facts only known at the end (they are merged over the
+/// preflight facts). Dropping a `Dump` stops the producer. `finish` runs on a blocking thread.
 pub struct Dump {
     pub reader: Box<dyn Read + Send>,
-    pub finish: Box<dyn FnOnce() -> Result<(), SourceError> + Send>,
+    pub finish: Box<dyn FnOnce() -> Result<Facts, SourceError> + Send>,
 }
 
 /// A restore in progress: write the snapshot into `writer`, then call `finish`. Dropping a
@@ -47,8 +50,8 @@ pub trait Source: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Checks the service answers and its tools are present; returns facts for the manifest.
     async fn preflight(&self) -> Result<Facts, SourceError>;
-    /// Starts producing the dump. Blocking: call from a blocking thread.
-    fn dump(&self) -> Result<Dump, SourceError>;
+    /// Starts producing the dump.
+    async fn dump(&self) -> Result<Dump, SourceError>;
 }
 
 #[async_trait]
@@ -64,25 +67,66 @@ pub fn build(cfg: &SourceConfig) -> Box<dyn Source> {
     }
 }
 
+/// Where `lifeboat restore` puts a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreTo {
+    /// A live service (`--target URL`).
+    Url(String),
+    /// A file holding the raw dump (`--to-file PATH`).
+    File(PathBuf),
+    /// A directory (`--to-dir PATH`): files snapshots, etcd data directories.
+    Dir(PathBuf),
+}
+
+impl std::fmt::Display for RestoreTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestoreTo::Url(u) => write!(f, "{}", crate::redact::url(u)),
+            RestoreTo::File(p) => write!(f, "file {}", p.display()),
+            RestoreTo::Dir(p) => write!(f, "directory {}", p.display()),
+        }
+    }
+}
+
 /// Options of `lifeboat restore` that some kinds understand.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
     /// PostgreSQL: do not restore object ownership (`pg_restore --no-owner`).
     pub no_owner: bool,
     /// Directory holding the kind's client tools, if not on PATH.
-    pub bin_dir: Option<std::path::PathBuf>,
+    pub bin_dir: Option<PathBuf>,
+    /// etcd: member name of the restored data directory (default `default`).
+    pub etcd_name: Option<String>,
+    /// etcd: peer URL of the restored member (default `http://localhost:2380`).
+    pub etcd_peer_url: Option<String>,
 }
 
+/// The target for a snapshot of `kind`. Each kind accepts the `RestoreTo` forms it supports
+/// and refuses the others with what it accepts instead.
 pub fn target(
     kind: &str,
-    target: &str,
+    to: &RestoreTo,
     opts: &RestoreOptions,
 ) -> Result<Box<dyn Target>, SourceError> {
-    match kind {
-        "postgres" => Ok(Box::new(postgres::PostgresTarget::new(target, opts)?)),
-        other => Err(SourceError::Target {
-            target: crate::redact::url(target),
-            reason: format!("this lifeboat cannot restore `{other}` snapshots"),
-        }),
+    match (kind, to) {
+        ("postgres", RestoreTo::Url(url)) => {
+            Ok(Box::new(postgres::PostgresTarget::new(url, opts)?))
+        }
+        (_, RestoreTo::File(path)) => Ok(Box::new(file::FileTarget::new(path))),
+        ("postgres", _) => Err(unsupported(
+            to,
+            "postgres snapshots restore into --target postgres://... (or --to-file for the raw pg_dump archive)",
+        )),
+        (other, _) => Err(unsupported(
+            to,
+            &format!("this lifeboat cannot restore `{other}` snapshots there"),
+        )),
+    }
+}
+
+fn unsupported(to: &RestoreTo, what: &str) -> SourceError {
+    SourceError::Target {
+        target: to.to_string(),
+        reason: what.to_string(),
     }
 }
