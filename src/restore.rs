@@ -118,8 +118,13 @@ async fn restore(
         let (store, manifest) = locate(app, id).await?;
         let source_failed = |e: SourceError| failed(e.to_string());
         let store_failed = |e: StoreError| failed(e.to_string());
-        let target =
-            crate::source::target(&manifest.kind, &req.to, &req.options).map_err(source_failed)?;
+        let target = crate::source::target(
+            &manifest.kind,
+            &req.to,
+            &req.options,
+            app.config.source(&manifest.source),
+        )
+        .map_err(source_failed)?;
         target.preflight().await.map_err(source_failed)?;
 
         let data = manifest

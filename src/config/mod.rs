@@ -152,14 +152,44 @@ pub struct SourceConfig {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SourceSpec {
     Postgres(PostgresSpec),
+    Files(FilesSpec),
+    Command(CommandSpec),
 }
 
 impl SourceSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSpec::Postgres(_) => "postgres",
+            SourceSpec::Files(_) => "files",
+            SourceSpec::Command(_) => "command",
         }
     }
+}
+
+/// A directory tree (`path`), or on Kubernetes a CSI VolumeSnapshot of a PVC (`pvc`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSpec {
+    pub path: Option<PathBuf>,
+    /// Command run before the archive starts (e.g. pause a writer).
+    pub pre: Option<Vec<String>>,
+    /// Command run after the archive ends, whatever happened, once `pre` has run.
+    pub post: Option<Vec<String>>,
+    /// Kubernetes: the PVC to snapshot with a CSI VolumeSnapshot instead of archiving `path`.
+    pub pvc: Option<String>,
+    pub namespace: Option<String>,
+    pub volume_snapshot_class: Option<String>,
+}
+
+/// A program that writes the dump to stdout, and one that restores it from stdin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    pub argv: Vec<String>,
+    /// Environment for both commands; values are secrets (scrubbed from kept stderr).
+    #[serde(default)]
+    pub env: BTreeMap<String, SecretString>,
+    pub restore_argv: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,7 +223,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
         }
         if !spec.contains_key("kind") {
             return Err(D::Error::custom(
-                "missing `kind`; write `kind: postgres` (the kinds lifeboat knows: postgres)",
+                "missing `kind`; write e.g. `kind: postgres` (the kinds lifeboat knows: postgres, files, command)",
             ));
         }
         let common: CommonSource = from_value(serde_yaml::Value::Mapping(common))
@@ -336,6 +366,37 @@ impl Config {
                 SourceSpec::Postgres(pg) => {
                     crate::source::postgres::check_url(pg.url.expose())
                         .map_err(|m| (at("url"), m))?;
+                }
+                SourceSpec::Files(f) => match (&f.path, &f.pvc) {
+                    (Some(_), None) | (None, Some(_)) => {
+                        if f.pvc.is_some() && f.volume_snapshot_class.is_none() {
+                            return Err((
+                                at("volume_snapshot_class"),
+                                "a `pvc` source needs `volume_snapshot_class` (the CSI VolumeSnapshotClass to use)".into(),
+                            ));
+                        }
+                    }
+                    _ => {
+                        return Err((
+                            at("path"),
+                            "set exactly one of `path` (a directory to archive) or `pvc` (a PVC to snapshot on Kubernetes)".into(),
+                        ));
+                    }
+                },
+                SourceSpec::Command(c) => {
+                    if c.argv.is_empty() {
+                        return Err((
+                            at("argv"),
+                            "empty; write the dump command, e.g. [\"mongodump\", \"--archive\"]"
+                                .into(),
+                        ));
+                    }
+                    if c.restore_argv.as_ref().is_some_and(Vec::is_empty) {
+                        return Err((
+                            at("restore_argv"),
+                            "empty; write the restore command or leave it out".into(),
+                        ));
+                    }
                 }
             }
         }

@@ -2,7 +2,9 @@
 //! (a live service → a byte stream) and [`Target`] (a byte stream → a service). Nothing in the
 //! pipeline, store or catalog knows which kind it carries.
 
+pub mod command;
 mod file;
+pub mod files;
 pub mod postgres;
 mod process;
 
@@ -23,6 +25,14 @@ pub enum SourceError {
         "source `{source_name}` cannot be reached: {reason}; check its URL, credentials and that the server is up"
     )]
     Unreachable { source_name: String, reason: String },
+    #[error(
+        "source `{source_name}`: the {hook} hook failed: {reason}; check the service, it may still be paused"
+    )]
+    Hook {
+        source_name: String,
+        hook: &'static str,
+        reason: String,
+    },
     #[error("restore target {target}: {reason}")]
     Target { target: String, reason: String },
 }
@@ -64,6 +74,11 @@ pub trait Target: Send + Sync {
 pub fn build(cfg: &SourceConfig) -> Box<dyn Source> {
     match &cfg.spec {
         SourceSpec::Postgres(spec) => Box::new(postgres::Postgres::new(&cfg.name, spec)),
+        SourceSpec::Files(spec) => match &spec.path {
+            Some(path) => Box::new(files::Files::new(&cfg.name, spec, path)),
+            None => todo!("pvc"),
+        },
+        SourceSpec::Command(spec) => Box::new(command::CommandSource::new(&cfg.name, spec)),
     }
 }
 
@@ -102,17 +117,34 @@ pub struct RestoreOptions {
 }
 
 /// The target for a snapshot of `kind`. Each kind accepts the `RestoreTo` forms it supports
-/// and refuses the others with what it accepts instead.
+/// and refuses the others with what it accepts instead. `source` is the snapshot's source in
+/// the current config, if it is still there (command sources need its `restore_argv`).
 pub fn target(
     kind: &str,
     to: &RestoreTo,
     opts: &RestoreOptions,
+    source: Option<&SourceConfig>,
 ) -> Result<Box<dyn Target>, SourceError> {
     match (kind, to) {
+        (_, RestoreTo::File(path)) => Ok(Box::new(file::FileTarget::new(path))),
         ("postgres", RestoreTo::Url(url)) => {
             Ok(Box::new(postgres::PostgresTarget::new(url, opts)?))
         }
-        (_, RestoreTo::File(path)) => Ok(Box::new(file::FileTarget::new(path))),
+        ("files", RestoreTo::Dir(dir)) => Ok(Box::new(files::DirTarget::new(dir))),
+        ("files", _) => Err(unsupported(to, "files snapshots restore into --to-dir DIR")),
+        ("command", RestoreTo::Url(target)) => match source.map(|s| &s.spec) {
+            Some(SourceSpec::Command(spec)) => {
+                Ok(Box::new(command::CommandTarget::new(spec, Some(target))?))
+            }
+            _ => Err(unsupported(
+                to,
+                "command snapshots restore through their source's `restore_argv`, and this source is no longer a command source in the config; use --to-file",
+            )),
+        },
+        ("command", _) => Err(unsupported(
+            to,
+            "command snapshots restore with --target X (passed to restore_argv as $LIFEBOAT_TARGET) or --to-file",
+        )),
         ("postgres", _) => Err(unsupported(
             to,
             "postgres snapshots restore into --target postgres://... (or --to-file for the raw pg_dump archive)",

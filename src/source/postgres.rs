@@ -245,7 +245,7 @@ impl Target for PostgresTarget {
             .expect("stdin was piped above");
         Ok(Sink {
             writer: Box::new(stdin),
-            finish: Box::new(move || proc.wait().map_err(SourceError::from)),
+            finish: Box::new(move || proc.wait().map(|_| ()).map_err(SourceError::from)),
         })
     }
 }

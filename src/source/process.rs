@@ -78,8 +78,9 @@ impl Process {
         self.child.as_mut().expect("child present until wait")
     }
 
-    /// Waits for exit; a non-zero exit is an error carrying (scrubbed) stderr.
-    pub fn wait(mut self) -> Result<(), ProcessError> {
+    /// Waits for exit; a non-zero exit is an error carrying (scrubbed) stderr. On success
+    /// returns what it wrote to stderr (scrubbed, at most 16 KiB).
+    pub fn wait(mut self) -> Result<String, ProcessError> {
         let mut child = self.child.take().expect("child present until wait");
         let status = child.wait().map_err(|source| ProcessError::Wait {
             program: self.program.clone(),
@@ -91,10 +92,11 @@ impl Process {
             .and_then(|h| h.join().ok())
             .unwrap_or_default();
         if status.success() {
-            if !stderr.trim().is_empty() {
-                tracing::debug!(program = %self.program, stderr = %self.scrub(&stderr), "child stderr");
+            let stderr = self.scrub(stderr.trim());
+            if !stderr.is_empty() {
+                tracing::debug!(program = %self.program, stderr = %stderr, "child stderr");
             }
-            Ok(())
+            Ok(stderr)
         } else {
             Err(ProcessError::Failed {
                 program: self.program.clone(),

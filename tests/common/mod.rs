@@ -1,6 +1,6 @@
 // What lifeboat's integration tests share: the real servers (`servers`), a scratch working
 // directory with a key and a config, and helpers to run the `lifeboat` binary in it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod servers;
 
