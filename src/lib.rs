@@ -21,6 +21,7 @@ pub mod backup;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod copy;
 pub mod crypto;
 pub mod failpoint;
 pub mod pipeline;

@@ -10,6 +10,7 @@
 //! A process is known dead when it ran on this host and its pid is gone (or is now some
 //! other program, or is ourselves), or when its heartbeat is older than [`STALE_AFTER`].
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -72,6 +73,14 @@ pub async fn recover(app: &App) -> Result<Recovered, RecoveryError> {
         if !is_dead(&run, now, &host) {
             continue;
         }
+        if run.job == "restore" {
+            let msg = "the process died during the restore; a PostgreSQL target committed nothing, a --to-dir target may have a `.NAME.lifeboat-partial-*` staging directory beside it to remove";
+            app.catalog
+                .finish_run(&run.id, Status::Failed, Some(msg), now)
+                .await?;
+            out.failed.push(run.id.clone());
+            continue;
+        }
         let (Some(id), Some(store_name)) = (&run.snapshot_id, &run.store) else {
             let msg = "the process died before its run started any snapshot";
             app.catalog
@@ -84,12 +93,47 @@ pub async fn recover(app: &App) -> Result<Recovered, RecoveryError> {
                 "the process died during the run, and store `{store_name}` is no longer configured: objects under {}/{id}/ may remain there",
                 run.source
             );
-            app.catalog.fail_snapshot(id, &msg, now).await?;
+            if run.job == "backup" {
+                app.catalog.fail_snapshot(id, &msg, now).await?;
+            } else {
+                app.catalog
+                    .finish_copy(id, store_name, Err(&msg), now)
+                    .await?;
+            }
             app.catalog
                 .finish_run(&run.id, Status::Failed, Some(&msg), now)
                 .await?;
             continue;
         };
+        if run.job == "copy" {
+            match crate::copy::settle_dead(app, store, &run.source, id, now).await {
+                Ok(done) => {
+                    let (status, msg) = if done {
+                        (
+                            Status::Complete,
+                            "recovered after a crash: the copy's manifest had been written",
+                        )
+                    } else {
+                        (
+                            Status::Failed,
+                            "the copy process died before the copy was committed; partial objects removed",
+                        )
+                    };
+                    app.catalog
+                        .finish_run(&run.id, status, Some(msg), now)
+                        .await?;
+                    if done {
+                        out.completed.push(id.clone())
+                    } else {
+                        out.failed.push(id.clone())
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(snapshot_id = %id, cause = %e, "cannot settle a crashed copy now; will retry at the next start")
+                }
+            }
+            continue;
+        }
         match settle(store, &run, id, now, app).await {
             Ok(Settled::Completed) => out.completed.push(id.clone()),
             Ok(Settled::Failed(removed)) => {
@@ -181,39 +225,67 @@ pub async fn read_manifest(store: &Store, dir: &str) -> Result<Option<Manifest>,
 #[derive(Debug, Default)]
 pub struct Rebuilt {
     pub recorded: usize,
+    /// Stores that could not be listed (their snapshots are not recorded).
+    pub unreachable: Vec<String>,
     /// (store, directory, why it was skipped)
     pub skipped: Vec<(String, String, String)>,
 }
 
 /// Records every committed snapshot found in the stores. The catalog may be empty (after a
-/// disaster) or not; rows are inserted or brought in line with their manifests.
+/// disaster) or not; rows are inserted or brought in line with their manifests. A snapshot
+/// found in several stores is recorded in its source's configured store (or the first store
+/// holding it) with the others as complete copies.
 pub async fn rebuild(app: &App) -> Result<Rebuilt, RecoveryError> {
     let mut out = Rebuilt::default();
+    let mut found: BTreeMap<String, Vec<(&Store, Manifest)>> = BTreeMap::new();
     for store in app.stores.values() {
-        let listing = store.list("").await?;
+        let listing = match store.list("").await {
+            Ok(l) => l,
+            Err(e) => {
+                out.unreachable.push(e.to_string());
+                continue;
+            }
+        };
         let dirs: Vec<&str> = listing
             .iter()
             .filter_map(|(key, _)| key.strip_suffix(&format!("/{}", snapshot::MANIFEST)))
             .filter(|dir| dir.split('/').count() == 2)
             .collect();
         for dir in dirs {
+            let skip = |why: &str| (store.name.clone(), dir.to_string(), why.to_string());
             match read_committed(store, dir).await? {
                 Some(m) if snapshot::dir(&m.source, &m.id) == dir => {
-                    app.catalog.record_complete(&store.name, &m).await?;
-                    out.recorded += 1;
+                    found.entry(m.id.clone()).or_default().push((store, m));
                 }
-                Some(_) => out.skipped.push((
-                    store.name.clone(),
-                    dir.to_string(),
-                    "manifest names another source or id than its directory".into(),
+                Some(_) => out.skipped.push(skip(
+                    "manifest names another source or id than its directory",
                 )),
-                None => out.skipped.push((
-                    store.name.clone(),
-                    dir.to_string(),
-                    "manifest unreadable or data objects missing".into(),
-                )),
+                None => out
+                    .skipped
+                    .push(skip("manifest unreadable or data objects missing")),
             }
         }
+    }
+    let now = Utc::now();
+    for (_, mut holders) in found {
+        let home = app
+            .config
+            .source(&holders[0].1.source)
+            .map(|s| s.store.clone());
+        if let Some(pos) = holders
+            .iter()
+            .position(|(s, _)| Some(&s.name) == home.as_ref())
+        {
+            holders.swap(0, pos);
+        }
+        let (primary, manifest) = &holders[0];
+        app.catalog.record_complete(&primary.name, manifest).await?;
+        for (copy, m) in &holders[1..] {
+            app.catalog
+                .finish_copy(&m.id, &copy.name, Ok(m.stored_bytes), now)
+                .await?;
+        }
+        out.recorded += 1;
     }
     Ok(out)
 }

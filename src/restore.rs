@@ -55,6 +55,8 @@ pub struct Request {
     pub snapshot_id: String,
     pub to: RestoreTo,
     pub identity: Option<PathBuf>,
+    /// Restore from this store (a copy) instead of the snapshot's own store.
+    pub store: Option<String>,
     pub options: RestoreOptions,
 }
 
@@ -115,7 +117,10 @@ async fn restore(
             .ok_or_else(|| failed(RestoreError::NoIdentity.to_string()))?;
         let identities =
             crypto::load_identities(&identity_path).map_err(|e| failed(e.to_string()))?;
-        let (store, manifest) = locate(app, id).await?;
+        let (store, manifest) = match &req.store {
+            Some(name) => locate_in(app, id, name).await?,
+            None => locate(app, id).await?,
+        };
         let source_failed = |e: SourceError| failed(e.to_string());
         let store_failed = |e: StoreError| failed(e.to_string());
         let target = crate::source::target(
@@ -170,6 +175,34 @@ async fn restore(
         tracing::info!(raw_bytes = stats.raw_bytes, "restore finished");
         Ok((manifest, stats))
     }
+}
+
+/// Reads snapshot `id`'s manifest from store `name` (a copy, usually).
+async fn locate_in<'a>(
+    app: &'a App,
+    id: &str,
+    name: &str,
+) -> Result<(&'a Store, Manifest), RestoreError> {
+    let failed = |cause: String| RestoreError::Failed {
+        id: id.to_string(),
+        cause,
+    };
+    let store = app
+        .stores
+        .get(name)
+        .ok_or_else(|| failed(format!("no store named `{name}` in the config")))?;
+    let known = app.catalog.snapshot(id).await?.map(|r| r.source);
+    let sources = known
+        .into_iter()
+        .chain(app.config.sources.iter().map(|s| s.name.clone()));
+    for source in sources {
+        match read_manifest(store, &snapshot::dir(&source, id)).await {
+            Ok(Some(m)) => return Ok((store, m)),
+            Ok(None) => {}
+            Err(e) => return Err(failed(e.to_string())),
+        }
+    }
+    Err(failed(format!("store `{name}` holds no copy of it")))
 }
 
 /// Finds the store holding snapshot `id` and reads its manifest there.

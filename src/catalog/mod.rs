@@ -79,6 +79,8 @@ pub struct SnapshotRow {
     pub sha256: Option<String>,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
+    /// Every store holding this snapshot: its own store first, then complete copies.
+    pub locations: Vec<String>,
     #[serde(skip)]
     pub manifest: Option<String>,
 }
@@ -412,10 +414,79 @@ impl Catalog {
             .fetch_all(&self.pool)
             .await
             .map_err(q("list snapshots"))?;
-        rows.iter()
+        let mut snaps: Vec<SnapshotRow> = rows
+            .iter()
             .map(snapshot_row)
             .collect::<Result<_, _>>()
-            .map_err(q("read snapshots"))
+            .map_err(q("read snapshots"))?;
+        let copies = sqlx::query(
+            "SELECT snapshot_id, store FROM copies WHERE status = 'complete' ORDER BY store",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list copies"))?;
+        let mut by_id: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for r in &copies {
+            let id: String = r.try_get("snapshot_id").map_err(q("read copies"))?;
+            let store: String = r.try_get("store").map_err(q("read copies"))?;
+            by_id.entry(id).or_default().push(store);
+        }
+        for s in &mut snaps {
+            if s.status == Status::Complete {
+                s.locations.extend(by_id.remove(&s.id).unwrap_or_default());
+            }
+        }
+        Ok(snaps)
+    }
+
+    /// Marks a copy of `snapshot_id` into `store` as started (again).
+    pub async fn start_copy(
+        &self,
+        snapshot_id: &str,
+        store: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
+        sqlx::query(
+            "INSERT INTO copies (snapshot_id, store, status, started_at) VALUES ($1, $2, 'running', $3) \
+             ON CONFLICT (snapshot_id, store) DO UPDATE SET status = 'running', started_at = $3, \
+               finished_at = NULL, error = NULL",
+        )
+        .bind(snapshot_id)
+        .bind(store)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .map_err(q("start copy"))?;
+        Ok(())
+    }
+
+    pub async fn finish_copy(
+        &self,
+        snapshot_id: &str,
+        store: &str,
+        outcome: Result<u64, &str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
+        let (status, bytes, error) = match outcome {
+            Ok(b) => (Status::Complete, Some(b as i64), None),
+            Err(e) => (Status::Failed, None, Some(e)),
+        };
+        sqlx::query(
+            "INSERT INTO copies (snapshot_id, store, status, started_at, finished_at, stored_bytes, error) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6) \
+             ON CONFLICT (snapshot_id, store) DO UPDATE SET status = $3, finished_at = $4, \
+               stored_bytes = $5, error = $6",
+        )
+        .bind(snapshot_id)
+        .bind(store)
+        .bind(status.as_str())
+        .bind(ts(now))
+        .bind(bytes)
+        .bind(error)
+        .execute(&self.pool)
+        .await
+        .map_err(q("finish copy"))?;
+        Ok(())
     }
 
     pub async fn snapshot(&self, id: &str) -> Result<Option<SnapshotRow>, CatalogError> {
@@ -452,6 +523,7 @@ fn snapshot_row(r: &sqlx::any::AnyRow) -> Result<SnapshotRow, sqlx::Error> {
         sha256: r.try_get("sha256")?,
         duration_ms: r.try_get("duration_ms")?,
         error: r.try_get("error")?,
+        locations: vec![r.try_get("store")?],
         manifest: r.try_get("manifest")?,
     })
 }

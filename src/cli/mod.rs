@@ -66,6 +66,11 @@ pub enum Command {
         /// Source name from the config.
         source: String,
     },
+    /// Copy committed snapshots into their sources' `copies:` stores (what is missing only).
+    Copy {
+        /// Only this source (default: every source with copies).
+        source: Option<String>,
+    },
     /// List snapshots.
     Snapshots {
         #[command(subcommand)]
@@ -86,6 +91,9 @@ pub enum Command {
         /// age identity file (default: encryption.identity_file).
         #[arg(long)]
         identity: Option<PathBuf>,
+        /// Restore from this store's copy instead of the snapshot's own store.
+        #[arg(long)]
+        store: Option<String>,
         /// PostgreSQL: do not restore object ownership.
         #[arg(long)]
         no_owner: bool,
@@ -278,6 +286,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             bar.finish_and_clear();
             let manifest = result?;
             output::committed(&manifest);
+            copies(&app, Some(&source)).await?;
+        }
+        Command::Copy { source } => {
+            let app = open(&cli.config).await?;
+            settle_crashed(&app).await;
+            copies(&app, source.as_deref()).await?;
         }
         Command::Snapshots {
             action: SnapshotsAction::List { source, output },
@@ -297,6 +311,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             to_file,
             to_dir,
             identity,
+            store,
             no_owner,
             bin_dir,
             etcd_name,
@@ -317,6 +332,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 snapshot_id,
                 to,
                 identity,
+                store,
                 options: crate::source::RestoreOptions {
                     no_owner,
                     bin_dir,
@@ -352,8 +368,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             println!(
                 "catalog rebuilt: {} snapshot(s) recorded from {} store(s)",
                 rebuilt.recorded,
-                app.stores.len()
+                app.stores.len() - rebuilt.unreachable.len()
             );
+            if !rebuilt.unreachable.is_empty() {
+                for e in &rebuilt.unreachable {
+                    eprintln!("error: {e}");
+                }
+                anyhow::bail!(
+                    "{} store(s) could not be read; their snapshots are missing from the catalog until `lifeboat catalog rebuild` succeeds for them",
+                    rebuilt.unreachable.len()
+                );
+            }
         }
         Command::Catalog {
             action: CatalogAction::Recover,
@@ -369,6 +394,24 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the pending copies of `source` (or all); any failure makes the command fail.
+async fn copies(app: &App, source: Option<&str>) -> Result<()> {
+    let (copied, failures) = crate::copy::pending(app, source).await?;
+    if copied > 0 {
+        println!("{copied} cop(ies) committed");
+    }
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("error: {f}");
+        }
+        anyhow::bail!(
+            "{} cop(ies) failed (the snapshots themselves are committed); rerun `lifeboat copy`",
+            failures.len()
+        );
+    }
+    Ok(())
 }
 
 /// Settles crashed runs before new work; a failure here must not block a backup.

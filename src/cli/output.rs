@@ -91,7 +91,7 @@ pub fn snapshots(rows: &[SnapshotRow], output: Output) -> anyhow::Result<()> {
                     r.status.as_str(),
                     &r.created_at,
                     &stored,
-                    &r.store,
+                    &r.locations.join("+"),
                 ]);
                 if let Some(e) = &r.error {
                     println!("    error: {e}");

@@ -142,6 +142,8 @@ impl Default for CompressionConfig {
 pub struct SourceConfig {
     pub name: String,
     pub store: String,
+    /// Stores each snapshot is copied to after it commits (other regions, DR sites).
+    pub copies: Vec<String>,
     pub schedule: Option<Schedule>,
     pub objectives: Option<Objectives>,
     pub spec: SourceSpec,
@@ -206,11 +208,13 @@ pub struct PostgresSpec {
 struct CommonSource {
     name: String,
     store: String,
+    #[serde(default)]
+    copies: Vec<String>,
     schedule: Option<Schedule>,
     objectives: Option<Objectives>,
 }
 
-const COMMON_SOURCE_KEYS: &[&str] = &["name", "store", "schedule", "objectives"];
+const COMMON_SOURCE_KEYS: &[&str] = &["name", "store", "copies", "schedule", "objectives"];
 
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -233,6 +237,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
         Ok(SourceConfig {
             name: common.name,
             store: common.store,
+            copies: common.copies,
             schedule: common.schedule,
             objectives: common.objectives,
             spec,
@@ -361,6 +366,25 @@ impl Config {
                         self.stores.keys().cloned().collect::<Vec<_>>().join(", ")
                     ),
                 ));
+            }
+            for (j, copy) in source.copies.iter().enumerate() {
+                if !self.stores.contains_key(copy) {
+                    return Err((
+                        format!("sources[{i}].copies[{j}]"),
+                        format!(
+                            "no store named `{copy}`; use one of: {}",
+                            self.stores.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+                if copy == &source.store || source.copies[..j].contains(copy) {
+                    return Err((
+                        format!("sources[{i}].copies[{j}]"),
+                        format!(
+                            "`{copy}` is already where this source's snapshots are; list each other store once"
+                        ),
+                    ));
+                }
             }
             match &source.spec {
                 SourceSpec::Postgres(pg) => {
