@@ -1,9 +1,11 @@
 //! What every operation starts from: the loaded config, the opened catalog and the stores.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::Config;
+use crate::kube::KubeApi;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +20,8 @@ pub struct App {
     pub config: Config,
     pub catalog: Catalog,
     pub stores: BTreeMap<String, Store>,
+    /// The Kubernetes API (connected on first use); tests put the contract fake here.
+    pub kube: Arc<dyn KubeApi>,
 }
 
 impl App {
@@ -34,6 +38,7 @@ impl App {
             config,
             catalog,
             stores,
+            kube: Arc::new(crate::kube::Live::default()),
         })
     }
 }

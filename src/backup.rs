@@ -71,7 +71,7 @@ pub async fn run(
         .get(&cfg.store)
         .ok_or_else(|| BackupError::UnknownSource(source_name.to_string()))?;
     let recipients = crypto::parse_recipients(&app.config.encryption.recipients)?;
-    let source = crate::source::build(cfg);
+    let source = crate::source::build(cfg, app.kube.clone());
 
     let created_at = Utc::now();
     let id = snapshot::new_id(created_at);

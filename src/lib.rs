@@ -11,6 +11,8 @@
 //! - [`snapshot`]: snapshot ids and the manifest whose presence is what makes a snapshot exist.
 //! - [`catalog`]: the sqlx catalog of runs and snapshots (SQLite or PostgreSQL).
 //! - [`backup`], [`restore`], [`recovery`]: the operations the CLI runs, built from the above.
+//! - [`copy`]: cross-region copies of committed snapshots.
+//! - [`kube`]: the Kubernetes API behind a small trait, and its contract fake.
 //! - [`crypto`]: age keys: generation, recipients, identities.
 //! - [`redact`]: keeping secrets out of logs, errors, the catalog and the store.
 //! - [`cli`]: the command line (the only place `anyhow` is used).
@@ -24,6 +26,7 @@ pub mod config;
 pub mod copy;
 pub mod crypto;
 pub mod failpoint;
+pub mod kube;
 pub mod pipeline;
 pub mod recovery;
 pub mod redact;

@@ -128,6 +128,7 @@ async fn restore(
             &req.to,
             &req.options,
             app.config.source(&manifest.source),
+            app.kube.clone(),
         )
         .map_err(source_failed)?;
         target.preflight().await.map_err(source_failed)?;

@@ -106,6 +106,9 @@ pub enum Command {
         /// etcd: peer URL of the restored member.
         #[arg(long)]
         etcd_peer_url: Option<String>,
+        /// Kubernetes: storage class of the PVC restored from a VolumeSnapshot.
+        #[arg(long)]
+        storage_class: Option<String>,
     },
     /// List recent runs (backups, restores) with their outcome.
     Runs {
@@ -316,6 +319,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             bin_dir,
             etcd_name,
             etcd_peer_url,
+            storage_class,
         } => {
             use crate::source::RestoreTo;
             let to = match (target, to_file, to_dir) {
@@ -338,6 +342,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     bin_dir,
                     etcd_name,
                     etcd_peer_url,
+                    storage_class,
                 },
             };
             let cancel = shutdown_token();

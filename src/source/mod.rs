@@ -7,13 +7,16 @@ mod file;
 pub mod files;
 pub mod postgres;
 mod process;
+pub mod volume_snapshot;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::config::{SourceConfig, SourceSpec};
+use crate::kube::KubeApi;
 
 pub use process::ProcessError;
 
@@ -71,12 +74,19 @@ pub trait Target: Send + Sync {
     fn restore(&self) -> Result<Sink, SourceError>;
 }
 
-pub fn build(cfg: &SourceConfig) -> Box<dyn Source> {
+/// The source for `cfg`. `kube` serves the kinds that call the Kubernetes API.
+pub fn build(cfg: &SourceConfig, kube: Arc<dyn KubeApi>) -> Box<dyn Source> {
     match &cfg.spec {
         SourceSpec::Postgres(spec) => Box::new(postgres::Postgres::new(&cfg.name, spec)),
-        SourceSpec::Files(spec) => match &spec.path {
-            Some(path) => Box::new(files::Files::new(&cfg.name, spec, path)),
-            None => todo!("pvc"),
+        SourceSpec::Files(spec) => match (&spec.path, &spec.pvc) {
+            (Some(path), _) => Box::new(files::Files::new(&cfg.name, spec, path)),
+            // Config validation guarantees exactly one of path / pvc.
+            (None, pvc) => Box::new(volume_snapshot::VolumeSnapshotSource::new(
+                &cfg.name,
+                spec,
+                pvc.as_deref().unwrap_or_default(),
+                kube,
+            )),
         },
         SourceSpec::Command(spec) => Box::new(command::CommandSource::new(&cfg.name, spec)),
     }
@@ -114,6 +124,8 @@ pub struct RestoreOptions {
     pub etcd_name: Option<String>,
     /// etcd: peer URL of the restored member (default `http://localhost:2380`).
     pub etcd_peer_url: Option<String>,
+    /// Kubernetes: storage class of a PVC restored from a VolumeSnapshot.
+    pub storage_class: Option<String>,
 }
 
 /// The target for a snapshot of `kind`. Each kind accepts the `RestoreTo` forms it supports
@@ -124,8 +136,18 @@ pub fn target(
     to: &RestoreTo,
     opts: &RestoreOptions,
     source: Option<&SourceConfig>,
+    kube: Arc<dyn KubeApi>,
 ) -> Result<Box<dyn Target>, SourceError> {
     match (kind, to) {
+        ("volume-snapshot", RestoreTo::Url(url)) => Ok(Box::new(volume_snapshot::PvcTarget::new(
+            url,
+            opts.storage_class.clone(),
+            kube,
+        )?)),
+        ("volume-snapshot", _) => Err(unsupported(
+            to,
+            "VolumeSnapshot snapshots restore into a new PVC: --target pvc://NAMESPACE/NAME",
+        )),
         (_, RestoreTo::File(path)) => Ok(Box::new(file::FileTarget::new(path))),
         ("postgres", RestoreTo::Url(url)) => {
             Ok(Box::new(postgres::PostgresTarget::new(url, opts)?))

@@ -76,10 +76,9 @@ impl Conn {
 }
 
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("p={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn tool(bin_dir: Option<&Path>, program: &str) -> PathBuf {
@@ -247,5 +246,19 @@ impl Target for PostgresTarget {
             writer: Box::new(stdin),
             finish: Box::new(move || proc.wait().map(|_| ()).map_err(SourceError::from)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_split_out_and_decoded() {
+        let c = Conn::parse("postgres://app:p%40ss+w%2Frd@db:5432/orders?sslmode=require").unwrap();
+        assert_eq!(c.password.as_deref(), Some("p@ss+w/rd"));
+        assert_eq!(c.public, "postgres://app@db:5432/orders?sslmode=require");
+        assert!(check_url("postgres://db/").is_err());
+        assert!(check_url("mysql://db/x").is_err());
     }
 }

@@ -1,0 +1,249 @@
+//! A contract fake of the Kubernetes API for tests: an in-memory object store that rejects
+//! what the API server would reject (wrong apiVersion/kind, bad or missing names, namespace
+//! mismatches, duplicates, objects missing the fields their type requires, resources lifeboat
+//! is not meant to use) and plays the controllers lifeboat waits for (the CSI snapshotter
+//! marking a VolumeSnapshot ready, or failed). Every call is recorded for assertions.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::{KubeApi, KubeError, Resource, USED};
+
+/// One recorded call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub verb: &'static str,
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// How the simulated CSI snapshotter treats new VolumeSnapshots.
+#[derive(Debug, Clone)]
+pub enum Snapshotter {
+    /// Ready after this many `get`s, with this restoreSize.
+    ReadyAfter(u32, String),
+    /// Fails with this message.
+    Fails(String),
+}
+
+pub struct Fake {
+    objects: Mutex<BTreeMap<(String, String, String), Value>>,
+    gets: Mutex<BTreeMap<(String, String), u32>>,
+    pub calls: Mutex<Vec<Call>>,
+    pub snapshotter: Snapshotter,
+}
+
+impl Default for Fake {
+    fn default() -> Self {
+        Fake {
+            objects: Mutex::default(),
+            gets: Mutex::default(),
+            calls: Mutex::default(),
+            snapshotter: Snapshotter::ReadyAfter(2, "1Gi".into()),
+        }
+    }
+}
+
+fn invalid(verb: &'static str, res: &Resource, name: &str, reason: impl Into<String>) -> KubeError {
+    KubeError::Api {
+        verb,
+        kind: res.kind,
+        name: name.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// DNS-1123 subdomain, as most object names must be.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking test thread poisons the lock; the data is still fine for the next one.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Fake {
+    pub fn new(snapshotter: Snapshotter) -> Self {
+        Fake {
+            snapshotter,
+            ..Fake::default()
+        }
+    }
+
+    /// Puts an object in place as if someone else had created it (e.g. the PVC to snapshot).
+    pub fn seed(&self, res: &Resource, ns: &str, obj: Value) {
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        lock(&self.objects).insert((res.plural.into(), ns.into(), name), obj);
+    }
+
+    pub fn object(&self, res: &Resource, ns: &str, name: &str) -> Option<Value> {
+        lock(&self.objects)
+            .get(&(res.plural.into(), ns.into(), name.into()))
+            .cloned()
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        lock(&self.calls).clone()
+    }
+
+    fn record(
+        &self,
+        verb: &'static str,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), KubeError> {
+        lock(&self.calls).push(Call {
+            verb,
+            kind: res.kind,
+            namespace: ns.into(),
+            name: name.into(),
+        });
+        let allowed = USED
+            .iter()
+            .any(|(r, verbs)| r == res && verbs.contains(&verb));
+        if allowed {
+            Ok(())
+        } else {
+            Err(invalid(
+                verb,
+                res,
+                name,
+                "forbidden: not in kube::USED (the RBAC Role would deny it)",
+            ))
+        }
+    }
+
+    fn check_spec(res: &Resource, obj: &Value) -> Result<(), String> {
+        let need = |path: &[&str]| -> Result<(), String> {
+            let mut v = &obj["spec"];
+            for p in path {
+                v = &v[*p];
+            }
+            if v.is_null() {
+                Err(format!("spec.{} is required", path.join(".")))
+            } else {
+                Ok(())
+            }
+        };
+        match res.kind {
+            "VolumeSnapshot" => {
+                need(&["source", "persistentVolumeClaimName"])?;
+                need(&["volumeSnapshotClassName"])
+            }
+            "PersistentVolumeClaim" => {
+                need(&["accessModes"])?;
+                need(&["resources", "requests", "storage"])?;
+                if let Some(ds) = obj["spec"].get("dataSource") {
+                    if ds["kind"] != "VolumeSnapshot" || ds["apiGroup"] != "snapshot.storage.k8s.io"
+                    {
+                        return Err(
+                            "spec.dataSource must be a snapshot.storage.k8s.io VolumeSnapshot"
+                                .into(),
+                        );
+                    }
+                    need(&["dataSource", "name"])?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl KubeApi for Fake {
+    async fn create(&self, res: &Resource, ns: &str, obj: Value) -> Result<Value, KubeError> {
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.record("create", res, ns, &name)?;
+        if obj["apiVersion"] != res.api_version().as_str() || obj["kind"] != res.kind {
+            return Err(invalid(
+                "create",
+                res,
+                &name,
+                "apiVersion/kind do not match the resource",
+            ));
+        }
+        if !valid_name(&name) {
+            return Err(invalid(
+                "create",
+                res,
+                &name,
+                "metadata.name must be a lowercase DNS-1123 name",
+            ));
+        }
+        if let Some(obj_ns) = obj["metadata"]["namespace"].as_str()
+            && obj_ns != ns
+        {
+            return Err(invalid(
+                "create",
+                res,
+                &name,
+                "metadata.namespace does not match the request",
+            ));
+        }
+        Self::check_spec(res, &obj).map_err(|r| invalid("create", res, &name, r))?;
+        let key = (res.plural.to_string(), ns.to_string(), name.clone());
+        let mut objects = lock(&self.objects);
+        if objects.contains_key(&key) {
+            return Err(invalid("create", res, &name, "AlreadyExists (409)"));
+        }
+        let mut stored = obj;
+        stored["metadata"]["namespace"] = json!(ns);
+        stored["metadata"]["uid"] = json!(format!("uid-{}", objects.len()));
+        objects.insert(key, stored.clone());
+        Ok(stored)
+    }
+
+    async fn get(&self, res: &Resource, ns: &str, name: &str) -> Result<Option<Value>, KubeError> {
+        self.record("get", res, ns, name)?;
+        let key = (res.plural.to_string(), ns.to_string(), name.to_string());
+        let mut objects = lock(&self.objects);
+        let Some(obj) = objects.get_mut(&key) else {
+            return Ok(None);
+        };
+        if res.kind == "VolumeSnapshot" {
+            let mut gets = lock(&self.gets);
+            let n = gets.entry((ns.into(), name.into())).or_default();
+            *n += 1;
+            match &self.snapshotter {
+                Snapshotter::ReadyAfter(after, size) if *n >= *after => {
+                    obj["status"] = json!({
+                        "readyToUse": true,
+                        "restoreSize": size,
+                        "boundVolumeSnapshotContentName": format!("snapcontent-{name}"),
+                        "creationTime": "2026-11-25T00:00:00Z",
+                    });
+                }
+                Snapshotter::ReadyAfter(..) => obj["status"] = json!({ "readyToUse": false }),
+                Snapshotter::Fails(msg) => {
+                    obj["status"] = json!({ "readyToUse": false, "error": { "message": msg } });
+                }
+            }
+        }
+        Ok(Some(obj.clone()))
+    }
+
+    async fn delete(&self, res: &Resource, ns: &str, name: &str) -> Result<(), KubeError> {
+        self.record("delete", res, ns, name)?;
+        lock(&self.objects).remove(&(res.plural.into(), ns.into(), name.into()));
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! Kubernetes, behind one small trait ([`KubeApi`]): create, get and delete of plain JSON
+//! objects of the resources lifeboat uses ([`USED`]). The production implementation
+//! ([`Live`]) is `kube`'s dynamic API; tests use the contract fake ([`fake::Fake`]), which
+//! checks every request against what the API server would accept and simulates the
+//! controllers lifeboat waits for.
+//!
+//! [`USED`] is the single list of resources and verbs the code needs; the RBAC Role in
+//! `deploy/` must grant exactly these.
+
+pub mod fake;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error(
+        "cannot reach the Kubernetes API: {0}; lifeboat needs in-cluster credentials or a kubeconfig for PVC snapshots"
+    )]
+    Connect(String),
+    #[error("Kubernetes API {verb} {kind} {name}: {reason}")]
+    Api {
+        verb: &'static str,
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
+}
+
+/// A resource type, as the API server knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resource {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+}
+
+impl Resource {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+pub const VOLUME_SNAPSHOT: Resource = Resource {
+    group: "snapshot.storage.k8s.io",
+    version: "v1",
+    kind: "VolumeSnapshot",
+    plural: "volumesnapshots",
+    namespaced: true,
+};
+
+pub const PVC: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "PersistentVolumeClaim",
+    plural: "persistentvolumeclaims",
+    namespaced: true,
+};
+
+/// Every resource lifeboat calls, with the verbs it uses on it.
+pub const USED: &[(Resource, &[&str])] = &[
+    (VOLUME_SNAPSHOT, &["create", "get", "delete"]),
+    (PVC, &["create", "get"]),
+];
+
+#[async_trait]
+pub trait KubeApi: Send + Sync {
+    /// Creates `obj` (which carries apiVersion, kind and metadata) and returns it as stored.
+    async fn create(&self, res: &Resource, ns: &str, obj: Value) -> Result<Value, KubeError>;
+    /// The object, or `None` if it does not exist.
+    async fn get(&self, res: &Resource, ns: &str, name: &str) -> Result<Option<Value>, KubeError>;
+    /// Deletes the object; deleting one that does not exist is not an error.
+    async fn delete(&self, res: &Resource, ns: &str, name: &str) -> Result<(), KubeError>;
+}
+
+/// The real API server, through `kube`; connects on first use (in-cluster config or
+/// kubeconfig), so commands that never touch Kubernetes never need it.
+#[derive(Default)]
+pub struct Live {
+    client: OnceCell<kube::Client>,
+}
+
+impl Live {
+    async fn api(
+        &self,
+        res: &Resource,
+        ns: &str,
+    ) -> Result<kube::Api<kube::api::DynamicObject>, KubeError> {
+        let client = self
+            .client
+            .get_or_try_init(|| async {
+                kube::Client::try_default()
+                    .await
+                    .map_err(|e| KubeError::Connect(e.to_string()))
+            })
+            .await?
+            .clone();
+        let gvk = kube::api::GroupVersionKind::gvk(res.group, res.version, res.kind);
+        let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, res.plural);
+        Ok(kube::Api::namespaced_with(client, ns, &ar))
+    }
+}
+
+fn api_err(verb: &'static str, res: &Resource, name: &str, e: impl ToString) -> KubeError {
+    KubeError::Api {
+        verb,
+        kind: res.kind,
+        name: name.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+#[async_trait]
+impl KubeApi for Live {
+    async fn create(&self, res: &Resource, ns: &str, obj: Value) -> Result<Value, KubeError> {
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let dynamic: kube::api::DynamicObject =
+            serde_json::from_value(obj).map_err(|e| api_err("create", res, &name, e))?;
+        let created = self
+            .api(res, ns)
+            .await?
+            .create(&kube::api::PostParams::default(), &dynamic)
+            .await
+            .map_err(|e| api_err("create", res, &name, e))?;
+        serde_json::to_value(created).map_err(|e| api_err("create", res, &name, e))
+    }
+
+    async fn get(&self, res: &Resource, ns: &str, name: &str) -> Result<Option<Value>, KubeError> {
+        let got = self
+            .api(res, ns)
+            .await?
+            .get_opt(name)
+            .await
+            .map_err(|e| api_err("get", res, name, e))?;
+        got.map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| api_err("get", res, name, e))
+    }
+
+    async fn delete(&self, res: &Resource, ns: &str, name: &str) -> Result<(), KubeError> {
+        match self
+            .api(res, ns)
+            .await?
+            .delete(name, &kube::api::DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(api_err("delete", res, name, e)),
+        }
+    }
+}
