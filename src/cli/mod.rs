@@ -77,39 +77,7 @@ pub enum Command {
         action: SnapshotsAction,
     },
     /// Restore a snapshot into a target.
-    Restore {
-        snapshot_id: String,
-        /// A live service to restore into: for PostgreSQL, the URL of an existing, empty database.
-        #[arg(long, group = "to", required = true)]
-        target: Option<String>,
-        /// Write the raw dump (decrypted, decompressed) to this file instead; never overwrites.
-        #[arg(long, group = "to")]
-        to_file: Option<PathBuf>,
-        /// Restore into this directory (files snapshots, etcd data directories); it must not exist or be empty.
-        #[arg(long, group = "to")]
-        to_dir: Option<PathBuf>,
-        /// age identity file (default: encryption.identity_file).
-        #[arg(long)]
-        identity: Option<PathBuf>,
-        /// Restore from this store's copy instead of the snapshot's own store.
-        #[arg(long)]
-        store: Option<String>,
-        /// PostgreSQL: do not restore object ownership.
-        #[arg(long)]
-        no_owner: bool,
-        /// Directory of the restore tools (pg_restore), if not on PATH.
-        #[arg(long)]
-        bin_dir: Option<PathBuf>,
-        /// etcd: member name of the restored data directory.
-        #[arg(long)]
-        etcd_name: Option<String>,
-        /// etcd: peer URL of the restored member.
-        #[arg(long)]
-        etcd_peer_url: Option<String>,
-        /// Kubernetes: storage class of the PVC restored from a VolumeSnapshot.
-        #[arg(long)]
-        storage_class: Option<String>,
-    },
+    Restore(Box<RestoreArgs>),
     /// List recent runs (backups, restores) with their outcome.
     Runs {
         #[command(subcommand)]
@@ -120,6 +88,41 @@ pub enum Command {
         #[command(subcommand)]
         action: CatalogAction,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    pub snapshot_id: String,
+    /// A live service to restore into: for PostgreSQL, the URL of an existing, empty database.
+    #[arg(long, group = "to", required = true)]
+    pub target: Option<String>,
+    /// Write the raw dump (decrypted, decompressed) to this file instead; never overwrites.
+    #[arg(long, group = "to")]
+    pub to_file: Option<PathBuf>,
+    /// Restore into this directory (files snapshots, etcd data directories); it must not exist or be empty.
+    #[arg(long, group = "to")]
+    pub to_dir: Option<PathBuf>,
+    /// age identity file (default: encryption.identity_file).
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    /// Restore from this store's copy instead of the snapshot's own store.
+    #[arg(long)]
+    pub store: Option<String>,
+    /// PostgreSQL: do not restore object ownership.
+    #[arg(long)]
+    pub no_owner: bool,
+    /// Directory of the restore tools (pg_restore), if not on PATH.
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// etcd: member name of the restored data directory.
+    #[arg(long)]
+    pub etcd_name: Option<String>,
+    /// etcd: peer URL of the restored member.
+    #[arg(long)]
+    pub etcd_peer_url: Option<String>,
+    /// Kubernetes: storage class of the PVC restored from a VolumeSnapshot.
+    #[arg(long)]
+    pub storage_class: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -308,19 +311,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let rows = app.catalog.snapshots(source.as_deref()).await?;
             output::snapshots(&rows, output)?;
         }
-        Command::Restore {
-            snapshot_id,
-            target,
-            to_file,
-            to_dir,
-            identity,
-            store,
-            no_owner,
-            bin_dir,
-            etcd_name,
-            etcd_peer_url,
-            storage_class,
-        } => {
+        Command::Restore(args) => {
+            let RestoreArgs {
+                snapshot_id,
+                target,
+                to_file,
+                to_dir,
+                identity,
+                store,
+                no_owner,
+                bin_dir,
+                etcd_name,
+                etcd_peer_url,
+                storage_class,
+            } = *args;
             use crate::source::RestoreTo;
             let to = match (target, to_file, to_dir) {
                 (Some(url), _, _) => RestoreTo::Url(url),
