@@ -152,12 +152,14 @@ pub struct SourceConfig {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SourceSpec {
     Postgres(PostgresSpec),
+    Redis(RedisSpec),
 }
 
 impl SourceSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSpec::Postgres(_) => "postgres",
+            SourceSpec::Redis(_) => "redis",
         }
     }
 }
@@ -169,6 +171,31 @@ pub struct PostgresSpec {
     pub url: SecretString,
     /// Directory holding `pg_dump`/`pg_restore`; PATH is searched when unset.
     pub bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSpec {
+    /// `redis://[[user]:password@]host[:port]`; the whole server (every database) is backed up.
+    pub url: SecretString,
+    /// How the RDB reaches lifeboat.
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// `mode: file`: the RDB file as lifeboat sees it (Redis' `dir`/`dbfilename`).
+    pub rdb_path: Option<PathBuf>,
+    /// How long the server may take to write its RDB (default 10m).
+    pub save_timeout: Option<Timeout>,
+}
+
+/// Where a Redis backup reads the RDB from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// `BGSAVE`, then read the file at `rdb_path` (a sidecar or Job mounting the volume).
+    File,
+    /// Stream the RDB over the network as a replica would (`redis-cli --rdb`).
+    #[default]
+    Replication,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,7 +220,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
         }
         if !spec.contains_key("kind") {
             return Err(D::Error::custom(
-                "missing `kind`; write `kind: postgres` (the kinds lifeboat knows: postgres)",
+                "missing `kind`; write `kind: postgres` (the kinds lifeboat knows: postgres, redis)",
             ));
         }
         let common: CommonSource = from_value(serde_yaml::Value::Mapping(common))
@@ -336,6 +363,9 @@ impl Config {
                 SourceSpec::Postgres(pg) => {
                     crate::source::postgres::check_url(pg.url.expose())
                         .map_err(|m| (at("url"), m))?;
+                }
+                SourceSpec::Redis(spec) => {
+                    crate::source::redis::check_spec(spec).map_err(|(key, m)| (at(key), m))?
                 }
             }
         }

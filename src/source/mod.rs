@@ -5,6 +5,7 @@
 mod file;
 pub mod postgres;
 mod process;
+pub mod redis;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ pub enum SourceError {
         "source `{source_name}` cannot be reached: {reason}; check its URL, credentials and that the server is up"
     )]
     Unreachable { source_name: String, reason: String },
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
     #[error("restore target {target}: {reason}")]
     Target { target: String, reason: String },
 }
@@ -64,6 +67,7 @@ pub trait Target: Send + Sync {
 pub fn build(cfg: &SourceConfig) -> Box<dyn Source> {
     match &cfg.spec {
         SourceSpec::Postgres(spec) => Box::new(postgres::Postgres::new(&cfg.name, spec)),
+        SourceSpec::Redis(spec) => Box::new(redis::Redis::new(&cfg.name, spec)),
     }
 }
 
@@ -112,10 +116,15 @@ pub fn target(
         ("postgres", RestoreTo::Url(url)) => {
             Ok(Box::new(postgres::PostgresTarget::new(url, opts)?))
         }
+        ("redis", RestoreTo::Url(url)) => Ok(Box::new(redis::RedisTarget::new(url, opts)?)),
         (_, RestoreTo::File(path)) => Ok(Box::new(file::FileTarget::new(path))),
         ("postgres", _) => Err(unsupported(
             to,
             "postgres snapshots restore into --target postgres://... (or --to-file for the raw pg_dump archive)",
+        )),
+        ("redis", _) => Err(unsupported(
+            to,
+            "redis snapshots restore into --target redis://... (or --to-file for the RDB file)",
         )),
         (other, _) => Err(unsupported(
             to,
