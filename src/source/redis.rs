@@ -665,16 +665,28 @@ fn bgsave(conn: &Conn, client: &mut Client, timeout: Duration) -> Result<(), Red
     }
     let info = wait_idle(client)?;
     if field(&info, "rdb_last_bgsave_status") != Some("ok") {
-        let dir = match client.cmd(&["CONFIG", "GET", "dir"]) {
-            Ok(Reply::Array(Some(items))) if items.len() == 2 => items[1].text(),
-            _ => "see CONFIG GET dir".into(),
-        };
-        return Err(RedisError::SaveFailed {
-            url: conn.public.clone(),
-            dir,
-        });
+        return Err(save_failed(conn, client));
     }
     Ok(())
+}
+
+/// The error for a failed save, naming the server's `dir` if it tells.
+fn save_failed(conn: &Conn, client: &mut Client) -> RedisError {
+    let dir = match client.cmd(&["CONFIG", "GET", "dir"]) {
+        Ok(Reply::Array(Some(items))) if items.len() == 2 => items[1].text(),
+        _ => "see CONFIG GET dir".into(),
+    };
+    RedisError::SaveFailed {
+        url: conn.public.clone(),
+        dir,
+    }
+}
+
+/// Whether the server's last background save failed (best effort: `false` if unknown).
+fn last_save_failed(client: &mut Client) -> bool {
+    client
+        .info("persistence")
+        .is_ok_and(|info| field(&info, "rdb_last_bgsave_status") == Some("err"))
 }
 
 /// Opens the RDB just saved, after checking it is that save's file (not a stale one).
@@ -741,8 +753,14 @@ fn replicate(conn: &Conn, timeout: Duration) -> Result<Box<dyn Read + Send>, Sou
         let mut byte = [0u8; 1];
         match conn_reader.read(&mut byte) {
             Ok(0) => {
+                // A failed disk save makes the server drop its waiting replicas.
+                if let Ok(mut client) = conn.connect()
+                    && last_save_failed(&mut client)
+                {
+                    return Err(save_failed(conn, &mut client).into());
+                }
                 return Err(fail(
-                    "the server closed the connection before sending the RDB; its save probably failed: check the Redis log and that its `dir` is writable (or that the user may run SYNC)".into(),
+                    "the server closed the connection before sending the RDB; check the Redis log (a failed save, or a user not allowed to run SYNC)".into(),
                 )
                 .into());
             }
