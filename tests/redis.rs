@@ -34,6 +34,15 @@ fn manifest(env: &Env, id: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(&path).expect("read manifest")).expect("manifest json")
 }
 
+/// The restore's scratch directory (and its server) are gone.
+fn assert_nothing_in(dir: &std::path::Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 fn last_run(env: &Env) -> serde_json::Value {
     let runs: Vec<serde_json::Value> =
         serde_json::from_str(&env.ok(&["runs", "list", "--output", "json"])).unwrap();
@@ -42,7 +51,7 @@ fn last_run(env: &Env) -> serde_json::Value {
 
 /// Fills `src`, backs it up with `extra` config, restores into a live server and a file,
 /// and compares everything.
-fn round_trip(src: &RedisServer, extra: &str, mode: &str) {
+fn round_trip(src: &RedisServer, extra: &str, mode: &str, transfer: Option<&str>) {
     let n0 = load_every_type(src, 0, DB0_PER_TYPE);
     let n1 = load_every_type(src, 1, DB1_PER_TYPE);
     let env = Env::new();
@@ -63,6 +72,9 @@ fn round_trip(src: &RedisServer, extra: &str, mode: &str) {
     assert_eq!(facts["expires"]["db0"], (DB0_PER_TYPE / 10 * 6 + 1) as u64);
     assert_eq!(facts["expires"]["db1"], (DB1_PER_TYPE / 10 * 6 + 1) as u64);
     assert_eq!(facts["mode"], mode);
+    if let Some(t) = transfer {
+        assert_eq!(facts["rdb_transfer"], t, "{facts}");
+    }
     assert!(
         facts["redis_version"]
             .as_str()
@@ -79,11 +91,7 @@ fn round_trip(src: &RedisServer, extra: &str, mode: &str) {
     for db in 0..2 {
         assert_same(&contents(src, db), &contents(&dst, db), 5);
     }
-    assert_eq!(
-        files_under(&env.path("tmp")),
-        Vec::<String>::new(),
-        "restore left files behind"
-    );
+    assert_nothing_in(&env.path("tmp"));
     // A second restore into the now non-empty server is refused, and changes nothing.
     let err = env.fails(&["restore", &id, "--target", &dst.url()]);
     assert!(err.contains("not empty"), "{err}");
@@ -111,20 +119,20 @@ fn round_trip_replication_mode_diskless() {
         "--repl-diskless-sync-delay",
         "0",
     ]);
-    round_trip(&src, "", "replication");
+    round_trip(&src, "", "replication", Some("diskless"));
 }
 
 #[test]
 fn round_trip_replication_mode_disk_based() {
     // The server saves to disk first, then sends `$<length>` and the file.
     let src = RedisServer::start(&["--repl-diskless-sync", "no"]);
-    round_trip(&src, "    mode: replication\n", "replication");
+    round_trip(&src, "    mode: replication\n", "replication", Some("disk"));
 }
 
 #[test]
 fn round_trip_file_mode() {
     let src = RedisServer::start(&[]);
-    round_trip(&src, &file_mode(&src), "file");
+    round_trip(&src, &file_mode(&src), "file", None);
 }
 
 #[test]
@@ -255,4 +263,29 @@ fn config_mistakes_are_rejected_at_load_time() {
         "    mode: file\n    rdb_path: /x.rdb\n",
     );
     env.ok(&["config", "check"]);
+}
+
+#[test]
+fn failed_restore_explains_and_cleans_up() {
+    let src = RedisServer::start(&[]);
+    src.cmd(&["SET", "a", "1"]);
+    let mut c = src.client().unwrap();
+    c.cmd(&["SELECT", "3"]).unwrap();
+    c.cmd(&["SET", "b", "2"]).unwrap();
+    let mut env = Env::new();
+    std::fs::create_dir(env.path("tmp")).unwrap();
+    let tmp = env.path("tmp").display().to_string();
+    env.extra_env.push(("TMPDIR".into(), tmp));
+    redis_config(&env, &src.url(), "");
+    let id = env.backup();
+    assert_eq!(manifest(&env, &id)["facts"]["keys"]["db3"], 1);
+
+    // The target has too few databases for db3.
+    let dst = RedisServer::start(&["--databases", "2"]);
+    let err = env.fails(&["restore", &id, "--target", &dst.url()]);
+    assert!(err.contains("`databases 4`"), "{err}");
+    assert!(err.contains("FLUSHALL"), "{err}");
+    assert_eq!(last_run(&env)["status"], "failed");
+    // The scratch directory goes on failure too.
+    assert_nothing_in(&env.path("tmp"));
 }

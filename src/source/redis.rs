@@ -528,7 +528,8 @@ impl Redis {
             }
             RedisMode::Replication => {
                 drop(client);
-                let reader = replicate(&conn, self.save_timeout)?;
+                let (reader, transfer) = replicate(&conn, self.save_timeout)?;
+                facts.insert("rdb_transfer".into(), transfer.into());
                 let url = conn.public.clone();
                 (
                     reader,
@@ -731,7 +732,12 @@ fn open_saved_rdb(path: &Path, conn: &Conn, client: &mut Client) -> Result<File,
 }
 
 /// Starts a replica-style full sync and returns the RDB payload as a reader.
-fn replicate(conn: &Conn, timeout: Duration) -> Result<Box<dyn Read + Send>, SourceError> {
+/// `transfer` is `diskless` (the server streamed it as it wrote it) or `disk` (it saved to
+/// its disk first).
+fn replicate(
+    conn: &Conn,
+    timeout: Duration,
+) -> Result<(Box<dyn Read + Send>, &'static str), SourceError> {
     let fail = |reason: String| RedisError::Replication {
         url: conn.public.clone(),
         reason: conn.scrub(&reason),
@@ -742,6 +748,9 @@ fn replicate(conn: &Conn, timeout: Duration) -> Result<Box<dyn Read + Send>, Sou
     // Asks for the RDB only, no command stream after it (Redis 7+); older servers refuse
     // the option and send the stream anyway, which we never read.
     let _ = client.cmd(&["REPLCONF", "rdb-only", "1"]);
+    // Lets a server configured for diskless replication stream the RDB without writing it
+    // to its disk (the `$EOF:<marker>` framing).
+    let _ = client.cmd(&["REPLCONF", "capa", "eof"]);
     client
         .send_bytes(&[b"SYNC"])
         .map_err(|e| fail(e.to_string()))?;
@@ -800,22 +809,24 @@ fn replicate(conn: &Conn, timeout: Duration) -> Result<Box<dyn Read + Send>, Sou
                 if marker.len() != EOF_MARK_LEN {
                     return Err(fail("the end-of-RDB marker has the wrong length".into()).into());
                 }
-                Ok(Box::new(EofMarked {
+                let reader = EofMarked {
                     inner: conn_reader,
                     marker: marker.to_vec(),
                     buf: Vec::new(),
                     scratch: Vec::new(),
                     done: false,
-                }))
+                };
+                Ok((Box::new(reader), "diskless"))
             } else {
                 let len = parse_int(rest)
                     .ok()
                     .and_then(|n| u64::try_from(n).ok())
                     .ok_or_else(|| fail("the RDB length is not a number".into()))?;
-                Ok(Box::new(Exactly {
+                let reader = Exactly {
                     inner: conn_reader,
                     left: len,
-                }))
+                };
+                Ok((Box::new(reader), "disk"))
             }
         }
         Some((b'-', rest)) => Err(fail(format!(
