@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what lifeboat's demo and tests need on a fresh Debian machine (idempotent):
-# PostgreSQL, zstd and age from apt; the moto S3 server in a Python venv.
+# PostgreSQL, Redis, zstd and age from apt; the moto S3 server in a Python venv.
 # Prints `export` lines for the caller to eval (LIFEBOAT_MOTO_SERVER, PATH additions).
 set -euo pipefail
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-APT_PACKAGES=(postgresql postgresql-client zstd age python3-venv time)
+APT_PACKAGES=(postgresql postgresql-client redis-server redis-tools zstd age python3-venv time)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -156,6 +156,7 @@ pub enum SourceSpec {
     Postgres(PostgresSpec),
     Files(FilesSpec),
     Command(CommandSpec),
+    Redis(RedisSpec),
 }
 
 impl SourceSpec {
@@ -164,6 +165,7 @@ impl SourceSpec {
             SourceSpec::Postgres(_) => "postgres",
             SourceSpec::Files(_) => "files",
             SourceSpec::Command(_) => "command",
+            SourceSpec::Redis(_) => "redis",
         }
     }
 }
@@ -205,6 +207,31 @@ pub struct PostgresSpec {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RedisSpec {
+    /// `redis://[[user]:password@]host[:port]`; the whole server (every database) is backed up.
+    pub url: SecretString,
+    /// How the RDB reaches lifeboat.
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// `mode: file`: the RDB file as lifeboat sees it (Redis' `dir`/`dbfilename`).
+    pub rdb_path: Option<PathBuf>,
+    /// How long the server may take to write its RDB (default 10m).
+    pub save_timeout: Option<Timeout>,
+}
+
+/// Where a Redis backup reads the RDB from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// `BGSAVE`, then read the file at `rdb_path` (a sidecar or Job mounting the volume).
+    File,
+    /// Stream the RDB over the network as a replica would (`redis-cli --rdb`).
+    #[default]
+    Replication,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CommonSource {
     name: String,
     store: String,
@@ -227,7 +254,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
         }
         if !spec.contains_key("kind") {
             return Err(D::Error::custom(
-                "missing `kind`; write e.g. `kind: postgres` (the kinds lifeboat knows: postgres, files, command)",
+                "missing `kind`; write e.g. `kind: postgres` (the kinds lifeboat knows: postgres, redis, files, command)",
             ));
         }
         let common: CommonSource = from_value(serde_yaml::Value::Mapping(common))
@@ -421,6 +448,9 @@ impl Config {
                             "empty; write the restore command or leave it out".into(),
                         ));
                     }
+                }
+                SourceSpec::Redis(spec) => {
+                    crate::source::redis::check_spec(spec).map_err(|(key, m)| (at(key), m))?
                 }
             }
         }

@@ -7,6 +7,7 @@ mod file;
 pub mod files;
 pub mod postgres;
 mod process;
+pub mod redis;
 pub mod volume_snapshot;
 
 use std::io::{Read, Write};
@@ -36,6 +37,8 @@ pub enum SourceError {
         hook: &'static str,
         reason: String,
     },
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
     #[error("restore target {target}: {reason}")]
     Target { target: String, reason: String },
 }
@@ -89,6 +92,7 @@ pub fn build(cfg: &SourceConfig, kube: Arc<dyn KubeApi>) -> Box<dyn Source> {
             )),
         },
         SourceSpec::Command(spec) => Box::new(command::CommandSource::new(&cfg.name, spec)),
+        SourceSpec::Redis(spec) => Box::new(redis::Redis::new(&cfg.name, spec)),
     }
 }
 
@@ -167,9 +171,14 @@ pub fn target(
             to,
             "command snapshots restore with --target X (passed to restore_argv as $LIFEBOAT_TARGET) or --to-file",
         )),
+        ("redis", RestoreTo::Url(url)) => Ok(Box::new(redis::RedisTarget::new(url, opts)?)),
         ("postgres", _) => Err(unsupported(
             to,
             "postgres snapshots restore into --target postgres://... (or --to-file for the raw pg_dump archive)",
+        )),
+        ("redis", _) => Err(unsupported(
+            to,
+            "redis snapshots restore into --target redis://... (or --to-file for the RDB file)",
         )),
         (other, _) => Err(unsupported(
             to,
