@@ -152,12 +152,14 @@ pub struct SourceConfig {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SourceSpec {
     Postgres(PostgresSpec),
+    Etcd(EtcdSpec),
 }
 
 impl SourceSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSpec::Postgres(_) => "postgres",
+            SourceSpec::Etcd(_) => "etcd",
         }
     }
 }
@@ -169,6 +171,30 @@ pub struct PostgresSpec {
     pub url: SecretString,
     /// Directory holding `pg_dump`/`pg_restore`; PATH is searched when unset.
     pub bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdSpec {
+    /// Client URLs: `http://host:2379`, `https://host:2379` or `host:2379`.
+    pub endpoints: Vec<String>,
+    /// Client TLS: required for `https://` endpoints.
+    pub tls: Option<EtcdTls>,
+    /// etcd user, when etcd has authentication enabled.
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
+    /// How long to wait for etcd: connecting, each request, and between snapshot chunks.
+    pub timeout: Option<Timeout>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTls {
+    /// PEM CA certificate that signed the etcd server certificates.
+    pub ca_file: PathBuf,
+    /// PEM client certificate and key, when etcd requires client certificates.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -336,6 +362,9 @@ impl Config {
                 SourceSpec::Postgres(pg) => {
                     crate::source::postgres::check_url(pg.url.expose())
                         .map_err(|m| (at("url"), m))?;
+                }
+                SourceSpec::Etcd(spec) => {
+                    crate::source::etcd::check_spec(spec).map_err(|(key, m)| (at(&key), m))?;
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! (a live service → a byte stream) and [`Target`] (a byte stream → a service). Nothing in the
 //! pipeline, store or catalog knows which kind it carries.
 
+pub mod etcd;
 mod file;
 pub mod postgres;
 mod process;
@@ -64,6 +65,7 @@ pub trait Target: Send + Sync {
 pub fn build(cfg: &SourceConfig) -> Box<dyn Source> {
     match &cfg.spec {
         SourceSpec::Postgres(spec) => Box::new(postgres::Postgres::new(&cfg.name, spec)),
+        SourceSpec::Etcd(spec) => Box::new(etcd::Etcd::new(&cfg.name, spec)),
     }
 }
 
@@ -112,10 +114,15 @@ pub fn target(
         ("postgres", RestoreTo::Url(url)) => {
             Ok(Box::new(postgres::PostgresTarget::new(url, opts)?))
         }
+        ("etcd", RestoreTo::Dir(dir)) => Ok(Box::new(etcd::EtcdTarget::new(dir, opts)?)),
         (_, RestoreTo::File(path)) => Ok(Box::new(file::FileTarget::new(path))),
         ("postgres", _) => Err(unsupported(
             to,
             "postgres snapshots restore into --target postgres://... (or --to-file for the raw pg_dump archive)",
+        )),
+        ("etcd", _) => Err(unsupported(
+            to,
+            "etcd snapshots restore into a new data directory: --to-dir PATH (or --to-file for the raw snapshot file)",
         )),
         (other, _) => Err(unsupported(
             to,
