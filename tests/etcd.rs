@@ -50,13 +50,13 @@ async fn load(endpoint: &str) {
             .enumerate()
             .map(|(j, k)| TxnOp::put(k.as_str(), value(b * 100 + j), None))
             .collect();
-        client
-            .txn(Txn::new().and_then(ops))
-            .await
-            .expect("txn put");
+        client.txn(Txn::new().and_then(ops)).await.expect("txn put");
     }
     for k in keys.iter().step_by(15) {
-        client.put(k.as_str(), "overwritten", None).await.expect("put");
+        client
+            .put(k.as_str(), "overwritten", None)
+            .await
+            .expect("put");
     }
     for k in keys.iter().skip(7).step_by(30) {
         client.delete(k.as_str(), None).await.expect("delete");

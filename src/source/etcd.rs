@@ -122,7 +122,9 @@ impl Endpoint {
             format!("http://{s}")
         };
         let bad = |why: String| {
-            format!("`{s}` is not an etcd endpoint ({why}); write http://HOST:PORT, https://HOST:PORT or HOST:PORT")
+            format!(
+                "`{s}` is not an etcd endpoint ({why}); write http://HOST:PORT, https://HOST:PORT or HOST:PORT"
+            )
         };
         let url = url::Url::parse(&with_scheme).map_err(|e| bad(e.to_string()))?;
         let tls = match url.scheme() {
@@ -152,7 +154,10 @@ impl Endpoint {
         Ok(Endpoint {
             url: format!("{scheme}://{host}:{port}"),
             // Without the brackets of an IPv6 literal, for the TCP probe.
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             port,
             tls,
         })
@@ -235,11 +240,9 @@ impl Etcd {
                     ))
                 })
             };
-            let mut config = etcd_client::TlsOptions::new()
-                .ca_certificate(etcd_client::Certificate::from_pem(read(
-                    "ca_file",
-                    &tls.ca_file,
-                )?));
+            let mut config = etcd_client::TlsOptions::new().ca_certificate(
+                etcd_client::Certificate::from_pem(read("ca_file", &tls.ca_file)?),
+            );
             if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
                 config = config.identity(etcd_client::Identity::from_pem(
                     read("cert_file", cert)?,
@@ -279,7 +282,7 @@ impl Etcd {
         }
         if refused.len() == conn.endpoints.len() {
             return Err(self.unreachable(format!(
-                "no etcd endpoint accepts connections ({}); check `endpoints` and that etcd is running",
+                "no etcd endpoint accepts connections ({})",
                 refused.join("; ")
             )));
         }
@@ -329,7 +332,10 @@ impl Etcd {
 async fn count(client: &mut Client, timeout: Duration) -> Result<(i64, i64), String> {
     let resp = tokio::time::timeout(
         timeout,
-        client.get("", Some(GetOptions::new().with_all_keys().with_count_only())),
+        client.get(
+            "",
+            Some(GetOptions::new().with_all_keys().with_count_only()),
+        ),
     )
     .await
     .map_err(|_| "no answer to a key count".to_string())?
@@ -453,10 +459,7 @@ impl Pump {
         };
         if let Err(reason) = &result {
             // Make the reader fail too (if it is still there), rather than see a clean end.
-            let _ = self
-                .tx
-                .send(Err(io::Error::other(reason.clone())))
-                .await;
+            let _ = self.tx.send(Err(io::Error::other(reason.clone()))).await;
         }
         drop(self.tx);
         result?;
@@ -685,9 +688,9 @@ impl EtcdTarget {
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotADirectory => Err(self.fail(
-                "it exists and is not a directory; choose a new path".into(),
-            )),
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+                Err(self.fail("it exists and is not a directory; choose a new path".into()))
+            }
             Err(e) => Err(self.fail(format!("cannot read it: {e}"))),
         }
     }
@@ -737,7 +740,10 @@ impl Write for SnapshotFile {
 
 impl Drop for SnapshotFile {
     fn drop(&mut self) {
-        let synced = self.file.flush().and_then(|()| self.file.get_ref().sync_all());
+        let synced = self
+            .file
+            .flush()
+            .and_then(|()| self.file.get_ref().sync_all());
         if synced.is_err() {
             self.failed.store(true, Ordering::SeqCst);
         }
