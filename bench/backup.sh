@@ -23,6 +23,9 @@
 #   BENCH_ZSTD_LEVEL    zstd level on both sides (default 3)
 #   BENCH_ZSTD_THREADS  zstd workers on both sides, 0 = all cores (default 0)
 #   BENCH_SKIP_RESTORE  1 = measure backups only
+#   BENCH_NICE          run the PostgreSQL server and every measured command under
+#                       `nice -n BENCH_NICE` (e.g. -10 as root, to shield both sides equally
+#                       from other work on the machine); default: no nice
 #   TMPDIR              where the work directory goes (default /tmp)
 #
 # Run as root: PostgreSQL itself runs as the `postgres` user (runuser); the client tools and
@@ -55,6 +58,8 @@ BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 LEVEL=${BENCH_ZSTD_LEVEL:-3}
 THREADS=${BENCH_ZSTD_THREADS:-0}
 SKIP_RESTORE=${BENCH_SKIP_RESTORE:-0}
+NICE=()
+[[ -n ${BENCH_NICE:-} ]] && NICE=(nice -n "$BENCH_NICE")
 [[ -n $OUT && $OUT != /* ]] && OUT="$PWD/$OUT"
 
 # ---------------------------------------------------------------------------- prerequisites
@@ -151,7 +156,9 @@ full_page_writes = off
 wal_level = minimal
 max_wal_senders = 0
 EOF
-as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$WORK/pg/server.log" -w -t 60 start >/dev/null \
+# Under BENCH_NICE the postmaster and its backends inherit the niceness.
+"${NICE[@]}" "$BASH" -c "$(declare -f as_pg); as_pg \"\$@\"" _ \
+  "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$WORK/pg/server.log" -w -t 60 start >/dev/null \
   || { tail -20 "$WORK/pg/server.log" >&2; die "PostgreSQL did not start"; }
 PG_STARTED=1
 
@@ -244,7 +251,7 @@ measure() {
   shift
   quiesce "$name"
   say "run: $name"
-  "$TIME" -v -o "$WORK/res/$name.time" "$@" >"$WORK/res/$name.log" 2>&1 &
+  "${NICE[@]}" "$TIME" -v -o "$WORK/res/$name.time" "$@" >"$WORK/res/$name.log" 2>&1 &
   local tpid=$!
   hwm_sampler "$tpid" "$WORK/res/$name.selfrss" &
   local spid=$!
@@ -355,7 +362,7 @@ RES=$WORK/res
   echo "- lifeboat: $LIFEBOAT_BIN ($("$LIFEBOAT_BIN" --version 2>/dev/null || echo '?'); repo at $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'))"
   echo "- tools: $(pg_dump --version), zstd $(zstd -V | grep -o 'v[0-9.]*'), age $(age --version)"
   echo "- dataset: pgbench -s $BENCH_SCALE + docs ($rows rows of md5 text); pg_database_size $((DB_BYTES / 1024 / 1024)) MiB ($DB_TABLES)"
-  echo "- zstd level $LEVEL, threads $THREADS (0 = all cores) on both sides; $BENCH_ROUNDS rounds, order alternating"
+  echo "- zstd level $LEVEL, threads $THREADS (0 = all cores) on both sides; $BENCH_ROUNDS rounds, order alternating; nice: ${BENCH_NICE:-none}"
   echo "- load at start: ${LOAD_START##*load average: }; at end: ${LOAD_END##*load average: }"
   echo
   echo "| run | wall s | CPU % | CPU s | peak RSS MiB (time -v, whole tree max) | lifeboat own VmHWM MiB | load before |"

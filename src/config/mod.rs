@@ -157,6 +157,7 @@ pub enum SourceSpec {
     Files(FilesSpec),
     Command(CommandSpec),
     Redis(RedisSpec),
+    Etcd(EtcdSpec),
 }
 
 impl SourceSpec {
@@ -166,6 +167,7 @@ impl SourceSpec {
             SourceSpec::Files(_) => "files",
             SourceSpec::Command(_) => "command",
             SourceSpec::Redis(_) => "redis",
+            SourceSpec::Etcd(_) => "etcd",
         }
     }
 }
@@ -232,6 +234,30 @@ pub enum RedisMode {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct EtcdSpec {
+    /// Client URLs: `http://host:2379`, `https://host:2379` or `host:2379`.
+    pub endpoints: Vec<String>,
+    /// Client TLS: required for `https://` endpoints.
+    pub tls: Option<EtcdTls>,
+    /// etcd user, when etcd has authentication enabled.
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
+    /// How long to wait for etcd: connecting, each request, and between snapshot chunks.
+    pub timeout: Option<Timeout>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTls {
+    /// PEM CA certificate that signed the etcd server certificates.
+    pub ca_file: PathBuf,
+    /// PEM client certificate and key, when etcd requires client certificates.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CommonSource {
     name: String,
     store: String,
@@ -254,7 +280,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
         }
         if !spec.contains_key("kind") {
             return Err(D::Error::custom(
-                "missing `kind`; write e.g. `kind: postgres` (the kinds lifeboat knows: postgres, redis, files, command)",
+                "missing `kind`; write e.g. `kind: postgres` (the kinds lifeboat knows: postgres, redis, etcd, files, command)",
             ));
         }
         let common: CommonSource = from_value(serde_yaml::Value::Mapping(common))
@@ -451,6 +477,9 @@ impl Config {
                 }
                 SourceSpec::Redis(spec) => {
                     crate::source::redis::check_spec(spec).map_err(|(key, m)| (at(key), m))?
+                }
+                SourceSpec::Etcd(spec) => {
+                    crate::source::etcd::check_spec(spec).map_err(|(key, m)| (at(&key), m))?;
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! pipeline, store or catalog knows which kind it carries.
 
 pub mod command;
+pub mod etcd;
 mod file;
 pub mod files;
 pub mod postgres;
@@ -93,6 +94,7 @@ pub fn build(cfg: &SourceConfig, kube: Arc<dyn KubeApi>) -> Box<dyn Source> {
         },
         SourceSpec::Command(spec) => Box::new(command::CommandSource::new(&cfg.name, spec)),
         SourceSpec::Redis(spec) => Box::new(redis::Redis::new(&cfg.name, spec)),
+        SourceSpec::Etcd(spec) => Box::new(etcd::Etcd::new(&cfg.name, spec)),
     }
 }
 
@@ -172,6 +174,7 @@ pub fn target(
             "command snapshots restore with --target X (passed to restore_argv as $LIFEBOAT_TARGET) or --to-file",
         )),
         ("redis", RestoreTo::Url(url)) => Ok(Box::new(redis::RedisTarget::new(url, opts)?)),
+        ("etcd", RestoreTo::Dir(dir)) => Ok(Box::new(etcd::EtcdTarget::new(dir, opts)?)),
         ("postgres", _) => Err(unsupported(
             to,
             "postgres snapshots restore into --target postgres://... (or --to-file for the raw pg_dump archive)",
@@ -179,6 +182,10 @@ pub fn target(
         ("redis", _) => Err(unsupported(
             to,
             "redis snapshots restore into --target redis://... (or --to-file for the RDB file)",
+        )),
+        ("etcd", _) => Err(unsupported(
+            to,
+            "etcd snapshots restore into a new data directory: --to-dir PATH (or --to-file for the raw snapshot file)",
         )),
         (other, _) => Err(unsupported(
             to,

@@ -2,6 +2,7 @@
 // directory with a key and a config, and helpers to run the `lifeboat` binary in it.
 #![allow(dead_code, unused_imports)]
 
+pub mod etcd;
 pub mod redis;
 pub mod servers;
 
