@@ -18,18 +18,12 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::DateTime as AwsDateTime;
-use aws_sdk_s3::types::{ObjectLockRetention, ObjectLockRetentionMode};
+use aws_sdk_s3::types::{ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode};
 use chrono::{DateTime, Utc};
 use tokio::sync::OnceCell;
 
 use crate::config::{LockMode, ObjectLockConfig, StoreConfig};
 use crate::retention::Lock;
-
-/// Error codes that mean "this object has no retention" rather than a failure.
-const NO_RETENTION: &[&str] = &[
-    "NoSuchObjectLockConfiguration",
-    "ObjectLockConfigurationNotFoundError",
-];
 
 /// Sets and reads Object Lock retentions in one bucket.
 pub struct ObjectLocker {
@@ -130,35 +124,33 @@ impl ObjectLocker {
         Ok(until)
     }
 
-    /// The retention on `key`, if it has one (expired or not).
+    /// The retention on `key`, if it has one (expired or not). Read from HeadObject, which
+    /// reports it (`x-amz-object-lock-*` headers) when the caller may s3:GetObjectRetention;
+    /// some S3 look-alikes implement that but not GetObjectRetention itself.
     pub async fn locked_until(&self, key: &str) -> Result<Option<Lock>, LockFailure> {
         let out = match self
             .client()
             .await
-            .get_object_retention()
+            .head_object()
             .bucket(&self.bucket)
             .key(key)
             .send()
             .await
         {
             Ok(out) => out,
-            Err(e) if e.code().is_some_and(|c| NO_RETENTION.contains(&c)) => return Ok(None),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
                 return Ok(None);
             }
             Err(e) => return Err(LockFailure(describe(&e))),
         };
-        let Some(retention) = out.retention() else {
-            return Ok(None);
-        };
-        let Some(until) = retention
-            .retain_until_date()
+        let Some(until) = out
+            .object_lock_retain_until_date()
             .and_then(|d| DateTime::from_timestamp(d.secs(), d.subsec_nanos()))
         else {
             return Ok(None);
         };
-        let mode = match retention.mode() {
-            Some(ObjectLockRetentionMode::Governance) => LockMode::Governance,
+        let mode = match out.object_lock_mode() {
+            Some(ObjectLockMode::Governance) => LockMode::Governance,
             _ => LockMode::Compliance,
         };
         Ok(Some(Lock { mode, until }))

@@ -2,6 +2,7 @@
 // directory with a key and a config, and helpers to run the `lifeboat` binary in it.
 #![allow(dead_code)]
 
+pub mod s3;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
