@@ -42,7 +42,7 @@ pub enum PruneError {
     Store {
         source_name: String,
         id: String,
-        cause: StoreError,
+        cause: Box<StoreError>,
     },
     #[error(
         "the catalog row of snapshot {id} has an unreadable created_at `{value}`; run `lifeboat catalog rebuild`"
@@ -137,7 +137,7 @@ async fn plan_source(
                 .map_err(|cause| PruneError::Store {
                     source_name: source.to_string(),
                     id: rows[i].id.clone(),
-                    cause,
+                    cause: Box::new(cause),
                 })?;
         }
     }
@@ -293,7 +293,7 @@ async fn delete_one(
     let fail = |cause| PruneError::Store {
         source_name: source.to_string(),
         id: snap.id.clone(),
-        cause,
+        cause: Box::new(cause),
     };
     let dir = snapshot::dir(source, &snap.id);
     // The manifest first: from here on the snapshot no longer exists.

@@ -420,6 +420,11 @@ fn object_lock_with_moto() {
     .unwrap();
     let err = env.fails(&["backup", "db"]);
     assert!(err.contains("object lock retention"), "{err}");
+    assert!(err.contains("InvalidRequest"), "{err}");
+    assert!(
+        !err.contains("raw: Response"),
+        "no raw responses in errors: {err}"
+    );
     assert!(!err.contains("testing-secret-key"), "{err}");
     let snaps = env.snapshots();
     assert_eq!(snaps.last().unwrap()["status"], "failed");

@@ -30,11 +30,17 @@ pub fn config_summary(path: &Path, config: &Config) {
     println!("{}: ok", path.display());
     println!("catalog: {}", config.catalog);
     for (name, store) in &config.stores {
-        println!("store {name}: {}", store.url);
+        match store.object_lock {
+            Some(l) => println!(
+                "store {name}: {} (object lock: {}, {} days)",
+                store.url, l.mode, l.days
+            ),
+            None => println!("store {name}: {}", store.url),
+        }
     }
     for s in &config.sources {
         println!(
-            "source {} ({}) → store {}; schedule {}; objectives {}",
+            "source {} ({}) → store {}; schedule {}; objectives {}; retention {}",
             s.name,
             s.spec.kind(),
             s.store,
@@ -44,6 +50,8 @@ pub fn config_summary(path: &Path, config: &Config) {
                 humantime::format_duration(o.rpo.0),
                 humantime::format_duration(o.rto.0)
             )),
+            s.retention
+                .map_or("none (keep everything)".to_string(), |p| p.to_string()),
         );
     }
 }

@@ -16,7 +16,7 @@ use std::fmt;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::DateTime as AwsDateTime;
 use aws_sdk_s3::types::{ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode};
 use chrono::{DateTime, Utc};
@@ -157,14 +157,21 @@ impl ObjectLocker {
     }
 }
 
+/// The S3 error code and message (or the transport error), without the raw response.
 fn describe<E, R>(e: &SdkError<E, R>) -> String
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
     R: fmt::Debug,
 {
-    let mut s = DisplayErrorContext(e).to_string();
-    if let Some(code) = e.code() {
-        s = format!("{code}: {s}");
+    match e {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            format!(
+                "{}: {}",
+                err.code().unwrap_or("error"),
+                err.message().unwrap_or("(no message)")
+            )
+        }
+        other => super::error_chain(other),
     }
-    s
 }
