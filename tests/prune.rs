@@ -231,6 +231,9 @@ fn prune_a_simulated_year() {
     );
     assert_eq!(files_under(&env.path("store")), files_before);
     assert_eq!(env.snapshots().len(), 67);
+    let runs_before: Vec<serde_json::Value> =
+        serde_json::from_str(&env.ok(&["runs", "list", "--output", "json"])).unwrap();
+    assert!(runs_before.is_empty(), "a dry run records nothing");
 
     // The JSON plan agrees with the planner.
     let json: serde_json::Value =
@@ -244,6 +247,25 @@ fn prune_a_simulated_year() {
         .map(|s| s["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(planned_keep, expected);
+
+    // A prune that died half-way through two snapshots: one lost only its manifest, the
+    // other its whole directory; their catalog rows are still there. The next prune
+    // finishes both.
+    let doomed: Vec<&String> = ids
+        .iter()
+        .zip(&decisions)
+        .filter(|(_, d)| d.action == Action::Delete)
+        .map(|(id, _)| id)
+        .take(2)
+        .collect();
+    std::fs::remove_file(
+        env.path("store")
+            .join("db")
+            .join(doomed[0])
+            .join(snapshot::MANIFEST),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(env.path("store").join("db").join(doomed[1])).unwrap();
 
     // The real thing.
     let out = env.ok(&["prune"]);
@@ -354,7 +376,7 @@ fn prune_rejects_unknown_sources_and_bad_config() {
 
 #[test]
 fn object_lock_with_moto() {
-    let moto = MotoServer::start();
+    let mut moto = MotoServer::start();
     let s3 = S3::new(&moto);
     s3.create_locked_bucket("locked");
     moto.create_bucket("plain");
@@ -432,4 +454,13 @@ fn object_lock_with_moto() {
         moto.list_keys("plain", "lb/").is_empty(),
         "the unlocked objects were removed"
     );
+
+    // The store goes away: prune stops, says where and why, and deletes nothing.
+    std::fs::write(env.path("lifeboat.yaml"), yaml).unwrap();
+    moto.stop();
+    let err = env.fails(&["prune", "db"]);
+    assert!(err.contains("prune of `db` stopped at snapshot"), "{err}");
+    assert!(err.contains("running `lifeboat prune` again"), "{err}");
+    assert!(!err.contains("testing-secret-key"), "{err}");
+    assert_eq!(ids_with_status(&env, "complete").len(), 2);
 }
