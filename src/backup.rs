@@ -5,6 +5,11 @@
 //! it complete. Any failure or interruption before the manifest removes what was written and
 //! records the run failed with the cause; a crash is settled by [`crate::recovery`] at the
 //! next start.
+//!
+//! On a store with `object_lock`, each object gets its retention right after it is written
+//! (the data object before the manifest is written, the manifest before the snapshot is
+//! recorded); if a retention cannot be set the backup fails: an "immutable" snapshot that
+//! is not locked would be a lie.
 
 use chrono::Utc;
 use indicatif::ProgressBar;
@@ -128,6 +133,9 @@ pub async fn run(
             }
         };
         upload.finish().await?;
+        if let Some(until) = store.lock(&data_key, Utc::now()).await? {
+            tracing::info!(key = %data_key, until = %until, "object lock retention set");
+        }
         facts.extend(stats.facts.clone());
         failpoint::hit("before-manifest");
         let finished_at = Utc::now();
@@ -162,9 +170,11 @@ pub async fn run(
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| {
             StepError::Pipeline(PipelineError::Internal(format!("manifest: {e}")))
         })?;
-        store
-            .put_bytes(&format!("{dir}/{}", snapshot::MANIFEST), json.into())
-            .await?;
+        let manifest_key = format!("{dir}/{}", snapshot::MANIFEST);
+        store.put_bytes(&manifest_key, json.into()).await?;
+        if let Some(until) = store.lock(&manifest_key, Utc::now()).await? {
+            tracing::info!(key = %manifest_key, until = %until, "object lock retention set");
+        }
         failpoint::hit("after-manifest");
         Ok::<_, StepError>(manifest)
     };

@@ -6,7 +6,8 @@
 //! manifest, then the manifest last. A copy interrupted at any point leaves no manifest in
 //! the target; [`crate::recovery`] removes its partial objects, and the next `lifeboat copy`
 //! (or backup) starts it again. A copy whose manifest is already in place is recorded
-//! complete without moving data again.
+//! complete without moving data again. A target store with `object_lock` locks each copied
+//! object as the backup does.
 
 use chrono::Utc;
 use futures::TryStreamExt;
@@ -172,12 +173,14 @@ async fn transfer(m: &Manifest, from: &Store, to: &Store) -> Result<u64, StepErr
                 obj.name, to.name
             )));
         }
+        to.lock(&key, Utc::now()).await?;
         total += n;
     }
     let json =
         serde_json::to_vec_pretty(m).map_err(|e| StepError::Integrity(format!("manifest: {e}")))?;
-    to.put_bytes(&format!("{dir}/{}", snapshot::MANIFEST), json.into())
-        .await?;
+    let manifest_key = format!("{dir}/{}", snapshot::MANIFEST);
+    to.put_bytes(&manifest_key, json.into()).await?;
+    to.lock(&manifest_key, Utc::now()).await?;
     Ok(total)
 }
 

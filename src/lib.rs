@@ -10,7 +10,9 @@
 //! - [`store`]: object storage (`object_store`: local disk, S3, GCS, Azure) under a prefix.
 //! - [`snapshot`]: snapshot ids and the manifest whose presence is what makes a snapshot exist.
 //! - [`catalog`]: the sqlx catalog of runs and snapshots (SQLite or PostgreSQL).
-//! - [`backup`], [`restore`], [`recovery`]: the operations the CLI runs, built from the above.
+//! - [`backup`], [`restore`], [`recovery`], [`prune`]: the operations the CLI runs, built
+//!   from the above.
+//! - [`retention`]: the GFS retention planner (pure: facts and a clock in, decisions out).
 //! - [`copy`]: cross-region copies of committed snapshots.
 //! - [`kube`]: the Kubernetes API behind a small trait, and its contract fake.
 //! - [`crypto`]: age keys: generation, recipients, identities.
@@ -28,9 +30,11 @@ pub mod crypto;
 pub mod failpoint;
 pub mod kube;
 pub mod pipeline;
+pub mod prune;
 pub mod recovery;
 pub mod redact;
 pub mod restore;
+pub mod retention;
 pub mod snapshot;
 pub mod source;
 pub mod store;

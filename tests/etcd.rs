@@ -2,7 +2,6 @@
 //! restore it into a new data directory, start a fresh etcd on that directory and prove every
 //! key, value and the revision came back; and the ways a backup or restore must refuse.
 
-#[allow(unused_imports)] // the harness re-exports servers other tests use
 mod common;
 
 use common::etcd::EtcdServer;

@@ -502,6 +502,33 @@ impl Catalog {
             .map_err(q("read snapshot"))
     }
 
+    /// Forgets a pruned snapshot (its objects are already gone). A running snapshot is never
+    /// removed, whatever the caller thinks. Returns whether a row went.
+    pub async fn delete_snapshot(&self, id: &str) -> Result<bool, CatalogError> {
+        let done = sqlx::query("DELETE FROM snapshots WHERE id = $1 AND status <> 'running'")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("delete snapshot"))?;
+        if done.rows_affected() > 0 {
+            sqlx::query("DELETE FROM copies WHERE snapshot_id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(q("delete copies"))?;
+        }
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The newest snapshot of `source` that a verification (test restore) proved good.
+    ///
+    /// The seam for verifications: the catalog records none yet, so this is always `None`
+    /// and retention protects only the newest complete snapshot. When verifications land,
+    /// this query is the one place to change.
+    pub async fn newest_verified(&self, _source: &str) -> Result<Option<String>, CatalogError> {
+        Ok(None)
+    }
+
     pub async fn close(self) {
         self.pool.close().await;
     }

@@ -83,6 +83,16 @@ pub enum Command {
         #[command(subcommand)]
         action: RunsAction,
     },
+    /// Apply each source's retention policy: print what is kept and why, then delete the rest.
+    Prune {
+        /// Only this source (default: every source).
+        source: Option<String>,
+        /// Print the plan; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Catalog maintenance.
     Catalog {
         #[command(subcommand)]
@@ -365,6 +375,36 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => {
             let app = open(&cli.config).await?;
             output::runs(&app.catalog.runs(limit).await?, output)?;
+        }
+        Command::Prune {
+            source,
+            dry_run,
+            output,
+        } => {
+            let app = open(&cli.config).await?;
+            if !dry_run {
+                settle_crashed(&app).await;
+            }
+            let plans = crate::prune::plan(&app, source.as_deref(), chrono::Utc::now()).await?;
+            let mut reports = Vec::new();
+            for plan in &plans {
+                if output == Output::Table {
+                    output::prune_plan(plan, dry_run);
+                }
+                let outcome = if dry_run {
+                    None
+                } else {
+                    let outcome = crate::prune::execute(&app, plan).await?;
+                    if output == Output::Table {
+                        output::prune_outcome(plan, &outcome);
+                    }
+                    Some(outcome)
+                };
+                reports.push((plan, outcome));
+            }
+            if output == Output::Json {
+                output::prune_json(&reports, dry_run)?;
+            }
         }
         Command::Catalog {
             action: CatalogAction::Rebuild,

@@ -5,6 +5,8 @@ use std::path::Path;
 use crate::catalog::{RunSummary, SnapshotRow};
 use crate::config::Config;
 use crate::pipeline::RestoreStats;
+use crate::prune::{Outcome, SourcePlan};
+use crate::retention::Action;
 use crate::snapshot::Manifest;
 
 use super::Output;
@@ -28,11 +30,17 @@ pub fn config_summary(path: &Path, config: &Config) {
     println!("{}: ok", path.display());
     println!("catalog: {}", config.catalog);
     for (name, store) in &config.stores {
-        println!("store {name}: {}", store.url);
+        match store.object_lock {
+            Some(l) => println!(
+                "store {name}: {} (object lock: {}, {} days)",
+                store.url, l.mode, l.days
+            ),
+            None => println!("store {name}: {}", store.url),
+        }
     }
     for s in &config.sources {
         println!(
-            "source {} ({}) → store {}; schedule {}; objectives {}",
+            "source {} ({}) → store {}; schedule {}; objectives {}; retention {}",
             s.name,
             s.spec.kind(),
             s.store,
@@ -42,6 +50,8 @@ pub fn config_summary(path: &Path, config: &Config) {
                 humantime::format_duration(o.rpo.0),
                 humantime::format_duration(o.rto.0)
             )),
+            s.retention
+                .map_or("none (keep everything)".to_string(), |p| p.to_string()),
         );
     }
 }
@@ -125,5 +135,88 @@ pub fn runs(rows: &[RunSummary], output: Output) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+pub fn prune_plan(plan: &SourcePlan, dry_run: bool) {
+    let Some(policy) = &plan.policy else {
+        println!(
+            "source {}: no retention policy; keeping all {} snapshot(s) (add `retention:` to the source to prune it)",
+            plan.source,
+            plan.snapshots.len()
+        );
+        return;
+    };
+    let deletes: Vec<_> = plan.to_delete().collect();
+    let bytes_to_free: i64 = deletes.iter().filter_map(|s| s.stored_bytes).sum();
+    println!(
+        "source {}: retention {policy}{}",
+        plan.source,
+        if dry_run {
+            " (dry run: nothing is deleted)"
+        } else {
+            ""
+        }
+    );
+    let line = |c: [&str; 5]| {
+        println!(
+            "  {:<30} {:<24} {:<9} {:<6}  {}",
+            c[0], c[1], c[2], c[3], c[4]
+        )
+    };
+    line(["ID", "CREATED", "STATUS", "ACTION", "REASONS"]);
+    for s in &plan.snapshots {
+        let action = match s.action {
+            Action::Keep => "KEEP",
+            Action::Delete => "DELETE",
+        };
+        line([
+            &s.id,
+            &crate::catalog::ts(s.created_at),
+            s.status.as_str(),
+            action,
+            &s.reasons.join("; "),
+        ]);
+    }
+    println!(
+        "  keep {}, delete {} ({})",
+        plan.snapshots.len() - deletes.len(),
+        deletes.len(),
+        bytes(bytes_to_free.max(0) as u64)
+    );
+}
+
+pub fn prune_outcome(plan: &SourcePlan, o: &Outcome) {
+    if plan.policy.is_none() {
+        return;
+    }
+    println!(
+        "source {}: pruned {} snapshot(s), {} freed",
+        plan.source,
+        o.deleted.len(),
+        bytes(o.bytes_freed)
+    );
+    for (id, why) in &o.skipped {
+        println!("  skipped {id}: {why}");
+    }
+}
+
+pub fn prune_json(reports: &[(&SourcePlan, Option<Outcome>)], dry_run: bool) -> anyhow::Result<()> {
+    let sources: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|(plan, outcome)| {
+            let mut v = serde_json::to_value(plan)?;
+            if let serde_json::Value::Object(m) = &mut v {
+                m.insert("outcome".into(), serde_json::to_value(outcome)?);
+            }
+            Ok(v)
+        })
+        .collect::<Result<_, serde_json::Error>>()?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(
+            &serde_json::json!({ "dry_run": dry_run, "sources": sources })
+        )?
+    );
     Ok(())
 }

@@ -68,6 +68,42 @@ pub struct StoreConfig {
     pub upload_concurrency: usize,
     #[serde(default)]
     pub retry: RetryConfig,
+    /// S3 Object Lock: every object a backup writes gets this retention (s3:// only).
+    pub object_lock: Option<ObjectLockConfig>,
+}
+
+/// `object_lock: { mode: compliance|governance, days: N }` of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectLockConfig {
+    pub mode: LockMode,
+    /// How long each object stays undeletable after it is written.
+    pub days: u32,
+}
+
+/// S3 Object Lock retention modes. `compliance`: nobody, not even the root account, can
+/// delete the object or shorten its retention. `governance`: principals with
+/// `s3:BypassGovernanceRetention` can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    Compliance,
+    Governance,
+}
+
+impl LockMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Compliance => "compliance",
+            LockMode::Governance => "governance",
+        }
+    }
+}
+
+impl std::fmt::Display for LockMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 fn default_part_size() -> ByteSize {
@@ -146,6 +182,8 @@ pub struct SourceConfig {
     pub copies: Vec<String>,
     pub schedule: Option<Schedule>,
     pub objectives: Option<Objectives>,
+    /// GFS retention for `lifeboat prune`; `None` keeps every snapshot.
+    pub retention: Option<crate::retention::Policy>,
     pub spec: SourceSpec,
 }
 
@@ -265,9 +303,17 @@ struct CommonSource {
     copies: Vec<String>,
     schedule: Option<Schedule>,
     objectives: Option<Objectives>,
+    retention: Option<crate::retention::Policy>,
 }
 
-const COMMON_SOURCE_KEYS: &[&str] = &["name", "store", "copies", "schedule", "objectives"];
+const COMMON_SOURCE_KEYS: &[&str] = &[
+    "name",
+    "store",
+    "copies",
+    "schedule",
+    "objectives",
+    "retention",
+];
 
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -293,6 +339,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
             copies: common.copies,
             schedule: common.schedule,
             objectives: common.objectives,
+            retention: common.retention,
             spec,
         })
     }
@@ -376,6 +423,23 @@ impl Config {
                     "must be at least 5MiB (the S3 minimum part size)".into(),
                 ));
             }
+            if let Some(lock) = &store.object_lock {
+                if !store.url.starts_with("s3://") {
+                    return Err((
+                        format!("stores.{name}.object_lock"),
+                        "object lock is an S3 feature; use it with an s3:// store (whose bucket was created with Object Lock enabled) or remove it".into(),
+                    ));
+                }
+                if !(1..=36_500).contains(&lock.days) {
+                    return Err((
+                        format!("stores.{name}.object_lock.days"),
+                        format!(
+                            "{} is not a retention period; write a number of days from 1 to 36500",
+                            lock.days
+                        ),
+                    ));
+                }
+            }
         }
         if self.encryption.recipients.is_empty() {
             return Err((
@@ -438,6 +502,12 @@ impl Config {
                         ),
                     ));
                 }
+            }
+            if source.retention.is_some_and(|p| p.is_empty()) {
+                return Err((
+                    at("retention"),
+                    "no rule keeps anything; set at least one of keep_last, hourly, daily, weekly, monthly, yearly to 1 or more, or remove `retention` to keep every snapshot".into(),
+                ));
             }
             match &source.spec {
                 SourceSpec::Postgres(pg) => {

@@ -3,6 +3,12 @@
 //! prefix (`orders-db/<id>/manifest.json`).
 //!
 //! Every error names the store (its URL without credentials) and says what to check.
+//!
+//! A store with `object_lock` also sets S3 Object Lock retentions ([`object_lock`]) through
+//! [`Store::lock`] and reads them through [`Store::locked_until`]; on other stores both are
+//! no-ops.
+
+pub mod object_lock;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,6 +19,8 @@ use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart, path::Path as ObjPath};
 
 use crate::config::StoreConfig;
+use crate::retention::Lock;
+use object_lock::ObjectLocker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +34,16 @@ pub enum StoreError {
         "store `{store}` ({url}) is unreachable or refused the request ({op} {key}): {reason}; check the endpoint, bucket, credentials and network, then retry"
     )]
     Unavailable {
+        store: String,
+        url: String,
+        op: &'static str,
+        key: String,
+        reason: String,
+    },
+    #[error(
+        "store `{store}` ({url}): cannot {op} the object lock retention of {key}: {reason}; check that the bucket was created with Object Lock enabled and that the credentials may s3:PutObjectRetention and s3:GetObjectRetention"
+    )]
+    Lock {
         store: String,
         url: String,
         op: &'static str,
@@ -64,6 +82,8 @@ pub struct Store {
     local_root: Option<PathBuf>,
     pub part_size: usize,
     pub upload_concurrency: usize,
+    /// Set when the store config has `object_lock` (s3:// only).
+    locker: Option<Arc<ObjectLocker>>,
 }
 
 impl Store {
@@ -139,6 +159,15 @@ impl Store {
                     (Arc::from(store), prefix, None)
                 }
             };
+        let locker = match (scheme, cfg.object_lock) {
+            ("s3", Some(lock)) => Some(Arc::new(ObjectLocker::new(bucket, lock, cfg))),
+            (_, Some(_)) => {
+                return Err(fail(
+                    "object_lock is only supported on s3:// stores".to_string(),
+                ));
+            }
+            _ => None,
+        };
         Ok(Store {
             name: name.to_string(),
             url: cfg.url.clone(),
@@ -147,7 +176,52 @@ impl Store {
             local_root,
             part_size: cfg.part_size.0,
             upload_concurrency: cfg.upload_concurrency,
+            locker,
         })
+    }
+
+    /// The store's Object Lock settings, if it has any.
+    pub fn object_lock(&self) -> Option<crate::config::ObjectLockConfig> {
+        self.locker.as_ref().map(|l| l.config)
+    }
+
+    /// Puts the configured Object Lock retention on `rel`; returns when it ends, or `None`
+    /// when the store has no `object_lock`.
+    pub async fn lock(
+        &self,
+        rel: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let Some(locker) = &self.locker else {
+            return Ok(None);
+        };
+        locker
+            .lock(self.key(rel).as_ref(), now)
+            .await
+            .map(Some)
+            .map_err(|e| self.lock_err("set", rel, e.0))
+    }
+
+    /// The Object Lock retention of `rel` (expired or not); `None` when it has none or the
+    /// store has no `object_lock`.
+    pub async fn locked_until(&self, rel: &str) -> Result<Option<Lock>, StoreError> {
+        let Some(locker) = &self.locker else {
+            return Ok(None);
+        };
+        locker
+            .locked_until(self.key(rel).as_ref())
+            .await
+            .map_err(|e| self.lock_err("read", rel, e.0))
+    }
+
+    fn lock_err(&self, op: &'static str, rel: &str, reason: String) -> StoreError {
+        StoreError::Lock {
+            store: self.name.clone(),
+            url: self.url.clone(),
+            op,
+            key: rel.to_string(),
+            reason,
+        }
     }
 
     fn key(&self, rel: &str) -> ObjPath {
@@ -266,6 +340,14 @@ impl Store {
             .map_err(|e| self.err("list", rel_prefix, e))?;
         out.sort();
         Ok(out)
+    }
+
+    /// Deletes one object; a missing object is not an error.
+    pub async fn delete(&self, rel: &str) -> Result<(), StoreError> {
+        match self.inner.delete(&self.key(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("delete", rel, e)),
+        }
     }
 
     /// Deletes everything under `rel_dir/` (an interrupted snapshot's orphans). Returns how

@@ -4,6 +4,7 @@
 
 pub mod etcd;
 pub mod redis;
+pub mod s3;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
