@@ -128,6 +128,74 @@ pub struct RunRow {
     pub pid: i64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerificationStatus {
+    Running,
+    Passed,
+    Failed,
+}
+
+impl VerificationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationStatus::Running => "running",
+            VerificationStatus::Passed => "passed",
+            VerificationStatus::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "passed" => VerificationStatus::Passed,
+            "running" => VerificationStatus::Running,
+            _ => VerificationStatus::Failed,
+        }
+    }
+}
+
+/// A row of `verifications`, as `lifeboat verifications list --output json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerificationRow {
+    pub id: String,
+    pub snapshot_id: String,
+    pub source: String,
+    pub sandbox: String,
+    pub status: VerificationStatus,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// Measured restore duration: the RTO evidence.
+    pub restore_ms: Option<i64>,
+    pub checks: serde_json::Value,
+    pub error: Option<String>,
+}
+
+pub struct NewVerification<'a> {
+    pub id: &'a str,
+    pub snapshot_id: &'a str,
+    pub source: &'a str,
+    pub sandbox: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+fn verification_row(r: &sqlx::any::AnyRow) -> Result<VerificationRow, sqlx::Error> {
+    let status: String = r.try_get("status")?;
+    let checks: Option<String> = r.try_get("checks")?;
+    Ok(VerificationRow {
+        id: r.try_get("id")?,
+        snapshot_id: r.try_get("snapshot_id")?,
+        source: r.try_get("source")?,
+        sandbox: r.try_get("sandbox")?,
+        status: VerificationStatus::parse(&status),
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        restore_ms: r.try_get("restore_ms")?,
+        checks: checks
+            .and_then(|c| serde_json::from_str(&c).ok())
+            .unwrap_or(serde_json::Value::Array(vec![])),
+        error: r.try_get("error")?,
+    })
+}
+
 /// A new run, as recorded when it starts.
 #[derive(Debug, Clone)]
 pub struct NewRun<'a> {
@@ -521,12 +589,100 @@ impl Catalog {
     }
 
     /// The newest snapshot of `source` that a verification (test restore) proved good.
-    ///
-    /// The seam for verifications: the catalog records none yet, so this is always `None`
-    /// and retention protects only the newest complete snapshot. When verifications land,
-    /// this query is the one place to change.
-    pub async fn newest_verified(&self, _source: &str) -> Result<Option<String>, CatalogError> {
-        Ok(None)
+    pub async fn newest_verified(&self, source: &str) -> Result<Option<String>, CatalogError> {
+        Ok(self
+            .newest_passed_verification(source)
+            .await?
+            .map(|v| v.snapshot_id))
+    }
+
+    pub async fn insert_verification(&self, v: &NewVerification<'_>) -> Result<(), CatalogError> {
+        sqlx::query(
+            "INSERT INTO verifications (id, snapshot_id, source, sandbox, status, started_at) \
+             VALUES ($1, $2, $3, $4, 'running', $5)",
+        )
+        .bind(v.id)
+        .bind(v.snapshot_id)
+        .bind(v.source)
+        .bind(v.sandbox)
+        .bind(ts(v.now))
+        .execute(&self.pool)
+        .await
+        .map_err(q("insert verification"))?;
+        Ok(())
+    }
+
+    /// Records the outcome; `checks` is the JSON array of check results.
+    pub async fn finish_verification(
+        &self,
+        id: &str,
+        status: VerificationStatus,
+        restore_ms: Option<i64>,
+        checks: &serde_json::Value,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
+        sqlx::query(
+            "UPDATE verifications SET status = $1, restore_ms = $2, checks = $3, error = $4, \
+             finished_at = $5 WHERE id = $6",
+        )
+        .bind(status.as_str())
+        .bind(restore_ms)
+        .bind(checks.to_string())
+        .bind(error)
+        .bind(ts(now))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(q("finish verification"))?;
+        Ok(())
+    }
+
+    /// Verifications, oldest first, optionally of one source (`limit` newest).
+    pub async fn verifications(
+        &self,
+        source: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<VerificationRow>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT id, snapshot_id, source, sandbox, status, started_at, finished_at, restore_ms, checks, error \
+             FROM verifications WHERE (CAST($1 AS TEXT) IS NULL OR source = CAST($1 AS TEXT)) \
+             ORDER BY started_at DESC, id DESC LIMIT $2",
+        )
+        .bind(source)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list verifications"))?;
+        let mut out = rows
+            .iter()
+            .map(verification_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(q("read verifications"))?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The newest passed verification of `source`.
+    pub async fn newest_passed_verification(
+        &self,
+        source: &str,
+    ) -> Result<Option<VerificationRow>, CatalogError> {
+        let row = sqlx::query(
+            "SELECT v.id, v.snapshot_id, v.source, v.sandbox, v.status, v.started_at, v.finished_at, \
+               v.restore_ms, v.checks, v.error \
+             FROM verifications v JOIN snapshots s ON s.id = v.snapshot_id \
+             WHERE v.source = $1 AND v.status = 'passed' AND s.status = 'complete' \
+             ORDER BY s.created_at DESC, v.finished_at DESC LIMIT 1",
+        )
+        .bind(source)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q("newest verification"))?;
+        row.as_ref()
+            .map(verification_row)
+            .transpose()
+            .map_err(q("read verification"))
     }
 
     pub async fn close(self) {
