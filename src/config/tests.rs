@@ -188,3 +188,26 @@ fn sizes_parse() {
     assert_eq!(ByteSize::parse("5MB").unwrap().0, 5_000_000);
     assert!(ByteSize::parse("8 parsecs").is_err());
 }
+
+#[test]
+fn every_example_config_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let env = |name: &str| {
+                Some(if name.ends_with("ENDPOINT") {
+                    "http://example.invalid:9000".to_string()
+                } else {
+                    "example-secret".to_string()
+                })
+            };
+            Config::parse_with_env(&text, &path, &env)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no example configs found in {}", dir.display());
+}
