@@ -97,19 +97,7 @@ pub async fn run(
         .insert_snapshot(&id, source_name, source.kind(), &store.name, created_at)
         .await?;
 
-    let heartbeat = {
-        let catalog = app.catalog.clone();
-        let run_id = run_id.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(crate::recovery::HEARTBEAT);
-            loop {
-                tick.tick().await;
-                if let Err(e) = catalog.heartbeat(&run_id, Utc::now()).await {
-                    tracing::warn!(cause = %e, "heartbeat not recorded");
-                }
-            }
-        })
-    };
+    let heartbeat = crate::recovery::heartbeat(&app.catalog, &run_id);
 
     let dir = snapshot::dir(source_name, &id);
     let data_key = format!("{dir}/{}", snapshot::DATA_OBJECT);
@@ -182,7 +170,7 @@ pub async fn run(
         r = work => r,
         _ = cancel.cancelled() => Err(StepError::Interrupted),
     };
-    heartbeat.abort();
+    drop(heartbeat);
     let now = Utc::now();
     match result {
         Ok(manifest) => {

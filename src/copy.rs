@@ -67,6 +67,7 @@ pub async fn copy_snapshot(
         })
         .await?;
     app.catalog.start_copy(&m.id, &to.name, now).await?;
+    let _heartbeat = crate::recovery::heartbeat(&app.catalog, &run_id);
     let span =
         tracing::info_span!("copy", source = %m.source, snapshot_id = %m.id, store = %to.name);
     async {

@@ -236,21 +236,9 @@ pub async fn execute(app: &App, plan: &SourcePlan) -> Result<Outcome, PruneError
         })
         .await?;
     out.run_id = Some(run_id.clone());
-    let heartbeat = {
-        let catalog = app.catalog.clone();
-        let run_id = run_id.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(crate::recovery::HEARTBEAT);
-            loop {
-                tick.tick().await;
-                if let Err(e) = catalog.heartbeat(&run_id, Utc::now()).await {
-                    tracing::warn!(cause = %e, "heartbeat not recorded");
-                }
-            }
-        })
-    };
+    let heartbeat = crate::recovery::heartbeat(&app.catalog, &run_id);
     let result = delete_all(app, plan, &mut out).await;
-    heartbeat.abort();
+    drop(heartbeat);
     let now = Utc::now();
     match result {
         Ok(()) => {

@@ -32,6 +32,31 @@ pub enum RecoveryError {
     Store(#[from] StoreError),
 }
 
+/// Refreshes `run_id`'s heartbeat every [`HEARTBEAT`] until the returned guard is dropped,
+/// so that [`recover`] in other processes can tell this run is alive.
+pub fn heartbeat(catalog: &crate::catalog::Catalog, run_id: &str) -> HeartbeatGuard {
+    let catalog = catalog.clone();
+    let run_id = run_id.to_string();
+    HeartbeatGuard(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        loop {
+            tick.tick().await;
+            if let Err(e) = catalog.heartbeat(&run_id, Utc::now()).await {
+                tracing::warn!(cause = %e, "heartbeat not recorded");
+            }
+        }
+    }))
+}
+
+/// Stops the heartbeat task when dropped.
+pub struct HeartbeatGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for HeartbeatGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())

@@ -67,11 +67,7 @@ impl Source for CommandSource {
             })?;
         cmd.stdin(Stdio::null()).stdout(Stdio::piped());
         let mut proc = Process::spawn(cmd, secrets)?;
-        let stdout = proc
-            .child_mut()
-            .stdout
-            .take()
-            .expect("stdout was piped above");
+        let stdout = proc.take_stdout()?;
         Ok(Dump {
             reader: Box::new(stdout),
             finish: Box::new(move || {
@@ -125,11 +121,7 @@ impl Target for CommandTarget {
             })?;
         cmd.stdin(Stdio::piped()).stdout(Stdio::null());
         let mut proc = Process::spawn(cmd, secrets)?;
-        let stdin = proc
-            .child_mut()
-            .stdin
-            .take()
-            .expect("stdin was piped above");
+        let stdin = proc.take_stdin()?;
         Ok(Sink {
             writer: Box::new(stdin),
             finish: Box::new(move || proc.wait().map(|_| ()).map_err(SourceError::from)),

@@ -158,11 +158,7 @@ impl Source for Postgres {
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         let mut proc = Process::spawn(cmd, conn.secrets())?;
-        let stdout = proc
-            .child_mut()
-            .stdout
-            .take()
-            .expect("stdout was piped above");
+        let stdout = proc.take_stdout()?;
         Ok(Dump {
             reader: Box::new(stdout),
             finish: Box::new(move || {
@@ -237,11 +233,7 @@ impl Target for PostgresTarget {
             cmd.arg("--no-owner");
         }
         let mut proc = Process::spawn(cmd, self.conn.secrets())?;
-        let stdin = proc
-            .child_mut()
-            .stdin
-            .take()
-            .expect("stdin was piped above");
+        let stdin = proc.take_stdin()?;
         Ok(Sink {
             writer: Box::new(stdin),
             finish: Box::new(move || proc.wait().map(|_| ()).map_err(SourceError::from)),

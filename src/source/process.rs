@@ -22,6 +22,11 @@ pub enum ProcessError {
         status: String,
         stderr: String,
     },
+    #[error("{program} has no {which} pipe (internal error)")]
+    Pipe {
+        program: String,
+        which: &'static str,
+    },
     #[error("waiting for {program}: {source}")]
     Wait {
         program: String,
@@ -73,9 +78,27 @@ impl Process {
         })
     }
 
-    pub fn child_mut(&mut self) -> &mut Child {
+    fn child_mut(&mut self) -> &mut Child {
         // Only `wait` takes the child, and it consumes `self`.
         self.child.as_mut().expect("child present until wait")
+    }
+
+    /// The child's stdout; the command must have been given `Stdio::piped()` for it.
+    pub fn take_stdout(&mut self) -> Result<std::process::ChildStdout, ProcessError> {
+        let program = self.program.clone();
+        self.child_mut().stdout.take().ok_or(ProcessError::Pipe {
+            program,
+            which: "stdout",
+        })
+    }
+
+    /// The child's stdin; the command must have been given `Stdio::piped()` for it.
+    pub fn take_stdin(&mut self) -> Result<std::process::ChildStdin, ProcessError> {
+        let program = self.program.clone();
+        self.child_mut().stdin.take().ok_or(ProcessError::Pipe {
+            program,
+            which: "stdin",
+        })
     }
 
     /// Waits for exit; a non-zero exit is an error carrying (scrubbed) stderr. On success
