@@ -222,6 +222,9 @@ pub fn evaluate(targets: &Targets, facts: &Facts, now: DateTime<Utc>) -> Evaluat
 /// A duration for people: its two largest units, e.g. `7h12m`, `3d4h`, `45s`, `850ms`.
 pub fn human(d: Duration) -> String {
     let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
     if ms < 1000 {
         return format!("{ms}ms");
     }
@@ -458,6 +461,7 @@ mod tests {
 
     #[test]
     fn human_durations() {
+        assert_eq!(human(Duration::ZERO), "0s");
         assert_eq!(human(Duration::from_millis(850)), "850ms");
         assert_eq!(human(secs(45)), "45s");
         assert_eq!(human(secs(12 * 60 + 30)), "12m30s");

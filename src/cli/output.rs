@@ -45,11 +45,19 @@ pub fn config_summary(path: &Path, config: &Config) {
             s.spec.kind(),
             s.store,
             s.schedule.as_ref().map_or("none", |c| c.expr.as_str()),
-            s.objectives.map_or("none".to_string(), |o| format!(
-                "rpo {}, rto {}",
-                humantime::format_duration(o.rpo.0),
-                humantime::format_duration(o.rto.0)
-            )),
+            {
+                let t = config.targets(s);
+                let h = crate::objectives::human;
+                t.objectives.map_or("none".to_string(), |o| {
+                    format!(
+                        "rpo {}, rto {} (+{} overhead), verified within {}",
+                        h(o.rpo.0),
+                        h(o.rto.0),
+                        h(t.rto_overhead),
+                        h(t.verify_max_age)
+                    )
+                })
+            },
             s.retention
                 .map_or("none (keep everything)".to_string(), |p| p.to_string()),
         );
