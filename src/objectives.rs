@@ -8,12 +8,17 @@
 //!   snapshots are trusted. It is reported, not judged.
 //! - **RTO evidence**: the restore duration measured by the newest passed verification, plus
 //!   `rto_overhead` (provisioning, switching traffic: what a test restore does not measure).
+//! - The verification judged is the catalog's newest *passed* one of the newest verified
+//!   snapshot ([`crate::catalog::Catalog::newest_passed_verification`]): re-verifying an
+//!   older snapshot does not refresh it, because it proves less about what a restore today
+//!   would bring back. Failed verifications are not judged (yet); they only stop counting
+//!   as evidence, so the verification age grows until `verify_max_age` flags it.
 //!
 //! # Verdicts (all comparisons strict: exactly 80 % is still ok, exactly 100 % is at-risk)
 //! - `breached`: no complete snapshot at all; or RPO exposure > RPO; or RTO evidence > RTO.
-//! - `at-risk`: RPO exposure > 80 % of RPO; or RTO evidence > 80 % of RTO; or no passed
-//!   verification finished within `verify_max_age` (never verified included); or the newest
-//!   passed verification measured no restore time (the RTO is unproven).
+//! - `at-risk`: RPO exposure > 80 % of RPO; or RTO evidence > 80 % of RTO; or the newest
+//!   passed verification finished more than `verify_max_age` ago, or there is none (never
+//!   verified); or it measured no restore time (the RTO is unproven).
 //! - `ok`: none of the above. A source with no objectives (its own or `defaults:`) is `ok`
 //!   with the reason "no objectives set": nothing is promised, so nothing is judged.
 //!
@@ -457,6 +462,27 @@ mod tests {
             serde_json::to_string(&Verdict::AtRisk).unwrap(),
             "\"at-risk\""
         );
+    }
+
+    proptest::proptest! {
+        /// An older snapshot, a slower restore or an older verification never makes the
+        /// verdict better; and a breach always says so in a reason.
+        #[test]
+        fn verdict_is_monotone(
+            snap in 0u64..20 * H, more_snap in 0u64..20 * H,
+            restore in 0u64..2 * H, more_restore in 0u64..2 * H,
+            verified in 0u64..20 * 86_400, more_verified in 0u64..20 * 86_400,
+        ) {
+            let f = |snap: u64, restore: u64, verified: u64| {
+                let mut f = facts(secs(snap), secs(restore));
+                f.verified.as_mut().unwrap().finished_at = ago(secs(verified));
+                eval(&f)
+            };
+            let a = f(snap, restore, verified);
+            let b = f(snap + more_snap, restore + more_restore, verified + more_verified);
+            proptest::prop_assert!(a.verdict <= b.verdict, "{:?} then {:?}", a, b);
+            proptest::prop_assert!(!b.reasons.is_empty());
+        }
     }
 
     #[test]
