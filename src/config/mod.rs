@@ -41,10 +41,10 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     #[serde(default)]
     pub compression: CompressionConfig,
-    pub sources: Vec<SourceConfig>,
     /// What a source that does not set its own objectives settings gets.
     #[serde(default)]
     pub defaults: Defaults,
+    pub sources: Vec<SourceConfig>,
 }
 
 /// `defaults: { objectives, rto_overhead, verify_max_age }`: applied to every source that
@@ -198,12 +198,12 @@ pub struct SourceConfig {
     pub copies: Vec<String>,
     pub schedule: Option<Schedule>,
     pub objectives: Option<Objectives>,
-    /// GFS retention for `lifeboat prune`; `None` keeps every snapshot.
-    pub retention: Option<crate::retention::Policy>,
     /// Overrides `defaults.rto_overhead`.
     pub rto_overhead: Option<Timeout>,
     /// Overrides `defaults.verify_max_age`.
     pub verify_max_age: Option<Timeout>,
+    /// GFS retention for `lifeboat prune`; `None` keeps every snapshot.
+    pub retention: Option<crate::retention::Policy>,
     pub spec: SourceSpec,
 }
 
@@ -323,9 +323,9 @@ struct CommonSource {
     copies: Vec<String>,
     schedule: Option<Schedule>,
     objectives: Option<Objectives>,
-    retention: Option<crate::retention::Policy>,
     rto_overhead: Option<Timeout>,
     verify_max_age: Option<Timeout>,
+    retention: Option<crate::retention::Policy>,
 }
 
 const COMMON_SOURCE_KEYS: &[&str] = &[
@@ -334,9 +334,9 @@ const COMMON_SOURCE_KEYS: &[&str] = &[
     "copies",
     "schedule",
     "objectives",
-    "retention",
     "rto_overhead",
     "verify_max_age",
+    "retention",
 ];
 
 impl<'de> Deserialize<'de> for SourceConfig {
@@ -363,9 +363,9 @@ impl<'de> Deserialize<'de> for SourceConfig {
             copies: common.copies,
             schedule: common.schedule,
             objectives: common.objectives,
-            retention: common.retention,
             rto_overhead: common.rto_overhead,
             verify_max_age: common.verify_max_age,
+            retention: common.retention,
             spec,
         })
     }
