@@ -47,6 +47,8 @@ YAML
 echo "== lifeboat backup shop-db"
 "$LIFEBOAT" --log-format human backup shop-db
 "$LIFEBOAT" snapshots list
+echo "== lifeboat status (at-risk until a verification proves the RTO; exit 2 only when breached)"
+"$LIFEBOAT" status
 ID=$("$LIFEBOAT" snapshots list shop-db --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
 
 echo "== lifeboat restore $ID into a fresh server"

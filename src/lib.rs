@@ -13,6 +13,8 @@
 //! - [`backup`], [`restore`], [`recovery`], [`prune`]: the operations the CLI runs, built
 //!   from the above.
 //! - [`retention`]: the GFS retention planner (pure: facts and a clock in, decisions out).
+//! - [`objectives`]: the RPO/RTO evaluator (pure: facts and a clock in, a verdict out);
+//!   [`status`] gathers its facts from the catalog for `lifeboat status`.
 //! - [`copy`]: cross-region copies of committed snapshots.
 //! - [`kube`]: the Kubernetes API behind a small trait, and its contract fake.
 //! - [`crypto`]: age keys: generation, recipients, identities.
@@ -29,6 +31,7 @@ pub mod copy;
 pub mod crypto;
 pub mod failpoint;
 pub mod kube;
+pub mod objectives;
 pub mod pipeline;
 pub mod prune;
 pub mod recovery;
@@ -37,4 +40,5 @@ pub mod restore;
 pub mod retention;
 pub mod snapshot;
 pub mod source;
+pub mod status;
 pub mod store;

@@ -49,6 +49,16 @@ pub enum Output {
     Json,
 }
 
+/// `lifeboat status --output`: also the Prometheus text format.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
+pub enum StatusOutput {
+    #[default]
+    Table,
+    Json,
+    /// Text exposition format (node-exporter textfile collector).
+    Prometheus,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Validate the config file without touching anything.
@@ -92,6 +102,12 @@ pub enum Command {
         dry_run: bool,
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
+    },
+    /// Every source against its recovery objectives (RPO, RTO): exit 0 when none is
+    /// breached (at-risk included), 2 when any is breached, 1 on errors.
+    Status {
+        #[arg(long, short, value_enum, default_value_t = StatusOutput::Table)]
+        output: StatusOutput,
     },
     /// Catalog maintenance.
     Catalog {
@@ -404,6 +420,18 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             if output == Output::Json {
                 output::prune_json(&reports, dry_run)?;
+            }
+        }
+        Command::Status { output } => {
+            let app = open(&cli.config).await?;
+            let report = crate::status::gather(&app, chrono::Utc::now()).await?;
+            match output {
+                StatusOutput::Table => output::status(&report),
+                StatusOutput::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                StatusOutput::Prometheus => print!("{}", report.prometheus()),
+            }
+            if report.verdict == crate::objectives::Verdict::Breached {
+                return Ok(ExitCode::from(2));
             }
         }
         Command::Catalog {

@@ -45,11 +45,19 @@ pub fn config_summary(path: &Path, config: &Config) {
             s.spec.kind(),
             s.store,
             s.schedule.as_ref().map_or("none", |c| c.expr.as_str()),
-            s.objectives.map_or("none".to_string(), |o| format!(
-                "rpo {}, rto {}",
-                humantime::format_duration(o.rpo.0),
-                humantime::format_duration(o.rto.0)
-            )),
+            {
+                let t = config.targets(s);
+                let h = crate::objectives::human;
+                t.objectives.map_or("none".to_string(), |o| {
+                    format!(
+                        "rpo {}, rto {} (+{} overhead), verified within {}",
+                        h(o.rpo.0),
+                        h(o.rto.0),
+                        h(t.rto_overhead),
+                        h(t.verify_max_age)
+                    )
+                })
+            },
             s.retention
                 .map_or("none (keep everything)".to_string(), |p| p.to_string()),
         );
@@ -219,4 +227,49 @@ pub fn prune_json(reports: &[(&SourcePlan, Option<Outcome>)], dry_run: bool) -> 
         )?
     );
     Ok(())
+}
+
+pub fn status(report: &crate::status::Report) {
+    use crate::objectives::human;
+    let d = |secs: Option<f64>| secs.map(|s| human(std::time::Duration::from_secs_f64(s)));
+    let line = |c: [&str; 7]| {
+        println!(
+            "{:<16} {:<9} {:<24} {:<24} {:>15} {:>15}  {}",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+        )
+    };
+    line([
+        "SOURCE",
+        "VERDICT",
+        "LAST SNAPSHOT",
+        "LAST VERIFIED",
+        "RPO EXPOSURE",
+        "RESTORE/RTO",
+        "WHY",
+    ]);
+    let vs = |a: Option<String>, b: Option<String>| match (a, b) {
+        (None, None) => "-".to_string(),
+        (a, b) => format!(
+            "{} / {}",
+            a.as_deref().unwrap_or("-"),
+            b.as_deref().unwrap_or("-")
+        ),
+    };
+    for s in &report.sources {
+        let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map_or("never".to_string(), |t| {
+                t.format("%Y-%m-%d %H:%M:%SZ").to_string()
+            })
+        };
+        line([
+            &s.source,
+            s.verdict.as_str(),
+            &time(s.last_snapshot_at),
+            &time(s.last_verification_at),
+            &vs(d(s.rpo_exposure_seconds), d(s.rpo_objective_seconds)),
+            &vs(d(s.rto_evidence_seconds), d(s.rto_objective_seconds)),
+            &s.reasons.join("; "),
+        ]);
+    }
+    println!("overall: {}", report.verdict);
 }

@@ -41,7 +41,23 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     #[serde(default)]
     pub compression: CompressionConfig,
+    /// What a source that does not set its own objectives settings gets.
+    #[serde(default)]
+    pub defaults: Defaults,
     pub sources: Vec<SourceConfig>,
+}
+
+/// `defaults: { objectives, rto_overhead, verify_max_age }`: applied to every source that
+/// does not set the key itself.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub objectives: Option<Objectives>,
+    /// Added to the measured restore time to make the RTO evidence (provisioning, switching
+    /// traffic); 0s when unset.
+    pub rto_overhead: Option<Timeout>,
+    /// How recent a passed verification must be for a source not to be at risk; 7d when unset.
+    pub verify_max_age: Option<Timeout>,
 }
 
 fn default_catalog() -> SecretString {
@@ -182,6 +198,10 @@ pub struct SourceConfig {
     pub copies: Vec<String>,
     pub schedule: Option<Schedule>,
     pub objectives: Option<Objectives>,
+    /// Overrides `defaults.rto_overhead`.
+    pub rto_overhead: Option<Timeout>,
+    /// Overrides `defaults.verify_max_age`.
+    pub verify_max_age: Option<Timeout>,
     /// GFS retention for `lifeboat prune`; `None` keeps every snapshot.
     pub retention: Option<crate::retention::Policy>,
     pub spec: SourceSpec,
@@ -303,6 +323,8 @@ struct CommonSource {
     copies: Vec<String>,
     schedule: Option<Schedule>,
     objectives: Option<Objectives>,
+    rto_overhead: Option<Timeout>,
+    verify_max_age: Option<Timeout>,
     retention: Option<crate::retention::Policy>,
 }
 
@@ -312,6 +334,8 @@ const COMMON_SOURCE_KEYS: &[&str] = &[
     "copies",
     "schedule",
     "objectives",
+    "rto_overhead",
+    "verify_max_age",
     "retention",
 ];
 
@@ -339,6 +363,8 @@ impl<'de> Deserialize<'de> for SourceConfig {
             copies: common.copies,
             schedule: common.schedule,
             objectives: common.objectives,
+            rto_overhead: common.rto_overhead,
+            verify_max_age: common.verify_max_age,
             retention: common.retention,
             spec,
         })
@@ -461,8 +487,18 @@ impl Config {
                 ),
             ));
         }
+        check_targets(
+            "defaults",
+            self.defaults.objectives,
+            self.defaults.verify_max_age,
+        )?;
         let mut seen = BTreeSet::new();
         for (i, source) in self.sources.iter().enumerate() {
+            check_targets(
+                &format!("sources[{i}]"),
+                source.objectives,
+                source.verify_max_age,
+            )?;
             let at = |key: &str| format!("sources[{i}].{key}");
             check_name(&source.name).map_err(|m| (at("name"), m))?;
             if !seen.insert(source.name.as_str()) {
@@ -559,6 +595,53 @@ impl Config {
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.iter().find(|s| s.name == name)
     }
+
+    /// `source`'s recovery targets: its own settings, else `defaults:`, else the built-in
+    /// defaults ([`crate::objectives::DEFAULT_RTO_OVERHEAD`], `DEFAULT_VERIFY_MAX_AGE`).
+    pub fn targets(&self, source: &SourceConfig) -> crate::objectives::Targets {
+        let d = &self.defaults;
+        crate::objectives::Targets {
+            objectives: source.objectives.or(d.objectives),
+            rto_overhead: source
+                .rto_overhead
+                .or(d.rto_overhead)
+                .map_or(crate::objectives::DEFAULT_RTO_OVERHEAD, |t| t.0),
+            verify_max_age: source
+                .verify_max_age
+                .or(d.verify_max_age)
+                .map_or(crate::objectives::DEFAULT_VERIFY_MAX_AGE, |t| t.0),
+        }
+    }
+}
+
+/// Zero objectives would make every source breached forever; a zero `verify_max_age` would
+/// make every source at risk.
+fn check_targets(
+    at: &str,
+    objectives: Option<Objectives>,
+    verify_max_age: Option<Timeout>,
+) -> Result<(), (String, String)> {
+    let zero = |key: &str, what: &str| {
+        Err((
+            format!("{at}.{key}"),
+            format!("must be more than 0s; write {what}"),
+        ))
+    };
+    if let Some(o) = objectives {
+        if o.rpo.0.is_zero() {
+            return zero("objectives.rpo", "how much data may be lost, e.g. 6h");
+        }
+        if o.rto.0.is_zero() {
+            return zero("objectives.rto", "how long a recovery may take, e.g. 30m");
+        }
+    }
+    if verify_max_age.is_some_and(|t| t.0.is_zero()) {
+        return zero(
+            "verify_max_age",
+            "how recent a verification must be, e.g. 7d",
+        );
+    }
+    Ok(())
 }
 
 /// Source and store names become object-key path segments, so they are kept simple.

@@ -54,6 +54,52 @@ fn issue_example_loads() {
 }
 
 #[test]
+fn objectives_defaults_and_overrides() {
+    use std::time::Duration;
+    let base = example().replace("${S3_ENDPOINT}", "http://x");
+    let text = format!(
+        "defaults:\n  objectives: {{ rpo: 1h, rto: 10m }}\n  rto_overhead: 2m\n  verify_max_age: 3d\n{}  - name: other\n    kind: files\n    path: /data\n    store: local\n    rto_overhead: 7m\n    verify_max_age: 1d\n",
+        base
+    );
+    let c = parse(&text).unwrap();
+    // orders-db sets its own objectives, takes the rest from `defaults:`.
+    let t = c.targets(&c.sources[0]);
+    assert_eq!(t.objectives.unwrap().rpo.0, Duration::from_secs(6 * 3600));
+    assert_eq!(t.rto_overhead, Duration::from_secs(120));
+    assert_eq!(t.verify_max_age, Duration::from_secs(3 * 86_400));
+    // other takes the default objectives, overrides the rest.
+    let t = c.targets(&c.sources[1]);
+    assert_eq!(t.objectives.unwrap().rpo.0, Duration::from_secs(3600));
+    assert_eq!(t.rto_overhead, Duration::from_secs(7 * 60));
+    assert_eq!(t.verify_max_age, Duration::from_secs(86_400));
+    // Without `defaults:`, the built-in ones.
+    let c = parse(&base.replace("    objectives: { rpo: 6h, rto: 30m }\n", "")).unwrap();
+    let t = c.targets(&c.sources[0]);
+    assert_eq!(t.objectives, None);
+    assert_eq!(t.rto_overhead, crate::objectives::DEFAULT_RTO_OVERHEAD);
+    assert_eq!(t.verify_max_age, crate::objectives::DEFAULT_VERIFY_MAX_AGE);
+}
+
+#[test]
+fn zero_objectives_rejected() {
+    let base = example().replace("${S3_ENDPOINT}", "http://x");
+    let e = err(&base.replace("rpo: 6h", "rpo: 0s"));
+    assert!(
+        e.contains("sources[0].objectives.rpo") && e.contains("more than 0s"),
+        "{e}"
+    );
+    let e = err(&format!("defaults: {{ verify_max_age: 0s }}\n{base}"));
+    assert!(e.contains("defaults.verify_max_age"), "{e}");
+    let e = err(&format!(
+        "defaults: {{ objectives: {{ rpo: 1h }} }}\n{base}"
+    ));
+    assert!(
+        e.contains("defaults.objectives") && e.contains("rto"),
+        "{e}"
+    );
+}
+
+#[test]
 fn five_and_six_field_cron_accepted() {
     for expr in ["0 */6 * * *", "0 0 */6 * * *", "30 2 * * 1-5", "@daily"] {
         let text = example()
