@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::s3::S3;
 use common::*;
 use lifeboat::retention::{self, Action, Item, ItemStatus, Policy};
-use lifeboat::snapshot::{self, Manifest};
+use lifeboat::snapshot;
 
 const POLICY: &str = "{ keep_last: 3, hourly: 4, daily: 5, weekly: 4, monthly: 6, yearly: 2 }";
 
@@ -33,50 +33,6 @@ fn simulated_year() -> Vec<DateTime<Utc>> {
     times.extend((0..15).map(|k| end + Duration::hours(5 * k)));
     assert_eq!(times.len(), 60);
     times
-}
-
-/// Writes a committed snapshot (a small data object, then a manifest naming it) into the
-/// local store directory `store`, as a backup at `created_at` would have.
-fn write_snapshot(env: &Env, store: &str, source: &str, created_at: DateTime<Utc>) -> String {
-    let id = snapshot::new_id(created_at);
-    let dir = env.path(store).join(source).join(&id);
-    std::fs::create_dir_all(&dir).unwrap();
-    let data = format!("not really encrypted: {id}");
-    std::fs::write(dir.join(snapshot::DATA_OBJECT), &data).unwrap();
-    let manifest = Manifest {
-        format: snapshot::FORMAT.into(),
-        id: id.clone(),
-        source: source.into(),
-        kind: "postgres".into(),
-        created_at,
-        finished_at: created_at + Duration::seconds(42),
-        duration_ms: 42_000,
-        raw_bytes: 1000,
-        compressed_bytes: 100,
-        stored_bytes: data.len() as u64,
-        sha256: "00".repeat(32),
-        objects: vec![snapshot::ObjectEntry {
-            name: snapshot::DATA_OBJECT.into(),
-            stored_bytes: data.len() as u64,
-            sha256: "00".repeat(32),
-        }],
-        compression: snapshot::Compression {
-            algorithm: "zstd".into(),
-            level: 3,
-        },
-        encryption: snapshot::Encryption {
-            algorithm: "age".into(),
-            recipients: vec![env.recipient.clone()],
-        },
-        facts: Default::default(),
-        lifeboat_version: "0.1.0".into(),
-    };
-    std::fs::write(
-        dir.join(snapshot::MANIFEST),
-        serde_json::to_vec_pretty(&manifest).unwrap(),
-    )
-    .unwrap();
-    id
 }
 
 fn ids_with_status(env: &Env, status: &str) -> BTreeSet<String> {
@@ -128,12 +84,12 @@ fn prune_a_simulated_year() {
     let times = simulated_year();
     let ids: Vec<String> = times
         .iter()
-        .map(|t| write_snapshot(&env, "store", "db", *t))
+        .map(|t| env.write_fake_snapshot("store", "db", *t))
         .collect();
     // A source without retention: never pruned.
     let others: Vec<String> = times[..5]
         .iter()
-        .map(|t| write_snapshot(&env, "store", "other", *t))
+        .map(|t| env.write_fake_snapshot("store", "other", *t))
         .collect();
     let out = env.ok(&["catalog", "rebuild"]);
     assert!(out.contains("65 snapshot(s)"), "{out}");

@@ -10,50 +10,6 @@ use chrono::{DateTime, Duration, Utc};
 use common::*;
 use lifeboat::catalog::{Catalog, NewVerification, VerificationStatus};
 use lifeboat::config::SecretString;
-use lifeboat::snapshot::{self, Manifest};
-
-/// Writes a committed snapshot of `source` created at `created_at` into `./store`.
-fn write_snapshot(env: &Env, source: &str, created_at: DateTime<Utc>) -> String {
-    let id = snapshot::new_id(created_at);
-    let dir = env.path("store").join(source).join(&id);
-    std::fs::create_dir_all(&dir).unwrap();
-    let data = format!("not really encrypted: {id}");
-    std::fs::write(dir.join(snapshot::DATA_OBJECT), &data).unwrap();
-    let manifest = Manifest {
-        format: snapshot::FORMAT.into(),
-        id: id.clone(),
-        source: source.into(),
-        kind: "postgres".into(),
-        created_at,
-        finished_at: created_at + Duration::seconds(42),
-        duration_ms: 42_000,
-        raw_bytes: 1000,
-        compressed_bytes: 100,
-        stored_bytes: data.len() as u64,
-        sha256: "00".repeat(32),
-        objects: vec![snapshot::ObjectEntry {
-            name: snapshot::DATA_OBJECT.into(),
-            stored_bytes: data.len() as u64,
-            sha256: "00".repeat(32),
-        }],
-        compression: snapshot::Compression {
-            algorithm: "zstd".into(),
-            level: 3,
-        },
-        encryption: snapshot::Encryption {
-            algorithm: "age".into(),
-            recipients: vec![env.recipient.clone()],
-        },
-        facts: Default::default(),
-        lifeboat_version: "0.1.0".into(),
-    };
-    std::fs::write(
-        dir.join(snapshot::MANIFEST),
-        serde_json::to_vec_pretty(&manifest).unwrap(),
-    )
-    .unwrap();
-    id
-}
 
 /// Records a passed verification of `snapshot_id`, finished at `finished_at`.
 fn verify(env: &Env, source: &str, snapshot_id: &str, finished_at: DateTime<Utc>, restore_ms: i64) {
@@ -192,14 +148,14 @@ fn status_rows_exit_codes_and_prometheus() {
     let now = Utc::now();
     let h = Duration::hours;
     // healthy: snapshot 1h ago, verified (that snapshot) 30m ago, 10m restore.
-    write_snapshot(&env, "healthy", now - h(30));
-    let healthy = write_snapshot(&env, "healthy", now - h(1));
+    env.write_fake_snapshot("store", "healthy", now - h(30));
+    let healthy = env.write_fake_snapshot("store", "healthy", now - h(1));
     // stale: newest snapshot 5h ago (> 80 % of 6h), verified: at risk.
-    let stale = write_snapshot(&env, "stale", now - h(5));
+    let stale = env.write_fake_snapshot("store", "stale", now - h(5));
     // slow: fresh, but the restore took 26m (+5m overhead > 30m RTO): breached.
-    let slow = write_snapshot(&env, "slow", now - h(1));
+    let slow = env.write_fake_snapshot("store", "slow", now - h(1));
     // old: newest snapshot 7h ago: breached, and never verified.
-    write_snapshot(&env, "old", now - h(7));
+    env.write_fake_snapshot("store", "old", now - h(7));
     // (empty: no snapshot at all.)
     let all = [
         source("healthy", ""),

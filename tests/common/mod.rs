@@ -161,6 +161,57 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Writes a committed snapshot (a small data object, then a manifest naming it) into the
+    /// local store directory `store`, as a backup at `created_at` would have.
+    pub fn write_fake_snapshot(
+        &self,
+        store: &str,
+        source: &str,
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) -> String {
+        let id = lifeboat::snapshot::new_id(created_at);
+        let dir = self.path(store).join(source).join(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = format!("not really encrypted: {id}");
+        std::fs::write(dir.join(lifeboat::snapshot::DATA_OBJECT), &data).unwrap();
+        let manifest = lifeboat::snapshot::Manifest {
+            format: lifeboat::snapshot::FORMAT.into(),
+            id: id.clone(),
+            source: source.into(),
+            kind: "postgres".into(),
+            created_at,
+            finished_at: created_at + chrono::Duration::seconds(42),
+            duration_ms: 42_000,
+            raw_bytes: 1000,
+            compressed_bytes: 100,
+            stored_bytes: data.len() as u64,
+            sha256: "00".repeat(32),
+            objects: vec![lifeboat::snapshot::ObjectEntry {
+                name: lifeboat::snapshot::DATA_OBJECT.into(),
+                stored_bytes: data.len() as u64,
+                sha256: "00".repeat(32),
+            }],
+            compression: lifeboat::snapshot::Compression {
+                algorithm: "zstd".into(),
+                level: 3,
+            },
+            encryption: lifeboat::snapshot::Encryption {
+                algorithm: "age".into(),
+                recipients: vec![self.recipient.clone()],
+            },
+            facts: Default::default(),
+            lifeboat_version: "0.1.0".into(),
+        };
+        std::fs::write(
+            dir.join(lifeboat::snapshot::MANIFEST),
+            serde_json::to_vec_pretty(&manifest).unwrap(),
+        )
+        .unwrap();
+        id
+    }
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
