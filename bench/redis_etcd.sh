@@ -472,7 +472,8 @@ if ((DO_REDIS)); then
     fi
   done
   # The raw output of round 1 is a valid RDB of the right size.
-  RAW_RDB_BYTES=$(age -d -i ./age.key "$WORK/raw/redis-1.rdb.zst.age" | zstd -q -d | tee >(head -c 5 >"$WORK/res/rdb-magic") | wc -c)
+  rest=$(age -d -i ./age.key "$WORK/raw/redis-1.rdb.zst.age" | zstd -q -d | { head -c 5 >"$WORK/res/rdb-magic"; wc -c; })
+  RAW_RDB_BYTES=$((rest + 5))
   [[ $(cat "$WORK/res/rdb-magic") == REDIS ]] || die "the raw Redis output does not decrypt to an RDB"
   RDB_FILE_BYTES=$(stat -c %s "$WORK/redis/dump.rdb" 2>/dev/null || echo 0)
 fi

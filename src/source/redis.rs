@@ -917,10 +917,9 @@ impl<R: Read> Read for EofMarked<R> {
             }
             // The marker ends the payload; it may straddle reads, so look back 40 bytes.
             let from = before.saturating_sub(EOF_MARK_LEN);
-            if let Some(at) = self.buf[from..]
-                .windows(EOF_MARK_LEN)
-                .position(|w| w == self.marker.as_slice())
-            {
+            // memmem (SIMD) rather than a per-byte window compare: this runs over every
+            // byte of the dump on the thread that feeds zstd (bench/RESULTS.md).
+            if let Some(at) = memchr::memmem::find(&self.buf[from..], &self.marker) {
                 self.buf.truncate(from + at);
                 self.done = true;
             }
