@@ -35,6 +35,7 @@ pub mod recovery;
 pub mod redact;
 pub mod restore;
 pub mod retention;
+pub mod schedule;
 pub mod snapshot;
 pub mod source;
 pub mod store;
