@@ -685,6 +685,38 @@ impl Catalog {
             .map_err(q("read verification"))
     }
 
+    /// Answers if the database does (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), CatalogError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(q("ping"))?;
+        Ok(())
+    }
+
+    /// The newest `started_at` of each (source, job), whatever its outcome: what the
+    /// scheduler compares with the latest slot to find missed runs. Verifications count from
+    /// their own table too, so a `lifeboat verify` run by hand is seen.
+    pub async fn last_runs(&self) -> Result<Vec<(String, String, DateTime<Utc>)>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT source, job, MAX(started_at) AS last FROM runs GROUP BY source, job \
+             UNION ALL SELECT source, 'verify' AS job, MAX(started_at) AS last FROM verifications GROUP BY source",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("last runs"))?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let source: String = r.try_get("source").map_err(q("read last runs"))?;
+            let job: String = r.try_get("job").map_err(q("read last runs"))?;
+            let last: Option<String> = r.try_get("last").map_err(q("read last runs"))?;
+            if let Some(t) = last.as_deref().and_then(parse_ts) {
+                out.push((source, job, t));
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn close(self) {
         self.pool.close().await;
     }

@@ -100,7 +100,7 @@ impl fmt::Display for Job {
 /// When a job runs.
 #[derive(Debug, Clone)]
 pub enum Trigger {
-    Cron(Schedule),
+    Cron(Box<Schedule>),
     /// After each successful backup of the same source (and once at start).
     AfterBackup,
 }
@@ -112,7 +112,7 @@ pub fn jobs_of(config: &Config) -> Vec<(Job, Trigger)> {
         if let Some(cron) = &s.schedule {
             out.push((
                 Job::new(&s.name, JobKind::Backup),
-                Trigger::Cron(cron.clone()),
+                Trigger::Cron(Box::new(cron.clone())),
             ));
         }
         if !s.copies.is_empty() {
@@ -121,7 +121,7 @@ pub fn jobs_of(config: &Config) -> Vec<(Job, Trigger)> {
         if let (Some(cron), Some(_)) = (&s.prune_schedule, &s.retention) {
             out.push((
                 Job::new(&s.name, JobKind::Prune),
-                Trigger::Cron(cron.clone()),
+                Trigger::Cron(Box::new(cron.clone())),
             ));
         }
         // MERGE SEAM (verify): once `SourceConfig::verify` exists, add
@@ -254,7 +254,7 @@ impl Planner {
         let jobs = jobs_of(config)
             .into_iter()
             .filter_map(|(job, trigger)| match trigger {
-                Trigger::Cron(s) => Some((job, s)),
+                Trigger::Cron(s) => Some((job, *s)),
                 Trigger::AfterBackup => None,
             });
         Planner::new(jobs, jitter, last_runs, now)
