@@ -196,6 +196,9 @@ async fn lead(
     renew.tick().await;
 
     let ended = loop {
+        if stop.is_cancelled() {
+            break Ended::Stopped;
+        }
         if !opts.once {
             for d in planner.pop_due(Utc::now()) {
                 queue.push(d);
