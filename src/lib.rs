@@ -14,6 +14,12 @@
 //!   from the above.
 //! - [`retention`]: the GFS retention planner (pure: facts and a clock in, decisions out).
 //! - [`copy`]: cross-region copies of committed snapshots.
+//! - [`schedule`]: what `lifeboat run` runs and when (pure: job kinds, cron slots, catch-up,
+//!   jitter, retries with backoff).
+//! - [`daemon`]: `lifeboat run [--once]`: the run loop that performs the schedule (bounded
+//!   concurrency, one job per source at a time, graceful shutdown) and its HTTP endpoints.
+//! - [`leader`]: leader election between replicas (lock file, PostgreSQL advisory lock,
+//!   Kubernetes Lease) behind one trait.
 //! - [`kube`]: the Kubernetes API behind a small trait, and its contract fake.
 //! - [`crypto`]: age keys: generation, recipients, identities.
 //! - [`redact`]: keeping secrets out of logs, errors, the catalog and the store.
