@@ -90,8 +90,8 @@ fn time(v: &serde_json::Value) -> DateTime<Utc> {
 /// Two daemons, one catalog, for ~`secs` s: one process does every job, a source's backups
 /// never overlap, and each 3-second slot has at most one backup.
 fn two_daemons_run_each_job_once(env: &Env, secs: u64) {
+    // Both at once, on a catalog that does not exist yet.
     let a = spawn(env, "a", &["run"]);
-    std::thread::sleep(Duration::from_millis(300));
     let b = spawn(env, "b", &["run"]);
     std::thread::sleep(Duration::from_secs(secs));
     // The standby first, so it cannot take over from the leader as the leader leaves.

@@ -274,13 +274,25 @@ impl Catalog {
                     .map_err(|e| open_err(e.to_string()))?;
             }
         }
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| CatalogError::Migrate {
-                url: shown.clone(),
-                reason: e.to_string(),
-            })?;
+        // Two processes opening a fresh SQLite file at once (two daemon replicas) can both
+        // try to apply a migration; the loser's transaction rolls back and, retried, finds
+        // it applied. (PostgreSQL serializes migrations with an advisory lock.)
+        let mut attempt = 0;
+        loop {
+            match sqlx::migrate!("./migrations").run(&pool).await {
+                Ok(()) => break,
+                Err(_) if is_sqlite && attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => {
+                    return Err(CatalogError::Migrate {
+                        url: shown.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
         Ok(Catalog { pool })
     }
 
