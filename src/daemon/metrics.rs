@@ -148,3 +148,46 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.leader.store(true, Ordering::Relaxed);
+        m.record(
+            JobKind::Backup,
+            "db",
+            Outcome::Success,
+            Duration::from_millis(1500),
+            42,
+            1_700_000_000,
+        );
+        m.record(
+            JobKind::Backup,
+            "db",
+            Outcome::GaveUp,
+            Duration::from_secs(1),
+            0,
+            1_700_000_100,
+        );
+        let text = m.render();
+        for line in [
+            "lifeboat_leader 1",
+            "lifeboat_job_bytes_total 42",
+            "lifeboat_job_runs_total{kind=\"backup\",source=\"db\",outcome=\"success\"} 1",
+            "lifeboat_job_runs_total{kind=\"backup\",source=\"db\",outcome=\"gave_up\"} 1",
+            "lifeboat_job_duration_seconds_sum{kind=\"backup\",source=\"db\"} 2.5",
+            "lifeboat_job_duration_seconds_count{kind=\"backup\",source=\"db\"} 2",
+            "lifeboat_job_last_success_timestamp_seconds{kind=\"backup\",source=\"db\"} 1700000000",
+            "lifeboat_job_last_failure_timestamp_seconds{kind=\"backup\",source=\"db\"} 1700000100",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in:\n{text}"
+            );
+        }
+    }
+}

@@ -63,3 +63,32 @@ impl Leader for FileLock {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_holder_until_released() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/catalog.db.leader.lock");
+        let mut a = FileLock::new(path.clone());
+        let mut b = FileLock::new(path);
+        assert!(a.try_acquire().await.expect("a"));
+        assert!(a.renew().await.expect("renew"));
+        assert!(!b.try_acquire().await.expect("b waits"));
+        a.release().await;
+        assert!(!a.renew().await.expect("released"));
+        assert!(b.try_acquire().await.expect("b takes over"));
+    }
+
+    #[test]
+    fn default_lock_file_sits_next_to_the_sqlite_catalog() {
+        assert_eq!(
+            super::super::default_lock_file("sqlite://./data/c.db?mode=rwc"),
+            Some(PathBuf::from("./data/c.db.leader.lock"))
+        );
+        assert_eq!(super::super::default_lock_file("sqlite::memory:"), None);
+        assert_eq!(super::super::default_lock_file("postgres://x/y"), None);
+    }
+}
