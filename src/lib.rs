@@ -16,6 +16,12 @@
 //! - [`objectives`]: the RPO/RTO evaluator (pure: facts and a clock in, a verdict out);
 //!   [`status`] gathers its facts from the catalog for `lifeboat status`.
 //! - [`copy`]: cross-region copies of committed snapshots.
+//! - [`schedule`]: what `lifeboat run` runs and when (pure: job kinds, cron slots, catch-up,
+//!   jitter, retries with backoff).
+//! - [`daemon`]: `lifeboat run [--once]`: the run loop that performs the schedule (bounded
+//!   concurrency, one job per source at a time, graceful shutdown) and its HTTP endpoints.
+//! - [`leader`]: leader election between replicas (lock file, PostgreSQL advisory lock,
+//!   Kubernetes Lease) behind one trait.
 //! - [`kube`]: the Kubernetes API behind a small trait, and its contract fake.
 //! - [`crypto`]: age keys: generation, recipients, identities.
 //! - [`redact`]: keeping secrets out of logs, errors, the catalog and the store.
@@ -29,8 +35,10 @@ pub mod cli;
 pub mod config;
 pub mod copy;
 pub mod crypto;
+pub mod daemon;
 pub mod failpoint;
 pub mod kube;
+pub mod leader;
 pub mod objectives;
 pub mod pipeline;
 pub mod prune;
@@ -38,6 +46,7 @@ pub mod recovery;
 pub mod redact;
 pub mod restore;
 pub mod retention;
+pub mod schedule;
 pub mod snapshot;
 pub mod source;
 pub mod status;

@@ -274,13 +274,25 @@ impl Catalog {
                     .map_err(|e| open_err(e.to_string()))?;
             }
         }
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| CatalogError::Migrate {
-                url: shown.clone(),
-                reason: e.to_string(),
-            })?;
+        // Two processes opening a fresh SQLite file at once (two daemon replicas) can both
+        // try to apply a migration; the loser's transaction rolls back and, retried, finds
+        // it applied. (PostgreSQL serializes migrations with an advisory lock.)
+        let mut attempt = 0;
+        loop {
+            match sqlx::migrate!("./migrations").run(&pool).await {
+                Ok(()) => break,
+                Err(_) if is_sqlite && attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => {
+                    return Err(CatalogError::Migrate {
+                        url: shown.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
         Ok(Catalog { pool })
     }
 
@@ -683,6 +695,38 @@ impl Catalog {
             .map(verification_row)
             .transpose()
             .map_err(q("read verification"))
+    }
+
+    /// Answers if the database does (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), CatalogError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(q("ping"))?;
+        Ok(())
+    }
+
+    /// The newest `started_at` of each (source, job), whatever its outcome: what the
+    /// scheduler compares with the latest slot to find missed runs. Verifications count from
+    /// their own table too, so a `lifeboat verify` run by hand is seen.
+    pub async fn last_runs(&self) -> Result<Vec<(String, String, DateTime<Utc>)>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT source, job, MAX(started_at) AS last FROM runs GROUP BY source, job \
+             UNION ALL SELECT source, 'verify' AS job, MAX(started_at) AS last FROM verifications GROUP BY source",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("last runs"))?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let source: String = r.try_get("source").map_err(q("read last runs"))?;
+            let job: String = r.try_get("job").map_err(q("read last runs"))?;
+            let last: Option<String> = r.try_get("last").map_err(q("read last runs"))?;
+            if let Some(t) = last.as_deref().and_then(parse_ts) {
+                out.push((source, job, t));
+            }
+        }
+        Ok(out)
     }
 
     pub async fn close(self) {

@@ -109,6 +109,14 @@ pub enum Command {
         #[arg(long, short, value_enum, default_value_t = StatusOutput::Table)]
         output: StatusOutput,
     },
+    /// The orchestrator: run every source's jobs on their schedules (backups, copies, prunes,
+    /// verifications), with leader election and the HTTP endpoints of `daemon.listen`.
+    Run {
+        /// Run what is due now (and anything missed since the last run), then exit: non-zero
+        /// if any job failed. For a Kubernetes CronJob.
+        #[arg(long)]
+        once: bool,
+    },
     /// Catalog maintenance.
     Catalog {
         #[command(subcommand)]
@@ -198,7 +206,12 @@ pub enum CatalogAction {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log_level);
+    // The daemon logs JSON unless told otherwise: its logs go to a collector, not a person.
+    let format = match (&cli.command, cli.log_format) {
+        (Command::Run { once: false }, LogFormat::Auto) => LogFormat::Json,
+        (_, f) => f,
+    };
+    init_logging(format, &cli.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -209,13 +222,17 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let code = match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // A cancelled backup's blocking encoder thread may still be reading the dump process'
+    // stdout; the work is settled and recorded, so do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -434,6 +451,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
+        Command::Run { once } => return run_daemon(&cli.config, once).await,
         Command::Catalog {
             action: CatalogAction::Rebuild,
         } => {
@@ -471,6 +489,73 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat run [--once]`.
+async fn run_daemon(config: &std::path::Path, once: bool) -> Result<ExitCode> {
+    use crate::daemon::{self, http, metrics::Metrics, status::ObjectiveStatus};
+    use std::sync::Arc;
+    let app = Arc::new(open(config).await?);
+    let metrics = Arc::new(Metrics::default());
+    let leader = crate::leader::build(&app.config, app.kube.clone()).await?;
+    let stop = shutdown_token();
+    let http_stop = CancellationToken::new();
+    let server = match (&app.config.daemon.listen, once) {
+        (Some(addr), false) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on daemon.listen `{addr}`"))?;
+            tracing::info!(addr = %addr, "HTTP endpoints listening");
+            let state = http::HttpState {
+                app: app.clone(),
+                metrics: metrics.clone(),
+                status: Arc::new(ObjectiveStatus),
+                token: app
+                    .config
+                    .daemon
+                    .api_token
+                    .as_ref()
+                    .map(|t| t.expose().to_string()),
+            };
+            let until = http_stop.clone();
+            Some(tokio::spawn(http::serve(listener, state, async move {
+                until.cancelled().await
+            })))
+        }
+        _ => None,
+    };
+    let result = daemon::run(
+        app.clone(),
+        leader,
+        metrics,
+        stop.cancelled_owned(),
+        daemon::Options { once },
+    )
+    .await;
+    http_stop.cancel();
+    if let Some(server) = server {
+        match server.await {
+            Ok(Err(e)) => tracing::warn!(cause = %e, "HTTP server stopped with an error"),
+            Err(e) => tracing::warn!(cause = %e, "HTTP server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    let summary = result?;
+    if once {
+        println!(
+            "{} job(s) succeeded, {} failed",
+            summary.succeeded,
+            summary.failed.len()
+        );
+    }
+    if summary.failed.is_empty() || !once {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for f in &summary.failed {
+            eprintln!("error: {f}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 /// Runs the pending copies of `source` (or all); any failure makes the command fail.

@@ -45,6 +45,9 @@ pub struct Config {
     #[serde(default)]
     pub defaults: Defaults,
     pub sources: Vec<SourceConfig>,
+    /// `lifeboat run`: the orchestrator's settings.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
 }
 
 /// `defaults: { objectives, rto_overhead, verify_max_age }`: applied to every source that
@@ -189,6 +192,113 @@ impl Default for CompressionConfig {
     }
 }
 
+/// `daemon:`: how `lifeboat run` schedules, retries, elects a leader and serves HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Jobs running at once, all sources together.
+    #[serde(default = "default_max_concurrent_jobs")]
+    pub max_concurrent_jobs: usize,
+    /// Each job's slots are delayed by a fixed offset in [0, jitter) (a hash of its name).
+    #[serde(default = "zero_timeout")]
+    pub jitter: Timeout,
+    /// On SIGTERM/SIGINT, how long running jobs may take to finish before they are aborted.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: Timeout,
+    /// HTTP address for /healthz, /readyz, /metrics and /api/v1 (none: no HTTP server).
+    pub listen: Option<String>,
+    /// Bearer token required on /api/v1/* (the probes and /metrics stay open).
+    pub api_token: Option<SecretString>,
+    #[serde(default)]
+    pub retry: JobRetryConfig,
+    #[serde(default)]
+    pub leader: LeaderConfig,
+}
+
+fn default_max_concurrent_jobs() -> usize {
+    2
+}
+fn zero_timeout() -> Timeout {
+    Timeout(std::time::Duration::ZERO)
+}
+fn default_shutdown_grace() -> Timeout {
+    Timeout(std::time::Duration::from_secs(60))
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_jobs: default_max_concurrent_jobs(),
+            jitter: zero_timeout(),
+            shutdown_grace: default_shutdown_grace(),
+            listen: None,
+            api_token: None,
+            retry: JobRetryConfig::default(),
+            leader: LeaderConfig::default(),
+        }
+    }
+}
+
+/// `daemon.retry`: a failed job is retried after `backoff`, doubled each time (at most
+/// `max_backoff`), `max_attempts` attempts in all; then it is reported and waits for its next slot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRetryConfig {
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_backoff")]
+    pub backoff: Timeout,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Timeout,
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_backoff() -> Timeout {
+    Timeout(std::time::Duration::from_secs(60))
+}
+fn default_max_backoff() -> Timeout {
+    Timeout(std::time::Duration::from_secs(3600))
+}
+
+impl Default for JobRetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            backoff: default_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+/// How replicas agree on which one runs jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaderKind {
+    /// A Kubernetes Lease inside a cluster, else a PostgreSQL advisory lock with a
+    /// PostgreSQL catalog, else a lock file next to the SQLite catalog.
+    #[default]
+    Auto,
+    File,
+    Postgres,
+    Kubernetes,
+}
+
+/// `daemon.leader`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderConfig {
+    #[serde(default)]
+    pub kind: LeaderKind,
+    /// Kubernetes: the Lease's name (default `lifeboat`).
+    pub lease_name: Option<String>,
+    /// Kubernetes: its namespace (default: the pod's own, from the service account).
+    pub namespace: Option<String>,
+    /// File: the lock file (default: the SQLite catalog's path + `.leader.lock`).
+    pub lock_file: Option<PathBuf>,
+}
+
 /// What every source has, whatever its kind.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
@@ -204,6 +314,8 @@ pub struct SourceConfig {
     pub verify_max_age: Option<Timeout>,
     /// GFS retention for `lifeboat prune`; `None` keeps every snapshot.
     pub retention: Option<crate::retention::Policy>,
+    /// `retention.schedule`: when `lifeboat run` prunes this source (`None`: never).
+    pub prune_schedule: Option<Schedule>,
     pub spec: SourceSpec,
 }
 
@@ -353,6 +465,17 @@ impl<'de> Deserialize<'de> for SourceConfig {
                 "missing `kind`; write e.g. `kind: postgres` (the kinds lifeboat knows: postgres, redis, etcd, files, command)",
             ));
         }
+        // `retention.schedule` is the daemon's, not the policy's: taken out before the
+        // policy (which denies unknown keys) is read.
+        let prune_schedule = match common.get_mut("retention") {
+            Some(serde_yaml::Value::Mapping(r)) => r.remove("schedule"),
+            _ => None,
+        };
+        let prune_schedule: Option<Schedule> = prune_schedule
+            .map(|v| {
+                from_value(v).map_err(|(_, e)| D::Error::custom(format!("retention.schedule: {e}")))
+            })
+            .transpose()?;
         let common: CommonSource = from_value(serde_yaml::Value::Mapping(common))
             .map_err(|(path, e)| D::Error::custom(join_path(&path, &e)))?;
         let spec: SourceSpec = from_value(serde_yaml::Value::Mapping(spec))
@@ -366,6 +489,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
             rto_overhead: common.rto_overhead,
             verify_max_age: common.verify_max_age,
             retention: common.retention,
+            prune_schedule,
             spec,
         })
     }
@@ -492,6 +616,18 @@ impl Config {
             self.defaults.objectives,
             self.defaults.verify_max_age,
         )?;
+        if self.daemon.max_concurrent_jobs == 0 {
+            return Err((
+                "daemon.max_concurrent_jobs".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.daemon.retry.max_attempts == 0 {
+            return Err((
+                "daemon.retry.max_attempts".into(),
+                "must be at least 1 (1: never retry)".into(),
+            ));
+        }
         let mut seen = BTreeSet::new();
         for (i, source) in self.sources.iter().enumerate() {
             check_targets(

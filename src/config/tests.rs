@@ -257,3 +257,46 @@ fn every_example_config_parses() {
     }
     assert!(seen > 0, "no example configs found in {}", dir.display());
 }
+
+#[test]
+fn daemon_section_and_retention_schedule_load() {
+    let text = format!(
+        "{}    retention: {{ daily: 7, schedule: \"30 4 * * *\" }}\n\
+         daemon:\n  max_concurrent_jobs: 4\n  jitter: 2m\n  shutdown_grace: 30s\n  listen: \"0.0.0.0:8080\"\n  api_token: t\n  retry: {{ max_attempts: 5, backoff: 10s }}\n  leader: {{ kind: postgres }}\n",
+        example().replace("${S3_ENDPOINT}", "http://x")
+    );
+    let c = parse(&text).expect("loads");
+    let s = &c.sources[0];
+    assert_eq!(s.retention.and_then(|p| p.daily), Some(7));
+    assert_eq!(
+        s.prune_schedule.as_ref().map(|p| p.expr.as_str()),
+        Some("30 4 * * *")
+    );
+    assert_eq!(c.daemon.max_concurrent_jobs, 4);
+    assert_eq!(c.daemon.jitter.0, std::time::Duration::from_secs(120));
+    assert_eq!(c.daemon.retry.max_attempts, 5);
+    assert_eq!(c.daemon.leader.kind, LeaderKind::Postgres);
+    // Defaults when `daemon:` is absent.
+    let c = parse(&example().replace("${S3_ENDPOINT}", "http://x")).expect("loads");
+    assert_eq!(c.daemon.max_concurrent_jobs, 2);
+    assert!(c.sources[0].prune_schedule.is_none());
+}
+
+#[test]
+fn bad_daemon_settings_are_named() {
+    let e = err(&format!(
+        "{}    retention: {{ daily: 7, schedule: \"61 * * * *\" }}\n",
+        example().replace("${S3_ENDPOINT}", "http://x")
+    ));
+    assert!(e.contains("retention.schedule"), "{e}");
+    let e = err(&format!(
+        "{}daemon: {{ max_concurrent_jobs: 0 }}\n",
+        example().replace("${S3_ENDPOINT}", "http://x")
+    ));
+    assert!(e.contains("daemon.max_concurrent_jobs"), "{e}");
+    let e = err(&format!(
+        "{}daemon: {{ leader: {{ kind: zookeeper }} }}\n",
+        example().replace("${S3_ENDPOINT}", "http://x")
+    ));
+    assert!(e.contains("daemon.leader.kind"), "{e}");
+}

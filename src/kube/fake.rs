@@ -160,6 +160,25 @@ impl Fake {
                 }
                 Ok(())
             }
+            "Lease" => {
+                // coordination.k8s.io/v1: durations are integers, times are MicroTime.
+                let spec = &obj["spec"];
+                if !spec["leaseDurationSeconds"].is_null() && !spec["leaseDurationSeconds"].is_i64()
+                {
+                    return Err("spec.leaseDurationSeconds must be an integer".into());
+                }
+                for t in ["acquireTime", "renewTime"] {
+                    if let Some(v) = spec.get(t).filter(|v| !v.is_null()) {
+                        let ok = v.as_str().is_some_and(|s| {
+                            chrono::DateTime::parse_from_rfc3339(s).is_ok() && s.contains('.')
+                        });
+                        if !ok {
+                            return Err(format!("spec.{t} must be an RFC 3339 MicroTime"));
+                        }
+                    }
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -208,6 +227,47 @@ impl KubeApi for Fake {
         let mut stored = obj;
         stored["metadata"]["namespace"] = json!(ns);
         stored["metadata"]["uid"] = json!(format!("uid-{}", objects.len()));
+        stored["metadata"]["resourceVersion"] = json!("1");
+        objects.insert(key, stored.clone());
+        Ok(stored)
+    }
+
+    async fn replace(&self, res: &Resource, ns: &str, obj: Value) -> Result<Value, KubeError> {
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.record("update", res, ns, &name)?;
+        if obj["apiVersion"] != res.api_version().as_str() || obj["kind"] != res.kind {
+            return Err(invalid(
+                "update",
+                res,
+                &name,
+                "apiVersion/kind do not match the resource",
+            ));
+        }
+        Self::check_spec(res, &obj).map_err(|r| invalid("update", res, &name, r))?;
+        let key = (res.plural.to_string(), ns.to_string(), name.clone());
+        let mut objects = lock(&self.objects);
+        let Some(current) = objects.get(&key) else {
+            return Err(invalid("update", res, &name, "NotFound (404)"));
+        };
+        let version = current["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if obj["metadata"]["resourceVersion"].as_str() != Some(version.to_string().as_str()) {
+            return Err(invalid(
+                "update",
+                res,
+                &name,
+                "Conflict (409): the object has been modified; read it again",
+            ));
+        }
+        let mut stored = obj;
+        stored["metadata"]["namespace"] = json!(ns);
+        stored["metadata"]["uid"] = current["metadata"]["uid"].clone();
+        stored["metadata"]["resourceVersion"] = json!((version + 1).to_string());
         objects.insert(key, stored.clone());
         Ok(stored)
     }

@@ -64,10 +64,20 @@ pub const PVC: Resource = Resource {
     namespaced: true,
 };
 
-/// Every resource lifeboat calls, with the verbs it uses on it.
+/// The leader-election lock of `lifeboat run` (see `crate::leader`).
+pub const LEASE: Resource = Resource {
+    group: "coordination.k8s.io",
+    version: "v1",
+    kind: "Lease",
+    plural: "leases",
+    namespaced: true,
+};
+
+/// Every resource lifeboat calls, with the verbs it uses on it (`replace` is RBAC's `update`).
 pub const USED: &[(Resource, &[&str])] = &[
     (VOLUME_SNAPSHOT, &["create", "get", "delete"]),
     (PVC, &["create", "get"]),
+    (LEASE, &["create", "get", "update"]),
 ];
 
 #[async_trait]
@@ -78,6 +88,10 @@ pub trait KubeApi: Send + Sync {
     async fn get(&self, res: &Resource, ns: &str, name: &str) -> Result<Option<Value>, KubeError>;
     /// Deletes the object; deleting one that does not exist is not an error.
     async fn delete(&self, res: &Resource, ns: &str, name: &str) -> Result<(), KubeError>;
+    /// Replaces the object (RBAC verb `update`). `obj.metadata.resourceVersion` must be the
+    /// one last read: if someone wrote it since, the API server refuses (409 Conflict), which
+    /// is what makes a Lease a lock.
+    async fn replace(&self, res: &Resource, ns: &str, obj: Value) -> Result<Value, KubeError>;
 }
 
 /// The real API server, through `kube`; connects on first use (in-cluster config or
@@ -142,6 +156,19 @@ impl KubeApi for Live {
         got.map(serde_json::to_value)
             .transpose()
             .map_err(|e| api_err("get", res, name, e))
+    }
+
+    async fn replace(&self, res: &Resource, ns: &str, obj: Value) -> Result<Value, KubeError> {
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let dynamic: kube::api::DynamicObject =
+            serde_json::from_value(obj).map_err(|e| api_err("update", res, &name, e))?;
+        let replaced = self
+            .api(res, ns)
+            .await?
+            .replace(&name, &kube::api::PostParams::default(), &dynamic)
+            .await
+            .map_err(|e| api_err("update", res, &name, e))?;
+        serde_json::to_value(replaced).map_err(|e| api_err("update", res, &name, e))
     }
 
     async fn delete(&self, res: &Resource, ns: &str, name: &str) -> Result<(), KubeError> {

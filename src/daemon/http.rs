@@ -1,0 +1,153 @@
+//! The daemon's HTTP endpoints: `/healthz` (alive), `/readyz` (catalog and stores answer;
+//! says leader or standby), `/metrics` (Prometheus), `/api/v1/status` and
+//! `/api/v1/snapshots` (JSON, behind the optional bearer token `daemon.api_token`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use super::metrics::Metrics;
+use super::status::StatusProvider;
+use crate::app::App;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: Arc<App>,
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<dyn StatusProvider>,
+    pub token: Option<String>,
+}
+
+pub fn router(state: HttpState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/snapshots", get(snapshots))
+        .route_layer(middleware::from_fn_with_state(state.clone(), bearer));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Compares without an early exit, so the time taken says nothing about the token.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn bearer(State(s): State<HttpState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &s.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "missing or wrong bearer token (daemon.api_token)\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(json!({ "error": e.to_string() })),
+    )
+        .into_response()
+}
+
+async fn readyz(State(s): State<HttpState>) -> Response {
+    let limit = Duration::from_secs(5);
+    let catalog = match tokio::time::timeout(limit, s.app.catalog.ping()).await {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".into(),
+    };
+    let mut ok = catalog == "ok";
+    let mut stores = serde_json::Map::new();
+    for (name, store) in &s.app.stores {
+        let r = match tokio::time::timeout(limit, store.check()).await {
+            Ok(Ok(_)) => "ok".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".into(),
+        };
+        ok &= r == "ok";
+        stores.insert(name.clone(), json!(r));
+    }
+    let role = if s.metrics.is_leader() {
+        "leader"
+    } else {
+        "standby"
+    };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        axum::Json(json!({ "ready": ok, "role": role, "catalog": catalog, "stores": stores })),
+    )
+        .into_response()
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    let mut text = s.metrics.render();
+    match s.status.prometheus(&s.app, chrono::Utc::now()).await {
+        Ok(t) => text.push_str(&t),
+        Err(e) => tracing::warn!(cause = %e, "status metrics unavailable"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn status(State(s): State<HttpState>) -> Response {
+    match s.status.json(&s.app, chrono::Utc::now()).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SnapshotsQuery {
+    source: Option<String>,
+}
+
+async fn snapshots(State(s): State<HttpState>, Query(q): Query<SnapshotsQuery>) -> Response {
+    match s.app.catalog.snapshots(q.source.as_deref()).await {
+        Ok(rows) => axum::Json(rows).into_response(),
+        Err(e) => internal(e),
+    }
+}

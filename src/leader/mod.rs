@@ -1,0 +1,137 @@
+//! Leader election: of the replicas of `lifeboat run` sharing one catalog, only the leader
+//! starts jobs; the others stand by and keep trying. One trait ([`Leader`]), three locks:
+//! - [`FileLock`]: an exclusive `flock` on a file next to the SQLite catalog (one host);
+//! - [`PgAdvisory`]: a session-level PostgreSQL advisory lock on the catalog database, held
+//!   by one dedicated connection (lost, and noticed at the next renew, if it drops);
+//! - [`KubeLease`]: a `coordination.k8s.io/v1` Lease, renewed every few seconds; a replica
+//!   takes it over once it expires.
+//!
+//! # Guarantees
+//! The file and PostgreSQL locks are exclusive for as long as the process (or connection)
+//! lives, and released by the OS / server when it dies. A Lease is time-based: the holder
+//! renews it every `renew_every`, and stops starting jobs (and cancels running ones) as soon
+//! as a renew fails or finds another holder, well before the lease expires for the others.
+//!
+//! [`Leader::kind`] names the lock in logs and `/readyz`.
+
+mod file;
+mod lease;
+mod postgres;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use file::FileLock;
+pub use lease::{KubeLease, LeaseDecision, decide};
+pub use postgres::PgAdvisory;
+
+use crate::config::{Config, LeaderKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    #[error(
+        "cannot open the leader lock file {path}: {source}; check `daemon.leader.lock_file` and that its directory is writable"
+    )]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "PostgreSQL leader lock on the catalog database: {0}; check that the catalog database is reachable"
+    )]
+    Postgres(String),
+    #[error(transparent)]
+    Kube(#[from] crate::kube::KubeError),
+    #[error("{0}")]
+    Config(String),
+}
+
+#[async_trait]
+pub trait Leader: Send {
+    /// `file`, `postgres` or `kubernetes`.
+    fn kind(&self) -> &'static str;
+    /// Tries once to become leader; true if this process now is.
+    async fn try_acquire(&mut self) -> Result<bool, LeaderError>;
+    /// Called every [`RENEW_EVERY`] while leader: false (or an error) means leadership is lost.
+    async fn renew(&mut self) -> Result<bool, LeaderError>;
+    /// Gives leadership up (on shutdown), so a standby takes over at once.
+    async fn release(&mut self);
+}
+
+/// How often the leader renews, and a standby retries.
+pub const RENEW_EVERY: Duration = Duration::from_secs(2);
+
+/// This replica's name: the pod name on Kubernetes (`HOSTNAME`), else host and pid.
+pub fn identity() -> String {
+    format!("{}-{}", crate::recovery::hostname(), std::process::id())
+}
+
+/// The lock `daemon.leader` asks for (`auto`: a Lease inside a cluster, an advisory lock with
+/// a PostgreSQL catalog, else a lock file).
+pub async fn build(
+    config: &Config,
+    kube: std::sync::Arc<dyn crate::kube::KubeApi>,
+) -> Result<Box<dyn Leader>, LeaderError> {
+    let cfg = &config.daemon.leader;
+    let url = config.catalog.expose();
+    let is_pg = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let kind = match cfg.kind {
+        LeaderKind::Auto if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
+            LeaderKind::Kubernetes
+        }
+        LeaderKind::Auto if is_pg => LeaderKind::Postgres,
+        LeaderKind::Auto => LeaderKind::File,
+        k => k,
+    };
+    Ok(match kind {
+        LeaderKind::Postgres => {
+            if !is_pg {
+                return Err(LeaderError::Config(
+                    "daemon.leader.kind is postgres but the catalog is not PostgreSQL; use `file` or `kubernetes`".into(),
+                ));
+            }
+            Box::new(PgAdvisory::new(config.catalog.clone()))
+        }
+        LeaderKind::Kubernetes => {
+            let ns = match &cfg.namespace {
+                Some(ns) => ns.clone(),
+                None => std::fs::read_to_string(
+                    "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
+                )
+                .map(|s| s.trim().to_string())
+                .map_err(|e| {
+                    LeaderError::Config(format!(
+                        "no daemon.leader.namespace and the pod's namespace cannot be read ({e}); set daemon.leader.namespace"
+                    ))
+                })?,
+            };
+            let name = cfg.lease_name.clone().unwrap_or_else(|| "lifeboat".into());
+            Box::new(KubeLease::new(kube, ns, name, identity()))
+        }
+        LeaderKind::File | LeaderKind::Auto => {
+            let path = match &cfg.lock_file {
+                Some(p) => p.clone(),
+                None => default_lock_file(url).ok_or_else(|| {
+                    LeaderError::Config(
+                        "the catalog is not a SQLite file; set daemon.leader.lock_file or use `postgres`/`kubernetes`".into(),
+                    )
+                })?,
+            };
+            Box::new(FileLock::new(path))
+        }
+    })
+}
+
+/// `<sqlite path>.leader.lock` for a `sqlite://PATH` catalog.
+fn default_lock_file(url: &str) -> Option<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(PathBuf::from(format!("{path}.leader.lock")))
+}

@@ -1,0 +1,346 @@
+//! `lifeboat run`: two daemons on one catalog (SQLite with the lock file, PostgreSQL with the
+//! advisory lock) run each job exactly once; SIGTERM during a backup exits within the grace
+//! period and commits nothing; `--once` exit codes; the HTTP endpoints.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use common::{Env, PgServer, files_under, servers::free_port, text, wait_until};
+
+fn sources_yaml(n: usize, schedule: &str) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "  - name: s{i}\n    kind: files\n    path: ./data\n    store: local\n    schedule: \"{schedule}\"\n"
+            )
+        })
+        .collect()
+}
+
+fn config(env: &Env, catalog: &str, sources: &str, daemon: &str) {
+    std::fs::create_dir_all(env.path("data")).expect("data dir");
+    std::fs::write(env.path("data/hello.txt"), "hello daemon\n").expect("data file");
+    env.write_config(&format!(
+        "catalog: \"{catalog}\"\n\
+         stores:\n  local: {{ url: \"file://./store\" }}\n\
+         encryption:\n  recipients: [\"{{recipient}}\"]\n  identity_file: ./age.key\n\
+         sources:\n{sources}\
+         daemon:\n{daemon}"
+    ));
+}
+
+/// Starts lifeboat with stderr to `<name>.log` in the env (read back by [`wait_exit`]).
+fn spawn(env: &Env, name: &str, args: &[&str]) -> (Child, std::path::PathBuf) {
+    let log = env.path(&format!("{name}.log"));
+    let file = std::fs::File::create(&log).expect("log file");
+    let child = env
+        .command(args)
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("spawn lifeboat run");
+    (child, log)
+}
+
+fn sigterm(child: &Child) {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(ok.success());
+}
+
+/// Waits for exit (at most `limit`); returns the stderr and the time it took.
+fn wait_exit(
+    (mut child, log): (Child, std::path::PathBuf),
+    limit: Duration,
+) -> (std::process::ExitStatus, String, Duration) {
+    let start = Instant::now();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let took = start.elapsed();
+            return (status, read(), took);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("lifeboat run did not exit within {limit:?}:\n{}", read());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn runs(env: &Env) -> Vec<serde_json::Value> {
+    let out = env.ok(&["runs", "list", "--limit", "100000", "--output", "json"]);
+    serde_json::from_str(&out).expect("runs json")
+}
+
+fn time(v: &serde_json::Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(v.as_str().expect("timestamp"))
+        .expect("rfc3339")
+        .with_timezone(&Utc)
+}
+
+/// Two daemons, one catalog, for ~`secs` s: one process does every job, a source's backups
+/// never overlap, and each 3-second slot has at most one backup.
+fn two_daemons_run_each_job_once(env: &Env, secs: u64) {
+    // Both at once, on a catalog that does not exist yet.
+    let a = spawn(env, "a", &["run"]);
+    let b = spawn(env, "b", &["run"]);
+    std::thread::sleep(Duration::from_secs(secs));
+    // The standby first, so it cannot take over from the leader as the leader leaves.
+    sigterm(&b.0);
+    std::thread::sleep(Duration::from_millis(200));
+    sigterm(&a.0);
+    let (sa, ea, _) = wait_exit(a, Duration::from_secs(30));
+    let (sb, eb, _) = wait_exit(b, Duration::from_secs(30));
+    assert!(sa.success(), "daemon a: {ea}");
+    assert!(sb.success(), "daemon b: {eb}");
+    let both = format!("{ea}\n{eb}");
+    assert_eq!(
+        both.matches("became leader").count(),
+        1,
+        "exactly one leader:\n{both}"
+    );
+    assert!(both.contains("standing by"), "{both}");
+
+    let runs = runs(env);
+    let backups: Vec<_> = runs.iter().filter(|r| r["job"] == "backup").collect();
+    let pids: std::collections::BTreeSet<_> = backups.iter().map(|r| r["pid"].as_i64()).collect();
+    assert_eq!(pids.len(), 1, "one process ran every job: {pids:?}");
+    let mut by_source: BTreeMap<String, Vec<&serde_json::Value>> = BTreeMap::new();
+    for r in &backups {
+        assert_eq!(r["status"], "complete", "{r}");
+        by_source
+            .entry(r["source"].as_str().expect("source").into())
+            .or_default()
+            .push(r);
+    }
+    assert_eq!(
+        by_source.len(),
+        3,
+        "every source ran: {:?}",
+        by_source.keys()
+    );
+    for (source, list) in &by_source {
+        let mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = list
+            .iter()
+            .map(|r| (time(&r["started_at"]), time(&r["finished_at"])))
+            .collect();
+        spans.sort();
+        for w in spans.windows(2) {
+            assert!(w[0].1 <= w[1].0, "{source}: overlapping runs {w:?}");
+        }
+        let slots: std::collections::BTreeSet<i64> =
+            spans.iter().map(|(s, _)| s.timestamp() / 3).collect();
+        assert_eq!(
+            slots.len(),
+            spans.len(),
+            "{source}: a slot ran twice: {spans:?}"
+        );
+        let expected = secs as usize / 3;
+        assert!(
+            spans.len() + 2 >= expected && spans.len() <= expected + 2,
+            "{source}: {} runs in {secs}s of a 3s schedule",
+            spans.len()
+        );
+    }
+}
+
+#[test]
+fn two_daemons_on_one_sqlite_catalog_run_each_job_once() {
+    let env = Env::new();
+    config(
+        &env,
+        "sqlite://./catalog.db",
+        &sources_yaml(3, "*/3 * * * * *"),
+        "  max_concurrent_jobs: 2\n  shutdown_grace: 20s\n",
+    );
+    two_daemons_run_each_job_once(&env, 15);
+}
+
+#[test]
+fn two_daemons_on_one_postgres_catalog_run_each_job_once() {
+    let pg = PgServer::start();
+    pg.create_db("catalog");
+    let env = Env::new();
+    config(
+        &env,
+        &pg.url("catalog"),
+        &sources_yaml(3, "*/3 * * * * *"),
+        "  max_concurrent_jobs: 2\n  shutdown_grace: 20s\n",
+    );
+    two_daemons_run_each_job_once(&env, 15);
+    let locks = pg.psql(
+        "catalog",
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+    );
+    assert_eq!(locks, "0", "the advisory lock is released at exit");
+}
+
+#[test]
+fn once_runs_what_is_due_and_says_whether_it_all_succeeded() {
+    let env = Env::new();
+    config(
+        &env,
+        "sqlite://./catalog.db",
+        &sources_yaml(2, "0 3 * * *"),
+        "  shutdown_grace: 5s\n",
+    );
+    // Never run: due.
+    let out = env.ok(&["run", "--once"]);
+    assert!(out.contains("2 job(s) succeeded, 0 failed"), "{out}");
+    assert_eq!(env.snapshots().len(), 2);
+    // Just ran: nothing due.
+    let out = env.ok(&["run", "--once"]);
+    assert!(out.contains("0 job(s) succeeded, 0 failed"), "{out}");
+    assert_eq!(env.snapshots().len(), 2);
+    // A failing source makes the exit status non-zero.
+    config(
+        &env,
+        "sqlite://./catalog.db",
+        &format!(
+            "{}  - name: broken\n    kind: command\n    argv: [\"sh\", \"-c\", \"exit 3\"]\n    store: local\n    schedule: \"0 3 * * *\"\n",
+            sources_yaml(2, "0 3 * * *")
+        ),
+        "  shutdown_grace: 5s\n",
+    );
+    let err = env.fails(&["run", "--once"]);
+    assert!(err.contains("backup broken"), "{err}");
+}
+
+fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[test]
+fn sigterm_during_a_backup_exits_within_grace_and_commits_nothing() {
+    let env = Env::new();
+    let port = free_port();
+    config(
+        &env,
+        "sqlite://./catalog.db",
+        "  - name: slow\n    kind: command\n    argv: [\"sh\", \"-c\", \"exec sleep 60\"]\n    store: local\n    schedule: \"0 3 * * *\"\n",
+        &format!("  shutdown_grace: 2s\n  listen: \"127.0.0.1:{port}\"\n  api_token: s3cret\n"),
+    );
+    let daemon = spawn(&env, "daemon", &["run"]);
+    let log = daemon.1.clone();
+    // Not before: two processes creating a fresh SQLite catalog at once race on its schema.
+    wait_until("the daemon to start", Duration::from_secs(60), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("schedule loaded"))
+    });
+    wait_until("the slow backup to start", Duration::from_secs(60), || {
+        runs(&env)
+            .iter()
+            .any(|r| r["job"] == "backup" && r["status"] == "running")
+    });
+
+    // The HTTP endpoints, meanwhile.
+    assert_eq!(http_get(port, "/healthz", None).0, 200);
+    let (code, body) = http_get(port, "/readyz", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"role\":\"leader\""), "{body}");
+    assert_eq!(http_get(port, "/api/v1/snapshots", None).0, 401);
+    assert_eq!(http_get(port, "/api/v1/status", Some("wrong")).0, 401);
+    let (code, body) = http_get(port, "/api/v1/snapshots", Some("s3cret"));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"status\":\"running\""), "{body}");
+    let (code, body) = http_get(port, "/api/v1/status", Some("s3cret"));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"source\":\"slow\""), "{body}");
+    let (code, body) = http_get(port, "/metrics", None);
+    assert_eq!(code, 200);
+    assert!(body.contains("lifeboat_leader 1"), "{body}");
+    assert!(body.contains("lifeboat_jobs_running 1"), "{body}");
+
+    sigterm(&daemon.0);
+    let (status, stderr, took) = wait_exit(daemon, Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    assert!(
+        took < Duration::from_secs(2 + 5),
+        "exited after {took:?}:\n{stderr}"
+    );
+    assert!(stderr.contains("grace period over"), "{stderr}");
+
+    let snaps = env.snapshots();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["status"], "failed", "{}", snaps[0]);
+    let left = files_under(&env.path("store"));
+    assert!(
+        left.iter().all(|f| !f.ends_with("manifest.json")),
+        "{left:?}"
+    );
+    assert!(left.is_empty(), "partial objects removed: {left:?}");
+    let backup = runs(&env)
+        .into_iter()
+        .find(|r| r["job"] == "backup")
+        .expect("run");
+    assert_eq!(backup["status"], "failed");
+    assert!(
+        text(backup["error"].to_string().as_bytes()).contains("interrupted"),
+        "{backup}"
+    );
+}
+
+#[test]
+fn a_failing_job_is_retried_with_backoff_then_reported() {
+    let env = Env::new();
+    config(
+        &env,
+        "sqlite://./catalog.db",
+        "  - name: broken\n    kind: command\n    argv: [\"sh\", \"-c\", \"exit 3\"]\n    store: local\n    schedule: \"0 3 * * *\"\n",
+        "  shutdown_grace: 5s\n  retry: { max_attempts: 3, backoff: 1s, max_backoff: 1s }\n",
+    );
+    let daemon = spawn(&env, "daemon", &["run"]);
+    let log = daemon.1.clone();
+    wait_until("the retries to be used up", Duration::from_secs(60), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("no attempts left"))
+    });
+    // Nothing more until the next slot (03:00 UTC).
+    std::thread::sleep(Duration::from_secs(2));
+    sigterm(&daemon.0);
+    let (status, stderr, _) = wait_exit(daemon, Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stderr.matches("will retry").count(), 2, "{stderr}");
+    let backups: Vec<_> = runs(&env)
+        .into_iter()
+        .filter(|r| r["job"] == "backup")
+        .collect();
+    assert_eq!(backups.len(), 3, "three attempts: {backups:?}");
+    assert!(backups.iter().all(|r| r["status"] == "failed"));
+    let starts: Vec<_> = backups.iter().map(|r| time(&r["started_at"])).collect();
+    for w in starts.windows(2) {
+        assert!(
+            w[1] - w[0] >= chrono::TimeDelta::milliseconds(900),
+            "backoff respected: {starts:?}"
+        );
+    }
+}

@@ -1,0 +1,396 @@
+//! Every manifest under deploy/ parses strictly into its `k8s-openapi` type (a key the type
+//! does not know fails the test, as `kubectl apply --validate=strict` would), meets the
+//! restricted pod security settings, and the Role grants exactly what the code calls
+//! (`lifeboat::kube::USED`). The CRDs (PrometheusRule, ServiceMonitor) are checked as YAML.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::{apps, batch, core, networking, policy, rbac};
+use serde_json::Value;
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read deploy dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            yaml_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            out.push(p);
+        }
+    }
+}
+
+/// (file, document) for every YAML document under deploy/.
+fn documents() -> Vec<(PathBuf, Value)> {
+    let mut files = Vec::new();
+    yaml_files(&deploy_dir(), &mut files);
+    files.sort();
+    let mut docs = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read manifest");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v: serde_yaml::Value = serde::Deserialize::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: not YAML: {e}", f.display()));
+            if v.is_null() {
+                continue;
+            }
+            let v: Value = serde_json::to_value(v).expect("yaml to json");
+            docs.push((f.clone(), v));
+        }
+    }
+    assert!(docs.len() >= 15, "found only {} manifests", docs.len());
+    docs
+}
+
+/// Keys of `orig` that are missing from `back` (the object after a typed round trip).
+fn dropped(orig: &Value, back: &Value, path: &str, out: &mut Vec<String>) {
+    match (orig, back) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = format!("{path}.{k}");
+                match b.get(k) {
+                    Some(w) => dropped(v, w, &p, out),
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, v) in a.iter().enumerate() {
+                match b.get(i) {
+                    Some(w) => dropped(v, w, &format!("{path}[{i}]"), out),
+                    None => out.push(format!("{path}[{i}]")),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Parses `doc` as `T`, failing on type errors and on any key `T` does not have.
+fn strict<T: serde::de::DeserializeOwned + serde::Serialize>(file: &Path, doc: &Value) -> T {
+    let typed: T = serde_path_to_error::deserialize(doc.clone())
+        .unwrap_or_else(|e| panic!("{}: {}: {}", file.display(), e.path(), e.inner()));
+    let back = serde_json::to_value(&typed).expect("serialize");
+    let mut missing = Vec::new();
+    dropped(doc, &back, "", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "{}: unknown fields {missing:?}",
+        file.display()
+    );
+    typed
+}
+
+fn check_pod(file: &Path, spec: &core::v1::PodSpec) {
+    let f = file.display();
+    let psc = spec
+        .security_context
+        .as_ref()
+        .unwrap_or_else(|| panic!("{f}: no pod securityContext"));
+    assert_eq!(psc.run_as_non_root, Some(true), "{f}: runAsNonRoot");
+    assert!(
+        psc.run_as_user.is_some_and(|u| u != 0),
+        "{f}: runAsUser must be non-root"
+    );
+    assert_eq!(
+        psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+        Some("RuntimeDefault"),
+        "{f}: pod seccomp"
+    );
+    assert_eq!(
+        spec.service_account_name.as_deref(),
+        Some("lifeboat"),
+        "{f}"
+    );
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    for c in containers {
+        let sc = c
+            .security_context
+            .as_ref()
+            .unwrap_or_else(|| panic!("{f}: {}: no securityContext", c.name));
+        assert_eq!(
+            sc.read_only_root_filesystem,
+            Some(true),
+            "{f}: {}: readOnlyRootFilesystem",
+            c.name
+        );
+        assert_eq!(
+            sc.allow_privilege_escalation,
+            Some(false),
+            "{f}: {}: allowPrivilegeEscalation",
+            c.name
+        );
+        assert_ne!(sc.privileged, Some(true), "{f}: {}: privileged", c.name);
+        let drop = sc
+            .capabilities
+            .as_ref()
+            .and_then(|c| c.drop.clone())
+            .unwrap_or_default();
+        assert_eq!(drop, ["ALL"], "{f}: {}: capabilities.drop", c.name);
+        let add = sc
+            .capabilities
+            .as_ref()
+            .and_then(|c| c.add.clone())
+            .unwrap_or_default();
+        assert!(add.is_empty(), "{f}: {}: capabilities.add {add:?}", c.name);
+        // Secrets come by reference, never inline.
+        for e in c.env.iter().flatten() {
+            let secretish = ["PASSWORD", "TOKEN", "SECRET", "KEY"]
+                .iter()
+                .any(|s| e.name.contains(s));
+            if secretish {
+                assert!(
+                    e.value.is_none(),
+                    "{f}: {}: {} is inline; use secretKeyRef",
+                    c.name,
+                    e.name
+                );
+            }
+        }
+    }
+}
+
+fn rules_of(
+    file: &Path,
+    rules: &[rbac::v1::PolicyRule],
+) -> BTreeMap<(String, String), BTreeSet<String>> {
+    let mut got: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for r in rules {
+        assert!(
+            r.resource_names.is_none() && r.non_resource_urls.is_none(),
+            "{}",
+            file.display()
+        );
+        for g in r.api_groups.iter().flatten() {
+            for res in r.resources.iter().flatten() {
+                assert!(
+                    !g.contains('*') && !res.contains('*'),
+                    "{}: wildcard",
+                    file.display()
+                );
+                let e = got.entry((g.clone(), res.clone())).or_default();
+                for v in &r.verbs {
+                    assert!(!v.contains('*'), "{}: wildcard verb", file.display());
+                    e.insert(v.clone());
+                }
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn every_manifest_parses_strictly_and_is_locked_down() {
+    let expected: BTreeMap<(String, String), BTreeSet<String>> = lifeboat::kube::USED
+        .iter()
+        .map(|(r, verbs)| {
+            (
+                (r.group.to_string(), r.plural.to_string()),
+                verbs.iter().map(|v| v.to_string()).collect(),
+            )
+        })
+        .collect();
+    let mut kinds = BTreeMap::<String, usize>::new();
+    let mut alerts = BTreeSet::new();
+    let mut pods = 0;
+    for (file, doc) in documents() {
+        let f = file.display().to_string();
+        let kind = doc["kind"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{f}: no kind"))
+            .to_string();
+        *kinds.entry(kind.clone()).or_default() += 1;
+        match kind.as_str() {
+            "Kustomization" => {
+                let dir = file.parent().expect("dir");
+                for r in doc["resources"].as_array().expect("resources") {
+                    let p = dir.join(r.as_str().expect("resource path"));
+                    assert!(p.exists(), "{f}: resource {} does not exist", p.display());
+                }
+            }
+            "Namespace" => {
+                let ns: core::v1::Namespace = strict(&file, &doc);
+                let labels = ns.metadata.labels.unwrap_or_default();
+                assert_eq!(
+                    labels
+                        .get("pod-security.kubernetes.io/enforce")
+                        .map(String::as_str),
+                    Some("restricted"),
+                    "{f}"
+                );
+            }
+            "ServiceAccount" => drop(strict::<core::v1::ServiceAccount>(&file, &doc)),
+            "ConfigMap" => {
+                let cm: core::v1::ConfigMap = strict(&file, &doc);
+                let text = cm
+                    .data
+                    .unwrap_or_default()
+                    .remove("lifeboat.yaml")
+                    .expect("lifeboat.yaml");
+                lifeboat::config::Config::parse_with_env(&text, Path::new("configmap"), &|_| {
+                    Some("x".into())
+                })
+                .unwrap_or_else(|e| panic!("{f}: the example config does not load: {e}"));
+            }
+            "Service" => drop(strict::<core::v1::Service>(&file, &doc)),
+            "NetworkPolicy" => {
+                let np: networking::v1::NetworkPolicy = strict(&file, &doc);
+                let types = np.spec.and_then(|s| s.policy_types).unwrap_or_default();
+                assert!(
+                    types.contains(&"Ingress".into()) && types.contains(&"Egress".into()),
+                    "{f}"
+                );
+            }
+            "PodDisruptionBudget" => drop(strict::<policy::v1::PodDisruptionBudget>(&file, &doc)),
+            "Role" | "ClusterRole" => {
+                let rules = if kind == "Role" {
+                    strict::<rbac::v1::Role>(&file, &doc)
+                        .rules
+                        .unwrap_or_default()
+                } else {
+                    strict::<rbac::v1::ClusterRole>(&file, &doc)
+                        .rules
+                        .unwrap_or_default()
+                };
+                assert_eq!(
+                    rules_of(&file, &rules),
+                    expected,
+                    "{f}: the Role must grant exactly kube::USED"
+                );
+            }
+            "RoleBinding" => drop(strict::<rbac::v1::RoleBinding>(&file, &doc)),
+            "Deployment" => {
+                let d: apps::v1::Deployment = strict(&file, &doc);
+                let spec = d.spec;
+                assert_eq!(spec.replicas, Some(2), "{f}: two replicas, one leader");
+                let pod = spec.template.spec.expect("pod spec");
+                let args = pod.containers[0].args.clone().unwrap_or_default();
+                assert!(
+                    args.first().is_some_and(|a| a == "run") && !args.contains(&"--once".into()),
+                    "{f}: {args:?}"
+                );
+                check_pod(&file, &pod);
+                pods += 1;
+            }
+            "CronJob" => {
+                let cj: batch::v1::CronJob = strict(&file, &doc);
+                let spec = cj.spec;
+                assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"), "{f}");
+                let pod = spec
+                    .job_template
+                    .spec
+                    .expect("job")
+                    .template
+                    .spec
+                    .expect("pod");
+                let args = pod.containers[0].args.clone().unwrap_or_default();
+                assert!(args.contains(&"--once".into()), "{f}: {args:?}");
+                check_pod(&file, &pod);
+                pods += 1;
+            }
+            "PrometheusRule" => {
+                assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1", "{f}");
+                for g in doc["spec"]["groups"].as_array().expect("groups") {
+                    assert!(g["name"].is_string(), "{f}");
+                    for r in g["rules"].as_array().expect("rules") {
+                        let name = r["alert"].as_str().expect("alert name");
+                        assert!(
+                            r["expr"].as_str().is_some_and(|e| e.contains("lifeboat_")),
+                            "{f}: {name}"
+                        );
+                        assert!(r["labels"]["severity"].is_string(), "{f}: {name}: severity");
+                        assert!(
+                            r["annotations"]["summary"].is_string(),
+                            "{f}: {name}: summary"
+                        );
+                        let keys: BTreeSet<&str> = r
+                            .as_object()
+                            .expect("rule")
+                            .keys()
+                            .map(String::as_str)
+                            .collect();
+                        assert!(
+                            keys.is_subset(
+                                &["alert", "expr", "for", "labels", "annotations"].into()
+                            ),
+                            "{f}: {keys:?}"
+                        );
+                        alerts.insert(name.to_string());
+                    }
+                }
+            }
+            "ServiceMonitor" => {
+                assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1", "{f}");
+                let eps = doc["spec"]["endpoints"].as_array().expect("endpoints");
+                assert!(
+                    eps.iter()
+                        .all(|e| e["port"] == "http" && e["path"] == "/metrics"),
+                    "{f}"
+                );
+                assert!(doc["spec"]["selector"]["matchLabels"].is_object(), "{f}");
+            }
+            other => panic!("{f}: no check for kind {other}; add one to tests/deploy.rs"),
+        }
+    }
+    for k in [
+        "Namespace",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "NetworkPolicy",
+        "Deployment",
+        "CronJob",
+        "PrometheusRule",
+        "ServiceMonitor",
+    ] {
+        assert!(kinds.contains_key(k), "deploy/ has no {k}: {kinds:?}");
+    }
+    assert_eq!(pods, 2);
+    for a in [
+        "LifeboatRPOBreached",
+        "LifeboatRPOAtRisk",
+        "LifeboatBackupFailing",
+        "LifeboatVerificationFailing",
+        "LifeboatNoLeader",
+    ] {
+        assert!(alerts.contains(a), "missing alert {a}");
+    }
+}
+
+#[test]
+fn an_unknown_field_is_caught() {
+    let doc: Value = serde_json::json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": { "name": "x", "nmespace": "typo" }
+    });
+    let r = std::panic::catch_unwind(|| strict::<core::v1::ServiceAccount>(Path::new("t"), &doc));
+    assert!(r.is_err());
+}
+
+#[test]
+fn dockerfile_runtime_has_the_client_tools_and_runs_as_non_root() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile"))
+        .expect("Dockerfile");
+    assert!(
+        text.matches("\nFROM ").count() + usize::from(text.starts_with("FROM ")) >= 2,
+        "multi-stage"
+    );
+    let runtime = text.rsplit("FROM ").next().expect("runtime stage");
+    for pkg in [
+        "postgresql-client",
+        "redis-tools",
+        "etcd-client",
+        "ca-certificates",
+    ] {
+        assert!(runtime.contains(pkg), "runtime image lacks {pkg}");
+    }
+    assert!(runtime.contains("USER 65532"), "non-root user");
+}
