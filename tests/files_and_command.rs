@@ -214,3 +214,54 @@ fn command_round_trip_and_failure() {
     assert_eq!(snaps[1]["status"], "failed");
     assert!(files_under(&env.path("store/broken")).is_empty());
 }
+
+#[test]
+fn interrupted_backup_stops_a_silent_producer() {
+    let env = Env::new();
+    files_config(
+        &env,
+        "  - name: slow\n    kind: command\n    argv: [\"sleep\", \"37.25\"]\n    store: local\n",
+    );
+    let mut child = env
+        .command(&["backup", "slow"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", "sleep 37.25"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    wait_until(
+        "the producer to start",
+        std::time::Duration::from_secs(30),
+        running,
+    );
+    let started = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    wait_until(
+        "the producer to be gone",
+        std::time::Duration::from_secs(5),
+        || !running(),
+    );
+    let snaps = env.snapshots();
+    assert_eq!(snaps[0]["status"], "failed");
+    assert!(
+        snaps[0]["error"].as_str().unwrap().contains("interrupted"),
+        "{}",
+        snaps[0]
+    );
+}

@@ -87,6 +87,19 @@ pub async fn backup(
 ) -> Result<BackupStats, PipelineError> {
     let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
     let bar = progress.clone();
+    let Dump {
+        reader,
+        finish,
+        stop,
+    } = dump;
+    // If this future is dropped (the run was cancelled) while the codec thread is blocked
+    // reading from the producer, stop the producer so the thread (and the process) can end.
+    let mut stop_on_drop = StopOnDrop(stop);
+    let dump = Dump {
+        reader,
+        finish,
+        stop: None,
+    };
     let worker = tokio::task::spawn_blocking(move || encode(dump, enc, tx, &bar));
 
     let mut uploaded = 0usize;
@@ -106,13 +119,30 @@ pub async fn backup(
         Ok(())
     }
     .await;
-    // On an upload error, dropping the receiver makes the codec thread stop and kill the dump.
+    // On an upload error, dropping the receiver makes the codec thread stop and kill the dump;
+    // a producer that writes nothing for a while is stopped right away.
     drop(rx);
+    if pumped.is_err()
+        && let Some(stop) = stop_on_drop.0.take()
+    {
+        stop();
+    }
     let encoded = worker
         .await
         .map_err(|e| PipelineError::Internal(e.to_string()))?;
+    stop_on_drop.0 = None;
     pumped?;
     encoded
+}
+
+struct StopOnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            stop();
+        }
+    }
 }
 
 fn encode(
@@ -121,7 +151,9 @@ fn encode(
     tx: mpsc::Sender<Bytes>,
     progress: &ProgressBar,
 ) -> Result<BackupStats, PipelineError> {
-    let Dump { mut reader, finish } = dump;
+    let Dump {
+        mut reader, finish, ..
+    } = dump;
     let result = encode_stream(&mut reader, &enc, tx, progress);
     drop(reader);
     match result {

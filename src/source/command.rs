@@ -68,6 +68,7 @@ impl Source for CommandSource {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped());
         let mut proc = Process::spawn(cmd, secrets)?;
         let stdout = proc.take_stdout()?;
+        let stop = proc.stopper();
         Ok(Dump {
             reader: Box::new(stdout),
             finish: Box::new(move || {
@@ -79,6 +80,7 @@ impl Source for CommandSource {
                 }
                 Ok(facts)
             }),
+            stop: Some(stop),
         })
     }
 }

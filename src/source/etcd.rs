@@ -400,6 +400,7 @@ impl Source for Etcd {
                     Err(_) => Err(fail("the snapshot stream task ended unexpectedly".into())),
                 }
             }),
+            stop: None,
         })
     }
 }

@@ -312,6 +312,7 @@ impl Source for Files {
                 hooked?;
                 Ok(facts.into_facts())
             }),
+            stop: None,
         })
     }
 }

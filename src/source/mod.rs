@@ -53,6 +53,10 @@ pub type Facts = serde_json::Map<String, serde_json::Value>;
 pub struct Dump {
     pub reader: Box<dyn Read + Send>,
     pub finish: Box<dyn FnOnce() -> Result<Facts, SourceError> + Send>,
+    /// Stops the producer at once (e.g. kills the child process), for when the run is
+    /// cancelled while the codec thread is blocked reading from it. `None`: the producer
+    /// stops by itself once its reader is dropped.
+    pub stop: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// A restore in progress: write the snapshot into `writer`, then call `finish`. Dropping a

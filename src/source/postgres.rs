@@ -159,12 +159,14 @@ impl Source for Postgres {
             .stdout(Stdio::piped());
         let mut proc = Process::spawn(cmd, conn.secrets())?;
         let stdout = proc.take_stdout()?;
+        let stop = proc.stopper();
         Ok(Dump {
             reader: Box::new(stdout),
             finish: Box::new(move || {
                 proc.wait()?;
                 Ok(Facts::new())
             }),
+            stop: Some(stop),
         })
     }
 }

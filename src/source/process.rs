@@ -4,6 +4,8 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 /// Keep at most this much of a child's stderr for error messages.
@@ -36,6 +38,9 @@ pub enum ProcessError {
 
 pub struct Process {
     program: String,
+    pid: u32,
+    /// Set once the child has been waited for: its pid may then belong to someone else.
+    reaped: Arc<AtomicBool>,
     child: Option<Child>,
     stderr: Option<JoinHandle<String>>,
     secrets: Vec<String>,
@@ -72,6 +77,8 @@ impl Process {
         });
         Ok(Process {
             program,
+            pid: child.id(),
+            reaped: Arc::new(AtomicBool::new(false)),
             child: Some(child),
             stderr,
             secrets,
@@ -81,6 +88,25 @@ impl Process {
     fn child_mut(&mut self) -> &mut Child {
         // Only `wait` takes the child, and it consumes `self`.
         self.child.as_mut().expect("child present until wait")
+    }
+
+    /// A handle that kills the child (SIGKILL) unless it was already waited for; for
+    /// cancelling a run whose reader is blocked on the child.
+    pub fn stopper(&self) -> Box<dyn FnOnce() + Send> {
+        let (pid, reaped, program) = (self.pid, self.reaped.clone(), self.program.clone());
+        Box::new(move || {
+            if reaped.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                match rustix::process::kill_process(pid, rustix::process::Signal::KILL) {
+                    Ok(()) => {
+                        tracing::info!(program = %program, pid = pid.as_raw_nonzero().get(), "stopped the child process")
+                    }
+                    Err(e) => tracing::debug!(program = %program, cause = %e, "child already gone"),
+                }
+            }
+        })
     }
 
     /// The child's stdout; the command must have been given `Stdio::piped()` for it.
@@ -108,7 +134,9 @@ impl Process {
         let status = child.wait().map_err(|source| ProcessError::Wait {
             program: self.program.clone(),
             source,
-        })?;
+        });
+        self.reaped.store(true, Ordering::SeqCst);
+        let status = status?;
         let stderr = self
             .stderr
             .take()
@@ -140,6 +168,7 @@ impl Drop for Process {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            self.reaped.store(true, Ordering::SeqCst);
         }
     }
 }

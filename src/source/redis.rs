@@ -563,6 +563,7 @@ impl Redis {
                 }
                 Ok(facts)
             }),
+            stop: None,
         })
     }
 }

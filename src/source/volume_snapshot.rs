@@ -164,6 +164,7 @@ impl Source for VolumeSnapshotSource {
         Ok(Dump {
             reader: Box::new(std::io::Cursor::new(bytes)),
             finish: Box::new(move || Ok(facts)),
+            stop: None,
         })
     }
 }
