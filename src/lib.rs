@@ -38,3 +38,4 @@ pub mod retention;
 pub mod snapshot;
 pub mod source;
 pub mod store;
+pub mod verify;

@@ -42,6 +42,8 @@ pub struct Config {
     #[serde(default)]
     pub compression: CompressionConfig,
     pub sources: Vec<SourceConfig>,
+    /// Where `lifeboat verify` restores snapshots to check them.
+    pub sandbox: Option<crate::verify::SandboxConfig>,
 }
 
 fn default_catalog() -> SecretString {
@@ -184,6 +186,8 @@ pub struct SourceConfig {
     pub objectives: Option<Objectives>,
     /// GFS retention for `lifeboat prune`; `None` keeps every snapshot.
     pub retention: Option<crate::retention::Policy>,
+    /// `lifeboat verify` settings of this source: timeout, user checks, schedule.
+    pub verify: Option<crate::verify::VerifyConfig>,
     pub spec: SourceSpec,
 }
 
@@ -304,6 +308,7 @@ struct CommonSource {
     schedule: Option<Schedule>,
     objectives: Option<Objectives>,
     retention: Option<crate::retention::Policy>,
+    verify: Option<crate::verify::VerifyConfig>,
 }
 
 const COMMON_SOURCE_KEYS: &[&str] = &[
@@ -313,6 +318,7 @@ const COMMON_SOURCE_KEYS: &[&str] = &[
     "schedule",
     "objectives",
     "retention",
+    "verify",
 ];
 
 impl<'de> Deserialize<'de> for SourceConfig {
@@ -340,6 +346,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
             schedule: common.schedule,
             objectives: common.objectives,
             retention: common.retention,
+            verify: common.verify,
             spec,
         })
     }
