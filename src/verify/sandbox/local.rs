@@ -135,16 +135,41 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Kills a process group when dropped (a cancelled `run`): `runuser` forks, so killing
+/// only the child we started would leave `initdb` running.
+struct GroupKill(Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Runs a setup command in its own process group; a cancelled run kills the whole group.
 async fn run(mut cmd: tokio::process::Command, what: &str) -> Result<(), LocalError> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
-    let out = cmd.output().await.map_err(|e| LocalError::Server {
+    let child = cmd.spawn().map_err(|e| LocalError::Server {
         what: what.into(),
         detail: format!("cannot start it: {e}"),
     })?;
+    let mut group = GroupKill(child.id());
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| LocalError::Server {
+            what: what.into(),
+            detail: format!("waiting for it: {e}"),
+        })?;
+    group.0 = None;
     if out.status.success() {
         Ok(())
     } else {
