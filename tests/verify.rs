@@ -422,3 +422,165 @@ fn files_and_command_verify() {
     let err = env.fails(&["verify", "nope"]);
     assert!(err.contains("neither a source"), "{err}");
 }
+
+mod kubernetes {
+    use std::sync::Arc;
+
+    use lifeboat::kube::fake::{Fake, JobRunner};
+    use lifeboat::kube::{JOB, KubeApi, NAMESPACE, NETWORK_POLICY, RESOURCE_QUOTA};
+    use lifeboat::verify::sandbox::kubernetes::{self, KubernetesConfig};
+    use serde_json::json;
+
+    fn cfg() -> KubernetesConfig {
+        serde_yaml::from_str(
+            "{ image: \"ghcr.io/acme/lifeboat:1\", ttl: 1h, cpu: \"1\", memory: 2Gi, config_secret: lifeboat-config }",
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn scratch_namespace_is_isolated_and_deleted() {
+        let fake = Arc::new(Fake::default());
+        let now = chrono::Utc::now();
+        let checks = kubernetes::verify(
+            fake.clone(),
+            &cfg(),
+            "verify-20261125T111622.123Z-9f3a",
+            "20261125T101622.123Z-1234",
+            now,
+        )
+        .await
+        .unwrap();
+        assert!(checks.iter().all(|c| c.passed), "{checks:?}");
+        let ns = "lifeboat-verify-20261125t111622-123z-9f3a";
+        let created: Vec<_> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.verb == "create")
+            .map(|c| (c.kind, c.namespace))
+            .collect();
+        assert_eq!(
+            created,
+            [
+                ("Namespace", String::new()),
+                ("NetworkPolicy", ns.to_string()),
+                ("ResourceQuota", ns.to_string()),
+                ("Job", ns.to_string()),
+            ]
+        );
+        // Deleted afterwards, with everything in it.
+        assert!(fake.object(&NAMESPACE, "", ns).is_none());
+        assert!(fake.objects_of(&JOB, ns).is_empty());
+        assert!(
+            fake.calls()
+                .iter()
+                .any(|c| c.verb == "delete" && c.kind == "Namespace" && c.name == ns)
+        );
+
+        // What was created: labels, deny-all policy, quota, a Job without API credentials.
+        let (namespace, policy, quota, job) =
+            kubernetes::objects(&cfg(), ns, "20261125T101622.123Z-1234", now);
+        let expires = namespace["metadata"]["labels"]["lifeboat.dev/expires"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap();
+        assert_eq!(expires, now.timestamp() + 3600);
+        assert_eq!(
+            namespace["metadata"]["labels"]["lifeboat.dev/role"],
+            "verify-sandbox"
+        );
+        assert_eq!(policy["spec"]["podSelector"], json!({}));
+        assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+        assert_eq!(policy["spec"]["egress"], json!([]));
+        assert_eq!(quota["spec"]["hard"]["limits.memory"], "2Gi");
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"][0]["image"], "ghcr.io/acme/lifeboat:1");
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(
+            pod["containers"][0]["args"],
+            json!([
+                "verify",
+                "20261125T101622.123Z-1234",
+                "--sandbox",
+                "local",
+                "--output",
+                "json"
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_job_fails_the_check_and_still_deletes_the_namespace() {
+        let fake = Arc::new(Fake::with_jobs(JobRunner::Fails(
+            "pg_restore: error: could not read input".into(),
+        )));
+        let checks =
+            kubernetes::verify(fake.clone(), &cfg(), "verify-x1", "s1", chrono::Utc::now())
+                .await
+                .unwrap();
+        let job = checks.iter().find(|c| c.name == "restore job").unwrap();
+        assert!(
+            !job.passed && job.detail.contains("could not read input"),
+            "{job:?}"
+        );
+        assert!(fake.object(&NAMESPACE, "", "lifeboat-verify-x1").is_none());
+    }
+
+    #[tokio::test]
+    async fn sweeper_deletes_only_expired_scratch_namespaces() {
+        let fake = Arc::new(Fake::default());
+        let now = chrono::Utc::now();
+        let ns = |name: &str, expires: i64, role: &str| {
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name,
+                "labels": { "lifeboat.dev/role": role, "lifeboat.dev/expires": expires.to_string() } } })
+        };
+        fake.create(
+            &NAMESPACE,
+            "",
+            ns(
+                "lifeboat-verify-old",
+                now.timestamp() - 10,
+                "verify-sandbox",
+            ),
+        )
+        .await
+        .unwrap();
+        fake.create(
+            &NAMESPACE,
+            "",
+            ns(
+                "lifeboat-verify-new",
+                now.timestamp() + 600,
+                "verify-sandbox",
+            ),
+        )
+        .await
+        .unwrap();
+        fake.create(
+            &NAMESPACE,
+            "",
+            ns("production", now.timestamp() - 10, "other"),
+        )
+        .await
+        .unwrap();
+        fake.create(
+            &NETWORK_POLICY,
+            "lifeboat-verify-old",
+            json!({ "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "metadata": { "name": "p" }, "spec": { "podSelector": {} } }),
+        )
+        .await
+        .unwrap();
+        let deleted = kubernetes::sweep(fake.as_ref(), &cfg(), now).await.unwrap();
+        assert_eq!(deleted, ["lifeboat-verify-old"]);
+        assert!(fake.object(&NAMESPACE, "", "lifeboat-verify-new").is_some());
+        assert!(fake.object(&NAMESPACE, "", "production").is_some());
+        assert!(
+            fake.objects_of(&NETWORK_POLICY, "lifeboat-verify-old")
+                .is_empty()
+        );
+        // The fake enforces kube::USED and scoping: a namespaced call on a namespace fails.
+        assert!(fake.create(&RESOURCE_QUOTA, "", json!({})).await.is_err());
+    }
+}

@@ -92,6 +92,14 @@ impl Fake {
         }
     }
 
+    /// A fake whose Job controller behaves as `jobs` says.
+    pub fn with_jobs(jobs: JobRunner) -> Self {
+        Fake {
+            jobs,
+            ..Fake::default()
+        }
+    }
+
     /// Puts an object in place as if someone else had created it (e.g. the PVC to snapshot).
     pub fn seed(&self, res: &Resource, ns: &str, obj: Value) {
         let name = obj["metadata"]["name"]
