@@ -14,6 +14,8 @@
 //!   from the above.
 //! - [`retention`]: the GFS retention planner (pure: facts and a clock in, decisions out).
 //! - [`copy`]: cross-region copies of committed snapshots.
+//! - [`verify`]: `lifeboat verify`: restore into a scratch sandbox (local servers or a
+//!   Kubernetes namespace), check against the facts recorded at backup time, tear down, record.
 //! - [`kube`]: the Kubernetes API behind a small trait, and its contract fake.
 //! - [`crypto`]: age keys: generation, recipients, identities.
 //! - [`redact`]: keeping secrets out of logs, errors, the catalog and the store.
