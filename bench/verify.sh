@@ -67,7 +67,6 @@ fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lifeboat-bench-verify.XXXXXX")
 chmod 755 "$WORK"
-SRC_DATA="$WORK/src/data"
 STARTED=()
 
 cleanup() {
