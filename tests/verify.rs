@@ -267,6 +267,28 @@ fn sandbox_is_torn_down_after_timeout_and_sigint() {
         last["error"].as_str().unwrap().contains("interrupted"),
         "{last}"
     );
+
+    // kill -9 leaves the sandbox behind; the next verification sweeps it.
+    let mut child = env
+        .command(&["verify", &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the sandbox postgres", Duration::from_secs(120), || {
+        processes_under(tmp.path())
+            .iter()
+            .any(|p| p.contains("postgres") && p.contains(" -D "))
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !processes_under(tmp.path()).is_empty(),
+        "postgres outlives a SIGKILLed lifeboat"
+    );
+    let (ok, report) = verify_json(&env, &[&id]);
+    assert!(ok, "{report:#}");
+    assert_torn_down(tmp.path());
 }
 
 #[test]

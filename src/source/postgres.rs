@@ -198,10 +198,11 @@ impl Source for Postgres {
         Ok(Dump {
             reader: Box::new(stdout),
             finish: Box::new(move || {
-                let waited = proc.wait();
+                // pg_dump has its own connection and snapshot import: once it exited, the
+                // exporting transaction may end (after the counts, which run meanwhile).
+                proc.wait()?;
                 let counted = facts_rx.blocking_recv();
                 drop(done_tx);
-                waited?;
                 let tables = match counted {
                     Ok(Ok(tables)) => tables,
                     Ok(Err(reason)) => {

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::catalog::{CatalogError, NewVerification, Status, VerificationStatus};
@@ -218,12 +219,13 @@ pub async fn run(
         .or(verify_cfg.as_ref().and_then(|v| v.timeout.map(|t| t.0)))
         .unwrap_or(DEFAULT_TIMEOUT);
     let span = tracing::info_span!("verify", source = %row.source, snapshot_id = %row.id, verification = %id);
-    let _enter = span.enter();
-    tracing::info!(sandbox = req.sandbox.as_str(), kind = %row.kind, "verification started");
-    drop(_enter);
+    span.in_scope(
+        || tracing::info!(sandbox = req.sandbox.as_str(), kind = %row.kind, "verification started"),
+    );
 
     let user_checks = verify_cfg.map(|v| v.checks).unwrap_or_default();
-    let work = verify_snapshot(app, req, &row.id, &row.kind, &user_checks, &id);
+    let work =
+        verify_snapshot(app, req, &row.id, &row.kind, &user_checks, &id).instrument(span.clone());
     let outcome = tokio::select! {
         r = work => r,
         _ = cancel.cancelled() => Err(Failure::new(
@@ -272,7 +274,9 @@ pub async fn run(
             chrono::Utc::now(),
         )
         .await?;
-    tracing::info!(verification = %id, status = status.as_str(), restore_ms, "verification finished");
+    span.in_scope(|| {
+        tracing::info!(status = status.as_str(), restore_ms, error = ?error, "verification finished")
+    });
     Ok(Report {
         id,
         snapshot_id: row.id,
@@ -386,7 +390,8 @@ async fn local(
     user: &[UserCheck],
 ) -> Result<Done, Failure> {
     use sandbox::local;
-    // Field order matters: servers are declared (and so dropped) before the directory.
+    local::sweep_stale();
+    // Servers are created after (and so dropped before) the directory they live in.
     let dir = local::SandboxDir::new()?;
     let bin_dir = app
         .config

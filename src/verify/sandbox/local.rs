@@ -24,6 +24,71 @@ use sqlx::Connection;
 pub const DIR_PREFIX: &str = "lifeboat-sandbox-";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// The pid of the lifeboat process that owns a sandbox directory.
+const OWNER_FILE: &str = "owner.pid";
+
+fn alive(pid: &str) -> bool {
+    !pid.is_empty() && Path::new("/proc").join(pid).exists()
+}
+
+/// Whether process `pid` belongs to sandbox `dir` (its command line names it, or it runs in
+/// it): a recycled pid must never be killed.
+fn belongs_to(pid: &str, dir: &Path) -> bool {
+    let proc_dir = Path::new("/proc").join(pid);
+    let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
+    let named = String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy());
+    let cwd_inside = std::fs::read_link(proc_dir.join("cwd")).is_ok_and(|c| c.starts_with(dir));
+    named || cwd_inside
+}
+
+/// Removes sandbox directories under `TMPDIR` left by lifeboat processes that died without
+/// tearing down (kill -9, OOM), killing the servers still running in them. Returns how many
+/// were removed. Directories of live lifeboat processes are left alone.
+pub fn sweep_stale() -> usize {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+            continue;
+        }
+        let Ok(owner) = std::fs::read_to_string(dir.join(OWNER_FILE)) else {
+            continue; // being created, or not ours
+        };
+        if alive(owner.trim()) {
+            continue;
+        }
+        let mut pids: Vec<String> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".server-pid"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect();
+        if let Ok(pm) = std::fs::read_to_string(dir.join("pg/data/postmaster.pid"))
+            && let Some(first) = pm.lines().next()
+        {
+            pids.push(first.to_string());
+        }
+        for pid in pids.iter().map(|p| p.trim()) {
+            if alive(pid) && belongs_to(pid, &dir) {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                tracing::warn!(dir = %dir.display(), "removed a sandbox left by a lifeboat process that died");
+                removed += 1;
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), cause = %e, "cannot remove a stale sandbox directory; remove it by hand")
+            }
+        }
+    }
+    removed
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -57,6 +122,8 @@ impl SandboxDir {
                 source,
             })?;
         let path = dir.path().to_path_buf();
+        // Who owns it: `sweep_stale` removes directories whose owner died (SIGKILL, OOM).
+        let _ = std::fs::write(path.join(OWNER_FILE), std::process::id().to_string());
         Ok(SandboxDir {
             dir: Some(dir),
             path,
@@ -348,6 +415,7 @@ impl Server {
                 program: what.into(),
                 hint: format!("{e}; install it or put it on PATH"),
             })?;
+        let _ = std::fs::write(log.with_extension("server-pid"), child.id().to_string());
         Ok(Server { child, what, log })
     }
 
