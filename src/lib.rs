@@ -22,6 +22,8 @@
 //!   concurrency, one job per source at a time, graceful shutdown) and its HTTP endpoints.
 //! - [`leader`]: leader election between replicas (lock file, PostgreSQL advisory lock,
 //!   Kubernetes Lease) behind one trait.
+//! - [`verify`]: `lifeboat verify`: restore into a scratch sandbox (local servers or a
+//!   Kubernetes namespace), check against the facts recorded at backup time, tear down, record.
 //! - [`kube`]: the Kubernetes API behind a small trait, and its contract fake.
 //! - [`crypto`]: age keys: generation, recipients, identities.
 //! - [`redact`]: keeping secrets out of logs, errors, the catalog and the store.
@@ -51,3 +53,4 @@ pub mod snapshot;
 pub mod source;
 pub mod status;
 pub mod store;
+pub mod verify;

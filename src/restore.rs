@@ -99,7 +99,7 @@ pub async fn run(
     result
 }
 
-async fn restore(
+pub(crate) async fn restore(
     app: &App,
     req: &Request,
     progress: &ProgressBar,

@@ -266,6 +266,7 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
                 );
             }
             "RoleBinding" => drop(strict::<rbac::v1::RoleBinding>(&file, &doc)),
+            "ClusterRoleBinding" => drop(strict::<rbac::v1::ClusterRoleBinding>(&file, &doc)),
             "Deployment" => {
                 let d: apps::v1::Deployment = strict(&file, &doc);
                 let spec = d.spec;
@@ -342,8 +343,8 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
     for k in [
         "Namespace",
         "ServiceAccount",
-        "Role",
-        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
         "ConfigMap",
         "NetworkPolicy",
         "Deployment",

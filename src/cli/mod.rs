@@ -117,6 +117,13 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Restore a snapshot into a scratch sandbox, check it, tear the sandbox down, record it.
+    Verify(VerifyArgs),
+    /// Past verifications.
+    Verifications {
+        #[command(subcommand)]
+        action: VerificationsAction,
+    },
     /// Catalog maintenance.
     Catalog {
         #[command(subcommand)]
@@ -157,6 +164,41 @@ pub struct RestoreArgs {
     /// Kubernetes: storage class of the PVC restored from a VolumeSnapshot.
     #[arg(long)]
     pub storage_class: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// A source (its newest complete snapshot) or a snapshot id.
+    pub what: String,
+    #[arg(long, value_enum, default_value_t = SandboxArg::Local)]
+    pub sandbox: SandboxArg,
+    /// Give up (and tear the sandbox down) after this long, e.g. `30m` (default: the
+    /// source's verify.timeout, else 30m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// age identity file (default: encryption.identity_file).
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SandboxArg {
+    Local,
+    Kubernetes,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VerificationsAction {
+    /// List verifications, oldest first.
+    List {
+        source: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -386,6 +428,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 store,
                 options: crate::source::RestoreOptions {
                     no_owner,
+                    no_privileges: false,
                     bin_dir,
                     etcd_name,
                     etcd_peer_url,
@@ -452,6 +495,35 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Run { once } => return run_daemon(&cli.config, once).await,
+        Command::Verify(args) => {
+            let app = open(&cli.config).await?;
+            let req = crate::verify::Request {
+                what: args.what,
+                sandbox: match args.sandbox {
+                    SandboxArg::Local => crate::verify::Sandbox::Local,
+                    SandboxArg::Kubernetes => crate::verify::Sandbox::Kubernetes,
+                },
+                timeout: args.timeout,
+                identity: args.identity,
+            };
+            let report = crate::verify::run(&app, &req, shutdown_token()).await?;
+            output::verification(&report, args.output)?;
+            if !report.passed() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Verifications {
+            action:
+                VerificationsAction::List {
+                    source,
+                    limit,
+                    output,
+                },
+        } => {
+            let app = open(&cli.config).await?;
+            let rows = app.catalog.verifications(source.as_deref(), limit).await?;
+            output::verifications(&rows, output)?;
+        }
         Command::Catalog {
             action: CatalogAction::Rebuild,
         } => {

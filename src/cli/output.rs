@@ -273,3 +273,70 @@ pub fn status(report: &crate::status::Report) {
     }
     println!("overall: {}", report.verdict);
 }
+
+pub fn verification(r: &crate::verify::Report, output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(r)?),
+        Output::Table => {
+            println!(
+                "verification {} of snapshot {} ({} {}) in the {} sandbox",
+                r.id,
+                r.snapshot_id,
+                r.kind,
+                r.source,
+                r.sandbox.as_str()
+            );
+            if let Some(ms) = r.restore_ms {
+                println!("restore duration: {:.1}s", ms as f64 / 1000.0);
+            }
+            for c in &r.checks {
+                println!(
+                    "  {:<4} {:<32} {}",
+                    if c.passed { "ok" } else { "FAIL" },
+                    c.name,
+                    c.detail
+                );
+            }
+            match &r.error {
+                None => println!("verdict: PASSED"),
+                Some(e) => println!("verdict: FAILED: {e}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn verifications(
+    rows: &[crate::catalog::VerificationRow],
+    output: Output,
+) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(rows)?),
+        Output::Table => {
+            let line = |c: [&str; 7]| {
+                println!(
+                    "{:<24} {:<16} {:<30} {:<10} {:<7} {:>10}  {}",
+                    c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+                )
+            };
+            line([
+                "STARTED", "SOURCE", "SNAPSHOT", "SANDBOX", "STATUS", "RESTORE", "ERROR",
+            ]);
+            for r in rows {
+                let restore = r
+                    .restore_ms
+                    .map_or("-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
+                line([
+                    &r.started_at,
+                    &r.source,
+                    &r.snapshot_id,
+                    &r.sandbox,
+                    r.status.as_str(),
+                    &restore,
+                    r.error.as_deref().unwrap_or(""),
+                ]);
+            }
+        }
+    }
+    Ok(())
+}

@@ -45,6 +45,8 @@ pub struct Config {
     #[serde(default)]
     pub defaults: Defaults,
     pub sources: Vec<SourceConfig>,
+    /// Where `lifeboat verify` restores snapshots to check them.
+    pub sandbox: Option<crate::verify::SandboxConfig>,
     /// `lifeboat run`: the orchestrator's settings.
     #[serde(default)]
     pub daemon: DaemonConfig,
@@ -316,6 +318,8 @@ pub struct SourceConfig {
     pub retention: Option<crate::retention::Policy>,
     /// `retention.schedule`: when `lifeboat run` prunes this source (`None`: never).
     pub prune_schedule: Option<Schedule>,
+    /// `lifeboat verify` settings of this source: timeout, user checks, schedule.
+    pub verify: Option<crate::verify::VerifyConfig>,
     pub spec: SourceSpec,
 }
 
@@ -438,6 +442,7 @@ struct CommonSource {
     rto_overhead: Option<Timeout>,
     verify_max_age: Option<Timeout>,
     retention: Option<crate::retention::Policy>,
+    verify: Option<crate::verify::VerifyConfig>,
 }
 
 const COMMON_SOURCE_KEYS: &[&str] = &[
@@ -449,6 +454,7 @@ const COMMON_SOURCE_KEYS: &[&str] = &[
     "rto_overhead",
     "verify_max_age",
     "retention",
+    "verify",
 ];
 
 impl<'de> Deserialize<'de> for SourceConfig {
@@ -490,6 +496,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
             verify_max_age: common.verify_max_age,
             retention: common.retention,
             prune_schedule,
+            verify: common.verify,
             spec,
         })
     }

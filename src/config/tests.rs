@@ -300,3 +300,41 @@ fn bad_daemon_settings_are_named() {
     ));
     assert!(e.contains("daemon.leader.kind"), "{e}");
 }
+
+#[test]
+fn verify_and_sandbox_settings() {
+    let text = format!(
+        "{}    verify:\n      timeout: 20m\n      schedule: \"0 3 * * *\"\n      checks:\n        \
+         - {{ name: orders, sql: \"SELECT count(*) FROM orders\", expect: \"> 0\" }}\n        \
+         - {{ name: answer, sql: \"SELECT 42\", expect: 42 }}\n        \
+         - {{ name: three, sql: \"SELECT 1 UNION SELECT 2 UNION SELECT 3\", expect_rows: 3 }}\n        \
+         - {{ name: script, command: [\"./check.sh\"] }}\n\
+         sandbox:\n  postgres_bin_dir: /usr/lib/postgresql/16/bin\n  \
+         kubernetes: {{ image: \"ghcr.io/x/lifeboat:1\", ttl: 2h, cpu: \"1\", memory: 2Gi }}\n",
+        example().replace("${S3_ENDPOINT}", "http://127.0.0.1:9000")
+    );
+    let c = parse(&text).unwrap();
+    let v = c.sources[0].verify.as_ref().unwrap();
+    assert_eq!(v.timeout.unwrap().0, std::time::Duration::from_secs(1200));
+    assert!(v.schedule.is_some());
+    assert_eq!(v.checks.len(), 4);
+    assert_eq!(
+        v.checks[0].expect,
+        Some(crate::verify::Expect::parse("> 0"))
+    );
+    assert_eq!(v.checks[2].expect_rows, Some(3));
+    let k8s = c.sandbox.unwrap().kubernetes.unwrap();
+    assert_eq!(k8s.image, "ghcr.io/x/lifeboat:1");
+
+    let bad = format!(
+        "{}    verify:\n      checks:\n        - {{ name: both, sql: \"SELECT 1\", command: [\"true\"] }}\n",
+        example().replace("${S3_ENDPOINT}", "http://127.0.0.1:9000")
+    );
+    let e = err(&bad);
+    assert!(e.contains("exactly one of"), "{e}");
+    let bad = format!(
+        "{}    verify:\n      timeoutt: 5m\n",
+        example().replace("${S3_ENDPOINT}", "http://127.0.0.1:9000")
+    );
+    assert!(err(&bad).contains("timeoutt"));
+}

@@ -403,9 +403,22 @@ async fn execute(app: &App, job: &Job, cancel: CancellationToken) -> Result<u64,
                 _ = cancel.cancelled() => Err(interrupted()),
             }
         }
-        // MERGE SEAM (verify): `crate::verify::run(app, &job.source, cancel)`; no config can
-        // schedule it until `verify.schedule` exists, see `schedule::jobs_of`.
-        JobKind::Verify => Err("verification is not part of this build".into()),
+        JobKind::Verify => {
+            // The sandbox is torn down by `verify::run` itself, also when cancelled.
+            let req = crate::verify::Request {
+                what: job.source.clone(),
+                sandbox: crate::verify::Sandbox::Local,
+                timeout: None,
+                identity: None,
+            };
+            let report = crate::verify::run(app, &req, cancel.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            match &report.error {
+                None => Ok(0),
+                Some(e) => Err(format!("verification {} failed: {e}", report.id)),
+            }
+        }
     }
 }
 

@@ -30,11 +30,21 @@ pub enum Snapshotter {
     Fails(String),
 }
 
+/// How the simulated Job controller treats new Jobs.
+#[derive(Debug, Clone)]
+pub enum JobRunner {
+    /// Succeeded after this many `get`s.
+    SucceedsAfter(u32),
+    /// Failed, with this condition message.
+    Fails(String),
+}
+
 pub struct Fake {
     objects: Mutex<BTreeMap<(String, String, String), Value>>,
     gets: Mutex<BTreeMap<(String, String), u32>>,
     pub calls: Mutex<Vec<Call>>,
     pub snapshotter: Snapshotter,
+    pub jobs: JobRunner,
 }
 
 impl Default for Fake {
@@ -44,6 +54,7 @@ impl Default for Fake {
             gets: Mutex::default(),
             calls: Mutex::default(),
             snapshotter: Snapshotter::ReadyAfter(2, "1Gi".into()),
+            jobs: JobRunner::SucceedsAfter(2),
         }
     }
 }
@@ -81,6 +92,14 @@ impl Fake {
         }
     }
 
+    /// A fake whose Job controller behaves as `jobs` says.
+    pub fn with_jobs(jobs: JobRunner) -> Self {
+        Fake {
+            jobs,
+            ..Fake::default()
+        }
+    }
+
     /// Puts an object in place as if someone else had created it (e.g. the PVC to snapshot).
     pub fn seed(&self, res: &Resource, ns: &str, obj: Value) {
         let name = obj["metadata"]["name"]
@@ -98,6 +117,15 @@ impl Fake {
 
     pub fn calls(&self) -> Vec<Call> {
         lock(&self.calls).clone()
+    }
+
+    /// Objects of `res` in `ns`, for assertions.
+    pub fn objects_of(&self, res: &Resource, ns: &str) -> Vec<Value> {
+        lock(&self.objects)
+            .iter()
+            .filter(|((p, obj_ns, _), _)| p == res.plural && obj_ns == ns)
+            .map(|(_, obj)| obj.clone())
+            .collect()
     }
 
     fn record(
@@ -179,8 +207,27 @@ impl Fake {
                 }
                 Ok(())
             }
+            "NetworkPolicy" => need(&["podSelector"]),
+            "ResourceQuota" => need(&["hard"]),
+            "Job" => {
+                need(&["template", "spec", "containers"])?;
+                match obj["spec"]["template"]["spec"]["restartPolicy"].as_str() {
+                    Some("Never" | "OnFailure") => Ok(()),
+                    _ => Err("spec.template.spec.restartPolicy must be Never or OnFailure".into()),
+                }
+            }
             _ => Ok(()),
         }
+    }
+
+    fn labels_match(obj: &Value, selector: &str) -> bool {
+        selector
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .all(|term| match term.split_once('=') {
+                Some((k, v)) => obj["metadata"]["labels"][k].as_str() == Some(v),
+                None => !obj["metadata"]["labels"][term].is_null(),
+            })
     }
 }
 
@@ -219,8 +266,32 @@ impl KubeApi for Fake {
             ));
         }
         Self::check_spec(res, &obj).map_err(|r| invalid("create", res, &name, r))?;
+        if res.namespaced == ns.is_empty() {
+            return Err(invalid(
+                "create",
+                res,
+                &name,
+                if res.namespaced {
+                    "a namespaced object needs a namespace"
+                } else {
+                    "a cluster-scoped object takes no namespace (use \"\")"
+                },
+            ));
+        }
         let key = (res.plural.to_string(), ns.to_string(), name.clone());
         let mut objects = lock(&self.objects);
+        if res.namespaced
+            && !ns.is_empty()
+            && objects.keys().any(|(p, _, _)| p == "namespaces")
+            && !objects.contains_key(&("namespaces".into(), String::new(), ns.to_string()))
+        {
+            return Err(invalid(
+                "create",
+                res,
+                &name,
+                format!("namespace {ns} not found (404)"),
+            ));
+        }
         if objects.contains_key(&key) {
             return Err(invalid("create", res, &name, "AlreadyExists (409)"));
         }
@@ -279,6 +350,22 @@ impl KubeApi for Fake {
         let Some(obj) = objects.get_mut(&key) else {
             return Ok(None);
         };
+        if res.kind == "Job" {
+            let mut gets = lock(&self.gets);
+            let n = gets.entry((ns.into(), format!("job/{name}"))).or_default();
+            *n += 1;
+            match &self.jobs {
+                JobRunner::SucceedsAfter(after) if *n >= *after => {
+                    obj["status"] = json!({ "succeeded": 1, "conditions": [
+                        { "type": "Complete", "status": "True" }] });
+                }
+                JobRunner::SucceedsAfter(_) => obj["status"] = json!({ "active": 1 }),
+                JobRunner::Fails(msg) => {
+                    obj["status"] = json!({ "failed": 1, "conditions": [
+                        { "type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": msg }] });
+                }
+            }
+        }
         if res.kind == "VolumeSnapshot" {
             let mut gets = lock(&self.gets);
             let n = gets.entry((ns.into(), name.into())).or_default();
@@ -303,7 +390,23 @@ impl KubeApi for Fake {
 
     async fn delete(&self, res: &Resource, ns: &str, name: &str) -> Result<(), KubeError> {
         self.record("delete", res, ns, name)?;
-        lock(&self.objects).remove(&(res.plural.into(), ns.into(), name.into()));
+        let mut objects = lock(&self.objects);
+        objects.remove(&(res.plural.into(), ns.into(), name.into()));
+        if res.kind == "Namespace" {
+            // Deleting a namespace deletes everything in it.
+            objects.retain(|(_, obj_ns, _), _| obj_ns != name);
+        }
         Ok(())
+    }
+
+    async fn list(&self, res: &Resource, ns: &str, labels: &str) -> Result<Vec<Value>, KubeError> {
+        self.record("list", res, ns, labels)?;
+        Ok(lock(&self.objects)
+            .iter()
+            .filter(|((p, obj_ns, _), obj)| {
+                p == res.plural && obj_ns == ns && Self::labels_match(obj, labels)
+            })
+            .map(|(_, obj)| obj.clone())
+            .collect())
     }
 }

@@ -73,11 +73,50 @@ pub const LEASE: Resource = Resource {
     namespaced: true,
 };
 
+/// Cluster-scoped: call it with namespace `""`.
+pub const NAMESPACE: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "Namespace",
+    plural: "namespaces",
+    namespaced: false,
+};
+
+pub const NETWORK_POLICY: Resource = Resource {
+    group: "networking.k8s.io",
+    version: "v1",
+    kind: "NetworkPolicy",
+    plural: "networkpolicies",
+    namespaced: true,
+};
+
+pub const RESOURCE_QUOTA: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "ResourceQuota",
+    plural: "resourcequotas",
+    namespaced: true,
+};
+
+pub const JOB: Resource = Resource {
+    group: "batch",
+    version: "v1",
+    kind: "Job",
+    plural: "jobs",
+    namespaced: true,
+};
+
 /// Every resource lifeboat calls, with the verbs it uses on it (`replace` is RBAC's `update`).
 pub const USED: &[(Resource, &[&str])] = &[
     (VOLUME_SNAPSHOT, &["create", "get", "delete"]),
     (PVC, &["create", "get"]),
+    // Leader election of `lifeboat run` (`leader::KubeLease`).
     (LEASE, &["create", "get", "update"]),
+    // Verification sandboxes (`verify::sandbox::kubernetes`).
+    (NAMESPACE, &["create", "delete", "list"]),
+    (NETWORK_POLICY, &["create"]),
+    (RESOURCE_QUOTA, &["create"]),
+    (JOB, &["create", "get"]),
 ];
 
 #[async_trait]
@@ -92,6 +131,8 @@ pub trait KubeApi: Send + Sync {
     /// one last read: if someone wrote it since, the API server refuses (409 Conflict), which
     /// is what makes a Lease a lock.
     async fn replace(&self, res: &Resource, ns: &str, obj: Value) -> Result<Value, KubeError>;
+    /// Objects of `res` in `ns` (`""` for cluster-scoped resources) matching a label selector.
+    async fn list(&self, res: &Resource, ns: &str, labels: &str) -> Result<Vec<Value>, KubeError>;
 }
 
 /// The real API server, through `kube`; connects on first use (in-cluster config or
@@ -118,7 +159,11 @@ impl Live {
             .clone();
         let gvk = kube::api::GroupVersionKind::gvk(res.group, res.version, res.kind);
         let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, res.plural);
-        Ok(kube::Api::namespaced_with(client, ns, &ar))
+        if res.namespaced {
+            Ok(kube::Api::namespaced_with(client, ns, &ar))
+        } else {
+            Ok(kube::Api::all_with(client, &ar))
+        }
     }
 }
 
@@ -182,5 +227,19 @@ impl KubeApi for Live {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(api_err("delete", res, name, e)),
         }
+    }
+
+    async fn list(&self, res: &Resource, ns: &str, labels: &str) -> Result<Vec<Value>, KubeError> {
+        let list = self
+            .api(res, ns)
+            .await?
+            .list(&kube::api::ListParams::default().labels(labels))
+            .await
+            .map_err(|e| api_err("list", res, labels, e))?;
+        list.items
+            .into_iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()
+            .map_err(|e| api_err("list", res, labels, e))
     }
 }

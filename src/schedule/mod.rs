@@ -124,8 +124,12 @@ pub fn jobs_of(config: &Config) -> Vec<(Job, Trigger)> {
                 Trigger::Cron(Box::new(cron.clone())),
             ));
         }
-        // MERGE SEAM (verify): once `SourceConfig::verify` exists, add
-        // `if let Some(v) = &s.verify { out.push((Job::new(&s.name, JobKind::Verify), Trigger::Cron(v.schedule.clone()))) }`
+        if let Some(cron) = s.verify.as_ref().and_then(|v| v.schedule.as_ref()) {
+            out.push((
+                Job::new(&s.name, JobKind::Verify),
+                Trigger::Cron(Box::new(cron.clone())),
+            ));
+        }
     }
     out
 }

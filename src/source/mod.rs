@@ -128,6 +128,9 @@ impl std::fmt::Display for RestoreTo {
 pub struct RestoreOptions {
     /// PostgreSQL: do not restore object ownership (`pg_restore --no-owner`).
     pub no_owner: bool,
+    /// PostgreSQL: do not restore grants (`pg_restore --no-privileges`); the roles they
+    /// name may not exist in a verification sandbox.
+    pub no_privileges: bool,
     /// Directory holding the kind's client tools, if not on PATH.
     pub bin_dir: Option<PathBuf>,
     /// etcd: member name of the restored data directory (default `default`).

@@ -152,23 +152,100 @@ impl Source for Postgres {
 
     async fn dump(&self) -> Result<Dump, SourceError> {
         let conn = self.conn()?;
+        let unreachable = |reason: String| SourceError::Unreachable {
+            source_name: self.name.clone(),
+            reason: format!("{} ({reason})", conn.public),
+        };
+        // One REPEATABLE READ transaction exports its snapshot; pg_dump imports it
+        // (`--snapshot`), so the row counts taken in this transaction are exactly the rows
+        // in the dump. The transaction stays open until pg_dump has finished.
+        let mut db = conn.connect().await.map_err(unreachable)?;
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut db)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (snapshot,): (String,) = sqlx::query_as("SELECT pg_export_snapshot()")
+            .fetch_one(&mut db)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
         let mut cmd = conn.command(self.bin_dir.as_deref(), "pg_dump");
         cmd.args(["--format=custom", "--compress=0", "--no-password"])
+            .arg(format!("--snapshot={snapshot}"))
             .arg(format!("--dbname={}", conn.public))
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         let mut proc = Process::spawn(cmd, conn.secrets())?;
         let stdout = proc.take_stdout()?;
         let stop = proc.stopper();
+        // Count while pg_dump streams; release the snapshot once pg_dump is done (`done`).
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let (facts_tx, facts_rx) = tokio::sync::oneshot::channel();
+        let secrets = conn.secrets();
+        tokio::spawn(async move {
+            let counted = row_counts(&mut db).await.map_err(|e| {
+                let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+                crate::redact::scrub(&e.to_string(), &secrets)
+            });
+            let _ = facts_tx.send(counted);
+            let _ = done_rx.await;
+            let _ = sqlx::query("ROLLBACK").execute(&mut db).await;
+            let _ = db.close().await;
+        });
+        let name = self.name.clone();
         Ok(Dump {
             reader: Box::new(stdout),
             finish: Box::new(move || {
+                // pg_dump has its own connection and snapshot import: once it exited, the
+                // exporting transaction may end (after the counts, which run meanwhile).
                 proc.wait()?;
-                Ok(Facts::new())
+                let counted = facts_rx.blocking_recv();
+                drop(done_tx);
+                let tables = match counted {
+                    Ok(Ok(tables)) => tables,
+                    Ok(Err(reason)) => {
+                        return Err(SourceError::Unreachable {
+                            source_name: name,
+                            reason: format!("counting rows for the snapshot's facts: {reason}"),
+                        });
+                    }
+                    Err(_) => serde_json::Map::new(),
+                };
+                let mut facts = Facts::new();
+                facts.insert("tables".into(), tables.into());
+                Ok(facts)
             }),
             stop: Some(stop),
         })
     }
+}
+
+/// The user tables (`schema.table`) of the connected database: what a restore must hold.
+pub const USER_TABLES: &str = "SELECT schemaname::text, tablename::text FROM pg_tables \
+     WHERE schemaname NOT IN ('pg_catalog', 'information_schema') \
+     AND schemaname NOT LIKE 'pg_toast%' AND schemaname NOT LIKE 'pg_temp%' ORDER BY 1, 2";
+
+/// `{"schema.table": rows}` for every user table, in the connection's current transaction.
+pub async fn row_counts(
+    db: &mut sqlx::PgConnection,
+) -> Result<serde_json::Map<String, serde_json::Value>, sqlx::Error> {
+    let tables: Vec<(String, String)> = sqlx::query_as(USER_TABLES).fetch_all(&mut *db).await?;
+    let mut counts = serde_json::Map::new();
+    for (schema, table) in tables {
+        // Identifiers quoted by `quote_ident`: safe to splice.
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {}.{}",
+            quote_ident(&schema),
+            quote_ident(&table)
+        )))
+        .fetch_one(&mut *db)
+        .await?;
+        counts.insert(format!("{schema}.{table}"), n.into());
+    }
+    Ok(counts)
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 pub struct PostgresTarget {
@@ -233,6 +310,9 @@ impl Target for PostgresTarget {
             .stdout(Stdio::null());
         if self.opts.no_owner {
             cmd.arg("--no-owner");
+        }
+        if self.opts.no_privileges {
+            cmd.arg("--no-privileges");
         }
         let mut proc = Process::spawn(cmd, self.conn.secrets())?;
         let stdin = proc.take_stdin()?;

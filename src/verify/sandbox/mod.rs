@@ -1,0 +1,23 @@
+//! Where a verification restores: [`local`] (throwaway servers on this machine) or
+//! [`kubernetes`] (a scratch namespace with a restore Job).
+
+pub mod kubernetes;
+pub mod local;
+
+/// `--sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sandbox {
+    #[default]
+    Local,
+    Kubernetes,
+}
+
+impl Sandbox {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sandbox::Local => "local",
+            Sandbox::Kubernetes => "kubernetes",
+        }
+    }
+}
