@@ -173,6 +173,21 @@ pub async fn recover(app: &App) -> Result<Recovered, RecoveryError> {
     Ok(out)
 }
 
+/// Settles crashed runs before new work (a backup, a copy, a prune, the daemon's schedule).
+/// A failure here is logged and must not block that work.
+pub async fn settle_before_work(app: &App) {
+    match recover(app).await {
+        Ok(r) if !r.completed.is_empty() || !r.failed.is_empty() => tracing::warn!(
+            completed = ?r.completed,
+            failed = ?r.failed,
+            orphans_removed = r.orphans_removed,
+            "settled runs left by processes that died"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(cause = %e, "could not check for crashed runs"),
+    }
+}
+
 enum Settled {
     Completed,
     Failed(usize),

@@ -371,7 +371,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Backup { source } => {
             let app = open(&cli.config).await?;
-            settle_crashed(&app).await;
+            crate::recovery::settle_before_work(&app).await;
             let bar = progress_bar(&format!("backing up {source}"));
             let result = crate::backup::run(&app, &source, &bar, shutdown_token()).await;
             bar.finish_and_clear();
@@ -381,7 +381,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Copy { source } => {
             let app = open(&cli.config).await?;
-            settle_crashed(&app).await;
+            crate::recovery::settle_before_work(&app).await;
             copies(&app, source.as_deref()).await?;
         }
         Command::Snapshots {
@@ -459,7 +459,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => {
             let app = open(&cli.config).await?;
             if !dry_run {
-                settle_crashed(&app).await;
+                crate::recovery::settle_before_work(&app).await;
             }
             let plans = crate::prune::plan(&app, source.as_deref(), chrono::Utc::now()).await?;
             let mut reports = Vec::new();
@@ -646,18 +646,4 @@ async fn copies(app: &App, source: Option<&str>) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Settles crashed runs before new work; a failure here must not block a backup.
-async fn settle_crashed(app: &App) {
-    match crate::recovery::recover(app).await {
-        Ok(r) if !r.completed.is_empty() || !r.failed.is_empty() => tracing::warn!(
-            completed = ?r.completed,
-            failed = ?r.failed,
-            orphans_removed = r.orphans_removed,
-            "settled runs left by processes that died"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(cause = %e, "could not check for crashed runs"),
-    }
 }

@@ -149,7 +149,7 @@ async fn lead(
     summary: &mut Summary,
 ) -> Result<Ended, DaemonError> {
     let cfg = &app.config.daemon;
-    settle_crashed(app).await;
+    crate::recovery::settle_before_work(app).await;
     let now = Utc::now();
     let mut last = BTreeMap::new();
     for (source, job, at) in app.catalog.last_runs().await? {
@@ -419,19 +419,5 @@ async fn execute(app: &App, job: &Job, cancel: CancellationToken) -> Result<u64,
                 Some(e) => Err(format!("verification {} failed: {e}", report.id)),
             }
         }
-    }
-}
-
-/// Settles crashed runs before new work; a failure here must not block the schedule.
-async fn settle_crashed(app: &App) {
-    match crate::recovery::recover(app).await {
-        Ok(r) if !r.completed.is_empty() || !r.failed.is_empty() => tracing::warn!(
-            completed = ?r.completed,
-            failed = ?r.failed,
-            orphans_removed = r.orphans_removed,
-            "settled runs left by processes that died"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(cause = %e, "could not check for crashed runs"),
     }
 }
