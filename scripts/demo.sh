@@ -7,8 +7,12 @@ cd "$(dirname "$0")/.."
 eval "$(bash scripts/setup.sh)"
 . scripts/lib/pg.sh
 
-cargo build --release --locked --quiet
-LIFEBOAT="$PWD/target/release/lifeboat"
+if [ -n "${LIFEBOAT_BIN:-}" ]; then
+  LIFEBOAT=$(realpath "$LIFEBOAT_BIN")
+else
+  cargo build --release --locked --quiet
+  LIFEBOAT="$PWD/target/release/lifeboat"
+fi
 WORK=$(mktemp -d /tmp/lifeboat-demo-XXXXXX)
 trap 'pg_stop_all; rm -rf "$WORK"' EXIT
 
@@ -47,7 +51,9 @@ YAML
 echo "== lifeboat backup shop-db"
 "$LIFEBOAT" --log-format human backup shop-db
 "$LIFEBOAT" snapshots list
-echo "== lifeboat status (at-risk until a verification proves the RTO; exit 2 only when breached)"
+echo "== lifeboat verify shop-db (restore into a throwaway server, check row counts, measure the restore)"
+"$LIFEBOAT" --log-format human verify shop-db
+echo "== lifeboat status (exit 2 only when an objective is breached)"
 "$LIFEBOAT" status
 ID=$("$LIFEBOAT" snapshots list shop-db --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
 
