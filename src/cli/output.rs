@@ -98,7 +98,13 @@ pub fn snapshots(rows: &[SnapshotRow], output: Output) -> anyhow::Result<()> {
                 )
             };
             line([
-                "ID", "SOURCE", "KIND", "STATUS", "CREATED", "STORED", "STORE",
+                "ID",
+                "SOURCE",
+                "KIND",
+                "STATUS",
+                "CREATED",
+                "STORED",
+                "LOCATIONS",
             ]);
             for r in rows {
                 let stored = r.stored_bytes.map_or("-".into(), |b| bytes(b as u64));
