@@ -14,13 +14,45 @@ BIN=$(realpath "$BIN")
 PART=${1:-all}
 SOAK_SOURCES=${SOAK_SOURCES:-200}
 SOAK_MINUTES=${SOAK_MINUTES:-10}
+# files: every source archives a small directory. real: sources cycle through a throwaway
+# PostgreSQL, Redis and etcd server (and a directory), as in production.
+SOAK_KINDS=${SOAK_KINDS:-files}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
 IDLE_SOURCES=${IDLE_SOURCES:-10000}
 IDLE_SECONDS=${IDLE_SECONDS:-60}
 TICK=$(getconf CLK_TCK)
 
 work=$(mktemp -d /tmp/lifeboat-soak.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+servers_stop() { :; }
+trap 'servers_stop; rm -rf "$work"' EXIT
 cd "$work"
+
+if [ "$SOAK_KINDS" = real ]; then
+  eval "$(bash "$REPO/scripts/setup.sh")"
+  # shellcheck source=../scripts/lib/pg.sh
+  . "$REPO/scripts/lib/pg.sh"
+  pg_start soak
+  pg_sql "$PG_PORT_soak" postgres "CREATE DATABASE soak" >/dev/null
+  pg_sql "$PG_PORT_soak" soak "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g" >/dev/null
+  RPORT=$(free_port)
+  redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$work" --save '' --appendonly no \
+    --repl-diskless-sync-delay 0 --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"
+  sleep 1
+  for i in $(seq 1 2000); do echo "SET key:$i value-$i-$RANDOM"; done | redis-cli -p "$RPORT" >/dev/null
+  EPORT=$(free_port); PPORT=$(free_port)
+  etcd --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$EPORT" \
+    --advertise-client-urls "http://127.0.0.1:$EPORT" --listen-peer-urls "http://127.0.0.1:$PPORT" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$PPORT" \
+    --initial-cluster "default=http://127.0.0.1:$PPORT" > "$work/etcd.log" 2>&1 &
+  ETCD_PID=$!
+  sleep 2
+  for i in $(seq 1 500); do ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$EPORT" put "/soak/$i" "v$i" >/dev/null; done
+  servers_stop() {
+    pg_stop_all
+    kill "$(cat "$work/redis.pid" 2>/dev/null)" 2>/dev/null || true
+    kill "$ETCD_PID" 2>/dev/null || true
+  }
+fi
 recipient=$("$BIN" keys generate --output age.key 2>/dev/null)
 mkdir -p data && head -c 65536 /dev/urandom > data/blob && echo hello > data/hello.txt
 
@@ -32,7 +64,15 @@ write_config() { # n schedule
     echo 'daemon: { max_concurrent_jobs: 4, shutdown_grace: 60s }'
     echo 'sources:'
     for i in $(seq 1 "$1"); do
-      echo "  - { name: s$i, kind: files, path: ./data, store: local, schedule: \"$2\" }"
+      kind="files, path: ./data"
+      if [ "$SOAK_KINDS" = real ]; then
+        case $((i % 4)) in
+          0) kind="postgres, url: \"postgres://postgres@127.0.0.1:$PG_PORT_soak/soak\"" ;;
+          1) kind="redis, url: \"redis://127.0.0.1:$RPORT\"" ;;
+          2) kind="etcd, endpoints: [\"http://127.0.0.1:$EPORT\"]" ;;
+        esac
+      fi
+      echo "  - { name: s$i, kind: $kind, store: local, schedule: \"$2\" }"
     done
   } > lifeboat.yaml
 }
@@ -59,6 +99,7 @@ busy() {
   # Scheduled: one catch-up run per source at start, then one per source per minute.
   scheduled=$(( SOAK_SOURCES * (1 + (end - start + 5) / 60) ))
   echo "busy: sources=$SOAK_SOURCES minutes=$minutes scheduled~=$scheduled done=$done_runs failed=$failed overlaps=$overlaps started_30s_late=$late"
+  echo "busy: by kind and status: $(q "SELECT group_concat(kind || ' ' || status || '=' || n, ', ') FROM (SELECT kind, status, count(*) n FROM snapshots GROUP BY kind, status)")"
   echo "busy: rss_start=${rss0}KiB rss_end=${rss1}KiB cpu=$(( (t1 - t0) * 100 / TICK / (end - start) ))% of one core (avg over the run)"
 }
 
