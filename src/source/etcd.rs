@@ -662,7 +662,7 @@ impl EtcdTarget {
     /// `etcdutl` (etcd 3.5+), else `etcdctl` (etcd 3.4 restores with `ETCDCTL_API=3`).
     fn tool(&self) -> Result<(PathBuf, bool), SourceError> {
         for (program, is_etcdutl) in [("etcdutl", true), ("etcdctl", false)] {
-            if let Some(path) = find_tool(self.bin_dir.as_deref(), program) {
+            if let Some(path) = super::find_program(self.bin_dir.as_deref(), program) {
                 return Ok((path, is_etcdutl));
             }
         }
@@ -688,34 +688,7 @@ impl EtcdTarget {
     }
 
     fn check_dir(&self) -> Result<(), SourceError> {
-        match std::fs::read_dir(&self.dir) {
-            Ok(mut entries) => {
-                if entries.next().is_some() {
-                    return Err(self.fail(
-                        "it is not empty; restore into a new or empty directory (nothing is overwritten)".into(),
-                    ));
-                }
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
-                Err(self.fail("it exists and is not a directory; choose a new path".into()))
-            }
-            Err(e) => Err(self.fail(format!("cannot read it: {e}"))),
-        }
-    }
-}
-
-fn find_tool(bin_dir: Option<&Path>, program: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    match bin_dir {
-        Some(dir) => Some(dir.join(program)).filter(|p| executable(p)),
-        None => std::env::split_paths(&std::env::var_os("PATH")?)
-            .map(|d| d.join(program))
-            .find(|p| executable(p)),
+        super::files::check_empty_dir(&self.dir).map_err(|r| self.fail(r))
     }
 }
 

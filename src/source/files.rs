@@ -350,6 +350,9 @@ impl DirTarget {
 pub fn check_empty_dir(dir: &Path) -> Result<(), String> {
     match fs::read_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            Err("it exists and is not a directory; choose a new path".into())
+        }
         Err(e) => Err(format!("cannot read it: {e}")),
         Ok(mut entries) => match entries.next() {
             None => Ok(()),

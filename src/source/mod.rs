@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use crate::config::{SourceConfig, SourceSpec};
 use crate::kube::KubeApi;
 
-pub use process::ProcessError;
+pub use process::{ProcessError, find_program};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

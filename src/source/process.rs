@@ -172,3 +172,17 @@ impl Drop for Process {
         }
     }
 }
+
+/// An executable `program`: in `bin_dir` when given, else the first one on `PATH`.
+pub fn find_program(bin_dir: Option<&Path>, program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    match bin_dir {
+        Some(dir) => Some(dir.join(program)).filter(|p| executable(p)),
+        None => std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|d| d.join(program))
+            .find(|p| executable(p)),
+    }
+}

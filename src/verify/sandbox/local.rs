@@ -155,21 +155,15 @@ pub fn free_port() -> Result<u16, LocalError> {
         })
 }
 
-fn on_path(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(program))
-            .find(|p| p.is_file())
-    })
-}
-
 /// Where `initdb`/`pg_ctl` live: the configured directory, PATH, or the newest
 /// `/usr/lib/postgresql/*/bin` (Debian keeps server binaries off PATH).
 pub fn postgres_bin_dir(configured: Option<&Path>) -> Result<PathBuf, LocalError> {
     if let Some(dir) = configured {
         return Ok(dir.to_path_buf());
     }
-    if let Some(p) = on_path("initdb").and_then(|p| p.parent().map(Path::to_path_buf)) {
+    if let Some(p) =
+        crate::source::find_program(None, "initdb").and_then(|p| p.parent().map(Path::to_path_buf))
+    {
         return Ok(p);
     }
     std::fs::read_dir("/usr/lib/postgresql")
