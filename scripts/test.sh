@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash scripts/setup.sh)"
-cargo test --locked "$@"
+cargo test --locked --no-fail-fast "$@"

@@ -219,6 +219,42 @@ fn q(what: &'static str) -> impl Fn(sqlx::Error) -> CatalogError {
     }
 }
 
+/// Holds an exclusive `flock` on `<database>.open.lock` while this process opens the catalog.
+async fn sqlite_open_lock(connect_url: &str) -> Result<Option<std::fs::File>, String> {
+    let path = connect_url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.contains(":memory:") {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.open.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {lock_path}: {e}; check the directory is writable"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "another process has held {lock_path} for 60 s while opening the catalog; \
+                     check for a hung lifeboat process"
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("cannot lock {lock_path}: {e}"));
+            }
+        }
+    }
+}
+
 const SNAPSHOT_COLUMNS: &str = "id, source, kind, status, store, created_at, finished_at, \
      raw_bytes, compressed_bytes, stored_bytes, sha256, duration_ms, error, manifest";
 
@@ -254,10 +290,43 @@ impl Catalog {
                 "unsupported catalog URL; write sqlite://PATH or postgres://USER@HOST/DB".into(),
             ));
         }
+        // Processes sharing one SQLite file (two daemon replicas, a CronJob and a shell) open it
+        // one at a time: switching to WAL and migrating take locks that SQLite may refuse
+        // without waiting ("database is locked") when another opener holds a read lock.
+        let _opening = if is_sqlite {
+            Some(sqlite_open_lock(&connect_url).await.map_err(open_err)?)
+        } else {
+            None
+        };
+        let mut attempt = 0u32;
+        loop {
+            match Self::connect_and_migrate(&connect_url, is_sqlite, url).await {
+                Ok(pool) => return Ok(Catalog { pool }),
+                Err(e) if is_sqlite && attempt < 8 && e.to_string().contains("locked") => {
+                    attempt += 1;
+                    tracing::debug!(attempt, "catalog busy while opening; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(250 * attempt as u64))
+                        .await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect_and_migrate(
+        connect_url: &str,
+        is_sqlite: bool,
+        url: &SecretString,
+    ) -> Result<AnyPool, CatalogError> {
+        let shown = url.to_string();
+        let open_err = |reason: String| CatalogError::Open {
+            url: shown.clone(),
+            reason,
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(if is_sqlite { 1 } else { 4 })
             .acquire_timeout(std::time::Duration::from_secs(30))
-            .connect(&connect_url)
+            .connect(connect_url)
             .await
             .map_err(|e| {
                 open_err(crate::redact::scrub(
@@ -266,34 +335,22 @@ impl Catalog {
                 ))
             })?;
         if is_sqlite {
-            // Several lifeboat processes may share one SQLite file.
-            for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA busy_timeout = 10000"] {
+            for pragma in ["PRAGMA busy_timeout = 10000", "PRAGMA journal_mode = WAL"] {
                 sqlx::query(pragma)
                     .execute(&pool)
                     .await
                     .map_err(|e| open_err(e.to_string()))?;
             }
         }
-        // Two processes opening a fresh SQLite file at once (two daemon replicas) can both
-        // try to apply a migration; the loser's transaction rolls back and, retried, finds
-        // it applied. (PostgreSQL serializes migrations with an advisory lock.)
-        let mut attempt = 0;
-        loop {
-            match sqlx::migrate!("./migrations").run(&pool).await {
-                Ok(()) => break,
-                Err(_) if is_sqlite && attempt < 5 => {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
-                }
-                Err(e) => {
-                    return Err(CatalogError::Migrate {
-                        url: shown.clone(),
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        }
-        Ok(Catalog { pool })
+        // PostgreSQL serializes concurrent migrations with an advisory lock.
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| CatalogError::Migrate {
+                url: shown.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(pool)
     }
 
     pub async fn insert_run(&self, run: &NewRun<'_>) -> Result<(), CatalogError> {
@@ -759,4 +816,27 @@ fn url_password(url: &str) -> Option<String> {
     url::Url::parse(url)
         .ok()
         .and_then(|u| u.password().map(str::to_string))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_openers_of_a_fresh_sqlite_file_all_succeed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = SecretString::new(format!(
+            "sqlite://{}",
+            dir.path().join("sub/catalog.db").display()
+        ));
+        let openers: Vec<_> = (0..8)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { Catalog::open(&url).await.map(|_| ()) })
+            })
+            .collect();
+        for o in openers {
+            o.await.expect("join").expect("open");
+        }
+    }
 }
