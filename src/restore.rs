@@ -207,7 +207,10 @@ async fn locate_in<'a>(
 }
 
 /// Finds the store holding snapshot `id` and reads its manifest there.
-async fn locate<'a>(app: &'a App, id: &str) -> Result<(&'a Store, Manifest), RestoreError> {
+pub(crate) async fn locate<'a>(
+    app: &'a App,
+    id: &str,
+) -> Result<(&'a Store, Manifest), RestoreError> {
     if let Some(row) = app.catalog.snapshot(id).await? {
         match row.status {
             Status::Complete => {}

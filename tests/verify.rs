@@ -472,7 +472,8 @@ mod kubernetes {
             now,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .checks;
         assert!(checks.iter().all(|c| c.passed), "{checks:?}");
         let ns = "lifeboat-verify-20261125t111622-123z-9f3a";
         let created: Vec<_> = fake
@@ -522,6 +523,10 @@ mod kubernetes {
         assert_eq!(
             pod["containers"][0]["args"],
             json!([
+                "--catalog",
+                "sqlite:///tmp/lifeboat-catalog.db",
+                "--log-format",
+                "json",
                 "verify",
                 "20261125T101622.123Z-1234",
                 "--sandbox",
@@ -530,6 +535,124 @@ mod kubernetes {
                 "json"
             ])
         );
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["containers"][0]["securityContext"]["capabilities"]["drop"],
+            json!(["ALL"])
+        );
+        assert_eq!(pod["volumes"][0]["emptyDir"], json!({}));
+        assert_eq!(pod["volumes"][1]["secret"]["secretName"], "lifeboat-config");
+    }
+
+    /// Runs, for real, what the sandbox Job's container runs (a fresh throwaway catalog, so
+    /// the snapshot must be found in the store); returns its log as the pod would show it.
+    fn run_job_container(env: &super::Env, id: &str) -> String {
+        let (_, _, _, job) = kubernetes::objects(&cfg(), "ns", id, chrono::Utc::now());
+        let catalog = format!("sqlite://{}", env.path("job-catalog.db").display());
+        let mut args: Vec<String> = job["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        let at = args.iter().position(|a| a == "--catalog").unwrap();
+        args[at + 1] = catalog;
+        // `Env::command` already passes `--log-format json`.
+        let at = args.iter().position(|a| a == "--log-format").unwrap();
+        args.drain(at..at + 2);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = env.run(&args);
+        format!(
+            "{}{}{{\"level\":\"INFO\",\"fields\":{{\"message\":\"bye\"}}}}\n",
+            super::text(&out.stderr),
+            super::text(&out.stdout)
+        )
+    }
+
+    #[test]
+    fn the_jobs_report_from_a_real_inner_verify_becomes_the_verification() {
+        let pg = super::PgServer::start();
+        super::pg_small_dataset(&pg);
+        let mut env = super::Env::new();
+        let _tmp = super::sandbox_tmp(&mut env);
+        super::pg_config(&env, &pg);
+        let id = env.backup();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+
+        let log = run_job_container(&env, &id);
+        let report = kubernetes::parse_report(&log).unwrap_or_else(|| panic!("no report in {log}"));
+        let inner_ms = report.restore_ms.expect("restore_ms");
+        let fake = Arc::new(Fake::default().with_pod_log(log));
+        let outcome = rt
+            .block_on(kubernetes::verify(
+                fake.clone(),
+                &cfg(),
+                "verify-k1",
+                &id,
+                chrono::Utc::now(),
+            ))
+            .unwrap();
+        assert!(outcome.checks.iter().all(|c| c.passed), "{outcome:?}");
+        assert_eq!(outcome.restore_ms, Some(inner_ms));
+        for name in [
+            "isolated",
+            "rows billing.orders",
+            "tables",
+            "exact customers",
+            "restore job",
+        ] {
+            assert!(
+                outcome.checks.iter().any(|c| c.name == name),
+                "no {name}: {outcome:?}"
+            );
+        }
+        assert!(
+            fake.calls()
+                .iter()
+                .any(|c| c.verb == "get" && c.kind == "Pod" && c.name == "restore-x7k2p")
+        );
+
+        // The source silently lost rows: the inner verify fails, its Job fails, and the
+        // failed check (not just "the Job failed") reaches the verification.
+        super::edit_manifest(&env, "db", &id, |m| {
+            m["facts"]["tables"]["billing.orders"] = 3001.into();
+        });
+        let log = run_job_container(&env, &id);
+        let fake = Arc::new(
+            Fake::with_jobs(JobRunner::Fails(
+                "Job has reached the specified backoff limit".into(),
+            ))
+            .with_pod_log(log),
+        );
+        let outcome = rt
+            .block_on(kubernetes::verify(
+                fake.clone(),
+                &cfg(),
+                "verify-k2",
+                &id,
+                chrono::Utc::now(),
+            ))
+            .unwrap();
+        let orders = outcome
+            .checks
+            .iter()
+            .find(|c| c.name == "rows billing.orders")
+            .unwrap_or_else(|| panic!("{outcome:?}"));
+        assert!(!orders.passed);
+        assert!(
+            orders.detail.contains("3000 after restore, 3001 recorded"),
+            "{orders:?}"
+        );
+        let job = outcome
+            .checks
+            .iter()
+            .find(|c| c.name == "restore job")
+            .unwrap();
+        assert!(
+            !job.passed && job.detail.contains("billing.orders"),
+            "{job:?}"
+        );
+        assert!(fake.object(&NAMESPACE, "", "lifeboat-verify-k2").is_none());
     }
 
     #[tokio::test]
@@ -540,7 +663,8 @@ mod kubernetes {
         let checks =
             kubernetes::verify(fake.clone(), &cfg(), "verify-x1", "s1", chrono::Utc::now())
                 .await
-                .unwrap();
+                .unwrap()
+                .checks;
         let job = checks.iter().find(|c| c.name == "restore job").unwrap();
         assert!(
             !job.passed && job.detail.contains("could not read input"),

@@ -25,6 +25,10 @@ pub struct Cli {
     /// Config file.
     #[arg(short, long, global = true, env = "LIFEBOAT_CONFIG", default_value = config::DEFAULT_PATH)]
     pub config: PathBuf,
+    /// Catalog URL overriding the config's `catalog:` (e.g. a throwaway
+    /// `sqlite:///tmp/catalog.db` where the real catalog is out of reach).
+    #[arg(long, global = true, env = "LIFEBOAT_CATALOG", hide_env_values = true)]
+    pub catalog: Option<String>,
     /// Log format on stderr: human on a terminal, json otherwise when `auto`.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
@@ -298,12 +302,22 @@ fn init_logging(format: LogFormat, level: &str) {
     }
 }
 
-fn load(path: &std::path::Path) -> Result<Config> {
-    Ok(Config::load(path)?)
+/// Where the config comes from: `--config` and `--catalog`.
+struct ConfigArgs {
+    path: PathBuf,
+    catalog: Option<String>,
 }
 
-async fn open(path: &std::path::Path) -> Result<App> {
-    Ok(App::open(load(path)?).await?)
+fn load(args: &ConfigArgs) -> Result<Config> {
+    let mut config = Config::load(&args.path)?;
+    if let Some(url) = &args.catalog {
+        config.catalog = crate::config::SecretString::new(url.clone());
+    }
+    Ok(config)
+}
+
+async fn open(args: &ConfigArgs) -> Result<App> {
+    Ok(App::open(load(args)?).await?)
 }
 
 /// A byte-progress bar on stderr when it is a terminal; hidden otherwise.
@@ -345,11 +359,15 @@ fn shutdown_token() -> CancellationToken {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let config_args = ConfigArgs {
+        path: cli.config.clone(),
+        catalog: cli.catalog.clone(),
+    };
     match cli.command {
         Command::Config {
             action: ConfigAction::Check,
         } => {
-            let config = load(&cli.config)?;
+            let config = load(&config_args)?;
             output::config_summary(&cli.config, &config);
         }
         Command::Keys {
@@ -357,7 +375,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => {
             let path = match output {
                 Some(p) => p,
-                None => load(&cli.config)?
+                None => load(&config_args)?
                     .encryption
                     .identity_file
                     .context("no --output given and the config sets no encryption.identity_file")?,
@@ -370,7 +388,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             println!("{recipient}");
         }
         Command::Backup { source } => {
-            let app = open(&cli.config).await?;
+            let app = open(&config_args).await?;
             crate::recovery::settle_before_work(&app).await;
             let bar = progress_bar(&format!("backing up {source}"));
             let result = crate::backup::run(&app, &source, &bar, shutdown_token()).await;
@@ -380,14 +398,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             copies(&app, Some(&source)).await?;
         }
         Command::Copy { source } => {
-            let app = open(&cli.config).await?;
+            let app = open(&config_args).await?;
             crate::recovery::settle_before_work(&app).await;
             copies(&app, source.as_deref()).await?;
         }
         Command::Snapshots {
             action: SnapshotsAction::List { source, output },
         } => {
-            let app = open(&cli.config).await?;
+            let app = open(&config_args).await?;
             if let Some(s) = &source
                 && app.config.source(s).is_none()
             {
@@ -419,7 +437,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     "say where to restore: --target URL, --to-file PATH or --to-dir PATH"
                 ),
             };
-            let app = open(&cli.config).await?;
+            let app = open(&config_args).await?;
             let bar = progress_bar(&format!("restoring {snapshot_id}"));
             let req = crate::restore::Request {
                 snapshot_id,
@@ -449,7 +467,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Runs {
             action: RunsAction::List { limit, output },
         } => {
-            let app = open(&cli.config).await?;
+            let app = open(&config_args).await?;
             output::runs(&app.catalog.runs(limit).await?, output)?;
         }
         Command::Prune {
@@ -457,7 +475,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             dry_run,
             output,
         } => {
-            let app = open(&cli.config).await?;
+            let app = open(&config_args).await?;
             if !dry_run {
                 crate::recovery::settle_before_work(&app).await;
             }
@@ -483,7 +501,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Status { output } => {
-            let app = open(&cli.config).await?;
+            let app = open(&config_args).await?;
             let report = crate::status::gather(&app, chrono::Utc::now()).await?;
             match output {
                 StatusOutput::Table => output::status(&report),
@@ -494,9 +512,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
-        Command::Run { once } => return run_daemon(&cli.config, once).await,
+        Command::Run { once } => return run_daemon(&config_args, once).await,
         Command::Verify(args) => {
-            let app = open(&cli.config).await?;
+            let app = open(&config_args).await?;
             let req = crate::verify::Request {
                 what: args.what,
                 sandbox: match args.sandbox {
@@ -520,14 +538,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     output,
                 },
         } => {
-            let app = open(&cli.config).await?;
+            let app = open(&config_args).await?;
             let rows = app.catalog.verifications(source.as_deref(), limit).await?;
             output::verifications(&rows, output)?;
         }
         Command::Catalog {
             action: CatalogAction::Rebuild,
         } => {
-            let app = open(&cli.config).await?;
+            let app = open(&config_args).await?;
             let rebuilt = crate::recovery::rebuild(&app).await?;
             for (store, dir, why) in &rebuilt.skipped {
                 eprintln!("skipped {store}:{dir}: {why}");
@@ -550,7 +568,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Catalog {
             action: CatalogAction::Recover,
         } => {
-            let app = open(&cli.config).await?;
+            let app = open(&config_args).await?;
             let r = crate::recovery::recover(&app).await?;
             println!(
                 "crashed runs settled: {} recorded complete, {} failed, {} orphan object(s) removed",
@@ -564,10 +582,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 /// `lifeboat run [--once]`.
-async fn run_daemon(config: &std::path::Path, once: bool) -> Result<ExitCode> {
+async fn run_daemon(args: &ConfigArgs, once: bool) -> Result<ExitCode> {
     use crate::daemon::{self, http, metrics::Metrics, status::ObjectiveStatus};
     use std::sync::Arc;
-    let app = Arc::new(open(config).await?);
+    let app = Arc::new(open(args).await?);
     let metrics = Arc::new(Metrics::default());
     let leader = crate::leader::build(&app.config, app.kube.clone()).await?;
     let stop = shutdown_token();

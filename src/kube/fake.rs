@@ -45,6 +45,8 @@ pub struct Fake {
     pub calls: Mutex<Vec<Call>>,
     pub snapshotter: Snapshotter,
     pub jobs: JobRunner,
+    /// What the pods of Jobs print (their log).
+    pub pod_log: String,
 }
 
 impl Default for Fake {
@@ -55,6 +57,7 @@ impl Default for Fake {
             calls: Mutex::default(),
             snapshotter: Snapshotter::ReadyAfter(2, "1Gi".into()),
             jobs: JobRunner::SucceedsAfter(2),
+            pod_log: String::new(),
         }
     }
 }
@@ -98,6 +101,12 @@ impl Fake {
             jobs,
             ..Fake::default()
         }
+    }
+
+    /// The pods of Jobs print `log`.
+    pub fn with_pod_log(mut self, log: impl Into<String>) -> Self {
+        self.pod_log = log.into();
+        self
     }
 
     /// Puts an object in place as if someone else had created it (e.g. the PVC to snapshot).
@@ -299,6 +308,16 @@ impl KubeApi for Fake {
         stored["metadata"]["namespace"] = json!(ns);
         stored["metadata"]["uid"] = json!(format!("uid-{}", objects.len()));
         stored["metadata"]["resourceVersion"] = json!("1");
+        if res.kind == "Job" {
+            // The Job controller starts one pod, labelled as the real one labels it.
+            let pod = format!("{name}-x7k2p");
+            objects.insert(
+                ("pods".into(), ns.into(), pod.clone()),
+                json!({ "apiVersion": "v1", "kind": "Pod",
+                        "metadata": { "name": pod, "namespace": ns, "labels": {
+                            "job-name": name, "batch.kubernetes.io/job-name": name } } }),
+            );
+        }
         objects.insert(key, stored.clone());
         Ok(stored)
     }
@@ -408,5 +427,19 @@ impl KubeApi for Fake {
             })
             .map(|(_, obj)| obj.clone())
             .collect())
+    }
+
+    async fn logs(&self, ns: &str, pod: &str) -> Result<String, KubeError> {
+        self.record("get", &super::POD_LOG, ns, pod)?;
+        if lock(&self.objects).contains_key(&("pods".into(), ns.into(), pod.into())) {
+            Ok(self.pod_log.clone())
+        } else {
+            Err(invalid(
+                "get",
+                &super::POD_LOG,
+                pod,
+                format!("pods \"{pod}\" not found (404)"),
+            ))
+        }
     }
 }

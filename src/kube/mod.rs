@@ -106,6 +106,25 @@ pub const JOB: Resource = Resource {
     namespaced: true,
 };
 
+/// The pods of a verification Job (listed to find the Job's pod).
+pub const POD: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "Pod",
+    plural: "pods",
+    namespaced: true,
+};
+
+/// The `log` subresource of a pod (RBAC resource `pods/log`), read through
+/// [`KubeApi::logs`].
+pub const POD_LOG: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "Pod",
+    plural: "pods/log",
+    namespaced: true,
+};
+
 /// Every resource lifeboat calls, with the verbs it uses on it (`replace` is RBAC's `update`).
 pub const USED: &[(Resource, &[&str])] = &[
     (VOLUME_SNAPSHOT, &["create", "get", "delete"]),
@@ -117,6 +136,8 @@ pub const USED: &[(Resource, &[&str])] = &[
     (NETWORK_POLICY, &["create"]),
     (RESOURCE_QUOTA, &["create"]),
     (JOB, &["create", "get"]),
+    (POD, &["list"]),
+    (POD_LOG, &["get"]),
 ];
 
 #[async_trait]
@@ -133,6 +154,8 @@ pub trait KubeApi: Send + Sync {
     async fn replace(&self, res: &Resource, ns: &str, obj: Value) -> Result<Value, KubeError>;
     /// Objects of `res` in `ns` (`""` for cluster-scoped resources) matching a label selector.
     async fn list(&self, res: &Resource, ns: &str, labels: &str) -> Result<Vec<Value>, KubeError>;
+    /// The log of `pod`'s (only) container: stdout and stderr, as text.
+    async fn logs(&self, ns: &str, pod: &str) -> Result<String, KubeError>;
 }
 
 /// The real API server, through `kube`; connects on first use (in-cluster config or
@@ -143,12 +166,8 @@ pub struct Live {
 }
 
 impl Live {
-    async fn api(
-        &self,
-        res: &Resource,
-        ns: &str,
-    ) -> Result<kube::Api<kube::api::DynamicObject>, KubeError> {
-        let client = self
+    async fn client(&self) -> Result<kube::Client, KubeError> {
+        Ok(self
             .client
             .get_or_try_init(|| async {
                 kube::Client::try_default()
@@ -156,7 +175,15 @@ impl Live {
                     .map_err(|e| KubeError::Connect(e.to_string()))
             })
             .await?
-            .clone();
+            .clone())
+    }
+
+    async fn api(
+        &self,
+        res: &Resource,
+        ns: &str,
+    ) -> Result<kube::Api<kube::api::DynamicObject>, KubeError> {
+        let client = self.client().await?;
         let gvk = kube::api::GroupVersionKind::gvk(res.group, res.version, res.kind);
         let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, res.plural);
         if res.namespaced {
@@ -241,5 +268,12 @@ impl KubeApi for Live {
             .map(serde_json::to_value)
             .collect::<Result<_, _>>()
             .map_err(|e| api_err("list", res, labels, e))
+    }
+
+    async fn logs(&self, ns: &str, pod: &str) -> Result<String, KubeError> {
+        kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(self.client().await?, ns)
+            .logs(pod, &kube::api::LogParams::default())
+            .await
+            .map_err(|e| api_err("get", &POD_LOG, pod, e))
     }
 }

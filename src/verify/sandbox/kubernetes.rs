@@ -20,12 +20,14 @@ use serde_json::{Value, json};
 
 use super::super::checks::Check;
 use crate::config::Timeout;
-use crate::kube::{JOB, KubeApi, KubeError, NAMESPACE, NETWORK_POLICY, RESOURCE_QUOTA};
+use crate::kube::{JOB, KubeApi, KubeError, NAMESPACE, NETWORK_POLICY, POD, RESOURCE_QUOTA};
 
 pub const ROLE_LABEL: &str = "lifeboat.dev/role";
 pub const ROLE: &str = "verify-sandbox";
 pub const EXPIRES_LABEL: &str = "lifeboat.dev/expires";
 const JOB_NAME: &str = "restore";
+/// The catalog of the `lifeboat verify` inside the Job (on its emptyDir).
+const INNER_CATALOG: &str = "sqlite:///tmp/lifeboat-catalog.db";
 
 /// `sandbox.kubernetes` of the config.
 #[derive(Debug, Clone, Deserialize)]
@@ -108,22 +110,32 @@ pub fn objects(
         "spec": { "hard": { "pods": "2", "requests.cpu": cpu, "limits.cpu": cpu,
                             "requests.memory": memory, "limits.memory": memory } },
     });
-    let mut pod = json!({
+    let mut volumes = vec![json!({ "name": "tmp", "emptyDir": {} })];
+    let mut mounts = vec![json!({ "name": "tmp", "mountPath": "/tmp" })];
+    if let Some(secret) = &cfg.config_secret {
+        volumes.push(json!({ "name": "config", "secret": { "secretName": secret } }));
+        mounts.push(json!({ "name": "config", "mountPath": "/etc/lifeboat", "readOnly": true }));
+    }
+    let pod = json!({
         "restartPolicy": "Never",
         "automountServiceAccountToken": false,
+        "securityContext": { "runAsNonRoot": true, "seccompProfile": { "type": "RuntimeDefault" } },
         "containers": [{
             "name": "verify", "image": cfg.image,
-            "args": ["verify", snapshot_id, "--sandbox", "local", "--output", "json"],
-            "env": [{ "name": "LIFEBOAT_CONFIG", "value": "/etc/lifeboat/lifeboat.yaml" }],
+            // The production catalog is out of reach (all egress denied): a throwaway one,
+            // into which `verify` records the snapshot from its manifest in the store.
+            "args": ["--catalog", INNER_CATALOG, "--log-format", "json",
+                     "verify", snapshot_id, "--sandbox", "local", "--output", "json"],
+            "env": [{ "name": "LIFEBOAT_CONFIG", "value": "/etc/lifeboat/lifeboat.yaml" },
+                    { "name": "TMPDIR", "value": "/tmp" }],
             "resources": { "requests": { "cpu": cpu, "memory": memory },
                            "limits": { "cpu": cpu, "memory": memory } },
+            "securityContext": { "allowPrivilegeEscalation": false,
+                                 "capabilities": { "drop": ["ALL"] } },
+            "volumeMounts": mounts,
         }],
+        "volumes": volumes,
     });
-    if let Some(secret) = &cfg.config_secret {
-        pod["volumes"] = json!([{ "name": "config", "secret": { "secretName": secret } }]);
-        pod["containers"][0]["volumeMounts"] =
-            json!([{ "name": "config", "mountPath": "/etc/lifeboat", "readOnly": true }]);
-    }
     let job = json!({
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": { "name": JOB_NAME, "namespace": ns, "labels": labels },
@@ -162,15 +174,22 @@ impl Drop for Scratch {
     }
 }
 
-/// Runs one verification in a scratch namespace; returns its checks. The namespace is gone
-/// when this returns.
+/// What a Kubernetes verification found.
+#[derive(Debug)]
+pub struct Outcome {
+    pub checks: Vec<Check>,
+    /// The restore time measured inside the sandbox (from the Job's report), if it was read.
+    pub restore_ms: Option<u64>,
+}
+
+/// Runs one verification in a scratch namespace. The namespace is gone when this returns.
 pub async fn verify(
     kube: Arc<dyn KubeApi>,
     cfg: &KubernetesConfig,
     verification_id: &str,
     snapshot_id: &str,
     now: DateTime<Utc>,
-) -> Result<Vec<Check>, KubeError> {
+) -> Result<Outcome, KubeError> {
     if let Err(e) = sweep(kube.as_ref(), cfg, now).await {
         tracing::warn!(cause = %e, "could not sweep expired verification namespaces");
     }
@@ -189,28 +208,106 @@ pub async fn verify(
             format!("namespace {ns}: all ingress and egress denied, quota set"),
         )];
         kube.create(&JOB, &ns, job).await?;
-        checks.push(wait_job(kube.as_ref(), &ns, cfg.ttl()).await?);
-        Ok(checks)
+        let job_result = wait_job(kube.as_ref(), &ns, cfg.ttl()).await?;
+        let log = job_log(kube.as_ref(), &ns).await;
+        let report = log.as_ref().ok().and_then(|l| parse_report(l));
+        let restore_ms = report.as_ref().and_then(|r| r.restore_ms);
+        let job_check = match (job_result, &report, &log) {
+            (Ok(()), Some(_), _) => Check::pass(
+                "restore job",
+                "the restore and its checks passed in the sandbox",
+            ),
+            (Ok(()), None, log) => Check::pass(
+                "restore job",
+                format!(
+                    "the restore and its checks passed in the sandbox (their details are not available: {})",
+                    log.as_ref().err().map_or("no report in the pod's log", String::as_str)
+                ),
+            ),
+            (Err(why), Some(r), _) => Check::fail(
+                "restore job",
+                format!(
+                    "job {ns}/{JOB_NAME} failed: {}",
+                    r.error.as_deref().unwrap_or(&why)
+                ),
+            ),
+            (Err(why), None, Ok(log)) => Check::fail(
+                "restore job",
+                format!("job {ns}/{JOB_NAME} failed: {why}; log tail: {}", tail(log, 5)),
+            ),
+            (Err(why), None, Err(_)) => {
+                Check::fail("restore job", format!("job {ns}/{JOB_NAME} failed: {why}"))
+            }
+        };
+        if let Some(r) = report {
+            checks.extend(r.checks);
+        }
+        checks.push(job_check);
+        Ok(Outcome { checks, restore_ms })
     }
     .await;
     let deleted = scratch.delete().await;
-    let checks = result?;
+    let outcome = result?;
     deleted?;
-    Ok(checks)
+    Ok(outcome)
 }
 
-/// Waits for the restore Job to succeed or fail.
-async fn wait_job(kube: &dyn KubeApi, ns: &str, limit: Duration) -> Result<Check, KubeError> {
+/// The log of the Job's pod, or why it could not be read.
+async fn job_log(kube: &dyn KubeApi, ns: &str) -> Result<String, String> {
+    let pods = kube
+        .list(&POD, ns, &format!("job-name={JOB_NAME}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let pod = pods
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .next()
+        .ok_or_else(|| format!("no pod of job {ns}/{JOB_NAME}"))?;
+    kube.logs(ns, pod).await.map_err(|e| {
+        tracing::warn!(cause = %e, "cannot read the verification pod's log");
+        e.to_string()
+    })
+}
+
+fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().rev().take(n).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// The part of `lifeboat verify --output json`'s report the outer verification uses.
+#[derive(Debug, Deserialize)]
+pub struct InnerReport {
+    pub restore_ms: Option<u64>,
+    pub checks: Vec<Check>,
+    pub error: Option<String>,
+}
+
+/// Finds the report in a pod's log: the last pretty-printed JSON object (a line that is
+/// just `{`); the JSON log lines around it are single-line objects and are skipped.
+pub fn parse_report(log: &str) -> Option<InnerReport> {
+    let start = log
+        .rmatch_indices("{\n")
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || log.as_bytes()[i - 1] == b'\n')?;
+    serde_json::Deserializer::from_str(&log[start..])
+        .into_iter::<InnerReport>()
+        .next()?
+        .ok()
+}
+
+/// Waits for the restore Job to succeed (`Ok(Ok(()))`) or fail (`Ok(Err(why))`).
+async fn wait_job(
+    kube: &dyn KubeApi,
+    ns: &str,
+    limit: Duration,
+) -> Result<Result<(), String>, KubeError> {
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(50);
     loop {
         let job = kube.get(&JOB, ns, JOB_NAME).await?.unwrap_or(Value::Null);
         let status = &job["status"];
         if status["succeeded"].as_i64().unwrap_or(0) > 0 {
-            return Ok(Check::pass(
-                "restore job",
-                "the restore and its checks passed in the sandbox",
-            ));
+            return Ok(Ok(()));
         }
         let failed_condition = status["conditions"].as_array().and_then(|cs| {
             cs.iter()
@@ -220,16 +317,10 @@ async fn wait_job(kube: &dyn KubeApi, ns: &str, limit: Duration) -> Result<Check
             let why = failed_condition
                 .and_then(|c| c["message"].as_str().or(c["reason"].as_str()))
                 .unwrap_or("the pod failed; see its logs");
-            return Ok(Check::fail(
-                "restore job",
-                format!("job {ns}/{JOB_NAME} failed: {why}"),
-            ));
+            return Ok(Err(why.to_string()));
         }
         if started.elapsed() > limit {
-            return Ok(Check::fail(
-                "restore job",
-                format!("job {ns}/{JOB_NAME} did not finish in time"),
-            ));
+            return Ok(Err("it did not finish in time".into()));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(5));
@@ -260,4 +351,31 @@ pub async fn sweep(
         }
     }
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_is_the_last_pretty_object_among_json_log_lines() {
+        let log = "{\"level\":\"INFO\",\"fields\":{\"message\":\"verification started\"}}\n\
+                   {\n  \"id\": \"verify-1\",\n  \"status\": \"failed\",\n  \"restore_ms\": 1234,\n  \
+                   \"checks\": [\n    { \"name\": \"rows t\", \"passed\": false, \"detail\": \"t: 1 after restore, 2 recorded\" }\n  ],\n  \
+                   \"error\": \"1 check(s) failed: rows t\"\n}\n\
+                   {\"level\":\"INFO\",\"fields\":{\"message\":\"bye\"}}\n";
+        let r = parse_report(log).expect("report");
+        assert_eq!(r.restore_ms, Some(1234));
+        assert_eq!(r.checks.len(), 1);
+        assert!(!r.checks[0].passed);
+        assert_eq!(r.error.as_deref(), Some("1 check(s) failed: rows t"));
+    }
+
+    #[test]
+    fn no_report_in_a_log_of_errors_or_nothing() {
+        assert!(parse_report("").is_none());
+        assert!(parse_report("error: cannot open the catalog\n").is_none());
+        assert!(parse_report("{\"level\":\"ERROR\",\"fields\":{}}\n").is_none());
+        assert!(parse_report("{\n  \"truncated\": ").is_none());
+    }
 }

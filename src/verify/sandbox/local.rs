@@ -27,14 +27,35 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// The pid of the lifeboat process that owns a sandbox directory.
 const OWNER_FILE: &str = "owner.pid";
 
-fn alive(pid: &str) -> bool {
-    !pid.is_empty() && Path::new("/proc").join(pid).exists()
+/// A pid read from a pid file. PostgreSQL writes a standalone backend's (initdb's) pid
+/// negated; anything that is not a pid of a real process (0, 1, garbage) is `None`, so a
+/// signal can never reach a process group or, with -1, every process on the machine.
+fn pid_of(text: &str) -> Option<i32> {
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .map(i32::unsigned_abs)
+        .and_then(|p| i32::try_from(p).ok())
+        .filter(|&p| p > 1)
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// SIGKILL to one process (`pid > 1` only).
+fn kill_process(pid: i32) {
+    if pid > 1
+        && let Some(pid) = rustix::process::Pid::from_raw(pid)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
 }
 
 /// Whether process `pid` belongs to sandbox `dir` (its command line names it, or it runs in
 /// it): a recycled pid must never be killed.
-fn belongs_to(pid: &str, dir: &Path) -> bool {
-    let proc_dir = Path::new("/proc").join(pid);
+fn belongs_to(pid: i32, dir: &Path) -> bool {
+    let proc_dir = Path::new("/proc").join(pid.to_string());
     let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
     let named = String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy());
     let cwd_inside = std::fs::read_link(proc_dir.join("cwd")).is_ok_and(|c| c.starts_with(dir));
@@ -57,24 +78,25 @@ pub fn sweep_stale() -> usize {
         let Ok(owner) = std::fs::read_to_string(dir.join(OWNER_FILE)) else {
             continue; // being created, or not ours
         };
-        if alive(owner.trim()) {
+        if pid_of(&owner).is_some_and(alive) {
             continue;
         }
-        let mut pids: Vec<String> = std::fs::read_dir(&dir)
+        let mut pids: Vec<i32> = std::fs::read_dir(&dir)
             .into_iter()
             .flatten()
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().ends_with(".server-pid"))
             .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|text| pid_of(&text))
             .collect();
         if let Ok(pm) = std::fs::read_to_string(dir.join("pg/data/postmaster.pid"))
-            && let Some(first) = pm.lines().next()
+            && let Some(pid) = pm.lines().next().and_then(pid_of)
         {
-            pids.push(first.to_string());
+            pids.push(pid);
         }
-        for pid in pids.iter().map(|p| p.trim()) {
+        for pid in pids {
             if alive(pid) && belongs_to(pid, &dir) {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
+                kill_process(pid);
             }
         }
         match std::fs::remove_dir_all(&dir) {
@@ -202,11 +224,13 @@ struct GroupKill(Option<u32>);
 
 impl Drop for GroupKill {
     fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pgid}")])
-                .stderr(Stdio::null())
-                .status();
+        if let Some(pgid) = self
+            .0
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|&p| p > 1)
+            && let Some(pgid) = rustix::process::Pid::from_raw(pgid)
+        {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
         }
     }
 }
@@ -343,13 +367,12 @@ impl LocalPostgres {
         cmd
     }
 
-    fn postmaster_pid(&self) -> Option<String> {
+    fn postmaster_pid(&self) -> Option<i32> {
         std::fs::read_to_string(self.data.join("postmaster.pid"))
             .ok()?
             .lines()
             .next()
-            .map(|l| l.trim().to_string())
-            .filter(|p| !p.is_empty())
+            .and_then(pid_of)
     }
 }
 
@@ -375,9 +398,12 @@ impl Drop for LocalPostgres {
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if !stopped && let Some(pid) = self.postmaster_pid() {
+        if !stopped
+            && let Some(pid) = self.postmaster_pid()
+            && belongs_to(pid, &self.root)
+        {
             tracing::warn!(pid, "pg_ctl stop failed; killing the sandbox postmaster");
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            kill_process(pid);
         }
     }
 }
@@ -526,4 +552,20 @@ pub async fn etcd(
         })
         .await?;
     Ok((server, client))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pids_from_files_never_address_a_group_or_every_process() {
+        assert_eq!(pid_of("4242\n"), Some(4242));
+        // A standalone backend (initdb) writes its pid negated. Passed on as `kill -KILL
+        // -1511`, procps kill called kill(-1, SIGKILL): every process on the machine.
+        assert_eq!(pid_of("-4242"), Some(4242));
+        for bad in ["", "0", "1", "-1", "../1", "12abc", " ", "99999999999"] {
+            assert_eq!(pid_of(bad), None, "{bad:?}");
+        }
+    }
 }
