@@ -1188,6 +1188,16 @@ struct LocalServer {
     socket: PathBuf,
 }
 
+/// A throwaway `redis-server` serving `dump.rdb` from its `--dir`, persisting nothing.
+pub const SERVE_RDB_ARGS: [&str; 6] = [
+    "--dbfilename",
+    "dump.rdb",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+];
+
 impl LocalServer {
     fn start(program: &Path, dir: &Path) -> Result<LocalServer, String> {
         let socket = dir.join("redis.sock");
@@ -1197,14 +1207,7 @@ impl LocalServer {
             .arg(&socket)
             .args(["--unixsocketperm", "700", "--dir"])
             .arg(dir)
-            .args([
-                "--dbfilename",
-                "dump.rdb",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(SERVE_RDB_ARGS)
             .args(["--databases", RESTORE_DATABASES, "--daemonize", "no"])
             .arg("--logfile")
             .arg(&log)

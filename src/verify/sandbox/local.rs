@@ -488,14 +488,7 @@ pub async fn redis(dir: &Path, bin_dir: Option<&Path>) -> Result<(Server, String
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .arg("--dir")
         .arg(dir)
-        .args([
-            "--dbfilename",
-            "dump.rdb",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .args(crate::source::redis::SERVE_RDB_ARGS)
         .args(["--daemonize", "no", "--protected-mode", "yes"]);
     let mut server = Server::spawn(cmd, "redis-server", dir.join("redis.log"))?;
     let url = format!("redis://127.0.0.1:{port}");
