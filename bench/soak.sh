@@ -87,7 +87,11 @@ busy() {
   pid=$!
   sleep 5
   rss0=$(rss_kib $pid); t0=$(cpu_ticks $pid); start=$(date +%s)
-  sleep $((SOAK_MINUTES * 60))
+  series="$rss0"
+  for _ in $(seq 1 "$SOAK_MINUTES"); do
+    sleep 60
+    series="$series $(rss_kib $pid)"
+  done
   rss1=$(rss_kib $pid); t1=$(cpu_ticks $pid); end=$(date +%s)
   kill -TERM $pid; wait $pid || true
   minutes=$(( (end - start) / 60 ))
@@ -100,6 +104,7 @@ busy() {
   scheduled=$(( SOAK_SOURCES * (1 + (end - start + 5) / 60) ))
   echo "busy: sources=$SOAK_SOURCES minutes=$minutes scheduled~=$scheduled done=$done_runs failed=$failed overlaps=$overlaps started_30s_late=$late"
   echo "busy: by kind and status: $(q "SELECT group_concat(kind || ' ' || status || '=' || n, ', ') FROM (SELECT kind, status, count(*) n FROM snapshots GROUP BY kind, status)")"
+  echo "busy: rss_per_minute_KiB=[$series]"
   echo "busy: rss_start=${rss0}KiB rss_end=${rss1}KiB cpu=$(( (t1 - t0) * 100 / TICK / (end - start) ))% of one core (avg over the run)"
 }
 

@@ -450,14 +450,23 @@ mod kubernetes {
 
     use lifeboat::kube::fake::{Fake, JobRunner};
     use lifeboat::kube::{JOB, KubeApi, NAMESPACE, NETWORK_POLICY, RESOURCE_QUOTA};
-    use lifeboat::verify::sandbox::kubernetes::{self, KubernetesConfig};
+    use lifeboat::verify::sandbox::kubernetes::{self, Bundle, KubernetesConfig};
     use serde_json::json;
 
     fn cfg() -> KubernetesConfig {
         serde_yaml::from_str(
-            "{ image: \"ghcr.io/acme/lifeboat:1\", ttl: 1h, cpu: \"1\", memory: 2Gi, config_secret: lifeboat-config }",
+            "{ image: \"ghcr.io/acme/lifeboat:1\", ttl: 1h, cpu: \"1\", memory: 2Gi }",
         )
         .unwrap()
+    }
+
+    fn bundle() -> Bundle {
+        Bundle {
+            config_yaml: "catalog: \"postgres://lifeboat:${CATALOG_PASSWORD}@db/lifeboat\"\n"
+                .into(),
+            identity: Some("AGE-SECRET-KEY-1TEST\n".into()),
+            env: [("CATALOG_PASSWORD".to_string(), "s3cret-pw".to_string())].into(),
+        }
     }
 
     #[tokio::test]
@@ -469,6 +478,7 @@ mod kubernetes {
             &cfg(),
             "verify-20261125T111622.123Z-9f3a",
             "20261125T101622.123Z-1234",
+            &bundle(),
             now,
         )
         .await
@@ -488,6 +498,8 @@ mod kubernetes {
                 ("Namespace", String::new()),
                 ("NetworkPolicy", ns.to_string()),
                 ("ResourceQuota", ns.to_string()),
+                ("Secret", ns.to_string()),
+                ("Secret", ns.to_string()),
                 ("Job", ns.to_string()),
             ]
         );
@@ -500,9 +512,16 @@ mod kubernetes {
                 .any(|c| c.verb == "delete" && c.kind == "Namespace" && c.name == ns)
         );
 
-        // What was created: labels, deny-all policy, quota, a Job without API credentials.
-        let (namespace, policy, quota, job) =
-            kubernetes::objects(&cfg(), ns, "20261125T101622.123Z-1234", now);
+        // What was created: labels, deny-all policy, quota, the Job's config, identity and
+        // environment as Secrets inside the namespace, a Job without API credentials.
+        let kubernetes::Objects {
+            namespace,
+            policy,
+            quota,
+            files,
+            env,
+            job,
+        } = kubernetes::objects(&cfg(), ns, "20261125T101622.123Z-1234", &bundle(), now);
         let expires = namespace["metadata"]["labels"]["lifeboat.dev/expires"]
             .as_str()
             .unwrap()
@@ -532,8 +551,17 @@ mod kubernetes {
                 "--sandbox",
                 "local",
                 "--output",
-                "json"
+                "json",
+                "--identity",
+                "/etc/lifeboat/identity"
             ])
+        );
+        assert_eq!(files["stringData"]["lifeboat.yaml"], bundle().config_yaml);
+        assert_eq!(files["stringData"]["identity"], "AGE-SECRET-KEY-1TEST\n");
+        assert_eq!(env["stringData"]["CATALOG_PASSWORD"], "s3cret-pw");
+        assert_eq!(
+            pod["containers"][0]["envFrom"][0]["secretRef"]["name"],
+            env["metadata"]["name"]
         );
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         assert_eq!(
@@ -541,27 +569,98 @@ mod kubernetes {
             json!(["ALL"])
         );
         assert_eq!(pod["volumes"][0]["emptyDir"], json!({}));
-        assert_eq!(pod["volumes"][1]["secret"]["secretName"], "lifeboat-config");
+        assert_eq!(
+            pod["volumes"][1]["secret"]["secretName"],
+            files["metadata"]["name"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_secrets_are_missing_never_passes() {
+        // The contract fake fails a Job whose pod needs a Secret its namespace lacks (a real
+        // pod would never start): the sandbox must bring its own.
+        let fake = Arc::new(Fake::default());
+        let now = chrono::Utc::now();
+        let mut o = kubernetes::objects(&cfg(), "lifeboat-verify-m1", "s1", &bundle(), now);
+        fake.create(&NAMESPACE, "", o.namespace.take())
+            .await
+            .unwrap();
+        fake.create(&JOB, "lifeboat-verify-m1", o.job.take())
+            .await
+            .unwrap();
+        let job = fake
+            .get(&JOB, "lifeboat-verify-m1", "restore")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(job["status"]["failed"], 1, "{job}");
+        assert!(
+            job["status"]["conditions"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("secret \"lifeboat-files\" not found"),
+            "{job}"
+        );
     }
 
     /// Runs, for real, what the sandbox Job's container runs (a fresh throwaway catalog, so
     /// the snapshot must be found in the store); returns its log as the pod would show it.
+    /// The bundle `lifeboat verify --sandbox kubernetes` would send for this env's config.
+    fn env_bundle(env: &super::Env) -> Bundle {
+        Bundle {
+            config_yaml: std::fs::read_to_string(env.path("lifeboat.yaml")).unwrap(),
+            identity: Some(std::fs::read_to_string(env.path("age.key")).unwrap()),
+            env: Default::default(),
+        }
+    }
+
+    /// Runs, for real, what the sandbox Job's container runs, as the pod would: its Secrets
+    /// materialized as the mounted files and environment, a fresh throwaway catalog (so the
+    /// snapshot must be found in the store); returns its log as the pod would show it.
     fn run_job_container(env: &super::Env, id: &str) -> String {
-        let (_, _, _, job) = kubernetes::objects(&cfg(), "ns", id, chrono::Utc::now());
+        let o = kubernetes::objects(&cfg(), "ns", id, &env_bundle(env), chrono::Utc::now());
+        let mount = env.path("etc-lifeboat");
+        std::fs::create_dir_all(&mount).unwrap();
+        for (name, text) in o.files["stringData"].as_object().unwrap() {
+            std::fs::write(mount.join(name), text.as_str().unwrap()).unwrap();
+        }
+        let container = &o.job["spec"]["template"]["spec"]["containers"][0];
+        let mount_at = container["volumeMounts"][1]["mountPath"].as_str().unwrap();
+        let local = |a: &str| a.replace(mount_at, &mount.display().to_string());
         let catalog = format!("sqlite://{}", env.path("job-catalog.db").display());
-        let mut args: Vec<String> = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        let mut args: Vec<String> = container["args"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|a| a.as_str().unwrap().to_string())
+            .map(|a| local(a.as_str().unwrap()))
             .collect();
         let at = args.iter().position(|a| a == "--catalog").unwrap();
         args[at + 1] = catalog;
         // `Env::command` already passes `--log-format json`.
         let at = args.iter().position(|a| a == "--log-format").unwrap();
         args.drain(at..at + 2);
+        // The config as mounted; the store's `file://./store` resolves in the env's directory.
+        std::fs::remove_file(env.path("age.key")).unwrap();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = env.run(&args);
+        let mut cmd = env.command(&args);
+        // (TMPDIR stays the test's sandbox directory, to check the teardown.)
+        for e in container["env"].as_array().unwrap() {
+            if e["name"] != "TMPDIR" {
+                cmd.env(
+                    e["name"].as_str().unwrap(),
+                    local(e["value"].as_str().unwrap()),
+                );
+            }
+        }
+        for (k, v) in o.env["stringData"].as_object().unwrap() {
+            cmd.env(k, v.as_str().unwrap());
+        }
+        let out = cmd.output().unwrap();
+        std::fs::write(
+            env.path("age.key"),
+            o.files["stringData"]["identity"].as_str().unwrap(),
+        )
+        .unwrap();
         format!(
             "{}{}{{\"level\":\"INFO\",\"fields\":{{\"message\":\"bye\"}}}}\n",
             super::text(&out.stderr),
@@ -589,6 +688,7 @@ mod kubernetes {
                 &cfg(),
                 "verify-k1",
                 &id,
+                &env_bundle(&env),
                 chrono::Utc::now(),
             ))
             .unwrap();
@@ -630,6 +730,7 @@ mod kubernetes {
                 &cfg(),
                 "verify-k2",
                 &id,
+                &env_bundle(&env),
                 chrono::Utc::now(),
             ))
             .unwrap();
@@ -660,11 +761,17 @@ mod kubernetes {
         let fake = Arc::new(Fake::with_jobs(JobRunner::Fails(
             "pg_restore: error: could not read input".into(),
         )));
-        let checks =
-            kubernetes::verify(fake.clone(), &cfg(), "verify-x1", "s1", chrono::Utc::now())
-                .await
-                .unwrap()
-                .checks;
+        let checks = kubernetes::verify(
+            fake.clone(),
+            &cfg(),
+            "verify-x1",
+            "s1",
+            &bundle(),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+        .checks;
         let job = checks.iter().find(|c| c.name == "restore job").unwrap();
         assert!(
             !job.passed && job.detail.contains("could not read input"),

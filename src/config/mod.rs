@@ -50,6 +50,26 @@ pub struct Config {
     /// `lifeboat run`: the orchestrator's settings.
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// The text this config was parsed from and the `${VAR}` values it used: what a
+    /// `lifeboat` elsewhere (a Kubernetes verification Job) needs to load the same config.
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+#[derive(Clone, Default)]
+pub struct Origin {
+    pub text: String,
+    /// Every `${VAR}` the text references that is set, with its value (secrets included).
+    pub vars: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Origin")
+            .field("text_bytes", &self.text.len())
+            .field("vars", &self.vars.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// `defaults: { objectives, rto_overhead, verify_max_age }`: applied to every source that
@@ -548,12 +568,25 @@ impl Config {
                 format!("not valid YAML: {e}"),
             )
         })?;
-        interpolate::interpolate(&mut value, &mut String::new(), env)
+        let used = std::cell::RefCell::new(BTreeMap::new());
+        let recording = |name: &str| {
+            let value = env(name);
+            if let Some(v) = &value {
+                used.borrow_mut().insert(name.to_string(), v.clone());
+            }
+            value
+        };
+        interpolate::interpolate(&mut value, &mut String::new(), &recording)
             .map_err(|(path, message)| invalid(path, message))?;
-        let config: Config = from_value(value).map_err(|(path, message)| invalid(path, message))?;
+        let mut config: Config =
+            from_value(value).map_err(|(path, message)| invalid(path, message))?;
         config
             .validate()
             .map_err(|(path, message)| invalid(path, message))?;
+        config.origin = Origin {
+            text: text.to_string(),
+            vars: used.into_inner(),
+        };
         Ok(config)
     }
 

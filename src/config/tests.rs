@@ -51,6 +51,19 @@ fn issue_example_loads() {
     assert_eq!(o.rpo.0.as_secs(), 6 * 3600);
     assert_eq!(o.rto.0.as_secs(), 30 * 60);
     assert_eq!(c.compression.level, 3);
+    // What a verification Job needs to load the same file elsewhere.
+    assert_eq!(c.origin.text, example());
+    assert_eq!(
+        c.origin.vars.iter().collect::<Vec<_>>(),
+        [(
+            &"S3_ENDPOINT".to_string(),
+            &"http://127.0.0.1:9000".to_string()
+        )]
+    );
+    assert!(
+        !format!("{:?}", c.origin).contains("9000"),
+        "values are not Debug-printed"
+    );
 }
 
 #[test]

@@ -229,6 +229,36 @@ impl Fake {
         }
     }
 
+    /// A Secret the Job's pod needs (volume, envFrom, env) that its namespace lacks.
+    fn missing_secret(
+        objects: &BTreeMap<(String, String, String), Value>,
+        ns: &str,
+        job: &Value,
+    ) -> Option<String> {
+        let pod = &job["spec"]["template"]["spec"];
+        let mut wanted: Vec<&str> = Vec::new();
+        for v in pod["volumes"].as_array().into_iter().flatten() {
+            wanted.extend(v["secret"]["secretName"].as_str());
+        }
+        for c in pod["containers"].as_array().into_iter().flatten() {
+            for e in c["envFrom"].as_array().into_iter().flatten() {
+                if e["secretRef"]["optional"] != true {
+                    wanted.extend(e["secretRef"]["name"].as_str());
+                }
+            }
+            for e in c["env"].as_array().into_iter().flatten() {
+                let r = &e["valueFrom"]["secretKeyRef"];
+                if r["optional"] != true {
+                    wanted.extend(r["name"].as_str());
+                }
+            }
+        }
+        wanted
+            .into_iter()
+            .find(|name| !objects.contains_key(&("secrets".into(), ns.into(), name.to_string())))
+            .map(str::to_string)
+    }
+
     fn labels_match(obj: &Value, selector: &str) -> bool {
         selector
             .split(',')
@@ -366,9 +396,21 @@ impl KubeApi for Fake {
         self.record("get", res, ns, name)?;
         let key = (res.plural.to_string(), ns.to_string(), name.to_string());
         let mut objects = lock(&self.objects);
+        let missing = match objects.get(&key) {
+            None => return Ok(None),
+            Some(job) if res.kind == "Job" => Self::missing_secret(&objects, ns, job),
+            Some(_) => None,
+        };
         let Some(obj) = objects.get_mut(&key) else {
             return Ok(None);
         };
+        if let Some(missing) = missing {
+            // A real pod would sit in CreateContainerConfigError until the Job's deadline.
+            obj["status"] = json!({ "failed": 1, "conditions": [
+                { "type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                  "message": format!("pod cannot start: secret \"{missing}\" not found in namespace {ns}") }] });
+            return Ok(Some(obj.clone()));
+        }
         if res.kind == "Job" {
             let mut gets = lock(&self.gets);
             let n = gets.entry((ns.into(), format!("job/{name}"))).or_default();

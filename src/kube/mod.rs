@@ -106,6 +106,15 @@ pub const JOB: Resource = Resource {
     namespaced: true,
 };
 
+/// What a verification Job needs (config, identity, credentials), inside its namespace.
+pub const SECRET: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "Secret",
+    plural: "secrets",
+    namespaced: true,
+};
+
 /// The pods of a verification Job (listed to find the Job's pod).
 pub const POD: Resource = Resource {
     group: "",
@@ -135,6 +144,7 @@ pub const USED: &[(Resource, &[&str])] = &[
     (NAMESPACE, &["create", "delete", "list"]),
     (NETWORK_POLICY, &["create"]),
     (RESOURCE_QUOTA, &["create"]),
+    (SECRET, &["create"]),
     (JOB, &["create", "get"]),
     (POD, &["list"]),
     (POD_LOG, &["get"]),

@@ -289,6 +289,51 @@ pub async fn run(
     })
 }
 
+/// Store credentials the object-store and S3 clients read from the environment, carried into
+/// a Kubernetes sandbox when set (its Job has no service account token: IRSA and workload
+/// identity do not reach it).
+const STORE_CREDENTIAL_VARS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_KEY",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+];
+
+/// What the Job's `lifeboat` needs: this config's text, the values of its `${VAR}`s, the
+/// store credentials in our environment, and the age identity.
+fn job_bundle(app: &App, req: &Request) -> Result<sandbox::kubernetes::Bundle, Failure> {
+    let mut env = app.config.origin.vars.clone();
+    for name in STORE_CREDENTIAL_VARS {
+        if let Ok(v) = std::env::var(name) {
+            env.entry(name.to_string()).or_insert(v);
+        }
+    }
+    let identity = match req
+        .identity
+        .as_ref()
+        .or(app.config.encryption.identity_file.as_ref())
+    {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            Failure::new(format!(
+                "cannot read the age identity {} for the sandbox: {e}; pass --identity or fix `encryption.identity_file`",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    Ok(sandbox::kubernetes::Bundle {
+        config_yaml: app.config.origin.text.clone(),
+        identity,
+        env,
+    })
+}
+
 /// A snapshot the catalog does not know (a fresh catalog after a disaster, or the
 /// throwaway one inside a Kubernetes sandbox Job) but a configured store holds: record it
 /// from its manifest, as `lifeboat catalog rebuild` would.
@@ -353,12 +398,14 @@ async fn verify_snapshot(
                         "no `sandbox.kubernetes` in the config; set at least its `image` to verify in Kubernetes",
                     )
                 })?;
+            let bundle = job_bundle(app, req)?;
             let started = Instant::now();
             let outcome = sandbox::kubernetes::verify(
                 app.kube.clone(),
                 &cfg,
                 verification_id,
                 snapshot_id,
+                &bundle,
                 chrono::Utc::now(),
             )
             .await?;

@@ -11,6 +11,7 @@
 //!   dropped) the namespace keeps its `lifeboat.dev/expires` label and [`sweep`] (run before
 //!   every Kubernetes verification) deletes it once expired.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,9 @@ use serde_json::{Value, json};
 
 use super::super::checks::Check;
 use crate::config::Timeout;
-use crate::kube::{JOB, KubeApi, KubeError, NAMESPACE, NETWORK_POLICY, POD, RESOURCE_QUOTA};
+use crate::kube::{
+    JOB, KubeApi, KubeError, NAMESPACE, NETWORK_POLICY, POD, RESOURCE_QUOTA, SECRET,
+};
 
 pub const ROLE_LABEL: &str = "lifeboat.dev/role";
 pub const ROLE: &str = "verify-sandbox";
@@ -42,8 +45,6 @@ pub struct KubernetesConfig {
     /// ResourceQuota limits of the namespace (default 2 CPUs, 4Gi).
     pub cpu: Option<String>,
     pub memory: Option<String>,
-    /// Secret holding `lifeboat.yaml` and the age identity, mounted at /etc/lifeboat.
-    pub config_secret: Option<String>,
     /// The only egress allowed from the namespace (the object store's addresses).
     #[serde(default)]
     pub egress_cidrs: Vec<String>,
@@ -73,13 +74,51 @@ pub fn namespace_name(prefix: &str, verification_id: &str) -> String {
     name.trim_end_matches('-').to_string()
 }
 
+/// What the `lifeboat` inside the Job needs and cannot reach from the isolated namespace:
+/// put into it as two Secrets (deleted with the namespace).
+#[derive(Clone, Default)]
+pub struct Bundle {
+    /// The config file's text (its `${VAR}` references resolve from `env`).
+    pub config_yaml: String,
+    /// The age identity, to decrypt the snapshot.
+    pub identity: Option<String>,
+    /// Environment variables: the config's `${VAR}` values and store credentials.
+    pub env: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bundle")
+            .field("identity", &self.identity.is_some())
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The objects of a sandbox, in creation order.
+pub struct Objects {
+    pub namespace: Value,
+    pub policy: Value,
+    pub quota: Value,
+    /// `lifeboat.yaml` and `identity`, mounted at /etc/lifeboat.
+    pub files: Value,
+    /// Environment variables, as `envFrom`.
+    pub env: Value,
+    pub job: Value,
+}
+
+const FILES_SECRET: &str = "lifeboat-files";
+const ENV_SECRET: &str = "lifeboat-env";
+const MOUNT: &str = "/etc/lifeboat";
+
 /// The objects of a sandbox (pure; tested without an API).
 pub fn objects(
     cfg: &KubernetesConfig,
     ns: &str,
     snapshot_id: &str,
+    bundle: &Bundle,
     now: DateTime<Utc>,
-) -> (Value, Value, Value, Value) {
+) -> Objects {
     let expires = now.timestamp() + cfg.ttl().as_secs() as i64;
     let labels = json!({
         "app.kubernetes.io/managed-by": "lifeboat",
@@ -110,12 +149,35 @@ pub fn objects(
         "spec": { "hard": { "pods": "2", "requests.cpu": cpu, "limits.cpu": cpu,
                             "requests.memory": memory, "limits.memory": memory } },
     });
-    let mut volumes = vec![json!({ "name": "tmp", "emptyDir": {} })];
-    let mut mounts = vec![json!({ "name": "tmp", "mountPath": "/tmp" })];
-    if let Some(secret) = &cfg.config_secret {
-        volumes.push(json!({ "name": "config", "secret": { "secretName": secret } }));
-        mounts.push(json!({ "name": "config", "mountPath": "/etc/lifeboat", "readOnly": true }));
+    let mut files = json!({ "lifeboat.yaml": bundle.config_yaml });
+    let mut args: Vec<String> = [
+        "--catalog",
+        INNER_CATALOG,
+        "--log-format",
+        "json",
+        "verify",
+        snapshot_id,
+        "--sandbox",
+        "local",
+        "--output",
+        "json",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    if let Some(identity) = &bundle.identity {
+        files["identity"] = json!(identity);
+        args.extend(["--identity".to_string(), format!("{MOUNT}/identity")]);
     }
+    let secret = |name: &str, data: Value| {
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": { "name": name, "namespace": ns, "labels": labels },
+            "stringData": data,
+        })
+    };
+    let files = secret(FILES_SECRET, files);
+    let env = secret(ENV_SECRET, json!(bundle.env));
     let pod = json!({
         "restartPolicy": "Never",
         "automountServiceAccountToken": false,
@@ -124,17 +186,19 @@ pub fn objects(
             "name": "verify", "image": cfg.image,
             // The production catalog is out of reach (all egress denied): a throwaway one,
             // into which `verify` records the snapshot from its manifest in the store.
-            "args": ["--catalog", INNER_CATALOG, "--log-format", "json",
-                     "verify", snapshot_id, "--sandbox", "local", "--output", "json"],
-            "env": [{ "name": "LIFEBOAT_CONFIG", "value": "/etc/lifeboat/lifeboat.yaml" },
+            "args": args,
+            "env": [{ "name": "LIFEBOAT_CONFIG", "value": format!("{MOUNT}/lifeboat.yaml") },
                     { "name": "TMPDIR", "value": "/tmp" }],
+            "envFrom": [{ "secretRef": { "name": ENV_SECRET } }],
             "resources": { "requests": { "cpu": cpu, "memory": memory },
                            "limits": { "cpu": cpu, "memory": memory } },
             "securityContext": { "allowPrivilegeEscalation": false,
                                  "capabilities": { "drop": ["ALL"] } },
-            "volumeMounts": mounts,
+            "volumeMounts": [{ "name": "tmp", "mountPath": "/tmp" },
+                             { "name": "files", "mountPath": MOUNT, "readOnly": true }],
         }],
-        "volumes": volumes,
+        "volumes": [{ "name": "tmp", "emptyDir": {} },
+                    { "name": "files", "secret": { "secretName": FILES_SECRET, "defaultMode": 0o400 } }],
     });
     let job = json!({
         "apiVersion": "batch/v1", "kind": "Job",
@@ -142,7 +206,14 @@ pub fn objects(
         "spec": { "backoffLimit": 0, "activeDeadlineSeconds": cfg.ttl().as_secs(),
                   "template": { "metadata": { "labels": labels }, "spec": pod } },
     });
-    (namespace, policy, quota, job)
+    Objects {
+        namespace,
+        policy,
+        quota,
+        files,
+        env,
+        job,
+    }
 }
 
 /// Deletes the namespace when dropped without [`Scratch::delete`] (a timeout, Ctrl-C):
@@ -188,26 +259,29 @@ pub async fn verify(
     cfg: &KubernetesConfig,
     verification_id: &str,
     snapshot_id: &str,
+    bundle: &Bundle,
     now: DateTime<Utc>,
 ) -> Result<Outcome, KubeError> {
     if let Err(e) = sweep(kube.as_ref(), cfg, now).await {
         tracing::warn!(cause = %e, "could not sweep expired verification namespaces");
     }
     let ns = namespace_name(cfg.prefix(), verification_id);
-    let (namespace, policy, quota, job) = objects(cfg, &ns, snapshot_id, now);
-    kube.create(&NAMESPACE, "", namespace).await?;
+    let o = objects(cfg, &ns, snapshot_id, bundle, now);
+    kube.create(&NAMESPACE, "", o.namespace).await?;
     let scratch = Scratch {
         kube: kube.clone(),
         ns: Some(ns.clone()),
     };
     let result = async {
-        kube.create(&NETWORK_POLICY, &ns, policy).await?;
-        kube.create(&RESOURCE_QUOTA, &ns, quota).await?;
+        kube.create(&NETWORK_POLICY, &ns, o.policy).await?;
+        kube.create(&RESOURCE_QUOTA, &ns, o.quota).await?;
+        kube.create(&SECRET, &ns, o.files).await?;
+        kube.create(&SECRET, &ns, o.env).await?;
         let mut checks = vec![Check::pass(
             "isolated",
             format!("namespace {ns}: all ingress and egress denied, quota set"),
         )];
-        kube.create(&JOB, &ns, job).await?;
+        kube.create(&JOB, &ns, o.job).await?;
         let job_result = wait_job(kube.as_ref(), &ns, cfg.ttl()).await?;
         let log = job_log(kube.as_ref(), &ns).await;
         let report = log.as_ref().ok().and_then(|l| parse_report(l));
