@@ -384,7 +384,30 @@ fn dockerfile_runtime_has_the_client_tools_and_runs_as_non_root() {
         text.matches("\nFROM ").count() + usize::from(text.starts_with("FROM ")) >= 2,
         "multi-stage"
     );
-    let runtime = text.rsplit("FROM ").next().expect("runtime stage");
+    let stage = |name: &str| {
+        text.split("\nFROM ")
+            .find(|s| {
+                s.lines()
+                    .next()
+                    .is_some_and(|l| l.ends_with(&format!(" AS {name}")))
+            })
+            .unwrap_or_else(|| panic!("no stage {name}"))
+    };
+    let runtime = stage("runtime");
+    assert_eq!(
+        text.rsplit("\nFROM ").next().map(str::trim),
+        Some("runtime"),
+        "the default (last) stage is the runtime image"
+    );
+    let sandbox = stage("sandbox");
+    for pkg in ["postgresql ", "redis-server", "etcd-server"] {
+        assert!(sandbox.contains(pkg), "sandbox image lacks {pkg}");
+    }
+    assert_eq!(
+        sandbox.lines().filter(|l| l.starts_with("USER ")).last(),
+        Some("USER 65532:65532"),
+        "sandbox runs as non-root"
+    );
     for pkg in [
         "postgresql-client",
         "redis-tools",
