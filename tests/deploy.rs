@@ -404,7 +404,7 @@ fn dockerfile_runtime_has_the_client_tools_and_runs_as_non_root() {
         assert!(sandbox.contains(pkg), "sandbox image lacks {pkg}");
     }
     assert_eq!(
-        sandbox.lines().filter(|l| l.starts_with("USER ")).last(),
+        sandbox.lines().rfind(|l| l.starts_with("USER ")),
         Some("USER 65532:65532"),
         "sandbox runs as non-root"
     );
