@@ -49,8 +49,16 @@ if [ "$SOAK_KINDS" = real ]; then
   for i in $(seq 1 500); do ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$EPORT" put "/soak/$i" "v$i" >/dev/null; done
   servers_stop() {
     pg_stop_all
-    kill "$(cat "$work/redis.pid" 2>/dev/null)" 2>/dev/null || true
+    local rpid
+    rpid=$(cat "$work/redis.pid" 2>/dev/null || true)
+    [ -z "$rpid" ] || kill "$rpid" 2>/dev/null || true
     kill "$ETCD_PID" 2>/dev/null || true
+    wait "$ETCD_PID" 2>/dev/null || true
+    # The directory is removed next: let redis-server finish exiting first.
+    for _ in $(seq 1 50); do
+      [ -n "$rpid" ] && kill -0 "$rpid" 2>/dev/null || break
+      sleep 0.1
+    done
   }
 fi
 recipient=$("$BIN" keys generate --output age.key 2>/dev/null)
