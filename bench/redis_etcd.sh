@@ -59,23 +59,9 @@
 
 set -euo pipefail
 
-die() { echo "redis_etcd.sh: error: $*" >&2; exit 1; }
-say() { echo "==> $*" >&2; }
-
-usage() { sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; }
-
-OUT=""
-KEEP=0
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --out) [[ $# -ge 2 ]] || die "--out needs a file"; OUT=$2; shift 2 ;;
-    --keep) KEEP=1; shift ;;
-    -h | --help) usage; exit 0 ;;
-    *) die "unknown argument '$1' (see --help)" ;;
-  esac
-done
-
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init "$@"
 BENCH_ONLY=${BENCH_ONLY:-}
 REDIS_MB=${BENCH_REDIS_MB:-1024}
 POP_PCT=${BENCH_REDIS_POPULATE_PCT:-20}
@@ -86,9 +72,6 @@ ROUNDS=${BENCH_ROUNDS:-2}
 ETCD_ROUNDS=${BENCH_ETCD_ROUNDS:-5}
 LEVEL=${BENCH_ZSTD_LEVEL:-3}
 THREADS=${BENCH_ZSTD_THREADS:-0}
-NICE=()
-[[ -n ${BENCH_NICE:-} ]] && NICE=(nice -n "$BENCH_NICE")
-[[ -n $OUT && $OUT != /* ]] && OUT="$PWD/$OUT"
 DO_REDIS=1
 DO_ETCD=1
 case "$BENCH_ONLY" in
@@ -103,13 +86,8 @@ esac
 export ETCDCTL_API=3
 
 # ---------------------------------------------------------------------------- prerequisites
-TIME=/usr/bin/time
-if ! [[ -x $TIME ]] || ! "$TIME" -v true >/dev/null 2>&1; then
-  die "GNU time is needed at /usr/bin/time (for -v: wall time and peak RSS); install it with: apt-get install -y time"
-fi
-for tool in age zstd jq python3; do
-  command -v "$tool" >/dev/null || die "'$tool' is not installed"
-done
+bench_need_time
+bench_need age zstd jq python3
 if ((DO_REDIS)); then
   for tool in redis-server redis-cli; do
     command -v "$tool" >/dev/null || die "'$tool' not found (apt-get install -y redis-server redis-tools, or set REDIS_BIN_DIR)"
@@ -122,15 +100,7 @@ if ((DO_ETCD)); then
   done
 fi
 
-if [[ -z ${LIFEBOAT_BIN:-} ]]; then
-  LIFEBOAT_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/lifeboat"
-  if [[ ! -x $LIFEBOAT_BIN ]]; then
-    say "building lifeboat (cargo build --release); set LIFEBOAT_BIN to skip"
-    (cd "$REPO" && cargo build --release) || die "cargo build --release failed"
-  fi
-fi
-[[ -x $LIFEBOAT_BIN ]] || die "LIFEBOAT_BIN=$LIFEBOAT_BIN is not an executable"
-LIFEBOAT_BIN=$(cd "$(dirname "$LIFEBOAT_BIN")" && pwd)/$(basename "$LIFEBOAT_BIN")
+bench_lifeboat_bin
 
 # ---------------------------------------------------------------------------- work dir, cleanup
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lifeboat-bench-re.XXXXXX")

@@ -18,46 +18,19 @@
 
 set -euo pipefail
 
-die() { echo "verify.sh: error: $*" >&2; exit 1; }
-say() { echo "==> $*" >&2; }
-
-OUT=""
-KEEP=0
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --out) [[ $# -ge 2 ]] || die "--out needs a file"; OUT=$2; shift 2 ;;
-    --keep) KEEP=1; shift ;;
-    -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument '$1' (see --help)" ;;
-  esac
-done
-
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init "$@"
 PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 BENCH_SCALE=${BENCH_SCALE:-30}
 BENCH_DB_MB=${BENCH_DB_MB:-1024}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 LEVEL=${BENCH_ZSTD_LEVEL:-3}
-NICE=()
-[[ -n ${BENCH_NICE:-} ]] && NICE=(nice -n "$BENCH_NICE")
-[[ -n $OUT && $OUT != /* ]] && OUT="$PWD/$OUT"
 
-for tool in age zstd jq; do
-  command -v "$tool" >/dev/null || die "'$tool' is not installed (apt-get install -y $tool)"
-done
-for tool in initdb pg_ctl pg_dump pg_restore pgbench psql createdb; do
-  [[ -x $PG_BIN/$tool ]] || die "$PG_BIN/$tool not found; set PG_BIN to the PostgreSQL bin directory"
-done
-export PATH="$PG_BIN:$PATH"
+bench_need age zstd jq
+bench_need_pg initdb pg_ctl pg_dump pg_restore pgbench psql createdb
 
-if [[ -z ${LIFEBOAT_BIN:-} ]]; then
-  LIFEBOAT_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/lifeboat"
-  if [[ ! -x $LIFEBOAT_BIN ]]; then
-    say "building lifeboat (cargo build --release); set LIFEBOAT_BIN to skip"
-    (cd "$REPO" && cargo build --release) || die "cargo build --release failed"
-  fi
-fi
-LIFEBOAT_BIN=$(cd "$(dirname "$LIFEBOAT_BIN")" && pwd)/$(basename "$LIFEBOAT_BIN")
+bench_lifeboat_bin
 
 if [[ $(id -u) -eq 0 ]]; then
   as_pg() { runuser -u postgres -- "$@"; }
