@@ -797,12 +797,7 @@ impl Target for EtcdTarget {
                     .stdin(Stdio::null())
                     .stdout(Stdio::null());
                 Process::spawn(cmd, Vec::new())?.wait()?;
-                // An empty DIR is replaced (rename(2) may replace an empty directory).
-                std::fs::rename(&temps.dir, &dir).map_err(|e| {
-                    fail(format!(
-                        "cannot move the restored data directory into place: {e}; DIR must still be missing or empty"
-                    ))
-                })?;
+                super::files::move_into_place(&temps.dir, &dir).map_err(fail)?;
                 drop(temps);
                 Ok(())
             }),

@@ -364,6 +364,18 @@ pub fn check_empty_dir(dir: &Path) -> Result<(), String> {
     }
 }
 
+/// Moves a fully restored `staged` directory (a sibling of `dir`) to `dir`, which must still
+/// be missing or empty: checked again, as something may have written there meanwhile;
+/// rename(2) then replaces an empty directory in one step.
+pub fn move_into_place(staged: &Path, dir: &Path) -> Result<(), String> {
+    check_empty_dir(dir)?;
+    fs::rename(staged, dir).map_err(|e| {
+        format!(
+            "cannot move the restored directory into place: {e}; it must still be missing or empty"
+        )
+    })
+}
+
 /// A staging directory removed unless it was moved into place.
 struct Staging {
     path: PathBuf,
@@ -420,11 +432,7 @@ impl Target for DirTarget {
                     .join()
                     .map_err(|_| fail("the extractor thread panicked".into()))?
                     .map_err(|e| fail(e.to_string()))?;
-                check_empty_dir(&dir).map_err(&fail)?;
-                if dir.exists() {
-                    fs::remove_dir(&dir).map_err(|e| fail(e.to_string()))?;
-                }
-                fs::rename(&guard.path, &dir).map_err(|e| fail(e.to_string()))?;
+                move_into_place(&guard.path, &dir).map_err(fail)?;
                 guard.done = true;
                 drop(guard);
                 Ok(())
