@@ -219,15 +219,17 @@ fn q(what: &'static str) -> impl Fn(sqlx::Error) -> CatalogError {
     }
 }
 
-/// Holds an exclusive `flock` on `<database>.open.lock` while this process opens the catalog.
-async fn sqlite_open_lock(connect_url: &str) -> Result<Option<std::fs::File>, String> {
-    let path = connect_url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
+/// The database file of a `sqlite:` catalog URL; `None` for other URLs and in-memory ones.
+pub fn sqlite_file(url: &str) -> Option<&str> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = path.split('?').next().unwrap_or(path);
-    if path.is_empty() || path.contains(":memory:") {
-        return Ok(None);
-    }
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Holds an exclusive `flock` on `<database>.open.lock` while this process opens the catalog.
+async fn sqlite_open_lock(path: &str) -> Result<std::fs::File, String> {
     let lock_path = format!("{path}.open.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -238,7 +240,7 @@ async fn sqlite_open_lock(connect_url: &str) -> Result<Option<std::fs::File>, St
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(Some(file)),
+            Ok(()) => return Ok(file),
             Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
@@ -268,14 +270,12 @@ impl Catalog {
         };
         let mut connect_url = url.expose().to_string();
         let is_sqlite = connect_url.starts_with("sqlite:");
+        let file = sqlite_file(&connect_url).map(str::to_string);
         if is_sqlite {
-            let path = connect_url
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:");
-            let path = path.split('?').next().unwrap_or(path);
-            if let Some(parent) = std::path::Path::new(path)
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty() && path != ":memory:")
+            if let Some(parent) = file
+                .as_deref()
+                .and_then(|f| std::path::Path::new(f).parent())
+                .filter(|p| !p.as_os_str().is_empty())
             {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| open_err(format!("cannot create {}: {e}", parent.display())))?;
@@ -293,10 +293,9 @@ impl Catalog {
         // Processes sharing one SQLite file (two daemon replicas, a CronJob and a shell) open it
         // one at a time: switching to WAL and migrating take locks that SQLite may refuse
         // without waiting ("database is locked") when another opener holds a read lock.
-        let _opening = if is_sqlite {
-            Some(sqlite_open_lock(&connect_url).await.map_err(open_err)?)
-        } else {
-            None
+        let _opening = match &file {
+            Some(f) => Some(sqlite_open_lock(f).await.map_err(open_err)?),
+            None => None,
         };
         let mut attempt = 0u32;
         loop {

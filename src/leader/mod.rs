@@ -126,12 +126,5 @@ pub async fn build(
 
 /// `<sqlite path>.leader.lock` for a `sqlite://PATH` catalog.
 fn default_lock_file(url: &str) -> Option<PathBuf> {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = path.split('?').next().unwrap_or(path);
-    if path.is_empty() || path == ":memory:" {
-        return None;
-    }
-    Some(PathBuf::from(format!("{path}.leader.lock")))
+    crate::catalog::sqlite_file(url).map(|path| PathBuf::from(format!("{path}.leader.lock")))
 }
