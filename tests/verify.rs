@@ -231,7 +231,20 @@ fn sandbox_is_torn_down_after_timeout_and_sigint() {
     pg_config(&env, &pg);
     let id = env.backup();
 
-    let (ok, report) = verify_json(&env, &["db", "--timeout", "1s"]);
+    // A check that outlasts the timeout, so it fires with the sandbox server up however
+    // fast the restore is.
+    let config = std::fs::read_to_string(env.path("lifeboat.yaml")).unwrap();
+    std::fs::write(
+        env.path("lifeboat.yaml"),
+        config.replacen(
+            "checks:\n",
+            "checks:\n        - { name: slow, command: [\"sleep\", \"60\"] }\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let (ok, report) = verify_json(&env, &["db", "--timeout", "3s"]);
+    std::fs::write(env.path("lifeboat.yaml"), config).unwrap();
     assert!(!ok);
     assert!(
         report["error"].as_str().unwrap().contains("timed out"),

@@ -7,7 +7,7 @@ pub mod etcd;
 mod file;
 pub mod files;
 pub mod postgres;
-mod process;
+pub(crate) mod process;
 pub mod redis;
 pub mod volume_snapshot;
 

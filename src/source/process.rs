@@ -98,13 +98,9 @@ impl Process {
             if reaped.load(Ordering::SeqCst) {
                 return;
             }
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                match rustix::process::kill_process(pid, rustix::process::Signal::KILL) {
-                    Ok(()) => {
-                        tracing::info!(program = %program, pid = pid.as_raw_nonzero().get(), "stopped the child process")
-                    }
-                    Err(e) => tracing::debug!(program = %program, cause = %e, "child already gone"),
-                }
+            match sigkill(pid) {
+                Ok(()) => tracing::info!(program = %program, pid, "stopped the child process"),
+                Err(e) => tracing::debug!(program = %program, cause = %e, "child already gone"),
             }
         })
     }
@@ -185,4 +181,29 @@ pub fn find_program(bin_dir: Option<&Path>, program: &str) -> Option<std::path::
             .map(|d| d.join(program))
             .find(|p| executable(p)),
     }
+}
+
+/// SIGKILL to process `pid` ([`sigkill_group`]: to process group `pid`). Only pids above 1
+/// are signalled: 0 and negative values address groups, and -1 every process.
+pub fn sigkill(pid: u32) -> Result<(), String> {
+    rustix::process::kill_process(checked_pid(pid)?, rustix::process::Signal::KILL)
+        .map_err(|e| e.to_string())
+}
+
+pub fn sigkill_group(pgid: u32) -> Result<(), String> {
+    rustix::process::kill_process_group(checked_pid(pgid)?, rustix::process::Signal::KILL)
+        .map_err(|e| e.to_string())
+}
+
+/// Whether process group `pgid` still has members (zombies not yet reaped included).
+pub fn group_alive(pgid: u32) -> bool {
+    checked_pid(pgid).is_ok_and(|p| rustix::process::test_kill_process_group(p).is_ok())
+}
+
+fn checked_pid(pid: u32) -> Result<rustix::process::Pid, String> {
+    i32::try_from(pid)
+        .ok()
+        .filter(|&p| p > 1)
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| format!("{pid} is not a process id lifeboat may signal"))
 }

@@ -30,31 +30,21 @@ const OWNER_FILE: &str = "owner.pid";
 /// A pid read from a pid file. PostgreSQL writes a standalone backend's (initdb's) pid
 /// negated; anything that is not a pid of a real process (0, 1, garbage) is `None`, so a
 /// signal can never reach a process group or, with -1, every process on the machine.
-fn pid_of(text: &str) -> Option<i32> {
+fn pid_of(text: &str) -> Option<u32> {
     text.trim()
         .parse::<i32>()
         .ok()
         .map(i32::unsigned_abs)
-        .and_then(|p| i32::try_from(p).ok())
         .filter(|&p| p > 1)
 }
 
-fn alive(pid: i32) -> bool {
+fn alive(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
-}
-
-/// SIGKILL to one process (`pid > 1` only).
-fn kill_process(pid: i32) {
-    if pid > 1
-        && let Some(pid) = rustix::process::Pid::from_raw(pid)
-    {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-    }
 }
 
 /// Whether process `pid` belongs to sandbox `dir` (its command line names it, or it runs in
 /// it): a recycled pid must never be killed.
-fn belongs_to(pid: i32, dir: &Path) -> bool {
+fn belongs_to(pid: u32, dir: &Path) -> bool {
     let proc_dir = Path::new("/proc").join(pid.to_string());
     let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
     let named = String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy());
@@ -81,7 +71,7 @@ pub fn sweep_stale() -> usize {
         if pid_of(&owner).is_some_and(alive) {
             continue;
         }
-        let mut pids: Vec<i32> = std::fs::read_dir(&dir)
+        let mut pids: Vec<u32> = std::fs::read_dir(&dir)
             .into_iter()
             .flatten()
             .flatten()
@@ -96,7 +86,7 @@ pub fn sweep_stale() -> usize {
         }
         for pid in pids {
             if alive(pid) && belongs_to(pid, &dir) {
-                kill_process(pid);
+                let _ = crate::source::process::sigkill(pid);
             }
         }
         match std::fs::remove_dir_all(&dir) {
@@ -159,9 +149,20 @@ impl SandboxDir {
 
 impl Drop for SandboxDir {
     fn drop(&mut self) {
-        if let Some(dir) = self.dir.take()
-            && let Err(e) = dir.close()
-        {
+        let Some(dir) = self.dir.take() else {
+            return;
+        };
+        // A server that was just stopped may still be finishing its last writes (a file
+        // appearing during the removal fails it with "directory not empty"): try again.
+        let mut result = dir.close();
+        for _ in 0..20 {
+            if result.is_ok() || !self.path.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            result = std::fs::remove_dir_all(&self.path);
+        }
+        if let Err(e) = result {
             tracing::warn!(dir = %self.path.display(), cause = %e, "could not remove the sandbox directory; remove it by hand");
         }
     }
@@ -224,13 +225,14 @@ struct GroupKill(Option<u32>);
 
 impl Drop for GroupKill {
     fn drop(&mut self) {
-        if let Some(pgid) = self
-            .0
-            .and_then(|p| i32::try_from(p).ok())
-            .filter(|&p| p > 1)
-            && let Some(pgid) = rustix::process::Pid::from_raw(pgid)
-        {
-            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        if let Some(pgid) = self.0 {
+            let _ = crate::source::process::sigkill_group(pgid);
+            // SIGKILL is delivered asynchronously: wait (briefly) until the group is gone,
+            // so nothing of it still writes into the directory about to be removed.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while crate::source::process::group_alive(pgid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 }
@@ -367,7 +369,7 @@ impl LocalPostgres {
         cmd
     }
 
-    fn postmaster_pid(&self) -> Option<i32> {
+    fn postmaster_pid(&self) -> Option<u32> {
         std::fs::read_to_string(self.data.join("postmaster.pid"))
             .ok()?
             .lines()
@@ -403,7 +405,7 @@ impl Drop for LocalPostgres {
             && belongs_to(pid, &self.root)
         {
             tracing::warn!(pid, "pg_ctl stop failed; killing the sandbox postmaster");
-            kill_process(pid);
+            let _ = crate::source::process::sigkill(pid);
         }
     }
 }
