@@ -30,27 +30,16 @@
 //! - [`cli`]: the command line (the only place `anyhow` is used).
 #![forbid(unsafe_code)]
 
-pub mod app;
-pub mod backup;
 pub mod catalog;
 pub mod cli;
 pub mod config;
-pub mod copy;
-pub mod crypto;
 pub mod daemon;
-pub mod failpoint;
+pub mod kinds;
 pub mod kube;
 pub mod leader;
-pub mod objectives;
+pub mod model;
+pub mod ops;
 pub mod pipeline;
-pub mod prune;
-pub mod recovery;
-pub mod redact;
-pub mod restore;
-pub mod retention;
-pub mod schedule;
-pub mod snapshot;
-pub mod source;
-pub mod status;
+pub mod policy;
+pub mod report;
 pub mod store;
-pub mod verify;

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::s3::S3;
 use common::*;
-use lifeboat::retention::{self, Action, Item, ItemStatus, Policy};
-use lifeboat::snapshot;
+use lifeboat::model::snapshot;
+use lifeboat::policy::retention::{self, Action, Item, ItemStatus, Policy};
 
 const POLICY: &str = "{ keep_last: 3, hourly: 4, daily: 5, weekly: 4, monthly: 6, yearly: 2 }";
 

@@ -461,9 +461,10 @@ fn files_and_command_verify() {
 mod kubernetes {
     use std::sync::Arc;
 
+    use lifeboat::config::KubernetesConfig;
     use lifeboat::kube::fake::{Fake, JobRunner};
     use lifeboat::kube::{JOB, KubeApi, NAMESPACE, NETWORK_POLICY, RESOURCE_QUOTA};
-    use lifeboat::verify::sandbox::kubernetes::{self, Bundle, KubernetesConfig};
+    use lifeboat::ops::verify::sandbox::kubernetes::{self, Bundle};
     use serde_json::json;
 
     fn cfg() -> KubernetesConfig {

@@ -6,14 +6,14 @@ mod common;
 
 use std::sync::Arc;
 
-use lifeboat::app::App;
 use lifeboat::config::Config;
+use lifeboat::kinds::{RestoreOptions, RestoreTo};
 use lifeboat::kube::fake::{Fake, Snapshotter};
 use lifeboat::kube::{KubeApi, PVC, VOLUME_SNAPSHOT};
-use lifeboat::source::{RestoreOptions, RestoreTo};
+use lifeboat::ops::ctx::Ctx;
 use serde_json::json;
 
-async fn app(env: &common::Env, fake: Arc<Fake>) -> App {
+async fn app(env: &common::Env, fake: Arc<Fake>) -> Ctx {
     let yaml = format!(
         "catalog: sqlite://{dir}/catalog.db\nstores:\n  local: {{ url: \"file://{dir}/store\" }}\n\
          encryption:\n  recipients: [\"{r}\"]\n  identity_file: {dir}/age.key\n\
@@ -23,7 +23,7 @@ async fn app(env: &common::Env, fake: Arc<Fake>) -> App {
         r = env.recipient
     );
     let config = Config::parse(&yaml, std::path::Path::new("test.yaml")).unwrap();
-    let mut app = App::open(config).await.unwrap();
+    let mut app = Ctx::open(config).await.unwrap();
     fake.seed(&PVC, "fabric", json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": { "name": "ledger-orderer0", "namespace": "fabric" },
@@ -39,7 +39,7 @@ async fn pvc_snapshot_and_restore_into_a_new_pvc() {
     let fake = Arc::new(Fake::new(Snapshotter::ReadyAfter(3, "10Gi".into())));
     let app = app(&env, fake.clone()).await;
     let bar = indicatif::ProgressBar::hidden();
-    let m = lifeboat::backup::run(&app, "orderer-ledger", &bar, Default::default())
+    let m = lifeboat::ops::backup::run(&app, "orderer-ledger", &bar, Default::default())
         .await
         .unwrap();
     assert_eq!(m.kind, "volume-snapshot");
@@ -66,7 +66,7 @@ async fn pvc_snapshot_and_restore_into_a_new_pvc() {
         3
     );
 
-    let req = lifeboat::restore::Request {
+    let req = lifeboat::ops::restore::Request {
         snapshot_id: m.id.clone(),
         to: RestoreTo::Url("pvc://fabric/ledger-orderer0-restored".into()),
         identity: None,
@@ -76,7 +76,7 @@ async fn pvc_snapshot_and_restore_into_a_new_pvc() {
             ..Default::default()
         },
     };
-    lifeboat::restore::run(&app, &req, &bar).await.unwrap();
+    lifeboat::ops::restore::run(&app, &req, &bar).await.unwrap();
     let pvc = fake
         .object(&PVC, "fabric", "ledger-orderer0-restored")
         .unwrap();
@@ -84,7 +84,7 @@ async fn pvc_snapshot_and_restore_into_a_new_pvc() {
     assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "10Gi");
     assert_eq!(pvc["spec"]["storageClassName"], "fast-ssd");
     // Never over an existing PVC.
-    let err = lifeboat::restore::run(&app, &req, &bar)
+    let err = lifeboat::ops::restore::run(&app, &req, &bar)
         .await
         .unwrap_err()
         .to_string();
@@ -99,7 +99,7 @@ async fn failed_snapshot_is_cleaned_up_and_recorded() {
     )));
     let app = app(&env, fake.clone()).await;
     let bar = indicatif::ProgressBar::hidden();
-    let err = lifeboat::backup::run(&app, "orderer-ledger", &bar, Default::default())
+    let err = lifeboat::ops::backup::run(&app, "orderer-ledger", &bar, Default::default())
         .await
         .unwrap_err()
         .to_string();

@@ -11,8 +11,8 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
-use crate::config::SecretString;
-use crate::snapshot::Manifest;
+use crate::model::SecretString;
+use crate::model::snapshot::Manifest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -328,7 +328,7 @@ impl Catalog {
             .connect(connect_url)
             .await
             .map_err(|e| {
-                open_err(crate::redact::scrub(
+                open_err(crate::model::redact::scrub(
                     &e.to_string(),
                     &[url_password(url.expose()).as_deref().unwrap_or("")],
                 ))
@@ -364,7 +364,7 @@ impl Catalog {
         .bind(run.snapshot_id)
         .bind(run.store)
         .bind(&now)
-        .bind(crate::recovery::hostname())
+        .bind(crate::model::host::hostname())
         .bind(std::process::id() as i64)
         .execute(&self.pool)
         .await

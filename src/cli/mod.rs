@@ -1,7 +1,7 @@
 //! The command line: parsing, logging setup, and printing. The only place `anyhow` is used;
 //! every failure exits non-zero with the error's whole chain on stderr.
 
-mod output;
+use crate::report::output;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -12,8 +12,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
 use crate::config::{self, Config};
+use crate::ops::Ctx;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,12 +46,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
-pub enum Output {
-    #[default]
-    Table,
-    Json,
-}
+pub use crate::report::Output;
 
 /// `lifeboat status --output`: also the Prometheus text format.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
@@ -311,13 +306,13 @@ struct ConfigArgs {
 fn load(args: &ConfigArgs) -> Result<Config> {
     let mut config = Config::load(&args.path)?;
     if let Some(url) = &args.catalog {
-        config.catalog = crate::config::SecretString::new(url.clone());
+        config.catalog = crate::model::SecretString::new(url.clone());
     }
     Ok(config)
 }
 
-async fn open(args: &ConfigArgs) -> Result<App> {
-    Ok(App::open(load(args)?).await?)
+async fn open(args: &ConfigArgs) -> Result<Ctx> {
+    Ok(Ctx::open(load(args)?).await?)
 }
 
 /// A byte-progress bar on stderr when it is a terminal; hidden otherwise.
@@ -380,7 +375,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     .identity_file
                     .context("no --output given and the config sets no encryption.identity_file")?,
             };
-            let recipient = crate::crypto::generate_identity_file(&path)?;
+            let recipient = crate::pipeline::crypto::generate_identity_file(
+                &path,
+                crate::model::Clock::now(&crate::model::SystemClock),
+            )?;
             eprintln!(
                 "wrote identity {} (mode 0600); keep it secret and keep a copy outside this cluster",
                 path.display()
@@ -389,9 +387,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Backup { source } => {
             let app = open(&config_args).await?;
-            crate::recovery::settle_before_work(&app).await;
+            crate::ops::settle::settle_before_work(&app).await;
             let bar = progress_bar(&format!("backing up {source}"));
-            let result = crate::backup::run(&app, &source, &bar, shutdown_token()).await;
+            let result = crate::ops::backup::run(&app, &source, &bar, shutdown_token()).await;
             bar.finish_and_clear();
             let manifest = result?;
             output::committed(&manifest);
@@ -399,7 +397,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Copy { source } => {
             let app = open(&config_args).await?;
-            crate::recovery::settle_before_work(&app).await;
+            crate::ops::settle::settle_before_work(&app).await;
             copies(&app, source.as_deref()).await?;
         }
         Command::Snapshots {
@@ -428,7 +426,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 etcd_peer_url,
                 storage_class,
             } = *args;
-            use crate::source::RestoreTo;
+            use crate::kinds::RestoreTo;
             let to = match (target, to_file, to_dir) {
                 (Some(url), _, _) => RestoreTo::Url(url),
                 (_, Some(file), _) => RestoreTo::File(file),
@@ -439,12 +437,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             let app = open(&config_args).await?;
             let bar = progress_bar(&format!("restoring {snapshot_id}"));
-            let req = crate::restore::Request {
+            let req = crate::ops::restore::Request {
                 snapshot_id,
                 to,
                 identity,
                 store,
-                options: crate::source::RestoreOptions {
+                options: crate::kinds::RestoreOptions {
                     no_owner,
                     no_privileges: false,
                     bin_dir,
@@ -455,7 +453,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             let cancel = shutdown_token();
             let result = tokio::select! {
-                r = crate::restore::run(&app, &req, &bar) => r.map_err(anyhow::Error::from),
+                r = crate::ops::restore::run(&app, &req, &bar) => r.map_err(anyhow::Error::from),
                 _ = cancel.cancelled() => Err(anyhow::anyhow!(
                     "interrupted: the restore was stopped before it finished and the target committed nothing"
                 )),
@@ -477,9 +475,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => {
             let app = open(&config_args).await?;
             if !dry_run {
-                crate::recovery::settle_before_work(&app).await;
+                crate::ops::settle::settle_before_work(&app).await;
             }
-            let plans = crate::prune::plan(&app, source.as_deref(), chrono::Utc::now()).await?;
+            let plans = crate::ops::prune::plan(&app, source.as_deref(), app.now()).await?;
             let mut reports = Vec::new();
             for plan in &plans {
                 if output == Output::Table {
@@ -488,7 +486,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 let outcome = if dry_run {
                     None
                 } else {
-                    let outcome = crate::prune::execute(&app, plan).await?;
+                    let outcome = crate::ops::prune::execute(&app, plan).await?;
                     if output == Output::Table {
                         output::prune_outcome(plan, &outcome);
                     }
@@ -502,29 +500,29 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { output } => {
             let app = open(&config_args).await?;
-            let report = crate::status::gather(&app, chrono::Utc::now()).await?;
+            let report = crate::ops::status::gather(&app, app.now()).await?;
             match output {
                 StatusOutput::Table => output::status(&report),
                 StatusOutput::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 StatusOutput::Prometheus => print!("{}", report.prometheus()),
             }
-            if report.verdict == crate::objectives::Verdict::Breached {
+            if report.verdict == crate::policy::objectives::Verdict::Breached {
                 return Ok(ExitCode::from(2));
             }
         }
         Command::Run { once } => return run_daemon(&config_args, once).await,
         Command::Verify(args) => {
             let app = open(&config_args).await?;
-            let req = crate::verify::Request {
+            let req = crate::ops::verify::Request {
                 what: args.what,
                 sandbox: match args.sandbox {
-                    SandboxArg::Local => crate::verify::Sandbox::Local,
-                    SandboxArg::Kubernetes => crate::verify::Sandbox::Kubernetes,
+                    SandboxArg::Local => crate::ops::verify::Sandbox::Local,
+                    SandboxArg::Kubernetes => crate::ops::verify::Sandbox::Kubernetes,
                 },
                 timeout: args.timeout,
                 identity: args.identity,
             };
-            let report = crate::verify::run(&app, &req, shutdown_token()).await?;
+            let report = crate::ops::verify::run(&app, &req, shutdown_token()).await?;
             output::verification(&report, args.output)?;
             if !report.passed() {
                 return Ok(ExitCode::FAILURE);
@@ -546,7 +544,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             action: CatalogAction::Rebuild,
         } => {
             let app = open(&config_args).await?;
-            let rebuilt = crate::recovery::rebuild(&app).await?;
+            let rebuilt = crate::ops::settle::rebuild(&app).await?;
             for (store, dir, why) in &rebuilt.skipped {
                 eprintln!("skipped {store}:{dir}: {why}");
             }
@@ -569,7 +567,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             action: CatalogAction::Recover,
         } => {
             let app = open(&config_args).await?;
-            let r = crate::recovery::recover(&app).await?;
+            let r = crate::ops::settle::recover(&app).await?;
             println!(
                 "crashed runs settled: {} recorded complete, {} failed, {} orphan object(s) removed",
                 r.completed.len(),
@@ -587,7 +585,12 @@ async fn run_daemon(args: &ConfigArgs, once: bool) -> Result<ExitCode> {
     use std::sync::Arc;
     let app = Arc::new(open(args).await?);
     let metrics = Arc::new(Metrics::default());
-    let leader = crate::leader::build(&app.config, app.kube.clone()).await?;
+    let leader = crate::leader::build(
+        &app.config.daemon.leader,
+        &app.config.catalog,
+        app.kube.clone(),
+    )
+    .await?;
     let stop = shutdown_token();
     let http_stop = CancellationToken::new();
     let server = match (&app.config.daemon.listen, once) {
@@ -649,8 +652,8 @@ async fn run_daemon(args: &ConfigArgs, once: bool) -> Result<ExitCode> {
 }
 
 /// Runs the pending copies of `source` (or all); any failure makes the command fail.
-async fn copies(app: &App, source: Option<&str>) -> Result<()> {
-    let (copied, failures) = crate::copy::pending(app, source).await?;
+async fn copies(app: &Ctx, source: Option<&str>) -> Result<()> {
+    let (copied, failures) = crate::ops::copy::pending(app, source).await?;
     if copied > 0 {
         println!("{copied} cop(ies) committed");
     }

@@ -4,14 +4,28 @@
 //! Every error names the file, the key path and what to write instead.
 
 mod interpolate;
-mod types;
+mod verify;
+
+pub use verify::{KubernetesConfig, Probe, SandboxConfig, UserCheck, VerifyConfig};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use types::{ByteSize, Objectives, Schedule, SecretString, Timeout};
+pub use crate::kinds::SourceSpec;
+pub use crate::kinds::command::CommandSpec;
+pub use crate::kinds::etcd::{EtcdSpec, EtcdTls};
+pub use crate::kinds::files::FilesSpec;
+pub use crate::kinds::postgres::PostgresSpec;
+pub use crate::kinds::redis::{RedisMode, RedisSpec};
+pub use crate::leader::{LeaderConfig, LeaderKind};
+pub use crate::model::values::LockMode;
+pub use crate::store::{ObjectLockConfig, RetryConfig, StoreConfig};
+
+use crate::policy::schedule::{Job, JobKind, Trigger};
+
+pub use crate::model::{ByteSize, Objectives, Schedule, SecretString, Timeout};
 
 /// Where the config is read from when `-c` is not given.
 pub const DEFAULT_PATH: &str = "./lifeboat.yaml";
@@ -46,7 +60,7 @@ pub struct Config {
     pub defaults: Defaults,
     pub sources: Vec<SourceConfig>,
     /// Where `lifeboat verify` restores snapshots to check them.
-    pub sandbox: Option<crate::verify::SandboxConfig>,
+    pub sandbox: Option<SandboxConfig>,
     /// `lifeboat run`: the orchestrator's settings.
     #[serde(default)]
     pub daemon: DaemonConfig,
@@ -87,99 +101,6 @@ pub struct Defaults {
 
 fn default_catalog() -> SecretString {
     SecretString::new(DEFAULT_CATALOG)
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConfig {
-    /// `file://PATH`, `s3://BUCKET/PREFIX`, `gs://BUCKET/PREFIX` or `az://CONTAINER/PREFIX`.
-    pub url: String,
-    pub region: Option<String>,
-    pub endpoint: Option<String>,
-    pub access_key_id: Option<SecretString>,
-    pub secret_access_key: Option<SecretString>,
-    /// Further `object_store` builder options (e.g. `google_service_account`).
-    #[serde(default)]
-    pub options: BTreeMap<String, SecretString>,
-    /// Size of each multipart part.
-    #[serde(default = "default_part_size")]
-    pub part_size: ByteSize,
-    /// Parts uploaded at once.
-    #[serde(default = "default_upload_concurrency")]
-    pub upload_concurrency: usize,
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// S3 Object Lock: every object a backup writes gets this retention (s3:// only).
-    pub object_lock: Option<ObjectLockConfig>,
-}
-
-/// `object_lock: { mode: compliance|governance, days: N }` of a store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ObjectLockConfig {
-    pub mode: LockMode,
-    /// How long each object stays undeletable after it is written.
-    pub days: u32,
-}
-
-/// S3 Object Lock retention modes. `compliance`: nobody, not even the root account, can
-/// delete the object or shorten its retention. `governance`: principals with
-/// `s3:BypassGovernanceRetention` can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LockMode {
-    Compliance,
-    Governance,
-}
-
-impl LockMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LockMode::Compliance => "compliance",
-            LockMode::Governance => "governance",
-        }
-    }
-}
-
-impl std::fmt::Display for LockMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-fn default_part_size() -> ByteSize {
-    ByteSize(8 * 1024 * 1024)
-}
-
-fn default_upload_concurrency() -> usize {
-    2
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    #[serde(default = "default_max_retries")]
-    pub max_retries: usize,
-    /// Give up on a request after this long, retries included.
-    #[serde(default = "default_retry_timeout")]
-    pub timeout: Timeout,
-}
-
-fn default_max_retries() -> usize {
-    4
-}
-
-fn default_retry_timeout() -> Timeout {
-    Timeout(std::time::Duration::from_secs(60))
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            max_retries: default_max_retries(),
-            timeout: default_retry_timeout(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -294,33 +215,6 @@ impl Default for JobRetryConfig {
     }
 }
 
-/// How replicas agree on which one runs jobs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LeaderKind {
-    /// A Kubernetes Lease inside a cluster, else a PostgreSQL advisory lock with a
-    /// PostgreSQL catalog, else a lock file next to the SQLite catalog.
-    #[default]
-    Auto,
-    File,
-    Postgres,
-    Kubernetes,
-}
-
-/// `daemon.leader`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LeaderConfig {
-    #[serde(default)]
-    pub kind: LeaderKind,
-    /// Kubernetes: the Lease's name (default `lifeboat`).
-    pub lease_name: Option<String>,
-    /// Kubernetes: its namespace (default: the pod's own, from the service account).
-    pub namespace: Option<String>,
-    /// File: the lock file (default: the SQLite catalog's path + `.leader.lock`).
-    pub lock_file: Option<PathBuf>,
-}
-
 /// What every source has, whatever its kind.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
@@ -335,119 +229,12 @@ pub struct SourceConfig {
     /// Overrides `defaults.verify_max_age`.
     pub verify_max_age: Option<Timeout>,
     /// GFS retention for `lifeboat prune`; `None` keeps every snapshot.
-    pub retention: Option<crate::retention::Policy>,
+    pub retention: Option<crate::policy::retention::Policy>,
     /// `retention.schedule`: when `lifeboat run` prunes this source (`None`: never).
     pub prune_schedule: Option<Schedule>,
     /// `lifeboat verify` settings of this source: timeout, user checks, schedule.
-    pub verify: Option<crate::verify::VerifyConfig>,
+    pub verify: Option<VerifyConfig>,
     pub spec: SourceSpec,
-}
-
-/// The kind-specific part of a source; one variant per module under `source/`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum SourceSpec {
-    Postgres(PostgresSpec),
-    Files(FilesSpec),
-    Command(CommandSpec),
-    Redis(RedisSpec),
-    Etcd(EtcdSpec),
-}
-
-impl SourceSpec {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SourceSpec::Postgres(_) => "postgres",
-            SourceSpec::Files(_) => "files",
-            SourceSpec::Command(_) => "command",
-            SourceSpec::Redis(_) => "redis",
-            SourceSpec::Etcd(_) => "etcd",
-        }
-    }
-}
-
-/// A directory tree (`path`), or on Kubernetes a CSI VolumeSnapshot of a PVC (`pvc`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilesSpec {
-    pub path: Option<PathBuf>,
-    /// Command run before the archive starts (e.g. pause a writer).
-    pub pre: Option<Vec<String>>,
-    /// Command run after the archive ends, whatever happened, once `pre` has run.
-    pub post: Option<Vec<String>>,
-    /// Kubernetes: the PVC to snapshot with a CSI VolumeSnapshot instead of archiving `path`.
-    pub pvc: Option<String>,
-    pub namespace: Option<String>,
-    pub volume_snapshot_class: Option<String>,
-}
-
-/// A program that writes the dump to stdout, and one that restores it from stdin.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommandSpec {
-    pub argv: Vec<String>,
-    /// Environment for both commands; values are secrets (scrubbed from kept stderr).
-    #[serde(default)]
-    pub env: BTreeMap<String, SecretString>,
-    pub restore_argv: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresSpec {
-    /// `postgres://user[:password]@host[:port]/database`
-    pub url: SecretString,
-    /// Directory holding `pg_dump`/`pg_restore`; PATH is searched when unset.
-    pub bin_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSpec {
-    /// `redis://[[user]:password@]host[:port]`; the whole server (every database) is backed up.
-    pub url: SecretString,
-    /// How the RDB reaches lifeboat.
-    #[serde(default)]
-    pub mode: RedisMode,
-    /// `mode: file`: the RDB file as lifeboat sees it (Redis' `dir`/`dbfilename`).
-    pub rdb_path: Option<PathBuf>,
-    /// How long the server may take to write its RDB (default 10m).
-    pub save_timeout: Option<Timeout>,
-}
-
-/// Where a Redis backup reads the RDB from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RedisMode {
-    /// `BGSAVE`, then read the file at `rdb_path` (a sidecar or Job mounting the volume).
-    File,
-    /// Stream the RDB over the network as a replica would (`redis-cli --rdb`).
-    #[default]
-    Replication,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EtcdSpec {
-    /// Client URLs: `http://host:2379`, `https://host:2379` or `host:2379`.
-    pub endpoints: Vec<String>,
-    /// Client TLS: required for `https://` endpoints.
-    pub tls: Option<EtcdTls>,
-    /// etcd user, when etcd has authentication enabled.
-    pub user: Option<String>,
-    pub password: Option<SecretString>,
-    /// How long to wait for etcd: connecting, each request, and between snapshot chunks.
-    pub timeout: Option<Timeout>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EtcdTls {
-    /// PEM CA certificate that signed the etcd server certificates.
-    pub ca_file: PathBuf,
-    /// PEM client certificate and key, when etcd requires client certificates.
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -461,8 +248,8 @@ struct CommonSource {
     objectives: Option<Objectives>,
     rto_overhead: Option<Timeout>,
     verify_max_age: Option<Timeout>,
-    retention: Option<crate::retention::Policy>,
-    verify: Option<crate::verify::VerifyConfig>,
+    retention: Option<crate::policy::retention::Policy>,
+    verify: Option<VerifyConfig>,
 }
 
 const COMMON_SOURCE_KEYS: &[&str] = &[
@@ -535,6 +322,45 @@ fn from_value<T: serde::de::DeserializeOwned>(v: serde_yaml::Value) -> Result<T,
 }
 
 impl Config {
+    /// The jobs of a config and their triggers, in config order.
+    pub fn jobs(&self) -> Vec<(Job, Trigger)> {
+        let mut out = Vec::new();
+        for s in &self.sources {
+            if let Some(cron) = &s.schedule {
+                out.push((
+                    Job::new(&s.name, JobKind::Backup),
+                    Trigger::Cron(Box::new(cron.clone())),
+                ));
+            }
+            if !s.copies.is_empty() {
+                out.push((Job::new(&s.name, JobKind::Copy), Trigger::AfterBackup));
+            }
+            if let (Some(cron), Some(_)) = (&s.prune_schedule, &s.retention) {
+                out.push((
+                    Job::new(&s.name, JobKind::Prune),
+                    Trigger::Cron(Box::new(cron.clone())),
+                ));
+            }
+            if let Some(cron) = s.verify.as_ref().and_then(|v| v.schedule.as_ref()) {
+                out.push((
+                    Job::new(&s.name, JobKind::Verify),
+                    Trigger::Cron(Box::new(cron.clone())),
+                ));
+            }
+        }
+        out
+    }
+
+    /// The cron-triggered jobs of this config.
+    pub fn cron_jobs(&self) -> impl Iterator<Item = (Job, Schedule)> {
+        self.jobs()
+            .into_iter()
+            .filter_map(|(job, trigger)| match trigger {
+                Trigger::Cron(s) => Some((job, *s)),
+                Trigger::AfterBackup => None,
+            })
+    }
+
     /// Reads, interpolates and validates `file`.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
@@ -639,7 +465,7 @@ impl Config {
             ));
         }
         for (i, r) in self.encryption.recipients.iter().enumerate() {
-            crate::crypto::parse_recipient(r)
+            crate::pipeline::crypto::parse_recipient(r)
                 .map_err(|e| (format!("encryption.recipients[{i}]"), e.to_string()))?;
         }
         if !(1..=22).contains(&self.compression.level) {
@@ -721,49 +547,11 @@ impl Config {
                     "no rule keeps anything; set at least one of keep_last, hourly, daily, weekly, monthly, yearly to 1 or more, or remove `retention` to keep every snapshot".into(),
                 ));
             }
-            match &source.spec {
-                SourceSpec::Postgres(pg) => {
-                    crate::source::postgres::check_url(pg.url.expose())
-                        .map_err(|m| (at("url"), m))?;
-                }
-                SourceSpec::Files(f) => match (&f.path, &f.pvc) {
-                    (Some(_), None) | (None, Some(_)) => {
-                        if f.pvc.is_some() && f.volume_snapshot_class.is_none() {
-                            return Err((
-                                at("volume_snapshot_class"),
-                                "a `pvc` source needs `volume_snapshot_class` (the CSI VolumeSnapshotClass to use)".into(),
-                            ));
-                        }
-                    }
-                    _ => {
-                        return Err((
-                            at("path"),
-                            "set exactly one of `path` (a directory to archive) or `pvc` (a PVC to snapshot on Kubernetes)".into(),
-                        ));
-                    }
-                },
-                SourceSpec::Command(c) => {
-                    if c.argv.is_empty() {
-                        return Err((
-                            at("argv"),
-                            "empty; write the dump command, e.g. [\"mongodump\", \"--archive\"]"
-                                .into(),
-                        ));
-                    }
-                    if c.restore_argv.as_ref().is_some_and(Vec::is_empty) {
-                        return Err((
-                            at("restore_argv"),
-                            "empty; write the restore command or leave it out".into(),
-                        ));
-                    }
-                }
-                SourceSpec::Redis(spec) => {
-                    crate::source::redis::check_spec(spec).map_err(|(key, m)| (at(key), m))?
-                }
-                SourceSpec::Etcd(spec) => {
-                    crate::source::etcd::check_spec(spec).map_err(|(key, m)| (at(&key), m))?;
-                }
-            }
+            source
+                .spec
+                .spec()
+                .validate()
+                .map_err(|e| (at(&e.key), e.message))?;
         }
         Ok(())
     }
@@ -773,19 +561,19 @@ impl Config {
     }
 
     /// `source`'s recovery targets: its own settings, else `defaults:`, else the built-in
-    /// defaults ([`crate::objectives::DEFAULT_RTO_OVERHEAD`], `DEFAULT_VERIFY_MAX_AGE`).
-    pub fn targets(&self, source: &SourceConfig) -> crate::objectives::Targets {
+    /// defaults ([`crate::policy::objectives::DEFAULT_RTO_OVERHEAD`], `DEFAULT_VERIFY_MAX_AGE`).
+    pub fn targets(&self, source: &SourceConfig) -> crate::policy::objectives::Targets {
         let d = &self.defaults;
-        crate::objectives::Targets {
+        crate::policy::objectives::Targets {
             objectives: source.objectives.or(d.objectives),
             rto_overhead: source
                 .rto_overhead
                 .or(d.rto_overhead)
-                .map_or(crate::objectives::DEFAULT_RTO_OVERHEAD, |t| t.0),
+                .map_or(crate::policy::objectives::DEFAULT_RTO_OVERHEAD, |t| t.0),
             verify_max_age: source
                 .verify_max_age
                 .or(d.verify_max_age)
-                .map_or(crate::objectives::DEFAULT_VERIFY_MAX_AGE, |t| t.0),
+                .map_or(crate::policy::objectives::DEFAULT_VERIFY_MAX_AGE, |t| t.0),
         }
     }
 }

@@ -89,8 +89,14 @@ fn objectives_defaults_and_overrides() {
     let c = parse(&base.replace("    objectives: { rpo: 6h, rto: 30m }\n", "")).unwrap();
     let t = c.targets(&c.sources[0]);
     assert_eq!(t.objectives, None);
-    assert_eq!(t.rto_overhead, crate::objectives::DEFAULT_RTO_OVERHEAD);
-    assert_eq!(t.verify_max_age, crate::objectives::DEFAULT_VERIFY_MAX_AGE);
+    assert_eq!(
+        t.rto_overhead,
+        crate::policy::objectives::DEFAULT_RTO_OVERHEAD
+    );
+    assert_eq!(
+        t.verify_max_age,
+        crate::policy::objectives::DEFAULT_VERIFY_MAX_AGE
+    );
 }
 
 #[test]
@@ -333,7 +339,7 @@ fn verify_and_sandbox_settings() {
     assert_eq!(v.checks.len(), 4);
     assert_eq!(
         v.checks[0].expect,
-        Some(crate::verify::Expect::parse("> 0"))
+        Some(crate::kinds::checks::Expect::parse("> 0"))
     );
     assert_eq!(v.checks[2].expect_rows, Some(3));
     let k8s = c.sandbox.unwrap().kubernetes.unwrap();

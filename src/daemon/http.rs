@@ -16,11 +16,11 @@ use serde_json::json;
 
 use super::metrics::Metrics;
 use super::status::StatusProvider;
-use crate::app::App;
+use crate::ops::Ctx;
 
 #[derive(Clone)]
 pub struct HttpState {
-    pub app: Arc<App>,
+    pub app: Arc<Ctx>,
     pub metrics: Arc<Metrics>,
     pub status: Arc<dyn StatusProvider>,
     pub token: Option<String>,
@@ -119,7 +119,7 @@ async fn readyz(State(s): State<HttpState>) -> Response {
 
 async fn metrics(State(s): State<HttpState>) -> Response {
     let mut text = s.metrics.render();
-    match s.status.prometheus(&s.app, chrono::Utc::now()).await {
+    match s.status.prometheus(&s.app, s.app.now()).await {
         Ok(t) => text.push_str(&t),
         Err(e) => tracing::warn!(cause = %e, "status metrics unavailable"),
     }
@@ -134,7 +134,7 @@ async fn metrics(State(s): State<HttpState>) -> Response {
 }
 
 async fn status(State(s): State<HttpState>) -> Response {
-    match s.status.json(&s.app, chrono::Utc::now()).await {
+    match s.status.json(&s.app, s.app.now()).await {
         Ok(v) => axum::Json(v).into_response(),
         Err(e) => internal(e),
     }

@@ -1,6 +1,6 @@
 //! `lifeboat run`: the long-running orchestrator (and `--once`, its CronJob mode).
 //!
-//! The schedule is decided by the pure [`crate::schedule`] planner; this module performs it:
+//! The schedule is decided by the pure [`crate::policy::schedule`] planner; this module performs it:
 //! it waits to be leader ([`crate::leader`]), settles crashed runs, asks the planner what is
 //! due, starts jobs, and reports their outcome back (retries with backoff).
 //!
@@ -13,7 +13,7 @@
 //!   job starts; running ones get `shutdown_grace` to finish, then are cancelled through
 //!   their [`CancellationToken`], which makes a backup remove its partial objects and record
 //!   itself failed (no manifest is written after cancellation, so no partial snapshot is
-//!   ever committed). A process killed harder is settled by [`crate::recovery`] at the next
+//!   ever committed). A process killed harder is settled by [`crate::ops::settle`] at the next
 //!   start.
 //!
 //! # Caveats
@@ -30,15 +30,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use futures::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
 use crate::leader::{Leader, RENEW_EVERY};
-use crate::schedule::{Backoff, Due, Job, JobKind, Planner, Queue, Trigger, jobs_of};
+use crate::ops::Ctx;
+use crate::policy::schedule::{Backoff, Due, Job, JobKind, Planner, Queue, Trigger};
 use metrics::{Metrics, Outcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +66,7 @@ pub struct Summary {
 
 /// Runs until `shutdown` resolves (or, with `once`, until what was due is done).
 pub async fn run(
-    app: Arc<App>,
+    app: Arc<Ctx>,
     leader: Box<dyn Leader>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
@@ -92,7 +91,7 @@ enum Ended {
 }
 
 async fn run_inner(
-    app: Arc<App>,
+    app: Arc<Ctx>,
     mut leader: Box<dyn Leader>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
@@ -141,7 +140,7 @@ async fn run_inner(
 type Finished = (Due, Result<u64, String>, Duration, bool);
 
 async fn lead(
-    app: &Arc<App>,
+    app: &Arc<Ctx>,
     leader: &mut dyn Leader,
     metrics: &Arc<Metrics>,
     stop: &CancellationToken,
@@ -149,8 +148,8 @@ async fn lead(
     summary: &mut Summary,
 ) -> Result<Ended, DaemonError> {
     let cfg = &app.config.daemon;
-    crate::recovery::settle_before_work(app).await;
-    let now = Utc::now();
+    crate::ops::settle::settle_before_work(app).await;
+    let now = app.now();
     let mut last = BTreeMap::new();
     for (source, job, at) in app.catalog.last_runs().await? {
         if let Some(kind) = JobKind::parse(&job) {
@@ -163,7 +162,7 @@ async fn lead(
     } else {
         cfg.jitter.0
     };
-    let mut planner = Planner::from_config(&app.config, jitter, &last, now);
+    let mut planner = Planner::new(app.config.cron_jobs(), jitter, &last, now);
     let backoff = Backoff {
         max_attempts: if opts.once { 1 } else { cfg.retry.max_attempts },
         base: cfg.retry.backoff.0,
@@ -175,7 +174,9 @@ async fn lead(
         queue.push(d);
     }
     // Copies are not on a clock: catch up on whatever is missing, once, at start.
-    let followers: Vec<Job> = jobs_of(&app.config)
+    let followers: Vec<Job> = app
+        .config
+        .jobs()
         .into_iter()
         .filter(|(_, t)| matches!(t, Trigger::AfterBackup))
         .map(|(j, _)| j)
@@ -200,7 +201,7 @@ async fn lead(
             break Ended::Stopped;
         }
         if !opts.once {
-            for d in planner.pop_due(Utc::now()) {
+            for d in planner.pop_due(app.now()) {
                 queue.push(d);
             }
         }
@@ -227,7 +228,7 @@ async fn lead(
         }
         let wake = planner
             .next_wake()
-            .map(|w| (w - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .map(|w| (w - app.now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             _ = stop.cancelled() => break Ended::Stopped,
@@ -281,7 +282,7 @@ async fn lead(
 
 #[allow(clippy::too_many_arguments)]
 fn finish(
-    app: &App,
+    app: &Ctx,
     (due, result, took, cancelled): Finished,
     busy: &mut HashSet<String>,
     planner: &mut Planner,
@@ -293,7 +294,7 @@ fn finish(
 ) {
     busy.remove(&due.job.source);
     metrics.running.fetch_sub(1, Ordering::Relaxed);
-    let now = Utc::now();
+    let now = app.now();
     let job = &due.job;
     let _ = app;
     match result {
@@ -358,18 +359,18 @@ fn finish(
 }
 
 /// Performs one job. Adding a [`JobKind`] is one arm here.
-async fn execute(app: &App, job: &Job, cancel: CancellationToken) -> Result<u64, String> {
+async fn execute(app: &Ctx, job: &Job, cancel: CancellationToken) -> Result<u64, String> {
     let interrupted = || "interrupted before it finished".to_string();
     match job.kind {
         JobKind::Backup => {
             let bar = indicatif::ProgressBar::hidden();
-            crate::backup::run(app, &job.source, &bar, cancel)
+            crate::ops::backup::run(app, &job.source, &bar, cancel)
                 .await
                 .map(|m| m.stored_bytes)
                 .map_err(|e| e.to_string())
         }
         JobKind::Copy => {
-            let work = crate::copy::pending(app, Some(&job.source));
+            let work = crate::ops::copy::pending(app, Some(&job.source));
             let (copied, failures) = tokio::select! {
                 r = work => r.map_err(|e| e.to_string())?,
                 _ = cancel.cancelled() => return Err(interrupted()),
@@ -388,11 +389,11 @@ async fn execute(app: &App, job: &Job, cancel: CancellationToken) -> Result<u64,
         JobKind::Prune => {
             // Idempotent step by step (see `prune`): safe to stop anywhere.
             let work = async {
-                let plans = crate::prune::plan(app, Some(&job.source), Utc::now())
+                let plans = crate::ops::prune::plan(app, Some(&job.source), app.now())
                     .await
                     .map_err(|e| e.to_string())?;
                 for plan in &plans {
-                    crate::prune::execute(app, plan)
+                    crate::ops::prune::execute(app, plan)
                         .await
                         .map_err(|e| e.to_string())?;
                 }
@@ -405,13 +406,13 @@ async fn execute(app: &App, job: &Job, cancel: CancellationToken) -> Result<u64,
         }
         JobKind::Verify => {
             // The sandbox is torn down by `verify::run` itself, also when cancelled.
-            let req = crate::verify::Request {
+            let req = crate::ops::verify::Request {
                 what: job.source.clone(),
-                sandbox: crate::verify::Sandbox::Local,
+                sandbox: crate::ops::verify::Sandbox::Local,
                 timeout: None,
                 identity: None,
             };
-            let report = crate::verify::run(app, &req, cancel.clone())
+            let report = crate::ops::verify::run(app, &req, cancel.clone())
                 .await
                 .map_err(|e| e.to_string())?;
             match &report.error {

@@ -75,8 +75,8 @@ pub struct KubeLease {
     namespace: String,
     name: String,
     identity: String,
-    /// Overrides the clock (tests).
-    pub clock: Option<Box<dyn Fn() -> DateTime<Utc> + Send>>,
+    /// Tells the time (a manual clock in tests).
+    pub clock: Arc<dyn crate::model::Clock>,
 }
 
 impl KubeLease {
@@ -86,12 +86,12 @@ impl KubeLease {
             namespace,
             name,
             identity,
-            clock: None,
+            clock: crate::model::clock::system(),
         }
     }
 
     fn now(&self) -> DateTime<Utc> {
-        self.clock.as_ref().map(|c| c()).unwrap_or_else(Utc::now)
+        self.clock.now()
     }
 
     fn spec(&self, now: DateTime<Utc>, acquire: Option<DateTime<Utc>>, transitions: i64) -> Value {
@@ -191,11 +191,9 @@ mod tests {
     use super::*;
     use crate::kube::fake::Fake;
 
-    fn lease(fake: &Arc<Fake>, me: &str, clock: Arc<std::sync::Mutex<DateTime<Utc>>>) -> KubeLease {
+    fn lease(fake: &Arc<Fake>, me: &str, clock: Arc<crate::model::ManualClock>) -> KubeLease {
         let mut l = KubeLease::new(fake.clone(), "backup".into(), "lifeboat".into(), me.into());
-        l.clock = Some(Box::new(move || {
-            *clock.lock().unwrap_or_else(|p| p.into_inner())
-        }));
+        l.clock = clock;
         l
     }
 
@@ -205,13 +203,12 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
             .map(|t| t.with_timezone(&Utc))
             .expect("time");
-        let clock = Arc::new(std::sync::Mutex::new(now));
+        let clock = Arc::new(crate::model::ManualClock::new(now));
         let mut a = lease(&fake, "pod-a", clock.clone());
         let mut b = lease(&fake, "pod-b", clock.clone());
         assert!(a.try_acquire().await.expect("a"));
         assert!(!b.try_acquire().await.expect("b"));
-        let set =
-            |d: i64| *clock.lock().unwrap_or_else(|p| p.into_inner()) = now + TimeDelta::seconds(d);
+        let set = |d: i64| clock.set(now + TimeDelta::seconds(d));
         set(10);
         assert!(a.renew().await.expect("renew"));
         set(20);
@@ -248,7 +245,7 @@ mod tests {
 
     #[test]
     fn decide_rules() {
-        let now = Utc::now();
+        let now = DateTime::UNIX_EPOCH + TimeDelta::days(20_000);
         assert_eq!(decide(None, "a", now), LeaseDecision::Create);
         let held = json!({"spec": {"holderIdentity": "b", "leaseDurationSeconds": 15, "renewTime": micro(now)}});
         assert_eq!(

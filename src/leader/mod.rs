@@ -27,7 +27,9 @@ pub use file::FileLock;
 pub use lease::{KubeLease, LeaseDecision, decide};
 pub use postgres::PgAdvisory;
 
-use crate::config::{Config, LeaderKind};
+use serde::Deserialize;
+
+use crate::model::SecretString;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
@@ -65,17 +67,17 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(2);
 
 /// This replica's name: the pod name on Kubernetes (`HOSTNAME`), else host and pid.
 pub fn identity() -> String {
-    format!("{}-{}", crate::recovery::hostname(), std::process::id())
+    format!("{}-{}", crate::model::host::hostname(), std::process::id())
 }
 
 /// The lock `daemon.leader` asks for (`auto`: a Lease inside a cluster, an advisory lock with
 /// a PostgreSQL catalog, else a lock file).
 pub async fn build(
-    config: &Config,
+    cfg: &LeaderConfig,
+    catalog: &SecretString,
     kube: std::sync::Arc<dyn crate::kube::KubeApi>,
 ) -> Result<Box<dyn Leader>, LeaderError> {
-    let cfg = &config.daemon.leader;
-    let url = config.catalog.expose();
+    let url = catalog.expose();
     let is_pg = url.starts_with("postgres://") || url.starts_with("postgresql://");
     let kind = match cfg.kind {
         LeaderKind::Auto if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
@@ -92,7 +94,7 @@ pub async fn build(
                     "daemon.leader.kind is postgres but the catalog is not PostgreSQL; use `file` or `kubernetes`".into(),
                 ));
             }
-            Box::new(PgAdvisory::new(config.catalog.clone()))
+            Box::new(PgAdvisory::new(catalog.clone()))
         }
         LeaderKind::Kubernetes => {
             let ns = match &cfg.namespace {
@@ -127,4 +129,31 @@ pub async fn build(
 /// `<sqlite path>.leader.lock` for a `sqlite://PATH` catalog.
 fn default_lock_file(url: &str) -> Option<PathBuf> {
     crate::catalog::sqlite_file(url).map(|path| PathBuf::from(format!("{path}.leader.lock")))
+}
+
+/// How replicas agree on which one runs jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaderKind {
+    /// A Kubernetes Lease inside a cluster, else a PostgreSQL advisory lock with a
+    /// PostgreSQL catalog, else a lock file next to the SQLite catalog.
+    #[default]
+    Auto,
+    File,
+    Postgres,
+    Kubernetes,
+}
+
+/// `daemon.leader`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderConfig {
+    #[serde(default)]
+    pub kind: LeaderKind,
+    /// Kubernetes: the Lease's name (default `lifeboat`).
+    pub lease_name: Option<String>,
+    /// Kubernetes: its namespace (default: the pod's own, from the service account).
+    pub namespace: Option<String>,
+    /// File: the lock file (default: the SQLite catalog's path + `.leader.lock`).
+    pub lock_file: Option<PathBuf>,
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::{Connection, PgConnection};
 
 use super::{Leader, LeaderError};
-use crate::config::SecretString;
+use crate::model::SecretString;
 
 /// The advisory lock key: "lifeboat" in ASCII, so it is recognisable in `pg_locks`.
 pub const LOCK_KEY: i64 = 0x6c69_6665_626f_6174;
@@ -32,7 +32,7 @@ impl PgAdvisory {
             .ok()
             .and_then(|u| u.password().map(str::to_string))
             .unwrap_or_default();
-        LeaderError::Postgres(crate::redact::scrub(&e.to_string(), &[&password]))
+        LeaderError::Postgres(crate::model::redact::scrub(&e.to_string(), &[&password]))
     }
 }
 

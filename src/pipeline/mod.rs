@@ -11,6 +11,7 @@
 //! authenticated (age) and matched its manifest (size, SHA-256): on any error the consumer is
 //! killed with its input still open, so a PostgreSQL restore (one transaction) commits nothing.
 
+pub mod crypto;
 mod io;
 
 use std::io::{Read, Write};
@@ -22,8 +23,8 @@ use futures::stream::BoxStream;
 use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 
-use crate::failpoint;
-use crate::source::{Dump, Sink, SourceError};
+use crate::kinds::{Dump, Sink, SourceError};
+use crate::model::failpoint;
 use crate::store::{StoreError, Upload};
 
 pub use io::Expected;
@@ -63,7 +64,7 @@ pub enum PipelineError {
 #[derive(Debug, Clone, Default)]
 pub struct BackupStats {
     /// Facts the source reported at the end of its dump.
-    pub facts: crate::source::Facts,
+    pub facts: crate::kinds::Facts,
     pub raw_bytes: u64,
     pub compressed_bytes: u64,
     pub stored_bytes: u64,
@@ -239,7 +240,7 @@ pub struct RestoreStats {
 pub async fn restore(
     stream: BoxStream<'static, Result<Bytes, StoreError>>,
     expected: Expected,
-    identities: crate::crypto::Identities,
+    identities: crate::pipeline::crypto::Identities,
     recipients: Vec<String>,
     open_sink: Box<dyn FnOnce() -> Result<Sink, SourceError> + Send>,
     progress: &ProgressBar,
@@ -286,7 +287,7 @@ pub async fn restore(
 
 fn decode(
     reader: io::ChannelReader,
-    identities: &crate::crypto::Identities,
+    identities: &crate::pipeline::crypto::Identities,
     recipients: &[String],
     open_sink: Box<dyn FnOnce() -> Result<Sink, SourceError> + Send>,
     progress: &ProgressBar,
@@ -344,7 +345,7 @@ fn classify_read(err: std::io::Error) -> PipelineError {
 
 fn classify_age(
     err: age::DecryptError,
-    identities: &crate::crypto::Identities,
+    identities: &crate::pipeline::crypto::Identities,
     recipients: &[String],
 ) -> PipelineError {
     match err {

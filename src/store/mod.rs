@@ -18,8 +18,9 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart, path::Path as ObjPath};
 
-use crate::config::StoreConfig;
-use crate::retention::Lock;
+pub mod config;
+use crate::policy::retention::Lock;
+pub use config::{ObjectLockConfig, RetryConfig, StoreConfig};
 use object_lock::ObjectLocker;
 
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +182,7 @@ impl Store {
     }
 
     /// The store's Object Lock settings, if it has any.
-    pub fn object_lock(&self) -> Option<crate::config::ObjectLockConfig> {
+    pub fn object_lock(&self) -> Option<ObjectLockConfig> {
         self.locker.as_ref().map(|l| l.config)
     }
 

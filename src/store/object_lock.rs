@@ -22,8 +22,9 @@ use aws_sdk_s3::types::{ObjectLockMode, ObjectLockRetention, ObjectLockRetention
 use chrono::{DateTime, Utc};
 use tokio::sync::OnceCell;
 
-use crate::config::{LockMode, ObjectLockConfig, StoreConfig};
-use crate::retention::Lock;
+use super::{ObjectLockConfig, StoreConfig};
+use crate::model::values::LockMode;
+use crate::policy::retention::Lock;
 
 /// Sets and reads Object Lock retentions in one bucket.
 pub struct ObjectLocker {

@@ -170,13 +170,13 @@ impl Env {
         source: &str,
         created_at: chrono::DateTime<chrono::Utc>,
     ) -> String {
-        let id = lifeboat::snapshot::new_id(created_at);
+        let id = lifeboat::model::snapshot::new_id(created_at);
         let dir = self.path(store).join(source).join(&id);
         std::fs::create_dir_all(&dir).unwrap();
         let data = format!("not really encrypted: {id}");
-        std::fs::write(dir.join(lifeboat::snapshot::DATA_OBJECT), &data).unwrap();
-        let manifest = lifeboat::snapshot::Manifest {
-            format: lifeboat::snapshot::FORMAT.into(),
+        std::fs::write(dir.join(lifeboat::model::snapshot::DATA_OBJECT), &data).unwrap();
+        let manifest = lifeboat::model::snapshot::Manifest {
+            format: lifeboat::model::snapshot::FORMAT.into(),
             id: id.clone(),
             source: source.into(),
             kind: "postgres".into(),
@@ -187,16 +187,16 @@ impl Env {
             compressed_bytes: 100,
             stored_bytes: data.len() as u64,
             sha256: "00".repeat(32),
-            objects: vec![lifeboat::snapshot::ObjectEntry {
-                name: lifeboat::snapshot::DATA_OBJECT.into(),
+            objects: vec![lifeboat::model::snapshot::ObjectEntry {
+                name: lifeboat::model::snapshot::DATA_OBJECT.into(),
                 stored_bytes: data.len() as u64,
                 sha256: "00".repeat(32),
             }],
-            compression: lifeboat::snapshot::Compression {
+            compression: lifeboat::model::snapshot::Compression {
                 algorithm: "zstd".into(),
                 level: 3,
             },
-            encryption: lifeboat::snapshot::Encryption {
+            encryption: lifeboat::model::snapshot::Encryption {
                 algorithm: "age".into(),
                 recipients: vec![self.recipient.clone()],
             },
@@ -204,7 +204,7 @@ impl Env {
             lifeboat_version: "0.1.0".into(),
         };
         std::fs::write(
-            dir.join(lifeboat::snapshot::MANIFEST),
+            dir.join(lifeboat::model::snapshot::MANIFEST),
             serde_json::to_vec_pretty(&manifest).unwrap(),
         )
         .unwrap();

@@ -126,7 +126,7 @@ impl RedisServer {
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())
-            .args(lifeboat::source::redis::SERVE_RDB_ARGS)
+            .args(lifeboat::kinds::redis::SERVE_RDB_ARGS)
             .arg("--logfile")
             .arg(self.log_file())
             .args(["--daemonize", "no"]);

@@ -1,0 +1,218 @@
+//! `lifeboat backup SOURCE`: one snapshot, start to commit.
+//!
+//! Steps: record the run (running) → check the store answers → preflight the source → stream
+//! the dump into `<source>/<id>/data.zst.age` → write `manifest.json` (the commit) → record
+//! it complete. Any failure or interruption before the manifest removes what was written and
+//! records the run failed with the cause; a crash is settled by [`crate::ops::settle`] at the
+//! next start.
+//!
+//! On a store with `object_lock`, each object gets its retention right after it is written
+//! (the data object before the manifest is written, the manifest before the snapshot is
+//! recorded); if a retention cannot be set the backup fails: an "immutable" snapshot that
+//! is not locked would be a lie.
+
+use indicatif::ProgressBar;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::catalog::CatalogError;
+use crate::kinds::SourceError;
+use crate::model::failpoint;
+use crate::model::snapshot::{self, Manifest};
+use crate::ops::Ctx;
+use crate::ops::{RunGuard, RunSpec};
+use crate::pipeline::crypto;
+use crate::pipeline::{self, Encoding, PipelineError};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("no source named `{0}` in the config; `lifeboat config check` lists the sources")]
+    UnknownSource(String),
+    #[error("snapshot {id} of `{source_name}` failed: {cause}")]
+    Failed {
+        id: String,
+        source_name: String,
+        cause: String,
+    },
+    #[error(
+        "snapshot {id} is committed to store `{store}`, but the catalog could not record it ({cause}); it will be recorded at the next start, or run `lifeboat catalog rebuild`"
+    )]
+    Unrecorded {
+        id: String,
+        store: String,
+        cause: CatalogError,
+    },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("interrupted (SIGINT/SIGTERM) before the snapshot was committed")]
+    Interrupted,
+}
+
+/// Takes one snapshot of `source_name`. Cancelling `cancel` aborts it cleanly.
+pub async fn run(
+    app: &Ctx,
+    source_name: &str,
+    progress: &ProgressBar,
+    cancel: CancellationToken,
+) -> Result<Manifest, BackupError> {
+    let cfg = app
+        .config
+        .source(source_name)
+        .ok_or_else(|| BackupError::UnknownSource(source_name.to_string()))?;
+    let store = app
+        .stores
+        .get(&cfg.store)
+        .ok_or_else(|| BackupError::UnknownSource(source_name.to_string()))?;
+    let recipients = crypto::parse_recipients(&app.config.encryption.recipients)?;
+    let source = cfg.spec.spec().source(&cfg.name, app.kube.clone());
+
+    let created_at = app.now();
+    let id = snapshot::new_id(created_at);
+    let run_id = format!("backup-{id}");
+    let span = tracing::info_span!("backup", source = %source_name, snapshot_id = %id, store = %store.name);
+    async {
+    let run = RunGuard::start(
+        app,
+        RunSpec {
+            id: &run_id,
+            job: "backup",
+            source: source_name,
+            snapshot_id: Some(&id),
+            store: Some(&store.name),
+        },
+    )
+    .await?;
+    app.catalog
+        .insert_snapshot(&id, source_name, source.kind(), &store.name, created_at)
+        .await?;
+
+
+    let dir = snapshot::dir(source_name, &id);
+    let data_key = format!("{dir}/{}", snapshot::DATA_OBJECT);
+    let work = async {
+        tracing::info!("backup started");
+        store.check().await?;
+        let mut facts = source.preflight().await?;
+        let dump = source.dump().await?;
+        let mut upload = store.upload(&data_key).await?;
+        let enc = Encoding {
+            level: app.config.compression.level,
+            threads: app.config.compression.threads,
+            recipients,
+        };
+        let stats = match pipeline::backup(dump, enc, &mut upload, store.part_size, progress).await
+        {
+            Ok(stats) => stats,
+            Err(e) => {
+                upload.abort().await;
+                return Err(StepError::from(e));
+            }
+        };
+        upload.finish().await?;
+        if let Some(until) = store.lock(&data_key, app.now()).await? {
+            tracing::info!(key = %data_key, until = %until, "object lock retention set");
+        }
+        facts.extend(stats.facts.clone());
+        failpoint::hit("before-manifest");
+        let finished_at = app.now();
+        let manifest = Manifest {
+            format: snapshot::FORMAT.into(),
+            id: id.clone(),
+            source: source_name.to_string(),
+            kind: source.kind().to_string(),
+            created_at,
+            finished_at,
+            duration_ms: (finished_at - created_at).num_milliseconds().max(0) as u64,
+            raw_bytes: stats.raw_bytes,
+            compressed_bytes: stats.compressed_bytes,
+            stored_bytes: stats.stored_bytes,
+            sha256: stats.sha256.clone(),
+            objects: vec![snapshot::ObjectEntry {
+                name: snapshot::DATA_OBJECT.into(),
+                stored_bytes: stats.stored_bytes,
+                sha256: stats.sha256,
+            }],
+            compression: snapshot::Compression {
+                algorithm: "zstd".into(),
+                level: app.config.compression.level,
+            },
+            encryption: snapshot::Encryption {
+                algorithm: "age".into(),
+                recipients: app.config.encryption.recipients.clone(),
+            },
+            facts,
+            lifeboat_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| {
+            StepError::Pipeline(PipelineError::Internal(format!("manifest: {e}")))
+        })?;
+        let manifest_key = format!("{dir}/{}", snapshot::MANIFEST);
+        store.put_bytes(&manifest_key, json.into()).await?;
+        if let Some(until) = store.lock(&manifest_key, app.now()).await? {
+            tracing::info!(key = %manifest_key, until = %until, "object lock retention set");
+        }
+        failpoint::hit("after-manifest");
+        Ok::<_, StepError>(manifest)
+    };
+    let result = tokio::select! {
+        r = work => r,
+        _ = cancel.cancelled() => Err(StepError::Interrupted),
+    };
+    let now = app.now();
+    match result {
+        Ok(manifest) => {
+            if let Err(cause) = app.catalog.record_complete(&store.name, &manifest).await {
+                run.leave_to_settlement();
+                return Err(BackupError::Unrecorded {
+                    id,
+                    store: store.name.clone(),
+                    cause,
+                });
+            }
+            run.complete().await?;
+            tracing::info!(
+                raw_bytes = manifest.raw_bytes,
+                stored_bytes = manifest.stored_bytes,
+                duration_ms = manifest.duration_ms,
+                "snapshot committed"
+            );
+            Ok(manifest)
+        }
+        Err(err) => {
+            let mut cause = err.to_string();
+            match store.remove_dir(&dir).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "removed the partial snapshot"),
+                Ok(_) => {}
+                Err(e) => {
+                    cause.push_str(&format!(
+                        " (and its partial objects could not be removed yet: {e}; the next run retries)"
+                    ));
+                }
+            }
+            tracing::error!(cause = %cause, "backup failed");
+            app.catalog.fail_snapshot(&id, &cause, now).await?;
+            run.fail(&cause).await?;
+            Err(BackupError::Failed {
+                id,
+                source_name: source_name.to_string(),
+                cause,
+            })
+        }
+    }
+    }
+    .instrument(span)
+    .await
+}

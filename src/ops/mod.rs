@@ -1,0 +1,15 @@
+//! The verbs: backup, restore, copy, prune, settle, verify, status. Each takes the [`Ctx`]
+//! and a request, and records what it did in the catalog.
+
+pub mod backup;
+pub mod copy;
+pub mod ctx;
+pub mod prune;
+pub mod restore;
+pub mod run;
+pub mod settle;
+pub mod status;
+pub mod verify;
+
+pub use ctx::Ctx;
+pub use run::{RunGuard, RunSpec};

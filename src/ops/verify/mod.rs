@@ -1,0 +1,654 @@
+//! `lifeboat verify SOURCE|SNAPSHOT_ID`: restore a snapshot into a scratch sandbox, check it
+//! against the facts recorded at backup time (and the source's user checks), tear the sandbox
+//! down, and record the verification in the catalog. A snapshot is *verified* only after a
+//! passing verification.
+//!
+//! # Guarantees
+//! - The verification row is inserted before anything is restored and always finished:
+//!   passed, or failed with the cause (a corrupt object, a failed restore, a check, a timeout,
+//!   an interruption). Only catalog errors escape as `Err`.
+//! - The sandbox is owned by the verification future. Timeout and cancellation drop that
+//!   future, and the sandbox guards ([`sandbox::local`]) stop their servers and remove their
+//!   directory before `run` returns.
+//! - The restore goes through [`crate::ops::restore`] (the same integrity checks as a real
+//!   restore) and the kinds' own `Target`s; its wall time is the recorded restore duration
+//!   (the RTO evidence). For Redis and etcd it includes starting the server on the restored
+//!   data, since that is part of getting the service back.
+//!
+//! # Caveats
+//! A command snapshot's restore command that ignores its input closing is waited for (it is
+//! killed when its stdin is dropped mid-stream, but not once all data was written).
+
+pub mod sandbox;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::catalog::{CatalogError, NewVerification, Status, VerificationStatus};
+use crate::config::{Probe, UserCheck};
+use crate::kinds::checks;
+use crate::kinds::{RestoreOptions, RestoreTo};
+use crate::model::snapshot::Manifest;
+use crate::ops::Ctx;
+use crate::ops::{RunGuard, RunSpec};
+
+pub use crate::kinds::checks::{Check, Expect};
+pub use sandbox::Sandbox;
+
+/// Default `verify.timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(
+        "`{0}` is neither a source in the config nor a snapshot in the catalog or a configured store; see `lifeboat snapshots list` (after a disaster, run `lifeboat catalog rebuild` first)"
+    )]
+    Unknown(String),
+    #[error("source `{0}` has no complete snapshot to verify; take one with `lifeboat backup {0}`")]
+    NoSnapshot(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+pub struct Request {
+    /// A source name (its newest complete snapshot) or a snapshot id.
+    pub what: String,
+    pub sandbox: Sandbox,
+    /// Overrides the source's `verify.timeout`.
+    pub timeout: Option<Duration>,
+    pub identity: Option<PathBuf>,
+}
+
+/// The outcome, as `lifeboat verify --output json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub id: String,
+    pub snapshot_id: String,
+    pub source: String,
+    pub kind: String,
+    pub sandbox: Sandbox,
+    pub status: VerificationStatus,
+    pub restore_ms: Option<u64>,
+    pub checks: Vec<Check>,
+    pub error: Option<String>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.status == VerificationStatus::Passed
+    }
+}
+
+/// Runs one verification and records it. `cancel` (Ctrl-C/SIGTERM) stops it cleanly.
+pub async fn run(
+    app: &Ctx,
+    req: &Request,
+    cancel: CancellationToken,
+) -> Result<Report, VerifyError> {
+    let row = match app.config.source(&req.what) {
+        Some(_) => app
+            .catalog
+            .snapshots(Some(&req.what))
+            .await?
+            .into_iter()
+            .rfind(|s| s.status == Status::Complete)
+            .ok_or_else(|| VerifyError::NoSnapshot(req.what.clone()))?,
+        None => match app.catalog.snapshot(&req.what).await? {
+            Some(row) => row,
+            None => from_stores(app, &req.what).await?,
+        },
+    };
+    let now = app.now();
+    let id = format!("verify-{}", crate::model::snapshot::new_id(now));
+    app.catalog
+        .insert_verification(&NewVerification {
+            id: &id,
+            snapshot_id: &row.id,
+            source: &row.source,
+            sandbox: req.sandbox.as_str(),
+            now,
+        })
+        .await?;
+    // The verification is also a run: heartbeated, so that settlement records a killed one.
+    let run = RunGuard::start(
+        app,
+        RunSpec {
+            id: &id,
+            job: "verify",
+            source: &row.source,
+            snapshot_id: Some(&row.id),
+            store: None,
+        },
+    )
+    .await?;
+    let verify_cfg = app
+        .config
+        .source(&row.source)
+        .and_then(|s| s.verify.clone());
+    let timeout = req
+        .timeout
+        .or(verify_cfg.as_ref().and_then(|v| v.timeout.map(|t| t.0)))
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let span = tracing::info_span!("verify", source = %row.source, snapshot_id = %row.id, verification = %id);
+    span.in_scope(
+        || tracing::info!(sandbox = req.sandbox.as_str(), kind = %row.kind, "verification started"),
+    );
+
+    let user_checks = verify_cfg.map(|v| v.checks).unwrap_or_default();
+    let work =
+        verify_snapshot(app, req, &row.id, &row.kind, &user_checks, &id).instrument(span.clone());
+    let outcome = tokio::select! {
+        r = work => r,
+        _ = cancel.cancelled() => Err(Failure::new(
+            "interrupted (SIGINT/SIGTERM); the sandbox was torn down; run `lifeboat verify` again",
+        )),
+        _ = tokio::time::sleep(timeout) => Err(Failure::new(format!(
+            "timed out after {}; the sandbox was torn down; raise `verify.timeout` or pass --timeout",
+            humantime::format_duration(timeout)
+        ))),
+    };
+    // The sandbox future was dropped above: its servers are stopped and its directory gone.
+    let (status, restore_ms, checks, error) = match outcome {
+        Ok(done) => {
+            let passed = done.checks.iter().all(|c| c.passed);
+            let error = (!passed).then(|| {
+                let failed: Vec<String> = done
+                    .checks
+                    .iter()
+                    .filter(|c| !c.passed)
+                    .map(|c| format!("{}: {}", c.name, c.detail))
+                    .collect();
+                format!("{} check(s) failed: {}", failed.len(), failed.join("; "))
+            });
+            let status = if passed {
+                VerificationStatus::Passed
+            } else {
+                VerificationStatus::Failed
+            };
+            (status, Some(done.restore_ms), done.checks, error)
+        }
+        Err(f) => (
+            VerificationStatus::Failed,
+            f.restore_ms,
+            f.checks,
+            Some(f.error),
+        ),
+    };
+    let checks_json = serde_json::to_value(&checks).unwrap_or_default();
+    app.catalog
+        .finish_verification(
+            &id,
+            status,
+            restore_ms.map(|n| n as i64),
+            &checks_json,
+            error.as_deref(),
+            app.now(),
+        )
+        .await?;
+    match (&status, &error) {
+        (VerificationStatus::Passed, _) => run.complete().await?,
+        (_, e) => {
+            run.fail(e.as_deref().unwrap_or("verification failed"))
+                .await?
+        }
+    }
+    span.in_scope(|| {
+        tracing::info!(status = status.as_str(), restore_ms, error = ?error, "verification finished")
+    });
+    Ok(Report {
+        id,
+        snapshot_id: row.id,
+        source: row.source,
+        kind: row.kind,
+        sandbox: req.sandbox,
+        status,
+        restore_ms,
+        checks,
+        error,
+    })
+}
+
+/// Store credentials the object-store and S3 clients read from the environment, carried into
+/// a Kubernetes sandbox when set (its Job has no service account token: IRSA and workload
+/// identity do not reach it).
+const STORE_CREDENTIAL_VARS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_KEY",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+];
+
+/// What the Job's `lifeboat` needs: this config's text, the values of its `${VAR}`s, the
+/// store credentials in our environment, and the age identity.
+fn job_bundle(app: &Ctx, req: &Request) -> Result<sandbox::kubernetes::Bundle, Failure> {
+    let mut env = app.config.origin.vars.clone();
+    for name in STORE_CREDENTIAL_VARS {
+        if let Ok(v) = std::env::var(name) {
+            env.entry(name.to_string()).or_insert(v);
+        }
+    }
+    let identity = match req
+        .identity
+        .as_ref()
+        .or(app.config.encryption.identity_file.as_ref())
+    {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            Failure::new(format!(
+                "cannot read the age identity {} for the sandbox: {e}; pass --identity or fix `encryption.identity_file`",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    Ok(sandbox::kubernetes::Bundle {
+        config_yaml: app.config.origin.text.clone(),
+        identity,
+        env,
+    })
+}
+
+/// A snapshot the catalog does not know (a fresh catalog after a disaster, or the
+/// throwaway one inside a Kubernetes sandbox Job) but a configured store holds: record it
+/// from its manifest, as `lifeboat catalog rebuild` would.
+async fn from_stores(app: &Ctx, id: &str) -> Result<crate::catalog::SnapshotRow, VerifyError> {
+    let (store, manifest) = crate::ops::restore::locate(app, id)
+        .await
+        .map_err(|_| VerifyError::Unknown(id.to_string()))?;
+    app.catalog.record_complete(&store.name, &manifest).await?;
+    tracing::info!(snapshot_id = id, store = %store.name, "snapshot found in the store and recorded in the catalog");
+    app.catalog
+        .snapshot(id)
+        .await?
+        .ok_or_else(|| VerifyError::Unknown(id.to_string()))
+}
+
+struct Done {
+    restore_ms: u64,
+    checks: Vec<Check>,
+}
+
+/// Why a verification could not finish its checks.
+struct Failure {
+    error: String,
+    restore_ms: Option<u64>,
+    checks: Vec<Check>,
+}
+
+impl Failure {
+    fn new(error: impl Into<String>) -> Failure {
+        Failure {
+            error: error.into(),
+            restore_ms: None,
+            checks: Vec::new(),
+        }
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::new(e.to_string())
+    }
+}
+
+async fn verify_snapshot(
+    app: &Ctx,
+    req: &Request,
+    snapshot_id: &str,
+    kind: &str,
+    user: &[UserCheck],
+    verification_id: &str,
+) -> Result<Done, Failure> {
+    match req.sandbox {
+        Sandbox::Local => local(app, req, snapshot_id, kind, user).await,
+        Sandbox::Kubernetes => {
+            let cfg = app
+                .config
+                .sandbox
+                .as_ref()
+                .and_then(|s| s.kubernetes.clone())
+                .ok_or_else(|| {
+                    Failure::new(
+                        "no `sandbox.kubernetes` in the config; set at least its `image` to verify in Kubernetes",
+                    )
+                })?;
+            let bundle = job_bundle(app, req)?;
+            let started = Instant::now();
+            let outcome = sandbox::kubernetes::verify(
+                app.kube.clone(),
+                &cfg,
+                verification_id,
+                snapshot_id,
+                &bundle,
+                app.now(),
+            )
+            .await?;
+            // The restore measured inside the sandbox; without the Job's report, the whole
+            // Job (scheduling and image pull included): an upper bound.
+            Ok(Done {
+                restore_ms: outcome
+                    .restore_ms
+                    .unwrap_or(started.elapsed().as_millis() as u64),
+                checks: outcome.checks,
+            })
+        }
+    }
+}
+
+/// Restores through `crate::ops::restore` (integrity checks included); returns the manifest and
+/// the wall time.
+async fn restore_into(
+    app: &Ctx,
+    req: &Request,
+    snapshot_id: &str,
+    to: RestoreTo,
+    options: RestoreOptions,
+) -> Result<(Manifest, Instant), Failure> {
+    let started = Instant::now();
+    let request = crate::ops::restore::Request {
+        snapshot_id: snapshot_id.to_string(),
+        to,
+        identity: req.identity.clone(),
+        store: None,
+        options,
+    };
+    let (manifest, _) =
+        crate::ops::restore::restore(app, &request, &indicatif::ProgressBar::hidden()).await?;
+    Ok((manifest, started))
+}
+
+fn ms(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}
+
+async fn local(
+    app: &Ctx,
+    req: &Request,
+    snapshot_id: &str,
+    kind: &str,
+    user: &[UserCheck],
+) -> Result<Done, Failure> {
+    use sandbox::local;
+    local::sweep_stale();
+    // Servers are created after (and so dropped before) the directory they live in.
+    let dir = local::SandboxDir::new()?;
+    let bin_dir = app
+        .config
+        .sandbox
+        .as_ref()
+        .and_then(|s| s.postgres_bin_dir.clone());
+    let restored = |restore_ms| Check::pass("restore", format!("restored in {restore_ms} ms"));
+    match kind {
+        "postgres" => {
+            let pg = local::LocalPostgres::start(dir.path(), bin_dir.as_deref()).await?;
+            let url = pg.url("verify");
+            let options = RestoreOptions {
+                no_owner: true,
+                no_privileges: true,
+                bin_dir: bin_dir.clone(),
+                ..RestoreOptions::default()
+            };
+            let (manifest, started) =
+                restore_into(app, req, snapshot_id, RestoreTo::Url(url.clone()), options).await?;
+            let restore_ms = ms(started);
+            let mut checks = vec![restored(restore_ms)];
+            let observed = pg_counts(&url).await.map_err(|e| Failure {
+                error: format!("counting rows in the restored database: {e}"),
+                restore_ms: Some(restore_ms),
+                checks: checks.clone(),
+            })?;
+            checks.extend(checks::postgres(&manifest.facts, &observed));
+            checks.extend(user_checks(user, &Env::url(&url, snapshot_id), Some(&url), None).await);
+            drop(pg);
+            Ok(Done { restore_ms, checks })
+        }
+        "redis" => {
+            let (manifest, started) = restore_into(
+                app,
+                req,
+                snapshot_id,
+                RestoreTo::File(dir.path().join("dump.rdb")),
+                RestoreOptions::default(),
+            )
+            .await?;
+            let (server, url) = local::redis(dir.path(), None).await?;
+            let restore_ms = ms(started);
+            let mut checks = vec![restored(restore_ms)];
+            let probe = url.clone();
+            let observed = tokio::task::spawn_blocking(move || {
+                let keys = crate::kinds::redis::observe::keys(&probe)?;
+                let sample = crate::kinds::redis::observe::sample(&probe, 20);
+                Ok::<_, String>((keys, sample))
+            })
+            .await
+            .map_err(|e| Failure::new(e.to_string()))?
+            .map_err(|e| Failure::new(format!("reading the restored Redis: {e}")))?;
+            let (keys, sample) = observed;
+            let keys: BTreeMap<String, i64> = keys
+                .into_iter()
+                .filter_map(|(k, v)| v.as_i64().map(|n| (k, n)))
+                .collect();
+            checks.extend(checks::redis(&manifest.facts, &keys));
+            checks.push(match sample {
+                Ok(n) => Check::pass(
+                    "sampled keys readable",
+                    format!("{n} key(s) read with DUMP"),
+                ),
+                Err(e) => Check::fail("sampled keys readable", e),
+            });
+            checks.extend(user_checks(user, &Env::url(&url, snapshot_id), None, Some(&url)).await);
+            drop(server);
+            Ok(Done { restore_ms, checks })
+        }
+        "etcd" => {
+            let data = dir.path().join("etcd-data");
+            let peer_url = format!("http://127.0.0.1:{}", local::free_port()?);
+            let options = RestoreOptions {
+                etcd_name: Some(crate::kinds::etcd::DEFAULT_NAME.to_string()),
+                etcd_peer_url: Some(peer_url.clone()),
+                ..RestoreOptions::default()
+            };
+            let (manifest, started) =
+                restore_into(app, req, snapshot_id, RestoreTo::Dir(data.clone()), options).await?;
+            let (server, endpoint) = local::etcd(dir.path(), &data, &peer_url, None).await?;
+            let restore_ms = ms(started);
+            let mut checks = vec![restored(restore_ms)];
+            let (revision, keys) = crate::kinds::etcd::observe(&endpoint, Duration::from_secs(30))
+                .await
+                .map_err(|e| Failure {
+                    error: format!("the restored etcd does not serve reads: {e}"),
+                    restore_ms: Some(restore_ms),
+                    checks: checks.clone(),
+                })?;
+            checks.push(Check::pass(
+                "etcd serves reads",
+                format!("revision {revision}, {keys} key(s)"),
+            ));
+            checks.extend(checks::etcd(&manifest.facts, revision, keys));
+            checks.extend(user_checks(user, &Env::url(&endpoint, snapshot_id), None, None).await);
+            drop(server);
+            Ok(Done { restore_ms, checks })
+        }
+        "files" => {
+            let target = dir.path().join("files");
+            let (manifest, started) = restore_into(
+                app,
+                req,
+                snapshot_id,
+                RestoreTo::Dir(target.clone()),
+                RestoreOptions::default(),
+            )
+            .await?;
+            let restore_ms = ms(started);
+            let mut checks = vec![restored(restore_ms)];
+            let walk = target.clone();
+            let tree = tokio::task::spawn_blocking(move || crate::kinds::files::tree_facts(&walk))
+                .await
+                .map_err(|e| Failure::new(e.to_string()))?
+                .map_err(|e| Failure::new(format!("reading the restored tree: {e}")))?;
+            checks.extend(checks::files(&manifest.facts, &tree));
+            let env = Env::path(&target, snapshot_id);
+            checks.extend(user_checks(user, &env, None, None).await);
+            Ok(Done { restore_ms, checks })
+        }
+        "command" => {
+            // The restore command gets the scratch directory as $LIFEBOAT_TARGET.
+            let target = dir.path().join("target");
+            std::fs::create_dir_all(&target)?;
+            let (_, started) = restore_into(
+                app,
+                req,
+                snapshot_id,
+                RestoreTo::Url(target.display().to_string()),
+                RestoreOptions::default(),
+            )
+            .await?;
+            let restore_ms = ms(started);
+            let mut checks = vec![restored(restore_ms)];
+            checks.extend(user_checks(user, &Env::path(&target, snapshot_id), None, None).await);
+            Ok(Done { restore_ms, checks })
+        }
+        other => Err(Failure::new(format!(
+            "`{other}` snapshots cannot be verified in the local sandbox; use --sandbox kubernetes"
+        ))),
+    }
+}
+
+/// Row count of every user table of the database at `url`.
+async fn pg_counts(url: &str) -> Result<BTreeMap<String, i64>, sqlx::Error> {
+    let mut db = sqlx::PgConnection::connect(url).await?;
+    let counts = crate::kinds::postgres::row_counts(&mut db).await?;
+    let _ = db.close().await;
+    Ok(counts
+        .into_iter()
+        .filter_map(|(k, v)| v.as_i64().map(|n| (k, n)))
+        .collect())
+}
+
+/// The environment of user `command:` checks.
+struct Env(Vec<(&'static str, String)>);
+
+impl Env {
+    fn url(url: &str, snapshot_id: &str) -> Env {
+        Env(vec![
+            ("LIFEBOAT_TARGET", url.to_string()),
+            ("LIFEBOAT_TARGET_URL", url.to_string()),
+            ("LIFEBOAT_SNAPSHOT", snapshot_id.to_string()),
+        ])
+    }
+    fn path(path: &std::path::Path, snapshot_id: &str) -> Env {
+        Env(vec![
+            ("LIFEBOAT_TARGET", path.display().to_string()),
+            ("LIFEBOAT_TARGET_PATH", path.display().to_string()),
+            ("LIFEBOAT_SNAPSHOT", snapshot_id.to_string()),
+        ])
+    }
+}
+
+async fn user_checks(
+    checks: &[UserCheck],
+    env: &Env,
+    pg_url: Option<&str>,
+    redis_url: Option<&str>,
+) -> Vec<Check> {
+    let mut out = Vec::new();
+    for c in checks {
+        let name = c.name.as_str();
+        out.push(match &c.probe {
+            Probe::Sql(sql) => match pg_url {
+                None => Check::fail(name, "`sql` checks apply to PostgreSQL snapshots only"),
+                Some(url) => sql_check(c, url, sql).await,
+            },
+            Probe::Redis(args) => match redis_url {
+                None => Check::fail(name, "`redis` checks apply to Redis snapshots only"),
+                Some(url) => {
+                    let (url, args) = (url.to_string(), args.clone());
+                    let reply = tokio::task::spawn_blocking(move || {
+                        crate::kinds::redis::observe::command(&url, &args)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                    match reply {
+                        Ok(r) => checks::expectation(name, c.expect.as_ref(), &r),
+                        Err(e) => Check::fail(name, format!("Redis answered an error: {e}")),
+                    }
+                }
+            },
+            Probe::Command(argv) => command_check(c, argv, env).await,
+        });
+    }
+    out
+}
+
+async fn sql_check(c: &UserCheck, url: &str, sql: &str) -> Check {
+    let name = c.name.as_str();
+    let result: Result<Vec<(Option<String>,)>, sqlx::Error> = async {
+        let mut db = sqlx::PgConnection::connect(url).await?;
+        // Any result shape: each row as JSON; the first column is the check's value.
+        // The operator's own query from the config, run in a throwaway sandbox database.
+        let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT (SELECT value FROM json_each_text(row_to_json(q)) LIMIT 1) FROM ({}) q",
+            sql.trim().trim_end_matches(';')
+        )))
+        .fetch_all(&mut db)
+        .await?;
+        let _ = db.close().await;
+        Ok(rows)
+    }
+    .await;
+    match result {
+        Err(e) => Check::fail(name, format!("the query failed: {e}")),
+        Ok(rows) => {
+            if let Some(want) = c.expect_rows
+                && rows.len() as u64 != want
+            {
+                return Check::fail(
+                    name,
+                    format!("returned {} row(s), expected {want}", rows.len()),
+                );
+            }
+            match (&c.expect, rows.first()) {
+                (Some(_), None) => Check::fail(name, "returned no rows"),
+                (Some(e), Some((v,))) => {
+                    checks::expectation(name, Some(e), v.as_deref().unwrap_or("NULL"))
+                }
+                (None, _) => Check::pass(name, format!("returned {} row(s)", rows.len())),
+            }
+        }
+    }
+}
+
+async fn command_check(c: &UserCheck, argv: &[String], env: &Env) -> Check {
+    let name = c.name.as_str();
+    let Some((program, args)) = argv.split_first() else {
+        return Check::fail(name, "empty command");
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .envs(env.0.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    match cmd.output().await {
+        Err(e) => Check::fail(name, format!("cannot run {program}: {e}")),
+        Ok(out) if !out.status.success() => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: String = stderr.trim().chars().take(500).collect();
+            Check::fail(name, format!("{program} failed ({}): {tail}", out.status))
+        }
+        Ok(out) => match &c.expect {
+            None => Check::pass(name, "exited 0"),
+            Some(e) => checks::expectation(name, Some(e), &String::from_utf8_lossy(&out.stdout)),
+        },
+    }
+}

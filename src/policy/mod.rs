@@ -1,0 +1,6 @@
+//! Decisions: pure functions of facts and a clock (`now`), unit- and property-tested beside
+//! the code. The callers (in `ops` and `daemon`) gather the facts and carry the decisions out.
+
+pub mod objectives;
+pub mod retention;
+pub mod schedule;
