@@ -28,6 +28,19 @@ pub enum CatalogError {
     BadManifest { id: String, reason: String },
 }
 
+impl CatalogError {
+    pub fn kind(&self) -> crate::model::ErrorKind {
+        use crate::model::ErrorKind;
+        match self {
+            CatalogError::Open { .. } | CatalogError::Query { .. } => ErrorKind::Unreachable,
+            CatalogError::Migrate { .. } => ErrorKind::Internal,
+            CatalogError::BadManifest { .. } => ErrorKind::Corrupt,
+            #[allow(unreachable_patterns)]
+            _ => ErrorKind::Corrupt,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {

@@ -36,7 +36,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::leader::{Leader, RENEW_EVERY};
+use crate::model::ErrorKind;
 use crate::ops::Ctx;
+use crate::ops::OpError;
 use crate::policy::schedule::{Backoff, Due, Job, JobKind, Planner, Queue, Trigger};
 use metrics::{Metrics, Outcome};
 
@@ -137,7 +139,7 @@ async fn run_inner(
     }
 }
 
-type Finished = (Due, Result<u64, String>, Duration, bool);
+type Finished = (Due, Result<u64, OpError>, Duration, bool);
 
 async fn lead(
     app: &Arc<Ctx>,
@@ -219,7 +221,12 @@ async fn lead(
                 let r = std::panic::AssertUnwindSafe(execute(&app, &due.job, token.clone()))
                     .catch_unwind()
                     .await
-                    .unwrap_or_else(|_| Err("the job panicked (a bug; please report it)".into()));
+                    .unwrap_or_else(|_| {
+                        Err(OpError::new(
+                            ErrorKind::Internal,
+                            "the job panicked (a bug; please report it)",
+                        ))
+                    });
                 (due, r, started.elapsed(), token.is_cancelled())
             });
         }
@@ -330,74 +337,79 @@ fn finish(
             );
             summary.failed.push(format!("{job}: cancelled: {cause}"));
         }
-        Err(cause) => match planner.failed(job, due.attempt, backoff, now) {
-            Some(at) => {
-                tracing::warn!(source = %job.source, job = %job.kind, attempt = due.attempt, retry_at = %at, cause = %cause, "job failed; will retry");
-                metrics.record(
-                    job.kind,
-                    &job.source,
-                    Outcome::Failed,
-                    took,
-                    0,
-                    now.timestamp(),
-                );
+        Err(cause) => {
+            match planner.failed(job, due.attempt, backoff, now, cause.kind().is_retryable()) {
+                Some(at) => {
+                    tracing::warn!(source = %job.source, job = %job.kind, attempt = due.attempt, retry_at = %at, cause = %cause, "job failed; will retry");
+                    metrics.record(
+                        job.kind,
+                        &job.source,
+                        Outcome::Failed,
+                        took,
+                        0,
+                        now.timestamp(),
+                    );
+                }
+                None => {
+                    tracing::error!(source = %job.source, job = %job.kind, attempts = due.attempt, cause = %cause, "job failed; no attempts left, waiting for its next slot");
+                    metrics.record(
+                        job.kind,
+                        &job.source,
+                        Outcome::GaveUp,
+                        took,
+                        0,
+                        now.timestamp(),
+                    );
+                    summary.failed.push(format!("{job}: {cause}"));
+                }
             }
-            None => {
-                tracing::error!(source = %job.source, job = %job.kind, attempts = due.attempt, cause = %cause, "job failed; no attempts left, waiting for its next slot");
-                metrics.record(
-                    job.kind,
-                    &job.source,
-                    Outcome::GaveUp,
-                    took,
-                    0,
-                    now.timestamp(),
-                );
-                summary.failed.push(format!("{job}: {cause}"));
-            }
-        },
+        }
     }
 }
 
 /// Performs one job. Adding a [`JobKind`] is one arm here.
-async fn execute(app: &Ctx, job: &Job, cancel: CancellationToken) -> Result<u64, String> {
-    let interrupted = || "interrupted before it finished".to_string();
+async fn execute(app: &Ctx, job: &Job, cancel: CancellationToken) -> Result<u64, OpError> {
+    let interrupted = OpError::interrupted;
     match job.kind {
         JobKind::Backup => {
             let bar = indicatif::ProgressBar::hidden();
             crate::ops::backup::run(app, &job.source, &bar, cancel)
                 .await
                 .map(|m| m.stored_bytes)
-                .map_err(|e| e.to_string())
+                .map_err(OpError::from)
         }
         JobKind::Copy => {
             let work = crate::ops::copy::pending(app, Some(&job.source));
             let (copied, failures) = tokio::select! {
-                r = work => r.map_err(|e| e.to_string())?,
+                r = work => r?,
                 _ = cancel.cancelled() => return Err(interrupted()),
             };
             if failures.is_empty() {
                 tracing::info!(source = %job.source, copied, "copies up to date");
                 Ok(0)
             } else {
-                Err(failures
+                // Retried if any failure may pass on retry.
+                let kind = failures
+                    .iter()
+                    .map(|f| f.kind())
+                    .find(|k| k.is_retryable())
+                    .unwrap_or(failures[0].kind());
+                let text = failures
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
-                    .join("; "))
+                    .join("; ");
+                Err(OpError::new(kind, text))
             }
         }
         JobKind::Prune => {
             // Idempotent step by step (see `prune`): safe to stop anywhere.
             let work = async {
-                let plans = crate::ops::prune::plan(app, Some(&job.source), app.now())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let plans = crate::ops::prune::plan(app, Some(&job.source), app.now()).await?;
                 for plan in &plans {
-                    crate::ops::prune::execute(app, plan)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    crate::ops::prune::execute(app, plan).await?;
                 }
-                Ok(0)
+                Ok::<_, OpError>(0)
             };
             tokio::select! {
                 r = work => r,
@@ -412,12 +424,15 @@ async fn execute(app: &Ctx, job: &Job, cancel: CancellationToken) -> Result<u64,
                 timeout: None,
                 identity: None,
             };
-            let report = crate::ops::verify::run(app, &req, cancel.clone())
-                .await
-                .map_err(|e| e.to_string())?;
+            let report = crate::ops::verify::run(app, &req, cancel.clone()).await?;
             match &report.error {
                 None => Ok(0),
-                Some(e) => Err(format!("verification {} failed: {e}", report.id)),
+                // A failed check is a finding about the snapshot, not a passing glitch: the
+                // next scheduled verification runs it again.
+                Some(e) => Err(OpError::new(
+                    ErrorKind::Corrupt,
+                    format!("verification {} failed: {e}", report.id),
+                )),
             }
         }
     }

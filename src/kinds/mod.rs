@@ -51,6 +51,21 @@ pub enum SourceError {
     Target { target: String, reason: String },
 }
 
+impl SourceError {
+    pub fn kind(&self) -> crate::model::ErrorKind {
+        use crate::model::ErrorKind;
+        match self {
+            SourceError::Process(ProcessError::Spawn { .. }) => ErrorKind::Config,
+            SourceError::Process(ProcessError::Pipe { .. }) => ErrorKind::Internal,
+            SourceError::Process(_)
+            | SourceError::Unreachable { .. }
+            | SourceError::Hook { .. } => ErrorKind::Unreachable,
+            SourceError::Redis(_) => ErrorKind::Unreachable,
+            SourceError::Target { .. } => ErrorKind::Config,
+        }
+    }
+}
+
 /// Facts recorded at backup time and kept in the manifest (tool and server versions, ...).
 pub type Facts = serde_json::Map<String, serde_json::Value>;
 

@@ -62,12 +62,25 @@ impl Default for Fake {
     }
 }
 
+/// An answer of the API server with the status code it gives: 422 Invalid by default, the
+/// code written in `reason` (`(409)`, `(404)`, `forbidden`) when there is one.
 fn invalid(verb: &'static str, res: &Resource, name: &str, reason: impl Into<String>) -> KubeError {
+    let reason = reason.into();
+    let code = if reason.starts_with("forbidden") {
+        403
+    } else if reason.contains("(409)") {
+        409
+    } else if reason.contains("(404)") {
+        404
+    } else {
+        422
+    };
     KubeError::Api {
         verb,
         kind: res.kind,
         name: name.to_string(),
-        reason: reason.into(),
+        reason,
+        code: Some(code),
     }
 }
 

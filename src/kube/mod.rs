@@ -25,7 +25,33 @@ pub enum KubeError {
         kind: &'static str,
         name: String,
         reason: String,
+        /// The HTTP status of the answer (409 Conflict, 404, ...); `None` when there was none.
+        code: Option<u16>,
     },
+}
+
+impl KubeError {
+    /// The HTTP status the API server answered, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            KubeError::Api { code, .. } => *code,
+            KubeError::Connect(_) => None,
+        }
+    }
+
+    /// 409: someone else created or changed the object first.
+    pub fn is_conflict(&self) -> bool {
+        self.status() == Some(409)
+    }
+
+    pub fn kind(&self) -> crate::model::ErrorKind {
+        use crate::model::ErrorKind;
+        match self.status() {
+            Some(409) => ErrorKind::Conflict,
+            Some(400 | 401 | 403 | 404 | 422) => ErrorKind::Config,
+            _ => ErrorKind::Unreachable,
+        }
+    }
 }
 
 /// A resource type, as the API server knows it.
@@ -204,14 +230,33 @@ impl Live {
     }
 }
 
-fn api_err(verb: &'static str, res: &Resource, name: &str, e: impl ToString) -> KubeError {
+fn api_err(verb: &'static str, res: &Resource, name: &str, e: impl ApiFailure) -> KubeError {
     KubeError::Api {
         verb,
         kind: res.kind,
         name: name.to_string(),
         reason: e.to_string(),
+        code: e.code(),
     }
 }
+
+/// An error of the live client, with the HTTP status when the API server answered.
+trait ApiFailure: std::fmt::Display {
+    fn code(&self) -> Option<u16> {
+        None
+    }
+}
+
+impl ApiFailure for kube::Error {
+    fn code(&self) -> Option<u16> {
+        match self {
+            kube::Error::Api(s) => Some(s.code),
+            _ => None,
+        }
+    }
+}
+
+impl ApiFailure for serde_json::Error {}
 
 #[async_trait]
 impl KubeApi for Live {

@@ -154,8 +154,7 @@ impl KubeLease {
 }
 
 fn is_conflict(e: &KubeError) -> bool {
-    let s = e.to_string();
-    s.contains("409") || s.contains("Conflict") || s.contains("AlreadyExists")
+    e.is_conflict()
 }
 
 #[async_trait]

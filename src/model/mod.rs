@@ -3,6 +3,7 @@
 //! Pure: nothing here does I/O beyond reading the host name and the failpoint variable.
 
 pub mod clock;
+pub mod error;
 pub mod failpoint;
 pub mod host;
 pub mod redact;
@@ -10,4 +11,5 @@ pub mod snapshot;
 pub mod values;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::ErrorKind;
 pub use values::{ByteSize, Objectives, Schedule, SecretString, Timeout};

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::catalog::CatalogError;
 use crate::kinds::SourceError;
+use crate::model::ErrorKind;
 use crate::model::failpoint;
 use crate::model::snapshot::{self, Manifest};
 use crate::ops::Ctx;
@@ -33,6 +34,7 @@ pub enum BackupError {
     Failed {
         id: String,
         source_name: String,
+        kind: ErrorKind,
         cause: String,
     },
     #[error(
@@ -49,6 +51,17 @@ pub enum BackupError {
     Crypto(#[from] crypto::CryptoError),
 }
 
+impl BackupError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BackupError::UnknownSource(_) => ErrorKind::Config,
+            BackupError::Failed { kind, .. } => *kind,
+            BackupError::Unrecorded { cause, .. } | BackupError::Catalog(cause) => cause.kind(),
+            BackupError::Crypto(e) => e.kind(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum StepError {
     #[error(transparent)]
@@ -59,6 +72,17 @@ enum StepError {
     Source(#[from] SourceError),
     #[error("interrupted (SIGINT/SIGTERM) before the snapshot was committed")]
     Interrupted,
+}
+
+impl StepError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StepError::Pipeline(e) => e.kind(),
+            StepError::Store(e) => e.kind(),
+            StepError::Source(e) => e.kind(),
+            StepError::Interrupted => ErrorKind::Interrupted,
+        }
+    }
 }
 
 /// Takes one snapshot of `source_name`. Cancelling `cancel` aborts it cleanly.
@@ -192,6 +216,7 @@ pub async fn run(
             Ok(manifest)
         }
         Err(err) => {
+            let kind = err.kind();
             let mut cause = err.to_string();
             match store.remove_dir(&dir).await {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "removed the partial snapshot"),
@@ -208,6 +233,7 @@ pub async fn run(
             Err(BackupError::Failed {
                 id,
                 source_name: source_name.to_string(),
+                kind,
                 cause,
             })
         }

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use crate::catalog::{CatalogError, Status};
+use crate::model::ErrorKind;
 use crate::model::failpoint;
 use crate::model::snapshot::{self, Manifest};
 use crate::ops::Ctx;
@@ -30,6 +31,7 @@ pub enum CopyError {
     Failed {
         id: String,
         store: String,
+        kind: ErrorKind,
         cause: String,
     },
     #[error("no store named `{0}` in the config")]
@@ -40,12 +42,31 @@ pub enum CopyError {
     Catalog(#[from] CatalogError),
 }
 
+impl CopyError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CopyError::Failed { kind, .. } => *kind,
+            CopyError::UnknownStore(_) | CopyError::UnknownSource(_) => ErrorKind::Config,
+            CopyError::Catalog(e) => e.kind(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum StepError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
     Integrity(String),
+}
+
+impl StepError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StepError::Store(e) => e.kind(),
+            StepError::Integrity(_) => ErrorKind::Corrupt,
+        }
+    }
 }
 
 /// Copies snapshot `m` (committed in `from`) into `to`, recording the run and the copy.
@@ -84,6 +105,7 @@ pub async fn copy_snapshot(
                 Ok(bytes)
             }
             Err(err) => {
+                let kind = err.kind();
                 let mut cause = err.to_string();
                 if let Err(e) = to.remove_dir(&snapshot::dir(&m.source, &m.id)).await {
                     cause.push_str(&format!(
@@ -98,6 +120,7 @@ pub async fn copy_snapshot(
                 Err(CopyError::Failed {
                     id: m.id.clone(),
                     store: to.name.clone(),
+                    kind,
                     cause,
                 })
             }

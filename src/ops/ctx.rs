@@ -21,6 +21,15 @@ pub enum CtxError {
     Store(#[from] StoreError),
 }
 
+impl CtxError {
+    pub fn kind(&self) -> crate::model::ErrorKind {
+        match self {
+            CtxError::Catalog(e) => e.kind(),
+            CtxError::Store(e) => e.kind(),
+        }
+    }
+}
+
 pub struct Ctx {
     pub config: Config,
     pub catalog: Catalog,

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod copy;
 pub mod ctx;
+pub mod error;
 pub mod prune;
 pub mod restore;
 pub mod run;
@@ -12,4 +13,5 @@ pub mod status;
 pub mod verify;
 
 pub use ctx::Ctx;
+pub use error::OpError;
 pub use run::{RunGuard, RunSpec};

@@ -51,6 +51,18 @@ pub enum PruneError {
     BadRow { id: String, value: String },
 }
 
+impl PruneError {
+    pub fn kind(&self) -> crate::model::ErrorKind {
+        use crate::model::ErrorKind;
+        match self {
+            PruneError::UnknownSource(_) => ErrorKind::Config,
+            PruneError::Catalog(e) => e.kind(),
+            PruneError::Store { cause, .. } => cause.kind(),
+            PruneError::BadRow { .. } => ErrorKind::Corrupt,
+        }
+    }
+}
+
 /// The plan for one snapshot.
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapshotPlan {

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::catalog::CatalogError;
 use crate::catalog::Status;
 use crate::kinds::{RestoreOptions, RestoreTo, SourceError};
+use crate::model::ErrorKind;
 use crate::model::snapshot::{self, Manifest};
 use crate::ops::Ctx;
 use crate::ops::settle::read_manifest;
@@ -44,13 +45,29 @@ pub enum RestoreError {
     )]
     Missing { id: String, store: String },
     #[error("snapshot {id}: {cause}")]
-    Failed { id: String, cause: String },
+    Failed {
+        id: String,
+        kind: ErrorKind,
+        cause: String,
+    },
     #[error(
         "no age identity to decrypt with; set encryption.identity_file in the config or pass --identity FILE"
     )]
     NoIdentity,
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+}
+
+impl RestoreError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RestoreError::NotFound { .. } | RestoreError::NoIdentity => ErrorKind::Config,
+            RestoreError::NotComplete { .. } => ErrorKind::Config,
+            RestoreError::Missing { .. } => ErrorKind::Corrupt,
+            RestoreError::Failed { kind, .. } => *kind,
+            RestoreError::Catalog(e) => e.kind(),
+        }
+    }
 }
 
 pub struct Request {
@@ -106,23 +123,24 @@ pub(crate) async fn restore(
 ) -> Result<(Manifest, RestoreStats), RestoreError> {
     let id = req.snapshot_id.as_str();
     {
-        let failed = |cause: String| RestoreError::Failed {
+        let failed = |kind: ErrorKind, cause: String| RestoreError::Failed {
             id: id.to_string(),
+            kind,
             cause,
         };
         let identity_path = req
             .identity
             .clone()
             .or_else(|| app.config.encryption.identity_file.clone())
-            .ok_or_else(|| failed(RestoreError::NoIdentity.to_string()))?;
+            .ok_or_else(|| failed(ErrorKind::Config, RestoreError::NoIdentity.to_string()))?;
         let identities =
-            crypto::load_identities(&identity_path).map_err(|e| failed(e.to_string()))?;
+            crypto::load_identities(&identity_path).map_err(|e| failed(e.kind(), e.to_string()))?;
         let (store, manifest) = match &req.store {
             Some(name) => locate_in(app, id, name).await?,
             None => locate(app, id).await?,
         };
-        let source_failed = |e: SourceError| failed(e.to_string());
-        let store_failed = |e: StoreError| failed(e.to_string());
+        let source_failed = |e: SourceError| failed(e.kind(), e.to_string());
+        let store_failed = |e: StoreError| failed(e.kind(), e.to_string());
         let target = crate::kinds::target(
             &manifest.kind,
             &req.to,
@@ -135,18 +153,27 @@ pub(crate) async fn restore(
 
         let data = manifest
             .data_object()
-            .ok_or_else(|| failed("its manifest lists no data object".into()))?
+            .ok_or_else(|| {
+                failed(
+                    ErrorKind::Corrupt,
+                    "its manifest lists no data object".into(),
+                )
+            })?
             .clone();
         let key = format!("{}/{}", snapshot::dir(&manifest.source, id), data.name);
         match store.size(&key).await.map_err(store_failed)? {
             None => {
-                return Err(failed(format!(
-                    "its data object {key} is missing from store `{}`; restore a copy from another store or an older snapshot",
-                    store.name
-                )));
+                return Err(failed(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "its data object {key} is missing from store `{}`; restore a copy from another store or an older snapshot",
+                        store.name
+                    ),
+                ));
             }
             Some(n) if n != data.stored_bytes => {
                 return Err(failed(
+                    ErrorKind::Corrupt,
                     PipelineError::Corrupt(format!(
                         "the data object has {n} bytes, its manifest records {}",
                         data.stored_bytes
@@ -172,7 +199,7 @@ pub(crate) async fn restore(
             progress,
         )
         .await
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(e.kind(), e.to_string()))?;
         tracing::info!(raw_bytes = stats.raw_bytes, "restore finished");
         Ok((manifest, stats))
     }
@@ -184,14 +211,17 @@ async fn locate_in<'a>(
     id: &str,
     name: &str,
 ) -> Result<(&'a Store, Manifest), RestoreError> {
-    let failed = |cause: String| RestoreError::Failed {
+    let failed = |kind: ErrorKind, cause: String| RestoreError::Failed {
         id: id.to_string(),
+        kind,
         cause,
     };
-    let store = app
-        .stores
-        .get(name)
-        .ok_or_else(|| failed(format!("no store named `{name}` in the config")))?;
+    let store = app.stores.get(name).ok_or_else(|| {
+        failed(
+            ErrorKind::Config,
+            format!("no store named `{name}` in the config"),
+        )
+    })?;
     let known = app.catalog.snapshot(id).await?.map(|r| r.source);
     let sources = known
         .into_iter()
@@ -200,10 +230,13 @@ async fn locate_in<'a>(
         match read_manifest(store, &snapshot::dir(&source, id)).await {
             Ok(Some(m)) => return Ok((store, m)),
             Ok(None) => {}
-            Err(e) => return Err(failed(e.to_string())),
+            Err(e) => return Err(failed(e.kind(), e.to_string())),
         }
     }
-    Err(failed(format!("store `{name}` holds no copy of it")))
+    Err(failed(
+        ErrorKind::Corrupt,
+        format!("store `{name}` holds no copy of it"),
+    ))
 }
 
 /// Finds the store holding snapshot `id` and reads its manifest there.
@@ -233,6 +266,7 @@ pub(crate) async fn locate<'a>(
             Ok(None) => Err(missing()),
             Err(e) => Err(RestoreError::Failed {
                 id: id.to_string(),
+                kind: e.kind(),
                 cause: e.to_string(),
             }),
         };

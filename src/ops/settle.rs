@@ -33,6 +33,15 @@ pub enum RecoveryError {
     Store(#[from] StoreError),
 }
 
+impl RecoveryError {
+    pub fn kind(&self) -> crate::model::ErrorKind {
+        match self {
+            RecoveryError::Catalog(e) => e.kind(),
+            RecoveryError::Store(e) => e.kind(),
+        }
+    }
+}
+
 /// Is the process that owns `run` certainly gone?
 pub fn is_dead(run: &RunRow, now: DateTime<Utc>, host: &str) -> bool {
     if run.host == host {

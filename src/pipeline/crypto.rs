@@ -27,6 +27,15 @@ pub enum CryptoError {
     },
 }
 
+impl CryptoError {
+    pub fn kind(&self) -> crate::model::ErrorKind {
+        match self {
+            CryptoError::Write { .. } => crate::model::ErrorKind::Internal,
+            _ => crate::model::ErrorKind::Config,
+        }
+    }
+}
+
 pub fn parse_recipient(s: &str) -> Result<age::x25519::Recipient, CryptoError> {
     s.trim().parse().map_err(|_| CryptoError::BadRecipient {
         // A secret key pasted into the wrong place must not be echoed back.

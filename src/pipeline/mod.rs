@@ -60,6 +60,20 @@ pub enum PipelineError {
     Internal(String),
 }
 
+impl PipelineError {
+    pub fn kind(&self) -> crate::model::ErrorKind {
+        use crate::model::ErrorKind;
+        match self {
+            PipelineError::Source(e) => e.kind(),
+            PipelineError::Store(e) => e.kind(),
+            PipelineError::Read(_) | PipelineError::TargetWrite(_) => ErrorKind::Unreachable,
+            PipelineError::Encode(_) | PipelineError::Internal(_) => ErrorKind::Internal,
+            PipelineError::WrongIdentity { .. } => ErrorKind::Config,
+            PipelineError::Corrupt(_) => ErrorKind::Corrupt,
+        }
+    }
+}
+
 /// What the backup pipeline measured.
 #[derive(Debug, Clone, Default)]
 pub struct BackupStats {

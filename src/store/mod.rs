@@ -59,6 +59,17 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    pub fn kind(&self) -> crate::model::ErrorKind {
+        use crate::model::ErrorKind;
+        match self {
+            StoreError::Open { .. } => ErrorKind::Config,
+            StoreError::Unavailable { .. } | StoreError::Lock { .. } => ErrorKind::Unreachable,
+            StoreError::NotFound { .. } => ErrorKind::Corrupt,
+        }
+    }
+}
+
 /// Checks a store URL's form at config load time, without touching the store.
 pub fn check_url(url: &str) -> Result<(), String> {
     let ok = |rest: &str| !rest.is_empty() && !rest.starts_with('/');

@@ -56,6 +56,16 @@ pub enum VerifyError {
     Catalog(#[from] CatalogError),
 }
 
+impl VerifyError {
+    pub fn kind(&self) -> crate::model::ErrorKind {
+        use crate::model::ErrorKind;
+        match self {
+            VerifyError::Unknown(_) | VerifyError::NoSnapshot(_) => ErrorKind::Config,
+            VerifyError::Catalog(e) => e.kind(),
+        }
+    }
+}
+
 pub struct Request {
     /// A source name (its newest complete snapshot) or a snapshot id.
     pub what: String,

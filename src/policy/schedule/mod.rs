@@ -275,14 +275,19 @@ impl Planner {
     }
 
     /// Records that attempt `attempt` of `job` failed at `now`: returns when it will be
-    /// retried, or `None` when `backoff` says to give up (the caller reports it).
+    /// retried, or `None` when `backoff` says to give up or the failure is not `retryable`
+    /// (a config error or corrupt data: retrying changes nothing; the caller reports it).
     pub fn failed(
         &mut self,
         job: &Job,
         attempt: u32,
         backoff: &Backoff,
         now: DateTime<Utc>,
+        retryable: bool,
     ) -> Option<DateTime<Utc>> {
+        if !retryable {
+            return None;
+        }
         let at = now + delta(backoff.delay(attempt)?);
         self.retries.insert(job.clone(), (at, attempt + 1));
         Some(at)

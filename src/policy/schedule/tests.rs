@@ -252,7 +252,7 @@ fn failed_job_is_retried_with_backoff_then_reported_and_a_new_slot_supersedes() 
             attempt: 1
         }]
     );
-    let at = p.failed(&job("a"), 1, &b, now).expect("retry");
+    let at = p.failed(&job("a"), 1, &b, now, true).expect("retry");
     assert_eq!(at, now + TimeDelta::seconds(60));
     assert_eq!(p.next_wake(), Some(at));
     assert_eq!(
@@ -262,7 +262,7 @@ fn failed_job_is_retried_with_backoff_then_reported_and_a_new_slot_supersedes() 
             attempt: 2
         }]
     );
-    let at = p.failed(&job("a"), 2, &b, at).expect("retry");
+    let at = p.failed(&job("a"), 2, &b, at, true).expect("retry");
     assert_eq!(at, now + TimeDelta::seconds(180));
     assert_eq!(
         p.pop_due(at),
@@ -271,11 +271,15 @@ fn failed_job_is_retried_with_backoff_then_reported_and_a_new_slot_supersedes() 
             attempt: 3
         }]
     );
-    assert_eq!(p.failed(&job("a"), 3, &b, at), None, "attempts used up");
+    assert_eq!(
+        p.failed(&job("a"), 3, &b, at, true),
+        None,
+        "attempts used up"
+    );
     assert_eq!(p.next_wake(), Some(t("2026-11-25T11:00:00Z")));
     // A retry still pending when the next slot comes is replaced by the slot's attempt 1.
     let late = t("2026-11-25T10:59:30Z");
-    p.failed(&job("a"), 1, &b, late).expect("retry");
+    p.failed(&job("a"), 1, &b, late, true).expect("retry");
     assert_eq!(
         p.pop_due(t("2026-11-25T11:00:00Z")),
         [Due {
@@ -380,4 +384,22 @@ fn seconds_schedules_work() {
     );
     assert_eq!(p.next_wake(), Some(t("2026-11-25T10:00:03Z")));
     assert!(p.pop_due(now).is_empty());
+}
+
+#[test]
+fn a_failure_that_retrying_cannot_fix_is_not_retried() {
+    let now = t("2026-01-01T00:00:00Z");
+    let mut p = Planner::new(
+        [(job("a"), sched("0 * * * *"))],
+        Duration::ZERO,
+        &BTreeMap::new(),
+        now,
+    );
+    let b = Backoff {
+        max_attempts: 5,
+        base: Duration::from_secs(10),
+        max: Duration::from_secs(60),
+    };
+    assert_eq!(p.failed(&job("a"), 1, &b, now, false), None);
+    assert!(!p.retries.contains_key(&job("a")), "no retry is planned");
 }
