@@ -83,7 +83,7 @@ fn kill_after_manifest_is_recovered_as_complete() {
     let child = env.backup_stalled_at("after-manifest");
     let id = env.snapshots()[0]["id"].as_str().unwrap().to_string();
     kill9(child);
-    let out = env.ok(&["catalog", "recover"]);
+    let out = env.ok(&["catalog", "settle"]);
     assert!(out.contains("1 recorded complete"), "{out}");
     let snaps = env.snapshots();
     assert_eq!(snaps[0]["id"], id.as_str());

@@ -14,11 +14,16 @@ use lifeboat::ops::ctx::Ctx;
 use serde_json::json;
 
 async fn app(env: &common::Env, fake: Arc<Fake>) -> Ctx {
+    app_with(env, fake, "").await
+}
+
+/// `extra`: more keys of the source (indented as the source's keys).
+async fn app_with(env: &common::Env, fake: Arc<Fake>, extra: &str) -> Ctx {
     let yaml = format!(
         "catalog: sqlite://{dir}/catalog.db\nstores:\n  local: {{ url: \"file://{dir}/store\" }}\n\
          encryption:\n  recipients: [\"{r}\"]\n  identity_file: {dir}/age.key\n\
          sources:\n  - name: orderer-ledger\n    kind: files\n    pvc: ledger-orderer0\n    namespace: fabric\n    \
-         volume_snapshot_class: csi-snapclass\n    store: local\n",
+         volume_snapshot_class: csi-snapclass\n    store: local\n{extra}",
         dir = env.dir.path().display(),
         r = env.recipient
     );
@@ -143,4 +148,56 @@ async fn contract_fake_rejects_what_the_api_server_would() {
     );
     // Deleting a PVC is not something lifeboat does: the RBAC Role would deny it.
     assert!(fake.delete(&PVC, "ns", "x").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pruning_a_snapshot_deletes_its_volume_snapshot() {
+    let env = common::Env::new();
+    let fake = Arc::new(Fake::new(Snapshotter::ReadyAfter(1, "10Gi".into())));
+    let app = app_with(&env, fake.clone(), "    retention: { keep_last: 1 }\n").await;
+    let bar = indicatif::ProgressBar::hidden();
+    let old = lifeboat::ops::backup::run(&app, "orderer-ledger", &bar, Default::default())
+        .await
+        .expect("first backup");
+    let new = lifeboat::ops::backup::run(&app, "orderer-ledger", &bar, Default::default())
+        .await
+        .expect("second backup");
+    let vs = |m: &lifeboat::model::snapshot::Manifest| {
+        m.facts["volume_snapshot"]
+            .as_str()
+            .expect("fact")
+            .to_string()
+    };
+    assert!(fake.object(&VOLUME_SNAPSHOT, "fabric", &vs(&old)).is_some());
+
+    let plans = lifeboat::ops::prune::plan(&app, Some("orderer-ledger"), app.now())
+        .await
+        .expect("plan");
+    for plan in &plans {
+        lifeboat::ops::prune::execute(&app, plan)
+            .await
+            .expect("prune");
+    }
+    assert!(
+        fake.object(&VOLUME_SNAPSHOT, "fabric", &vs(&old)).is_none(),
+        "the pruned snapshot's VolumeSnapshot is deleted, not leaked"
+    );
+    assert!(
+        fake.object(&VOLUME_SNAPSHOT, "fabric", &vs(&new)).is_some(),
+        "the kept snapshot's VolumeSnapshot stays"
+    );
+    assert!(
+        app.catalog
+            .snapshot(&old.id)
+            .await
+            .expect("catalog")
+            .is_none()
+    );
+    assert!(
+        app.catalog
+            .snapshot(&new.id)
+            .await
+            .expect("catalog")
+            .is_some()
+    );
 }

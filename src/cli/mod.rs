@@ -241,8 +241,9 @@ pub enum RunsAction {
 pub enum CatalogAction {
     /// Rebuild the catalog from the manifests in the stores.
     Rebuild,
-    /// Settle runs left `running` by processes that died.
-    Recover,
+    /// Settle runs left `running` by processes that died (alias: `recover`, its old name).
+    #[command(alias = "recover")]
+    Settle,
 }
 
 pub fn main() -> ExitCode {
@@ -387,7 +388,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Backup { source } => {
             let app = open(&config_args).await?;
-            crate::ops::settle::settle_before_work(&app).await;
+            crate::ops::settle::before_work(&app).await;
             let bar = progress_bar(&format!("backing up {source}"));
             let result = crate::ops::backup::run(&app, &source, &bar, shutdown_token()).await;
             bar.finish_and_clear();
@@ -397,7 +398,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Copy { source } => {
             let app = open(&config_args).await?;
-            crate::ops::settle::settle_before_work(&app).await;
+            crate::ops::settle::before_work(&app).await;
             copies(&app, source.as_deref()).await?;
         }
         Command::Snapshots {
@@ -475,7 +476,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => {
             let app = open(&config_args).await?;
             if !dry_run {
-                crate::ops::settle::settle_before_work(&app).await;
+                crate::ops::settle::before_work(&app).await;
             }
             let plans = crate::ops::prune::plan(&app, source.as_deref(), app.now()).await?;
             let mut reports = Vec::new();
@@ -544,7 +545,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             action: CatalogAction::Rebuild,
         } => {
             let app = open(&config_args).await?;
-            let rebuilt = crate::ops::settle::rebuild(&app).await?;
+            let rebuilt = crate::ops::rebuild::run(&app).await?;
             for (store, dir, why) in &rebuilt.skipped {
                 eprintln!("skipped {store}:{dir}: {why}");
             }
@@ -564,10 +565,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Catalog {
-            action: CatalogAction::Recover,
+            action: CatalogAction::Settle,
         } => {
             let app = open(&config_args).await?;
-            let r = crate::ops::settle::recover(&app).await?;
+            let r = crate::ops::settle::run(&app).await?;
             println!(
                 "crashed runs settled: {} recorded complete, {} failed, {} orphan object(s) removed",
                 r.completed.len(),

@@ -150,7 +150,7 @@ async fn lead(
     summary: &mut Summary,
 ) -> Result<Ended, DaemonError> {
     let cfg = &app.config.daemon;
-    crate::ops::settle::settle_before_work(app).await;
+    crate::ops::settle::before_work(app).await;
     let now = app.now();
     let mut last = BTreeMap::new();
     for (source, job, at) in app.catalog.last_runs().await? {

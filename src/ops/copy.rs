@@ -19,7 +19,7 @@ use crate::model::ErrorKind;
 use crate::model::failpoint;
 use crate::model::snapshot::{self, Manifest};
 use crate::ops::Ctx;
-use crate::ops::settle::read_committed;
+use crate::ops::manifest::read_committed;
 use crate::ops::{RunGuard, RunSpec};
 use crate::store::{Store, StoreError};
 
@@ -265,7 +265,7 @@ pub async fn settle_dead(
     source: &str,
     id: &str,
     now: chrono::DateTime<Utc>,
-) -> Result<bool, crate::ops::settle::RecoveryError> {
+) -> Result<bool, crate::ops::settle::SettleError> {
     let dir = snapshot::dir(source, id);
     if let Some(m) = read_committed(store, &dir).await? {
         app.catalog

@@ -61,7 +61,7 @@ from_op_errors!(
     crate::ops::copy::CopyError,
     crate::ops::prune::PruneError,
     crate::ops::restore::RestoreError,
-    crate::ops::settle::RecoveryError,
+    crate::ops::settle::SettleError,
     crate::ops::verify::VerifyError,
     crate::ops::ctx::CtxError,
     crate::catalog::CatalogError,

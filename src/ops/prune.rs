@@ -46,6 +46,14 @@ pub enum PruneError {
         cause: Box<StoreError>,
     },
     #[error(
+        "prune of `{source_name}` stopped at snapshot {id}: {cause}; the snapshot is kept, and running `lifeboat prune` again retries"
+    )]
+    Forget {
+        source_name: String,
+        id: String,
+        cause: Box<crate::kinds::SourceError>,
+    },
+    #[error(
         "the catalog row of snapshot {id} has an unreadable created_at `{value}`; run `lifeboat catalog rebuild`"
     )]
     BadRow { id: String, value: String },
@@ -58,6 +66,7 @@ impl PruneError {
             PruneError::UnknownSource(_) => ErrorKind::Config,
             PruneError::Catalog(e) => e.kind(),
             PruneError::Store { cause, .. } => cause.kind(),
+            PruneError::Forget { cause, .. } => cause.kind(),
             PruneError::BadRow { .. } => ErrorKind::Corrupt,
         }
     }
@@ -275,6 +284,23 @@ async fn delete_all(app: &Ctx, plan: &SourcePlan, out: &mut Outcome) -> Result<(
     Ok(())
 }
 
+/// Lets the snapshot's kind clean up what it keeps outside the store ([`crate::kinds::Kind::forget`]).
+async fn forget(app: &Ctx, source: &str, id: &str) -> Result<(), PruneError> {
+    let Some(row) = app.catalog.snapshot(id).await? else {
+        return Ok(());
+    };
+    let (Some(kind), Some(manifest)) = (crate::kinds::kind(&row.kind), row.manifest()?) else {
+        return Ok(());
+    };
+    kind.forget(&manifest, app.kube.clone())
+        .await
+        .map_err(|cause| PruneError::Forget {
+            source_name: source.to_string(),
+            id: id.to_string(),
+            cause: Box::new(cause),
+        })
+}
+
 async fn delete_one(
     app: &Ctx,
     source: &str,
@@ -308,6 +334,11 @@ async fn delete_one(
         id: snap.id.clone(),
         cause: Box::new(cause),
     };
+    // What the snapshot holds outside the store (a CSI VolumeSnapshot) goes first: if that
+    // fails, the snapshot is kept whole and the next prune tries again.
+    if snap.status == Status::Complete {
+        forget(app, source, &snap.id).await?;
+    }
     let dir = snapshot::dir(source, &snap.id);
     // The manifests first, everywhere: from here on the snapshot no longer exists.
     for store in &stores {

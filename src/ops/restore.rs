@@ -19,7 +19,7 @@ use crate::kinds::{RestoreOptions, RestoreTo, SourceError};
 use crate::model::ErrorKind;
 use crate::model::snapshot::{self, Manifest};
 use crate::ops::Ctx;
-use crate::ops::settle::read_manifest;
+use crate::ops::manifest::read_manifest;
 use crate::ops::{RunGuard, RunSpec};
 use crate::pipeline::crypto;
 use crate::pipeline::{self, Expected, PipelineError, RestoreStats};

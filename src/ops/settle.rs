@@ -10,66 +10,45 @@
 //! A process is known dead when it ran on this host and its pid is gone (or is now some
 //! other program, or is ourselves), or when its heartbeat is older than [`STALE_AFTER`].
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 
 use crate::catalog::{CatalogError, RunRow, Status};
 use crate::model::host::hostname;
-use crate::model::snapshot::{self, Manifest};
+use crate::model::snapshot;
 use crate::ops::Ctx;
+use crate::ops::manifest::read_committed;
+use crate::policy::liveness;
 use crate::store::{Store, StoreError};
 
-/// A run's heartbeat is refreshed every [`crate::ops::run::HEARTBEAT`]; one this old means
-/// the run is dead.
-pub const STALE_AFTER: Duration = Duration::from_secs(120);
-
 #[derive(Debug, thiserror::Error)]
-pub enum RecoveryError {
+pub enum SettleError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-impl RecoveryError {
+impl SettleError {
     pub fn kind(&self) -> crate::model::ErrorKind {
         match self {
-            RecoveryError::Catalog(e) => e.kind(),
-            RecoveryError::Store(e) => e.kind(),
+            SettleError::Catalog(e) => e.kind(),
+            SettleError::Store(e) => e.kind(),
         }
     }
-}
-
-/// Is the process that owns `run` certainly gone?
-pub fn is_dead(run: &RunRow, now: DateTime<Utc>, host: &str) -> bool {
-    if run.host == host {
-        if run.pid == std::process::id() as i64 {
-            // Our pid, but we have not started this run: a previous process with the same
-            // pid (e.g. pid 1 in a restarted container).
-            return true;
-        }
-        let cmdline = std::fs::read(format!("/proc/{}/cmdline", run.pid)).unwrap_or_default();
-        return !String::from_utf8_lossy(&cmdline).contains("lifeboat");
-    }
-    now.signed_duration_since(run.heartbeat_at)
-        .to_std()
-        .is_ok_and(|age| age > STALE_AFTER)
 }
 
 #[derive(Debug, Default)]
-pub struct Recovered {
+pub struct Settled {
     pub completed: Vec<String>,
     pub failed: Vec<String>,
     pub orphans_removed: usize,
 }
 
 /// Settles the runs of dead processes. Store errors leave a run for the next start.
-pub async fn recover(app: &Ctx) -> Result<Recovered, RecoveryError> {
+pub async fn run(app: &Ctx) -> Result<Settled, SettleError> {
     let now = app.now();
     let host = hostname();
-    let mut out = Recovered::default();
+    let mut out = Settled::default();
     for run in app.catalog.running_runs().await? {
         if !is_dead(&run, now, &host) {
             continue;
@@ -153,9 +132,9 @@ pub async fn recover(app: &Ctx) -> Result<Recovered, RecoveryError> {
             }
             continue;
         }
-        match settle(store, &run, id, now, app).await {
-            Ok(Settled::Completed) => out.completed.push(id.clone()),
-            Ok(Settled::Failed(removed)) => {
+        match settle_snapshot(store, &run, id, now, app).await {
+            Ok(Outcome::Completed) => out.completed.push(id.clone()),
+            Ok(Outcome::Failed(removed)) => {
                 out.failed.push(id.clone());
                 out.orphans_removed += removed;
             }
@@ -169,8 +148,8 @@ pub async fn recover(app: &Ctx) -> Result<Recovered, RecoveryError> {
 
 /// Settles crashed runs before new work (a backup, a copy, a prune, the daemon's schedule).
 /// A failure here is logged and must not block that work.
-pub async fn settle_before_work(app: &Ctx) {
-    match recover(app).await {
+pub async fn before_work(app: &Ctx) {
+    match run(app).await {
         Ok(r) if !r.completed.is_empty() || !r.failed.is_empty() => tracing::warn!(
             completed = ?r.completed,
             failed = ?r.failed,
@@ -182,18 +161,18 @@ pub async fn settle_before_work(app: &Ctx) {
     }
 }
 
-enum Settled {
+enum Outcome {
     Completed,
     Failed(usize),
 }
 
-async fn settle(
+async fn settle_snapshot(
     store: &Store,
     run: &RunRow,
     id: &str,
     now: DateTime<Utc>,
     app: &Ctx,
-) -> Result<Settled, RecoveryError> {
+) -> Result<Outcome, SettleError> {
     let dir = snapshot::dir(&run.source, id);
     if let Some(manifest) = read_committed(store, &dir).await? {
         tracing::info!(snapshot_id = %id, "a crashed run had committed its snapshot; recording it complete");
@@ -206,7 +185,7 @@ async fn settle(
                 now,
             )
             .await?;
-        return Ok(Settled::Completed);
+        return Ok(Outcome::Completed);
     }
     let removed = store.remove_dir(&dir).await?;
     let msg = format!(
@@ -218,144 +197,26 @@ async fn settle(
     app.catalog
         .finish_run(&run.id, Status::Failed, Some(&msg), now)
         .await?;
-    Ok(Settled::Failed(removed))
+    Ok(Outcome::Failed(removed))
 }
 
-/// The manifest of `dir`, if it exists, parses, and its data objects are all present with
-/// their recorded sizes. Anything less is not a committed snapshot.
-pub async fn read_committed(store: &Store, dir: &str) -> Result<Option<Manifest>, StoreError> {
-    let Some(manifest) = read_manifest(store, dir).await? else {
-        return Ok(None);
+/// Is the process that owns `run` certainly gone? [`liveness::is_dead`] decides; this
+/// looks at `/proc` for a pid on this host.
+fn is_dead(run: &RunRow, now: DateTime<Utc>, host: &str) -> bool {
+    let owner = liveness::Owner {
+        host: &run.host,
+        pid: run.pid,
+        heartbeat_at: run.heartbeat_at,
     };
-    for obj in &manifest.objects {
-        let size = store.size(&format!("{dir}/{}", obj.name)).await?;
-        if size != Some(obj.stored_bytes) {
-            tracing::warn!(store = %store.name, dir, object = %obj.name, "manifest lists an object that is missing or has the wrong size; not a snapshot");
-            return Ok(None);
+    liveness::is_dead(&owner, now, host, |pid| {
+        if pid == std::process::id() as i64 {
+            return liveness::Pid::Ours;
         }
-    }
-    Ok(Some(manifest))
-}
-
-/// The manifest of `dir`, if it exists and parses (its objects are not checked).
-pub async fn read_manifest(store: &Store, dir: &str) -> Result<Option<Manifest>, StoreError> {
-    let bytes = match store
-        .get_bytes(&format!("{dir}/{}", snapshot::MANIFEST))
-        .await
-    {
-        Ok(b) => b,
-        Err(StoreError::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    match serde_json::from_slice::<Manifest>(&bytes) {
-        Ok(m) => Ok(Some(m)),
-        Err(e) => {
-            tracing::warn!(store = %store.name, dir, cause = %e, "unreadable manifest; not a snapshot");
-            Ok(None)
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("lifeboat") {
+            liveness::Pid::Lifeboat
+        } else {
+            liveness::Pid::NotLifeboat
         }
-    }
-}
-
-#[derive(Debug, Default)]
-pub struct Rebuilt {
-    pub recorded: usize,
-    /// Stores that could not be listed (their snapshots are not recorded).
-    pub unreachable: Vec<String>,
-    /// (store, directory, why it was skipped)
-    pub skipped: Vec<(String, String, String)>,
-}
-
-/// Records every committed snapshot found in the stores. The catalog may be empty (after a
-/// disaster) or not; rows are inserted or brought in line with their manifests. A snapshot
-/// found in several stores is recorded in its source's configured store (or the first store
-/// holding it) with the others as complete copies.
-pub async fn rebuild(app: &Ctx) -> Result<Rebuilt, RecoveryError> {
-    let mut out = Rebuilt::default();
-    let mut found: BTreeMap<String, Vec<(&Store, Manifest)>> = BTreeMap::new();
-    for store in app.stores.values() {
-        let listing = match store.list("").await {
-            Ok(l) => l,
-            Err(e) => {
-                out.unreachable.push(e.to_string());
-                continue;
-            }
-        };
-        let dirs: Vec<&str> = listing
-            .iter()
-            .filter_map(|(key, _)| key.strip_suffix(&format!("/{}", snapshot::MANIFEST)))
-            .filter(|dir| dir.split('/').count() == 2)
-            .collect();
-        for dir in dirs {
-            let skip = |why: &str| (store.name.clone(), dir.to_string(), why.to_string());
-            match read_committed(store, dir).await? {
-                Some(m) if snapshot::dir(&m.source, &m.id) == dir => {
-                    found.entry(m.id.clone()).or_default().push((store, m));
-                }
-                Some(_) => out.skipped.push(skip(
-                    "manifest names another source or id than its directory",
-                )),
-                None => out
-                    .skipped
-                    .push(skip("manifest unreadable or data objects missing")),
-            }
-        }
-    }
-    let now = app.now();
-    for (_, mut holders) in found {
-        let home = app
-            .config
-            .source(&holders[0].1.source)
-            .map(|s| s.store.clone());
-        if let Some(pos) = holders
-            .iter()
-            .position(|(s, _)| Some(&s.name) == home.as_ref())
-        {
-            holders.swap(0, pos);
-        }
-        let (primary, manifest) = &holders[0];
-        app.catalog.record_complete(&primary.name, manifest).await?;
-        for (copy, m) in &holders[1..] {
-            app.catalog
-                .finish_copy(&m.id, &copy.name, Ok(m.stored_bytes), now)
-                .await?;
-        }
-        out.recorded += 1;
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(host: &str, pid: i64, heartbeat_age: i64, now: DateTime<Utc>) -> RunRow {
-        RunRow {
-            id: "r".into(),
-            job: "backup".into(),
-            source: "s".into(),
-            snapshot_id: None,
-            store: None,
-            started_at: now,
-            heartbeat_at: now - chrono::Duration::seconds(heartbeat_age),
-            host: host.into(),
-            pid,
-        }
-    }
-
-    #[test]
-    fn liveness_rules() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-06-01T12:00:00Z")
-            .map(|t| t.with_timezone(&Utc))
-            .expect("valid time");
-        let me = std::process::id() as i64;
-        // Same host, our own pid: a previous incarnation.
-        assert!(is_dead(&run("h", me, 0, now), now, "h"));
-        // Same host, a pid that does not exist.
-        assert!(is_dead(&run("h", i32::MAX as i64, 0, now), now, "h"));
-        // Same host, a live pid of another program (pid 1 is never lifeboat in tests).
-        assert!(is_dead(&run("h", 1, 0, now), now, "h"));
-        // Other host: only the heartbeat tells.
-        assert!(!is_dead(&run("other", 1, 10, now), now, "h"));
-        assert!(is_dead(&run("other", 1, 600, now), now, "h"));
-    }
+    })
 }

@@ -1,0 +1,78 @@
+//! `lifeboat catalog rebuild`: the catalog rebuilt from what the stores hold (after a
+//! disaster took the catalog). A snapshot is recorded only if it is committed in a store.
+
+use std::collections::BTreeMap;
+
+use crate::model::snapshot::{self, Manifest};
+use crate::ops::Ctx;
+use crate::ops::manifest::read_committed;
+use crate::ops::settle::SettleError;
+use crate::store::Store;
+
+#[derive(Debug, Default)]
+pub struct Rebuilt {
+    pub recorded: usize,
+    /// Stores that could not be listed (their snapshots are not recorded).
+    pub unreachable: Vec<String>,
+    /// (store, directory, why it was skipped)
+    pub skipped: Vec<(String, String, String)>,
+}
+
+/// Records every committed snapshot found in the stores. The catalog may be empty (after a
+/// disaster) or not; rows are inserted or brought in line with their manifests. A snapshot
+/// found in several stores is recorded in its source's configured store (or the first store
+/// holding it) with the others as complete copies.
+pub async fn run(app: &Ctx) -> Result<Rebuilt, SettleError> {
+    let mut out = Rebuilt::default();
+    let mut found: BTreeMap<String, Vec<(&Store, Manifest)>> = BTreeMap::new();
+    for store in app.stores.values() {
+        let listing = match store.list("").await {
+            Ok(l) => l,
+            Err(e) => {
+                out.unreachable.push(e.to_string());
+                continue;
+            }
+        };
+        let dirs: Vec<&str> = listing
+            .iter()
+            .filter_map(|(key, _)| key.strip_suffix(&format!("/{}", snapshot::MANIFEST)))
+            .filter(|dir| dir.split('/').count() == 2)
+            .collect();
+        for dir in dirs {
+            let skip = |why: &str| (store.name.clone(), dir.to_string(), why.to_string());
+            match read_committed(store, dir).await? {
+                Some(m) if snapshot::dir(&m.source, &m.id) == dir => {
+                    found.entry(m.id.clone()).or_default().push((store, m));
+                }
+                Some(_) => out.skipped.push(skip(
+                    "manifest names another source or id than its directory",
+                )),
+                None => out
+                    .skipped
+                    .push(skip("manifest unreadable or data objects missing")),
+            }
+        }
+    }
+    let now = app.now();
+    for (_, mut holders) in found {
+        let home = app
+            .config
+            .source(&holders[0].1.source)
+            .map(|s| s.store.clone());
+        if let Some(pos) = holders
+            .iter()
+            .position(|(s, _)| Some(&s.name) == home.as_ref())
+        {
+            holders.swap(0, pos);
+        }
+        let (primary, manifest) = &holders[0];
+        app.catalog.record_complete(&primary.name, manifest).await?;
+        for (copy, m) in &holders[1..] {
+            app.catalog
+                .finish_copy(&m.id, &copy.name, Ok(m.stored_bytes), now)
+                .await?;
+        }
+        out.recorded += 1;
+    }
+    Ok(out)
+}
