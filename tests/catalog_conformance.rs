@@ -384,11 +384,16 @@ async fn record_complete_replaces_the_row(db: &Db) {
 async fn copies_start_and_finish(db: &Db) {
     let c = db.open().await;
     complete(&c, "s1", "db", "local", at(0)).await;
-    // Where s1 is, as the list shows it.
+    // Where s1 is, as one snapshot and in the list: both must say the same.
     let locations = |c: Catalog| async move {
+        let one = c.snapshot("s1").await.expect("snapshot").expect("a row");
         let listed = c.snapshots(None).await.expect("snapshots");
-        let s1 = listed.iter().find(|s| s.id == "s1").expect("s1 listed");
-        s1.locations.clone()
+        let in_list = listed.iter().find(|s| s.id == "s1").expect("s1 listed");
+        assert_eq!(
+            one.locations, in_list.locations,
+            "snapshot() and snapshots()"
+        );
+        one.locations
     };
     c.start_copy("s1", "zz-dr", at(1))
         .await

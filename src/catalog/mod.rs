@@ -625,6 +625,7 @@ impl Catalog {
         Ok(())
     }
 
+    /// One snapshot, with its locations as [`Catalog::snapshots`] lists them.
     pub async fn snapshot(&self, id: &str) -> Result<Option<SnapshotRow>, CatalogError> {
         let sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -632,10 +633,25 @@ impl Catalog {
             .fetch_optional(&self.pool)
             .await
             .map_err(q("get snapshot"))?;
-        row.as_ref()
+        let Some(mut snap) = row
+            .as_ref()
             .map(snapshot_row)
             .transpose()
-            .map_err(q("read snapshot"))
+            .map_err(q("read snapshot"))?
+        else {
+            return Ok(None);
+        };
+        if snap.status == Status::Complete {
+            let copies: Vec<String> = sqlx::query_scalar(
+                "SELECT store FROM copies WHERE snapshot_id = $1 AND status = 'complete' ORDER BY store",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("list copies"))?;
+            snap.locations.extend(copies);
+        }
+        Ok(Some(snap))
     }
 
     /// Forgets a pruned snapshot (its objects are already gone). A running snapshot is never
