@@ -11,8 +11,10 @@ use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use common::PgServer;
-use lifeboat::catalog::{Catalog, NewRun, NewVerification, Status, VerificationStatus, ts};
+use common::{Env, PgServer, files_under};
+use lifeboat::catalog::{
+    Catalog, CatalogError, NewRun, NewVerification, Status, VerificationStatus, ts,
+};
 use lifeboat::config::SecretString;
 use lifeboat::snapshot::{self, Manifest};
 
@@ -41,6 +43,15 @@ suite!(
     timestamps_round_trip_and_order,
     last_runs_per_source_and_job,
     concurrent_opens,
+    unknown_status_in_runs_is_an_error,
+    unknown_status_in_snapshots_is_never_deletable,
+    unknown_status_in_copies_is_an_error,
+    unknown_status_in_verifications_is_an_error,
+    unreadable_times_in_runs_are_errors,
+    unreadable_times_in_snapshots_are_errors,
+    unreadable_times_in_verifications_are_errors,
+    prune_deletes_nothing_when_a_row_is_unreadable,
+    settlement_deletes_nothing_when_a_heartbeat_is_unreadable,
 );
 
 #[test]
@@ -121,8 +132,21 @@ impl Db {
             .unwrap_or_else(|e| panic!("{}: open {}: {e}", self.engine, self.url))
     }
 
-    /// The single integer `sql` selects, read from the database directly (not through the
-    /// library).
+    /// Runs `sql` on the catalog database directly (not through the library), as an operator
+    /// or another lifeboat version might have.
+    async fn sql(&self, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("{}: connect {}: {e}", self.engine, self.url));
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {sql}: {e}", self.engine));
+        pool.close().await;
+    }
+
+    /// The single integer `sql` selects.
     async fn count(&self, sql: &str) -> i64 {
         sqlx::any::install_default_drivers();
         let pool = sqlx::AnyPool::connect(&self.url)
@@ -715,4 +739,419 @@ async fn concurrent_opens(db: &Db) {
     a.close().await;
     b.close().await;
     c.close().await;
+}
+
+// ---------------------------------------------------------------------------
+// Failing closed: rows this lifeboat cannot read are errors, never a state
+// ---------------------------------------------------------------------------
+
+/// `r` is the error for a row of `table` whose status this lifeboat does not know.
+#[track_caller]
+fn assert_unknown_status<T: std::fmt::Debug>(
+    r: Result<T, CatalogError>,
+    table: &str,
+    id: &str,
+    value: &str,
+) {
+    match r {
+        Err(e @ CatalogError::UnknownStatus { .. }) => {
+            let CatalogError::UnknownStatus {
+                table: t,
+                id: i,
+                value: v,
+            } = &e
+            else {
+                unreachable!()
+            };
+            assert_eq!((*t, i.as_str(), v.as_str()), (table, id, value), "{e}");
+            let msg = e.to_string();
+            for want in [table, id, &format!("`{value}`"), "fix or delete the row"] {
+                assert!(msg.contains(want), "{msg:?} should name {want:?}");
+            }
+        }
+        other => panic!("want an unknown-status error for {table} row {id}, got {other:?}"),
+    }
+}
+
+/// `r` is the error for a row of `table` whose `column` is not a time.
+#[track_caller]
+fn assert_bad_time<T: std::fmt::Debug>(
+    r: Result<T, CatalogError>,
+    table: &str,
+    id: &str,
+    column: &str,
+    value: &str,
+) {
+    match r {
+        Err(e @ CatalogError::BadTimestamp { .. }) => {
+            let CatalogError::BadTimestamp {
+                table: t,
+                id: i,
+                column: c,
+                value: v,
+            } = &e
+            else {
+                unreachable!()
+            };
+            assert_eq!(
+                (*t, i.as_str(), *c, v.as_str()),
+                (table, id, column, value),
+                "{e}"
+            );
+            let msg = e.to_string();
+            for want in [
+                table,
+                id,
+                column,
+                &format!("`{value}`"),
+                "fix or delete the row",
+            ] {
+                assert!(msg.contains(want), "{msg:?} should name {want:?}");
+            }
+        }
+        other => panic!("want a bad-time error for {table} row {id} {column}, got {other:?}"),
+    }
+}
+
+async fn unknown_status_in_runs_is_an_error(db: &Db) {
+    let c = db.open().await;
+    c.insert_run(&run("r1", "backup", "db", at(0)))
+        .await
+        .expect("run");
+    c.insert_run(&run("r2", "backup", "db", at(1)))
+        .await
+        .expect("run");
+    db.sql("UPDATE runs SET status = 'bogus' WHERE id = 'r2'")
+        .await;
+    assert_unknown_status(c.runs(10).await, "runs", "r2", "bogus");
+    // Crash settlement reads this: it must not settle (or skip) what it cannot read.
+    assert_unknown_status(c.running_runs().await, "runs", "r2", "bogus");
+    c.close().await;
+}
+
+async fn unknown_status_in_snapshots_is_never_deletable(db: &Db) {
+    let c = db.open().await;
+    complete(&c, "s1", "db", "local", at(0)).await;
+    complete(&c, "s2", "db", "local", at(1)).await;
+    db.sql("UPDATE snapshots SET status = 'bogus' WHERE id = 's1'")
+        .await;
+    assert_unknown_status(c.snapshots(None).await, "snapshots", "s1", "bogus");
+    assert_unknown_status(c.snapshots(Some("db")).await, "snapshots", "s1", "bogus");
+    assert_unknown_status(c.snapshot("s1").await, "snapshots", "s1", "bogus");
+    assert_unknown_status(c.delete_snapshot("s1").await, "snapshots", "s1", "bogus");
+    // Nor is it turned into a failed (deletable) snapshot.
+    c.fail_snapshot("s1", "settled", at(2)).await.expect("fail");
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM snapshots WHERE id = 's1' AND status = 'bogus'")
+            .await,
+        1
+    );
+    // The other rows stay readable one by one.
+    let s2 = c.snapshot("s2").await.expect("snapshot").expect("a row");
+    assert_eq!(s2.status, Status::Complete);
+    c.close().await;
+}
+
+async fn unknown_status_in_copies_is_an_error(db: &Db) {
+    let c = db.open().await;
+    complete(&c, "s1", "db", "local", at(0)).await;
+    c.finish_copy("s1", "dr", Ok(120), at(1))
+        .await
+        .expect("copy");
+    db.sql("UPDATE copies SET status = 'bogus'").await;
+    assert_unknown_status(
+        c.snapshots(Some("db")).await,
+        "copies",
+        "s1 (store dr)",
+        "bogus",
+    );
+    assert_unknown_status(c.snapshots(None).await, "copies", "s1 (store dr)", "bogus");
+    // Its snapshot is not deleted from under it.
+    assert_unknown_status(
+        c.delete_snapshot("s1").await,
+        "copies",
+        "s1 (store dr)",
+        "bogus",
+    );
+    assert_eq!(db.count("SELECT COUNT(*) FROM snapshots").await, 1);
+    assert_eq!(db.count("SELECT COUNT(*) FROM copies").await, 1);
+    c.close().await;
+}
+
+async fn unknown_status_in_verifications_is_an_error(db: &Db) {
+    let c = db.open().await;
+    complete(&c, "s1", "db", "local", at(0)).await;
+    complete(&c, "s2", "db", "local", at(1_000)).await;
+    for (id, snap, ms) in [("v1", "s1", 10_000), ("v2", "s2", 20_000)] {
+        c.insert_verification(&verification(id, snap, at(ms)))
+            .await
+            .expect("verification");
+        c.finish_verification(
+            id,
+            VerificationStatus::Passed,
+            Some(1),
+            &serde_json::json!([]),
+            None,
+            at(ms + 1),
+        )
+        .await
+        .expect("finish");
+    }
+    db.sql("UPDATE verifications SET status = 'bogus' WHERE id = 'v2'")
+        .await;
+    assert_unknown_status(
+        c.verifications(None, 10).await,
+        "verifications",
+        "v2",
+        "bogus",
+    );
+    // Which snapshot is the newest verified (and so kept by prune) depends on it.
+    assert_unknown_status(
+        c.newest_passed_verification("db").await,
+        "verifications",
+        "v2",
+        "bogus",
+    );
+    assert_unknown_status(
+        c.newest_verified("db").await,
+        "verifications",
+        "v2",
+        "bogus",
+    );
+    c.close().await;
+}
+
+async fn unreadable_times_in_runs_are_errors(db: &Db) {
+    let c = db.open().await;
+    c.insert_run(&run("r1", "backup", "db", at(0)))
+        .await
+        .expect("run");
+    db.sql("UPDATE runs SET heartbeat_at = 'garbage' WHERE id = 'r1'")
+        .await;
+    // Not the epoch (a run that looks long dead): an error.
+    assert_bad_time(
+        c.running_runs().await,
+        "runs",
+        "r1",
+        "heartbeat_at",
+        "garbage",
+    );
+    db.sql("UPDATE runs SET heartbeat_at = started_at, started_at = '' WHERE id = 'r1'")
+        .await;
+    assert_bad_time(c.running_runs().await, "runs", "r1", "started_at", "");
+    assert_bad_time(c.runs(10).await, "runs", "r1", "started_at", "");
+    db.sql("UPDATE runs SET started_at = '2026-13-45T99:00:00Z' WHERE id = 'r1'")
+        .await;
+    assert_bad_time(
+        c.last_runs().await,
+        "runs",
+        "r1",
+        "started_at",
+        "2026-13-45T99:00:00Z",
+    );
+    db.sql(&format!(
+        "UPDATE runs SET started_at = '{}', finished_at = 'yesterday', status = 'failed' WHERE id = 'r1'",
+        ts(at(0))
+    ))
+    .await;
+    assert_bad_time(c.runs(10).await, "runs", "r1", "finished_at", "yesterday");
+    c.close().await;
+}
+
+async fn unreadable_times_in_snapshots_are_errors(db: &Db) {
+    let c = db.open().await;
+    complete(&c, "s1", "db", "local", at(0)).await;
+    db.sql("UPDATE snapshots SET created_at = 'garbage' WHERE id = 's1'")
+        .await;
+    assert_bad_time(
+        c.snapshots(Some("db")).await,
+        "snapshots",
+        "s1",
+        "created_at",
+        "garbage",
+    );
+    assert_bad_time(
+        c.snapshot("s1").await,
+        "snapshots",
+        "s1",
+        "created_at",
+        "garbage",
+    );
+    db.sql(&format!(
+        "UPDATE snapshots SET created_at = '{}', finished_at = 'soon' WHERE id = 's1'",
+        ts(at(0))
+    ))
+    .await;
+    assert_bad_time(
+        c.snapshots(None).await,
+        "snapshots",
+        "s1",
+        "finished_at",
+        "soon",
+    );
+    c.close().await;
+}
+
+async fn unreadable_times_in_verifications_are_errors(db: &Db) {
+    let c = db.open().await;
+    complete(&c, "s1", "db", "local", at(0)).await;
+    c.insert_verification(&verification("v1", "s1", at(10)))
+        .await
+        .expect("verification");
+    c.finish_verification(
+        "v1",
+        VerificationStatus::Passed,
+        Some(1),
+        &serde_json::json!([]),
+        None,
+        at(20),
+    )
+    .await
+    .expect("finish");
+    db.sql("UPDATE verifications SET finished_at = 'garbage'")
+        .await;
+    assert_bad_time(
+        c.verifications(None, 10).await,
+        "verifications",
+        "v1",
+        "finished_at",
+        "garbage",
+    );
+    assert_bad_time(
+        c.newest_passed_verification("db").await,
+        "verifications",
+        "v1",
+        "finished_at",
+        "garbage",
+    );
+    db.sql(&format!(
+        "UPDATE verifications SET finished_at = '{}', started_at = 'garbage'",
+        ts(at(20))
+    ))
+    .await;
+    assert_bad_time(
+        c.verifications(Some("db"), 10).await,
+        "verifications",
+        "v1",
+        "started_at",
+        "garbage",
+    );
+    assert_bad_time(
+        c.last_runs().await,
+        "verifications",
+        "v1",
+        "started_at",
+        "garbage",
+    );
+    c.close().await;
+}
+
+// ---------------------------------------------------------------------------
+// Failing closed, end to end: the `lifeboat` binary deletes nothing it cannot account for
+// ---------------------------------------------------------------------------
+
+/// A working directory whose config uses this case's catalog, a local store `./store` and
+/// one source `db` that keeps only its newest snapshot.
+fn env_with_catalog(db: &Db) -> Env {
+    let env = Env::new();
+    env.write_config(&format!(
+        "catalog: \"{}\"\n\
+         stores:\n  local: {{ url: \"file://./store\" }}\n\
+         encryption:\n  recipients: [\"{{recipient}}\"]\n\
+         sources:\n\
+         \x20 - {{ name: db, kind: postgres, url: \"postgres://u@127.0.0.1:1/db\", store: local, retention: {{ keep_last: 1 }} }}\n",
+        db.url
+    ));
+    env
+}
+
+async fn prune_deletes_nothing_when_a_row_is_unreadable(db: &Db) {
+    let env = env_with_catalog(db);
+    let times: Vec<DateTime<Utc>> = (0..3).map(|d| at(0) - Duration::days(10 - d)).collect();
+    let ids: Vec<String> = times
+        .iter()
+        .map(|t| env.write_fake_snapshot("store", "db", *t))
+        .collect();
+    let out = env.ok(&["catalog", "rebuild"]);
+    assert!(out.contains("3 snapshot(s)"), "{out}");
+    let before = files_under(&env.path("store"));
+    assert_eq!(before.len(), 6, "{before:?}");
+
+    for (column, bad, good) in [
+        ("status", "bogus".to_string(), "complete".to_string()),
+        ("created_at", "garbage".to_string(), ts(times[0])),
+    ] {
+        let set = |v: &str| {
+            format!(
+                "UPDATE snapshots SET {column} = '{v}' WHERE id = '{}'",
+                ids[0]
+            )
+        };
+        db.sql(&set(&bad)).await;
+        let err = env.fails(&["prune"]);
+        for want in [
+            "snapshots",
+            ids[0].as_str(),
+            bad.as_str(),
+            "fix or delete the row",
+        ] {
+            assert!(
+                err.contains(want),
+                "{column} = {bad}: want {want:?} in {err}"
+            );
+        }
+        assert_eq!(files_under(&env.path("store")), before, "{column} = {bad}");
+        db.sql(&set(&good)).await;
+    }
+    // With the rows readable again, the same prune does delete: the set-up was a real one.
+    env.ok(&["prune"]);
+    let after = files_under(&env.path("store"));
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.iter().all(|f| f.contains(&ids[2])), "{after:?}");
+}
+
+async fn settlement_deletes_nothing_when_a_heartbeat_is_unreadable(db: &Db) {
+    let env = env_with_catalog(db);
+    db.open().await.close().await;
+    // A backup on another host, in flight: its data object is written, its manifest not yet.
+    let id = snapshot::new_id(at(0));
+    let dir = env.path("store").join("db").join(&id);
+    std::fs::create_dir_all(&dir).expect("create the snapshot directory");
+    std::fs::write(dir.join(snapshot::DATA_OBJECT), "in flight").expect("write the data object");
+    db.sql(&format!(
+        "INSERT INTO snapshots (id, source, kind, store, status, created_at) \
+         VALUES ('{id}', 'db', 'postgres', 'local', 'running', '{t}')",
+        t = ts(at(0))
+    ))
+    .await;
+    db.sql(&format!(
+        "INSERT INTO runs (id, job, source, snapshot_id, store, status, started_at, heartbeat_at, host, pid) \
+         VALUES ('r1', 'backup', 'db', '{id}', 'local', 'running', '{t}', 'garbage', 'elsewhere', 1)",
+        t = ts(at(0))
+    ))
+    .await;
+    let before = files_under(&env.path("store"));
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    let err = env.fails(&["catalog", "recover"]);
+    assert!(
+        err.contains("heartbeat_at")
+            && err.contains("garbage")
+            && err.contains("fix or delete the row"),
+        "{err}"
+    );
+    assert_eq!(files_under(&env.path("store")), before);
+    // Commands that settle first carry on without settling, and delete nothing either.
+    env.ok(&["prune"]);
+    assert_eq!(files_under(&env.path("store")), before);
+
+    // Once the heartbeat reads as long stale, settlement does remove the orphan.
+    db.sql(&format!(
+        "UPDATE runs SET heartbeat_at = '{}' WHERE id = 'r1'",
+        ts(at(0))
+    ))
+    .await;
+    let out = env.ok(&["catalog", "recover"]);
+    assert!(out.contains("1 orphan object(s) removed"), "{out}");
+    assert!(files_under(&env.path("store")).is_empty());
 }
