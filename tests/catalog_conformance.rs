@@ -1043,6 +1043,22 @@ async fn unreadable_times_in_verifications_are_errors(db: &Db) {
         "started_at",
         "garbage",
     );
+    // Nor are checks that are not JSON read as "no checks".
+    db.sql(&format!(
+        "UPDATE verifications SET started_at = '{}', checks = 'not json'",
+        ts(at(10))
+    ))
+    .await;
+    match c.verifications(None, 10).await {
+        Err(e @ CatalogError::BadChecks { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("v1") && msg.contains("fix or delete the row"),
+                "{msg}"
+            );
+        }
+        other => panic!("want a bad-checks error, got {other:?}"),
+    }
     c.close().await;
 }
 
