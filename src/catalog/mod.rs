@@ -26,6 +26,27 @@ pub enum CatalogError {
     Query { what: &'static str, reason: String },
     #[error("the catalog holds a manifest it cannot read for snapshot {id}: {reason}")]
     BadManifest { id: String, reason: String },
+    #[error(
+        "the catalog's `{table}` row {id} has status `{value}`: fix or delete the row; this lifeboat does not know status `{value}` (a newer version may have written it)"
+    )]
+    UnknownStatus {
+        table: &'static str,
+        id: String,
+        value: String,
+    },
+    #[error(
+        "the catalog's `{table}` row {id} has {column} `{value}`, which is not an RFC 3339 time: fix or delete the row"
+    )]
+    BadTimestamp {
+        table: &'static str,
+        id: String,
+        column: &'static str,
+        value: String,
+    },
+    #[error(
+        "the catalog's `verifications` row {id} has checks that are not JSON ({reason}): fix or delete the row"
+    )]
+    BadChecks { id: String, reason: String },
 }
 
 impl CatalogError {
@@ -57,11 +78,13 @@ impl Status {
             Status::Failed => "failed",
         }
     }
-    fn parse(s: &str) -> Status {
+    /// The status `s` names; `None` for any other text (never a guess: see [`Cells::status`]).
+    fn parse(s: &str) -> Option<Status> {
         match s {
-            "complete" => Status::Complete,
-            "running" => Status::Running,
-            _ => Status::Failed,
+            "complete" => Some(Status::Complete),
+            "running" => Some(Status::Running),
+            "failed" => Some(Status::Failed),
+            _ => None,
         }
     }
 }
@@ -74,6 +97,81 @@ fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// Reads one row of `table` strictly: a status this lifeboat does not know or a time that
+/// does not parse is an error naming the row, never a default (an unknown status read as
+/// `failed` would be deletable; a heartbeat read as the epoch would look dead).
+struct Cells<'r> {
+    row: &'r sqlx::any::AnyRow,
+    table: &'static str,
+    /// What failed, for [`CatalogError::Query`] when a column cannot be read at all.
+    what: &'static str,
+    id: String,
+}
+
+impl<'r> Cells<'r> {
+    /// A row whose key is its `id` column.
+    fn new(
+        row: &'r sqlx::any::AnyRow,
+        table: &'static str,
+        what: &'static str,
+    ) -> Result<Self, CatalogError> {
+        let id: String = row.try_get("id").map_err(q(what))?;
+        Ok(Cells {
+            row,
+            table,
+            what,
+            id,
+        })
+    }
+
+    fn get<T>(&self, column: &str) -> Result<T, CatalogError>
+    where
+        T: for<'a> sqlx::Decode<'a, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        self.row.try_get(column).map_err(q(self.what))
+    }
+
+    fn status<S>(&self, parse: fn(&str) -> Option<S>) -> Result<S, CatalogError> {
+        let value: String = self.get("status")?;
+        parse(&value).ok_or_else(|| CatalogError::UnknownStatus {
+            table: self.table,
+            id: self.id.clone(),
+            value,
+        })
+    }
+
+    fn bad_time(&self, column: &'static str, value: String) -> CatalogError {
+        CatalogError::BadTimestamp {
+            table: self.table,
+            id: self.id.clone(),
+            column,
+            value,
+        }
+    }
+
+    fn time(&self, column: &'static str) -> Result<DateTime<Utc>, CatalogError> {
+        let value: String = self.get(column)?;
+        parse_ts(&value).ok_or_else(|| self.bad_time(column, value))
+    }
+
+    /// A time column kept as the catalog's text, once checked to be a time.
+    fn time_text(&self, column: &'static str) -> Result<String, CatalogError> {
+        let value: String = self.get(column)?;
+        match parse_ts(&value) {
+            Some(_) => Ok(value),
+            None => Err(self.bad_time(column, value)),
+        }
+    }
+
+    fn opt_time_text(&self, column: &'static str) -> Result<Option<String>, CatalogError> {
+        let value: Option<String> = self.get(column)?;
+        match value {
+            Some(v) if parse_ts(&v).is_none() => Err(self.bad_time(column, v)),
+            v => Ok(v),
+        }
+    }
 }
 
 /// A row of `snapshots`, as `lifeboat snapshots list --output json` prints it.
@@ -157,11 +255,12 @@ impl VerificationStatus {
             VerificationStatus::Failed => "failed",
         }
     }
-    fn parse(s: &str) -> Self {
+    fn parse(s: &str) -> Option<Self> {
         match s {
-            "passed" => VerificationStatus::Passed,
-            "running" => VerificationStatus::Running,
-            _ => VerificationStatus::Failed,
+            "passed" => Some(VerificationStatus::Passed),
+            "running" => Some(VerificationStatus::Running),
+            "failed" => Some(VerificationStatus::Failed),
+            _ => None,
         }
     }
 }
@@ -190,22 +289,27 @@ pub struct NewVerification<'a> {
     pub now: DateTime<Utc>,
 }
 
-fn verification_row(r: &sqlx::any::AnyRow) -> Result<VerificationRow, sqlx::Error> {
-    let status: String = r.try_get("status")?;
-    let checks: Option<String> = r.try_get("checks")?;
+fn verification_row(r: &sqlx::any::AnyRow) -> Result<VerificationRow, CatalogError> {
+    let c = Cells::new(r, "verifications", "read verifications")?;
+    let checks: Option<String> = c.get("checks")?;
+    let checks = match checks {
+        None => serde_json::Value::Array(vec![]),
+        Some(text) => serde_json::from_str(&text).map_err(|e| CatalogError::BadChecks {
+            id: c.id.clone(),
+            reason: e.to_string(),
+        })?,
+    };
     Ok(VerificationRow {
-        id: r.try_get("id")?,
-        snapshot_id: r.try_get("snapshot_id")?,
-        source: r.try_get("source")?,
-        sandbox: r.try_get("sandbox")?,
-        status: VerificationStatus::parse(&status),
-        started_at: r.try_get("started_at")?,
-        finished_at: r.try_get("finished_at")?,
-        restore_ms: r.try_get("restore_ms")?,
-        checks: checks
-            .and_then(|c| serde_json::from_str(&c).ok())
-            .unwrap_or(serde_json::Value::Array(vec![])),
-        error: r.try_get("error")?,
+        snapshot_id: c.get("snapshot_id")?,
+        source: c.get("source")?,
+        sandbox: c.get("sandbox")?,
+        status: c.status(VerificationStatus::parse)?,
+        started_at: c.time_text("started_at")?,
+        finished_at: c.opt_time_text("finished_at")?,
+        restore_ms: c.get("restore_ms")?,
+        checks,
+        error: c.get("error")?,
+        id: c.id,
     })
 }
 
@@ -413,34 +517,35 @@ impl Catalog {
         Ok(())
     }
 
+    /// The runs recorded `running`, oldest first. A run whose status this lifeboat does not
+    /// know, or whose times do not parse, is an error: crash settlement (which deletes the
+    /// objects of dead runs) must not guess whether such a run is alive.
     pub async fn running_runs(&self) -> Result<Vec<RunRow>, CatalogError> {
         let rows = sqlx::query(
-            "SELECT id, job, source, snapshot_id, store, started_at, heartbeat_at, host, pid \
-             FROM runs WHERE status = 'running' ORDER BY started_at",
+            "SELECT id, job, source, snapshot_id, store, status, started_at, heartbeat_at, host, pid \
+             FROM runs WHERE status <> 'complete' AND status <> 'failed' ORDER BY started_at, id",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(q("list running runs"))?;
-        rows.iter()
-            .map(|r| {
-                let time = |col: &str| -> Result<DateTime<Utc>, sqlx::Error> {
-                    let s: String = r.try_get(col)?;
-                    Ok(parse_ts(&s).unwrap_or_default())
-                };
-                Ok(RunRow {
-                    id: r.try_get("id")?,
-                    job: r.try_get("job")?,
-                    source: r.try_get("source")?,
-                    snapshot_id: r.try_get("snapshot_id")?,
-                    store: r.try_get("store")?,
-                    started_at: time("started_at")?,
-                    heartbeat_at: time("heartbeat_at")?,
-                    host: r.try_get("host")?,
-                    pid: r.try_get("pid")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(q("read running runs"))
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let c = Cells::new(r, "runs", "read running runs")?;
+            // Only `running` is left once `complete` and `failed` are filtered out.
+            c.status(|s| (s == "running").then_some(()))?;
+            out.push(RunRow {
+                job: c.get("job")?,
+                source: c.get("source")?,
+                snapshot_id: c.get("snapshot_id")?,
+                store: c.get("store")?,
+                started_at: c.time("started_at")?,
+                heartbeat_at: c.time("heartbeat_at")?,
+                host: c.get("host")?,
+                pid: c.get("pid")?,
+                id: c.id,
+            });
+        }
+        Ok(out)
     }
 
     /// The newest `limit` runs, newest last.
@@ -456,23 +561,22 @@ impl Catalog {
         let mut out = rows
             .iter()
             .map(|r| {
-                let status: String = r.try_get("status")?;
+                let c = Cells::new(r, "runs", "read runs")?;
                 Ok(RunSummary {
-                    id: r.try_get("id")?,
-                    job: r.try_get("job")?,
-                    source: r.try_get("source")?,
-                    snapshot_id: r.try_get("snapshot_id")?,
-                    store: r.try_get("store")?,
-                    status: Status::parse(&status),
-                    started_at: r.try_get("started_at")?,
-                    finished_at: r.try_get("finished_at")?,
-                    host: r.try_get("host")?,
-                    pid: r.try_get("pid")?,
-                    error: r.try_get("error")?,
+                    job: c.get("job")?,
+                    source: c.get("source")?,
+                    snapshot_id: c.get("snapshot_id")?,
+                    store: c.get("store")?,
+                    status: c.status(Status::parse)?,
+                    started_at: c.time_text("started_at")?,
+                    finished_at: c.opt_time_text("finished_at")?,
+                    host: c.get("host")?,
+                    pid: c.get("pid")?,
+                    error: c.get("error")?,
+                    id: c.id,
                 })
             })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(q("read runs"))?;
+            .collect::<Result<Vec<_>, CatalogError>>()?;
         out.reverse();
         Ok(out)
     }
@@ -541,7 +645,7 @@ impl Catalog {
     ) -> Result<(), CatalogError> {
         sqlx::query(
             "UPDATE snapshots SET status = 'failed', error = $1, finished_at = $2 \
-             WHERE id = $3 AND status <> 'complete'",
+             WHERE id = $3 AND status IN ('running', 'failed')",
         )
         .bind(error)
         .bind(ts(now))
@@ -563,22 +667,22 @@ impl Catalog {
             .fetch_all(&self.pool)
             .await
             .map_err(q("list snapshots"))?;
-        let mut snaps: Vec<SnapshotRow> = rows
-            .iter()
-            .map(snapshot_row)
-            .collect::<Result<_, _>>()
-            .map_err(q("read snapshots"))?;
+        let mut snaps: Vec<SnapshotRow> =
+            rows.iter().map(snapshot_row).collect::<Result<_, _>>()?;
         let copies = sqlx::query(
-            "SELECT snapshot_id, store FROM copies WHERE status = 'complete' ORDER BY store",
+            "SELECT c.snapshot_id, c.store, c.status FROM copies c JOIN snapshots s ON s.id = c.snapshot_id \
+             WHERE (CAST($1 AS TEXT) IS NULL OR s.source = CAST($1 AS TEXT)) ORDER BY c.store",
         )
+        .bind(source)
         .fetch_all(&self.pool)
         .await
         .map_err(q("list copies"))?;
         let mut by_id: std::collections::HashMap<String, Vec<String>> = Default::default();
         for r in &copies {
-            let id: String = r.try_get("snapshot_id").map_err(q("read copies"))?;
-            let store: String = r.try_get("store").map_err(q("read copies"))?;
-            by_id.entry(id).or_default().push(store);
+            let (id, store, status) = copy_row(r)?;
+            if status == Status::Complete {
+                by_id.entry(id).or_default().push(store);
+            }
         }
         for s in &mut snaps {
             if s.status == Status::Complete {
@@ -638,6 +742,7 @@ impl Catalog {
         Ok(())
     }
 
+    /// One snapshot, with its locations as [`Catalog::snapshots`] lists them.
     pub async fn snapshot(&self, id: &str) -> Result<Option<SnapshotRow>, CatalogError> {
         let sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -645,20 +750,42 @@ impl Catalog {
             .fetch_optional(&self.pool)
             .await
             .map_err(q("get snapshot"))?;
-        row.as_ref()
-            .map(snapshot_row)
-            .transpose()
-            .map_err(q("read snapshot"))
+        let Some(mut snap) = row.as_ref().map(snapshot_row).transpose()? else {
+            return Ok(None);
+        };
+        let copies = sqlx::query(
+            "SELECT snapshot_id, store, status FROM copies WHERE snapshot_id = $1 ORDER BY store",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list copies"))?;
+        for r in &copies {
+            let (_, store, status) = copy_row(r)?;
+            if snap.status == Status::Complete && status == Status::Complete {
+                snap.locations.push(store);
+            }
+        }
+        Ok(Some(snap))
     }
 
     /// Forgets a pruned snapshot (its objects are already gone). A running snapshot is never
     /// removed, whatever the caller thinks. Returns whether a row went.
+    ///
+    /// A row (or a copy's row) whose status this lifeboat does not know is an error, and
+    /// stays: it may stand for work in progress.
     pub async fn delete_snapshot(&self, id: &str) -> Result<bool, CatalogError> {
-        let done = sqlx::query("DELETE FROM snapshots WHERE id = $1 AND status <> 'running'")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(q("delete snapshot"))?;
+        match self.snapshot(id).await? {
+            None => return Ok(false),
+            Some(s) if s.status == Status::Running => return Ok(false),
+            Some(_) => {}
+        }
+        let done =
+            sqlx::query("DELETE FROM snapshots WHERE id = $1 AND status IN ('complete', 'failed')")
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(q("delete snapshot"))?;
         if done.rows_affected() > 0 {
             sqlx::query("DELETE FROM copies WHERE snapshot_id = $1")
                 .bind(id)
@@ -738,13 +865,13 @@ impl Catalog {
         let mut out = rows
             .iter()
             .map(verification_row)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(q("read verifications"))?;
+            .collect::<Result<Vec<_>, _>>()?;
         out.reverse();
         Ok(out)
     }
 
-    /// The newest passed verification of `source`.
+    /// The newest passed verification of `source`. A verification whose status this lifeboat
+    /// does not know is an error when it could be the answer (its snapshot is at least as new).
     pub async fn newest_passed_verification(
         &self,
         source: &str,
@@ -753,17 +880,15 @@ impl Catalog {
             "SELECT v.id, v.snapshot_id, v.source, v.sandbox, v.status, v.started_at, v.finished_at, \
                v.restore_ms, v.checks, v.error \
              FROM verifications v JOIN snapshots s ON s.id = v.snapshot_id \
-             WHERE v.source = $1 AND v.status = 'passed' AND s.status = 'complete' \
-             ORDER BY s.created_at DESC, v.finished_at DESC LIMIT 1",
+             WHERE v.source = $1 AND v.status NOT IN ('running', 'failed') AND s.status = 'complete' \
+             ORDER BY s.created_at DESC, CASE WHEN v.status = 'passed' THEN 1 ELSE 0 END, \
+               v.finished_at DESC LIMIT 1",
         )
         .bind(source)
         .fetch_optional(&self.pool)
         .await
         .map_err(q("newest verification"))?;
-        row.as_ref()
-            .map(verification_row)
-            .transpose()
-            .map_err(q("read verification"))
+        row.as_ref().map(verification_row).transpose()
     }
 
     /// Answers if the database does (for `/readyz`).
@@ -780,22 +905,63 @@ impl Catalog {
     /// their own table too, so a `lifeboat verify` run by hand is seen.
     pub async fn last_runs(&self) -> Result<Vec<(String, String, DateTime<Utc>)>, CatalogError> {
         let rows = sqlx::query(
-            "SELECT source, job, MAX(started_at) AS last FROM runs GROUP BY source, job \
-             UNION ALL SELECT source, 'verify' AS job, MAX(started_at) AS last FROM verifications GROUP BY source",
+            "SELECT 'runs' AS tbl, source, job, MAX(started_at) AS last FROM runs GROUP BY source, job \
+             UNION ALL SELECT 'verifications' AS tbl, source, 'verify' AS job, MAX(started_at) AS last \
+               FROM verifications GROUP BY source",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(q("last runs"))?;
         let mut out = Vec::new();
         for r in &rows {
+            let tbl: String = r.try_get("tbl").map_err(q("read last runs"))?;
             let source: String = r.try_get("source").map_err(q("read last runs"))?;
             let job: String = r.try_get("job").map_err(q("read last runs"))?;
-            let last: Option<String> = r.try_get("last").map_err(q("read last runs"))?;
-            if let Some(t) = last.as_deref().and_then(parse_ts) {
-                out.push((source, job, t));
+            let last: String = r.try_get("last").map_err(q("read last runs"))?;
+            match parse_ts(&last) {
+                Some(t) => out.push((source, job, t)),
+                None => return Err(self.bad_started_at(&tbl, &source, &job, last).await),
             }
         }
         Ok(out)
+    }
+
+    /// The error for a `started_at` of (`source`, `job`) in `tbl` that is not a time, naming
+    /// a row that holds it.
+    async fn bad_started_at(
+        &self,
+        tbl: &str,
+        source: &str,
+        job: &str,
+        value: String,
+    ) -> CatalogError {
+        let (table, sql) = if tbl == "verifications" {
+            (
+                "verifications",
+                "SELECT id FROM verifications WHERE source = $1 AND started_at = $3 AND $2 = 'verify'",
+            )
+        } else {
+            (
+                "runs",
+                "SELECT id FROM runs WHERE source = $1 AND job = $2 AND started_at = $3",
+            )
+        };
+        let id = sqlx::query_scalar::<_, String>(sql)
+            .bind(source)
+            .bind(job)
+            .bind(&value)
+            .fetch_optional(&self.pool)
+            .await;
+        let id = match id {
+            Ok(Some(id)) => id,
+            Ok(None) | Err(_) => format!("of source `{source}`, job `{job}`"),
+        };
+        CatalogError::BadTimestamp {
+            table,
+            id,
+            column: "started_at",
+            value,
+        }
     }
 
     pub async fn close(self) {
@@ -803,25 +969,40 @@ impl Catalog {
     }
 }
 
-fn snapshot_row(r: &sqlx::any::AnyRow) -> Result<SnapshotRow, sqlx::Error> {
-    let status: String = r.try_get("status")?;
+fn snapshot_row(r: &sqlx::any::AnyRow) -> Result<SnapshotRow, CatalogError> {
+    let c = Cells::new(r, "snapshots", "read snapshots")?;
+    let store: String = c.get("store")?;
     Ok(SnapshotRow {
-        id: r.try_get("id")?,
-        source: r.try_get("source")?,
-        kind: r.try_get("kind")?,
-        status: Status::parse(&status),
-        store: r.try_get("store")?,
-        created_at: r.try_get("created_at")?,
-        finished_at: r.try_get("finished_at")?,
-        raw_bytes: r.try_get("raw_bytes")?,
-        compressed_bytes: r.try_get("compressed_bytes")?,
-        stored_bytes: r.try_get("stored_bytes")?,
-        sha256: r.try_get("sha256")?,
-        duration_ms: r.try_get("duration_ms")?,
-        error: r.try_get("error")?,
-        locations: vec![r.try_get("store")?],
-        manifest: r.try_get("manifest")?,
+        source: c.get("source")?,
+        kind: c.get("kind")?,
+        status: c.status(Status::parse)?,
+        created_at: c.time_text("created_at")?,
+        finished_at: c.opt_time_text("finished_at")?,
+        raw_bytes: c.get("raw_bytes")?,
+        compressed_bytes: c.get("compressed_bytes")?,
+        stored_bytes: c.get("stored_bytes")?,
+        sha256: c.get("sha256")?,
+        duration_ms: c.get("duration_ms")?,
+        error: c.get("error")?,
+        locations: vec![store.clone()],
+        store,
+        manifest: c.get("manifest")?,
+        id: c.id,
     })
+}
+
+/// (snapshot id, store, status) of a row of `copies`, whose key is the pair.
+fn copy_row(r: &sqlx::any::AnyRow) -> Result<(String, String, Status), CatalogError> {
+    let snapshot_id: String = r.try_get("snapshot_id").map_err(q("read copies"))?;
+    let store: String = r.try_get("store").map_err(q("read copies"))?;
+    let c = Cells {
+        row: r,
+        table: "copies",
+        what: "read copies",
+        id: format!("{snapshot_id} (store {store})"),
+    };
+    let status = c.status(Status::parse)?;
+    Ok((snapshot_id, store, status))
 }
 
 fn url_password(url: &str) -> Option<String> {
