@@ -22,6 +22,16 @@ use lifeboat::store::{Store, StoreError};
 /// Multipart part size every fixture configures (lifeboat's minimum).
 const PART: usize = 5 * 1024 * 1024;
 
+const GCS_BUCKET: &str = "lifeboat-conformance";
+
+// GCS: the cases that write through lifeboat are `#[ignore]`d there (the GCS note).
+// object_store's GCS client writes with the XML API (`PUT /BUCKET/KEY`, multipart
+// `POST ?uploads`), which no GCS emulator installable here implements: fake-gcs-server answers
+// both with 400 "invalid uploadType" (it takes XML PUTs only as signed-URL uploads), and
+// gcp-storage-emulator has no multipart, HEAD or XML DELETE. The read side (get, head, list,
+// delete, not-found) runs against GCS with objects seeded through the emulator's JSON API.
+// `cargo test --test store_conformance gcs:: -- --include-ignored` shows the write failures.
+
 /// A store under test: its config entry, what the `lifeboat` CLI needs to reach it, and the
 /// server behind it (kept alive as long as the fixture).
 struct Fixture {
@@ -121,16 +131,29 @@ impl Fixture {
 
     fn gcs() -> Fixture {
         let gcs = GcsServer::start();
-        gcs.create_bucket("lifeboat-conformance");
+        gcs.create_bucket(GCS_BUCKET);
         // The emulator checks no credentials. A service account with `disable_oauth` sends
         // an empty token and never asks a metadata server or Google for one
         // (`google_skip_signature` still fetches one for uploads).
         let entry = format!(
-            "{{ url: \"gs://lifeboat-conformance/suite\", endpoint: \"{}\", part_size: 5MiB, \
+            "{{ url: \"gs://{GCS_BUCKET}/suite\", endpoint: \"{}\", part_size: 5MiB, \
              options: {{ google_service_account_key: '{{\"disable_oauth\": true, \"client_email\": \"\", \"private_key\": \"\", \"private_key_id\": \"\"}}' }} }}",
             gcs.endpoint()
         );
         Fixture::new("gcs", entry, Server::Gcs(gcs), scratch())
+    }
+
+    /// Writes the object at `rel` (relative to the store's prefix) for a case that tests
+    /// reading, listing or deleting: through lifeboat's own `put_bytes`, except on GCS, where
+    /// the emulator's JSON API does it (see the GCS note at the top).
+    async fn seed(&self, store: &Store, rel: &str, body: Vec<u8>) {
+        match &self._server {
+            Server::Gcs(gcs) => gcs.put_object(GCS_BUCKET, &format!("suite/{rel}"), &body),
+            _ => store
+                .put_bytes(rel, Bytes::from(body))
+                .await
+                .unwrap_or_else(|e| panic!("put {rel}: {e}")),
+        }
     }
 
     fn store(&self) -> Store {
@@ -281,6 +304,39 @@ fn aborted_upload_leaves_nothing(f: &Fixture) {
     });
 }
 
+/// Objects already in the store read back whole, streamed and by size.
+fn get_existing(f: &Fixture) {
+    let store = f.store();
+    let big = noise(PART + 4321, 4);
+    block_on(async {
+        f.seed(&store, "read/small", b"small object".to_vec()).await;
+        f.seed(&store, "read/big.bin", big.clone()).await;
+        assert_eq!(
+            store.get_bytes("read/small").await.expect("get"),
+            &b"small object"[..]
+        );
+        assert_eq!(store.size("read/small").await.expect("size"), Some(12));
+        assert_eq!(
+            store.size("read/big.bin").await.expect("size"),
+            Some(big.len() as u64)
+        );
+        let streamed: Vec<u8> = store
+            .get_stream("read/big.bin")
+            .await
+            .expect("get stream")
+            .try_fold(Vec::new(), |mut acc, chunk| async move {
+                acc.extend_from_slice(&chunk);
+                Ok(acc)
+            })
+            .await
+            .expect("read stream");
+        assert!(
+            streamed == big,
+            "streamed object differs from what was stored"
+        );
+    });
+}
+
 /// Listing a prefix gives exactly the objects under it (as whole path segments), with sizes,
 /// relative to the store's own prefix and sorted.
 fn list_prefix(f: &Fixture) {
@@ -293,10 +349,7 @@ fn list_prefix(f: &Fixture) {
             ("snapshot-other/x", 4),
             ("other/y", 5),
         ] {
-            store
-                .put_bytes(key, Bytes::from(vec![b'x'; len]))
-                .await
-                .expect("put");
+            f.seed(&store, key, vec![b'x'; len]).await;
         }
         assert_eq!(
             store.list("snap/a").await.expect("list"),
@@ -328,10 +381,7 @@ fn delete(f: &Fixture) {
     let store = f.store();
     block_on(async {
         for key in ["d/1", "d/2", "d/sub/3", "keep/4"] {
-            store
-                .put_bytes(key, Bytes::from_static(b"data"))
-                .await
-                .expect("put");
+            f.seed(&store, key, b"data".to_vec()).await;
         }
         store.delete("d/1").await.expect("delete");
         assert_eq!(store.size("d/1").await.expect("size"), None);
@@ -451,8 +501,10 @@ fn backup_and_restore(f: &Fixture) {
 // Every case against every implementation
 // ---------------------------------------------------------------------------
 
+/// `suite! { NAME => FIXTURE; ... }`; `NAME => FIXTURE, #[ATTR];` puts ATTR on the cases
+/// that write through lifeboat (see the GCS note at the top).
 macro_rules! suite {
-    ($($implementation:ident => $fixture:expr;)*) => {$(
+    ($($implementation:ident => $fixture:expr $(, #[$writes:meta])?;)*) => {$(
         mod $implementation {
             use super::*;
 
@@ -461,18 +513,26 @@ macro_rules! suite {
             }
 
             #[test]
+            $(#[$writes])?
             fn put_get_small() {
                 super::put_get_small(&fixture());
             }
 
             #[test]
+            $(#[$writes])?
             fn multipart_large() {
                 super::multipart_large(&fixture());
             }
 
             #[test]
+            $(#[$writes])?
             fn aborted_upload_leaves_nothing() {
                 super::aborted_upload_leaves_nothing(&fixture());
+            }
+
+            #[test]
+            fn get_existing() {
+                super::get_existing(&fixture());
             }
 
             #[test]
@@ -491,6 +551,7 @@ macro_rules! suite {
             }
 
             #[test]
+            $(#[$writes])?
             fn backup_and_restore() {
                 super::backup_and_restore(&fixture());
             }
@@ -502,5 +563,5 @@ suite! {
     file => Fixture::file();
     s3 => Fixture::s3();
     azure => Fixture::azure();
-    gcs => Fixture::gcs();
+    gcs => Fixture::gcs(), #[ignore = "GCS emulator lacks the XML API uploads object_store sends; see the GCS note in tests/store_conformance.rs"];
 }

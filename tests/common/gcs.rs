@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::servers::Emulator;
+use super::servers::{Emulator, percent_encode};
 
 /// A running GCS emulator. Dropping it kills the process.
 pub struct GcsServer {
@@ -45,6 +45,26 @@ impl GcsServer {
             200,
             "GCS emulator refused to create bucket {name}: {answer}\n--- emulator log ---\n{}",
             self.server.log_tail()
+        );
+    }
+
+    /// Stores `body` as object `name` in `bucket` through the emulator's JSON API (a media
+    /// upload); panics unless it says 200.
+    pub fn put_object(&self, bucket: &str, name: &str, body: &[u8]) {
+        let path = format!(
+            "/upload/storage/v1/b/{}/o?uploadType=media&name={}",
+            percent_encode(bucket, false),
+            percent_encode(name, false)
+        );
+        let (status, answer) = self.server.request(
+            "POST",
+            &path,
+            &[("Content-Type", "application/octet-stream".to_string())],
+            body,
+        );
+        assert_eq!(
+            status, 200,
+            "GCS emulator refused to store {bucket}/{name}: {answer}"
         );
     }
 

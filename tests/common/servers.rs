@@ -817,7 +817,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Percent-encodes all but RFC 3986 unreserved characters (and `/` if `keep_slash`).
-fn percent_encode(s: &str, keep_slash: bool) -> String {
+pub fn percent_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for byte in s.bytes() {
         let c = byte as char;
