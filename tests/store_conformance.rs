@@ -565,3 +565,23 @@ suite! {
     azure => Fixture::azure();
     gcs => Fixture::gcs(), #[ignore = "GCS emulator lacks the XML API uploads object_store sends; see the GCS note in tests/store_conformance.rs"];
 }
+
+/// gs:// and az:// stores refuse what they would otherwise silently ignore (a misspelt
+/// option key, S3 credential keys), without echoing the values.
+#[test]
+fn gcs_and_azure_reject_unknown_options() {
+    for entry in [
+        "{ url: \"az://c/p\", options: { azure_storage_acount_key: \"s3cr3t-value\" } }",
+        "{ url: \"gs://b/p\", options: { google_service_acount_key: \"s3cr3t-value\" } }",
+        "{ url: \"gs://b/p\", access_key_id: a, secret_access_key: \"s3cr3t-value\" }",
+    ] {
+        let cfg: StoreConfig = serde_yaml::from_str(entry).expect("store entry");
+        let err = Store::open("remote", &cfg).expect_err(entry).to_string();
+        assert!(err.contains("store `remote`"), "{err}");
+        assert!(
+            err.contains("acount_key") || err.contains("s3:// stores"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cr3t-value"), "{err}");
+    }
+}
