@@ -584,4 +584,12 @@ fn gcs_and_azure_reject_unknown_options() {
         );
         assert!(!err.contains("s3cr3t-value"), "{err}");
     }
+    // Option keys are case-insensitive, as object_store's own URL parsing has them.
+    let cfg: StoreConfig = serde_yaml::from_str(&format!(
+        "{{ url: \"az://c/p\", options: {{ AZURE_STORAGE_ACCOUNT_NAME: {}, Azure_Storage_Account_Key: \"{}\" }} }}",
+        azurite::ACCOUNT,
+        azurite::ACCOUNT_KEY
+    ))
+    .expect("store entry");
+    Store::open("remote", &cfg).expect("upper-case option keys");
 }

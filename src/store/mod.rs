@@ -150,7 +150,8 @@ impl Store {
                 }
                 // Built like s3: environment credentials (`GOOGLE_*`, `AZURE_*`), `endpoint`,
                 // `retry` and timeouts apply, and an unknown option key is an error rather than
-                // silently ignored (as `object_store::parse_url_opts` would).
+                // silently ignored (as `object_store::parse_url_opts` would; keys stay
+                // case-insensitive as they were there).
                 "gs" | "az" => {
                     if cfg.access_key_id.is_some() || cfg.secret_access_key.is_some() {
                         return Err(fail(
@@ -166,7 +167,10 @@ impl Store {
                             b = b.with_base_url(endpoint);
                         }
                         for (k, v) in &cfg.options {
-                            let key = k.parse().map_err(|e| fail(format!("option {k}: {e}")))?;
+                            let key = k
+                                .to_ascii_lowercase()
+                                .parse()
+                                .map_err(|e| fail(format!("option {k}: {e}")))?;
                             b = b.with_config(key, v.expose());
                         }
                         Arc::new(b.build().map_err(|e| fail(e.to_string()))?)
@@ -179,7 +183,10 @@ impl Store {
                             b = b.with_endpoint(endpoint.clone());
                         }
                         for (k, v) in &cfg.options {
-                            let key = k.parse().map_err(|e| fail(format!("option {k}: {e}")))?;
+                            let key = k
+                                .to_ascii_lowercase()
+                                .parse()
+                                .map_err(|e| fail(format!("option {k}: {e}")))?;
                             b = b.with_config(key, v.expose());
                         }
                         Arc::new(b.build().map_err(|e| fail(e.to_string()))?)
