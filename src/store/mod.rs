@@ -160,16 +160,52 @@ impl Store {
                         None,
                     )
                 }
-                _ => {
-                    let url = url::Url::parse(&cfg.url).map_err(|e| fail(e.to_string()))?;
-                    let opts = cfg
-                        .options
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.expose().to_string()));
-                    let (store, _) = object_store::parse_url_opts(&url, opts)
-                        .map_err(|e| fail(e.to_string()))?;
-                    (Arc::from(store), prefix, None)
+                // Built like s3: environment credentials (`GOOGLE_*`, `AZURE_*`), `endpoint`,
+                // `retry` and timeouts apply, and an unknown option key is an error rather than
+                // silently ignored (as `object_store::parse_url_opts` would; keys stay
+                // case-insensitive as they were there).
+                "gs" | "az" => {
+                    if cfg.access_key_id.is_some() || cfg.secret_access_key.is_some() {
+                        return Err(fail(
+                            "access_key_id/secret_access_key are for s3:// stores; give GCS and Azure credentials in `options` or the environment".to_string(),
+                        ));
+                    }
+                    let store: Arc<dyn ObjectStore> = if scheme == "gs" {
+                        let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                            .with_bucket_name(bucket)
+                            .with_retry(retry)
+                            .with_client_options(client);
+                        if let Some(endpoint) = &cfg.endpoint {
+                            b = b.with_base_url(endpoint);
+                        }
+                        for (k, v) in &cfg.options {
+                            let key = k
+                                .to_ascii_lowercase()
+                                .parse()
+                                .map_err(|e| fail(format!("option {k}: {e}")))?;
+                            b = b.with_config(key, v.expose());
+                        }
+                        Arc::new(b.build().map_err(|e| fail(e.to_string()))?)
+                    } else {
+                        let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
+                            .with_container_name(bucket)
+                            .with_retry(retry)
+                            .with_client_options(client);
+                        if let Some(endpoint) = &cfg.endpoint {
+                            b = b.with_endpoint(endpoint.clone());
+                        }
+                        for (k, v) in &cfg.options {
+                            let key = k
+                                .to_ascii_lowercase()
+                                .parse()
+                                .map_err(|e| fail(format!("option {k}: {e}")))?;
+                            b = b.with_config(key, v.expose());
+                        }
+                        Arc::new(b.build().map_err(|e| fail(e.to_string()))?)
+                    };
+                    (store, prefix, None)
                 }
+                _ => return Err(fail(format!("unsupported scheme `{scheme}`"))),
             };
         let locker = match (scheme, cfg.object_lock) {
             ("s3", Some(lock)) => Some(Arc::new(ObjectLocker::new(bucket, lock, cfg))),

@@ -2,7 +2,9 @@
 // directory with a key and a config, and helpers to run the `lifeboat` binary in it.
 #![allow(dead_code, unused_imports)]
 
+pub mod azurite;
 pub mod etcd;
+pub mod gcs;
 pub mod redis;
 pub mod s3;
 pub mod servers;

@@ -4,6 +4,8 @@
 //   * `PgServer`   - a private PostgreSQL cluster (initdb + pg_ctl) in a temp dir,
 //                    run as the `postgres` OS user when the tests run as root;
 //   * `MotoServer` - a moto S3 mock server, spoken to with raw HTTP/1.1;
+//   * `Emulator`   - any other throwaway HTTP server process (Azurite, the GCS
+//                    emulator: see azurite.rs and gcs.rs), killed on drop;
 //   * `free_port`, `bin_on_path` - small helpers used by both.
 // Depends on nothing but std and the `tempfile` crate, so it can be copied
 // verbatim to `tests/common/mod.rs`.
@@ -549,6 +551,173 @@ fn moto_command() -> Command {
 }
 
 // ---------------------------------------------------------------------------
+// Any other emulator process (Azurite, the GCS emulator)
+// ---------------------------------------------------------------------------
+
+/// How long `Emulator::start` waits for a server to answer HTTP.
+const EMULATOR_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A server process on a free 127.0.0.1 port with its own temp dir (data and log), in its
+/// own process group. Dropping it kills the group with SIGKILL and reaps the process: no
+/// graceful shutdown to wait for, so a drop never stalls (a tokio worker included).
+pub struct Emulator {
+    what: &'static str,
+    port: u16,
+    child: Option<Child>,
+    log_file: PathBuf,
+    dir: TempDir,
+}
+
+impl Emulator {
+    /// Finds `what`'s program: the path in `$env_var`, else `bin` on `$PATH`; panics with a
+    /// message naming scripts/setup.sh when neither exists (the tests must not skip).
+    pub fn program(what: &str, env_var: &str, bin: &str) -> PathBuf {
+        if let Some(exe) = env::var_os(env_var).filter(|v| !v.is_empty()) {
+            let exe = PathBuf::from(exe);
+            assert!(
+                is_executable(&exe),
+                "{env_var}={} is not an executable file; install {what} with \
+                 `eval \"$(bash scripts/setup.sh)\"`",
+                exe.display()
+            );
+            return exe;
+        }
+        bin_on_path(bin).unwrap_or_else(|| {
+            panic!(
+                "{what} is not installed: neither ${env_var} nor `{bin}` on $PATH; run \
+                 `eval \"$(bash scripts/setup.sh)\"` (it installs {what} and exports {env_var})"
+            )
+        })
+    }
+
+    /// Starts `program` with `args(port, data_dir)` and waits until `GET ready_path` gets
+    /// any HTTP answer. Retries on another port if the chosen one was taken meanwhile.
+    pub fn start(
+        what: &'static str,
+        program: &Path,
+        args: impl Fn(u16, &Path) -> Vec<String>,
+        ready_path: &str,
+    ) -> Emulator {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("lifeboat-{what}-"))
+            .tempdir()
+            .unwrap_or_else(|e| panic!("create a temp dir for {what}: {e}"));
+        let data = dir.path().join("data");
+        fs::create_dir_all(&data).unwrap_or_else(|e| panic!("create {}: {e}", data.display()));
+        let mut server = Emulator {
+            what,
+            port: 0,
+            child: None,
+            log_file: dir.path().join("server.log"),
+            dir,
+        };
+        let mut attempt = 1;
+        loop {
+            server.port = free_port();
+            let mut cmd = Command::new(program);
+            cmd.args(args(server.port, &data))
+                .current_dir(server.dir.path());
+            match server.spawn_and_wait(cmd, ready_path) {
+                Ok(()) => return server,
+                Err(why) => {
+                    server.stop();
+                    let log = tail(&server.log_file, 40);
+                    if attempt < START_ATTEMPTS
+                        && (log.contains("already in use") || log.contains("EADDRINUSE"))
+                    {
+                        attempt += 1;
+                        continue;
+                    }
+                    panic!(
+                        "{what} failed to start on port {} (attempt {attempt}): {why}\n\
+                         --- tail of {} ---\n{log}",
+                        server.port,
+                        server.log_file.display()
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The last lines of the server's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        tail(&self.log_file, 40)
+    }
+
+    /// Sends one request with extra headers; returns (status, body).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> (u16, String) {
+        let response = http_request_with(self.port, method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{} {method} {path} failed: {e}", self.what));
+        (response.status, response.body)
+    }
+
+    /// Kills the process group and reaps the process. Idempotent.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // The group first, while the child is unreaped so its pid cannot be reused.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = child.kill();
+        if let Err(e) = child.wait() {
+            eprintln!("harness: waiting for the {} process failed: {e}", self.what);
+        }
+    }
+
+    fn spawn_and_wait(&mut self, mut cmd: Command, ready_path: &str) -> Result<(), String> {
+        let log = fs::File::create(&self.log_file)
+            .unwrap_or_else(|e| panic!("create {}: {e}", self.log_file.display()));
+        let log_err = log.try_clone().expect("duplicate the log file handle");
+        cmd.stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("could not spawn {cmd:?}: {e}"))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + EMULATOR_READY_TIMEOUT;
+        loop {
+            let child = self.child.as_mut().expect("child was just stored");
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                return Err(format!("process exited early: {status}"));
+            }
+            if http_request(self.port, "GET", ready_path, b"").is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "no HTTP answer within {} s",
+                    EMULATOR_READY_TIMEOUT.as_secs()
+                ));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Minimal HTTP/1.1 client (one request per connection, `Connection: close`)
 // ---------------------------------------------------------------------------
 
@@ -563,11 +732,25 @@ fn connect(port: u16) -> io::Result<TcpStream> {
 }
 
 fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> io::Result<HttpResponse> {
+    http_request_with(port, method, path, &[], body)
+}
+
+fn http_request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> io::Result<HttpResponse> {
     let mut stream = connect(port)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
@@ -634,7 +817,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Percent-encodes all but RFC 3986 unreserved characters (and `/` if `keep_slash`).
-fn percent_encode(s: &str, keep_slash: bool) -> String {
+pub fn percent_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for byte in s.bytes() {
         let c = byte as char;
