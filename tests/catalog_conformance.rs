@@ -16,7 +16,7 @@ use lifeboat::catalog::{
     Catalog, CatalogError, NewRun, NewVerification, Status, VerificationStatus, ts,
 };
 use lifeboat::config::SecretString;
-use lifeboat::snapshot::{self, Manifest};
+use lifeboat::model::snapshot::{self, Manifest};
 
 /// Lists the cases once: `CASES` (their names) and `run_case` (name → case).
 macro_rules! suite {
@@ -250,7 +250,7 @@ async fn run_insert_heartbeat_finish(db: &Db) {
     assert_eq!(r.store.as_deref(), Some("local"));
     assert_eq!((r.started_at, r.heartbeat_at), (at(0), at(0)));
     assert_eq!(r.pid, std::process::id() as i64);
-    assert_eq!(r.host, lifeboat::recovery::hostname());
+    assert_eq!(r.host, lifeboat::model::host::hostname());
 
     c.heartbeat("r1", at(15_000)).await.expect("heartbeat");
     let r = &c.running_runs().await.expect("running runs")[0];

@@ -55,9 +55,10 @@ impl CatalogError {
         match self {
             CatalogError::Open { .. } | CatalogError::Query { .. } => ErrorKind::Unreachable,
             CatalogError::Migrate { .. } => ErrorKind::Internal,
-            CatalogError::BadManifest { .. } => ErrorKind::Corrupt,
-            #[allow(unreachable_patterns)]
-            _ => ErrorKind::Corrupt,
+            CatalogError::BadManifest { .. }
+            | CatalogError::UnknownStatus { .. }
+            | CatalogError::BadTimestamp { .. }
+            | CatalogError::BadChecks { .. } => ErrorKind::Corrupt,
         }
     }
 }
