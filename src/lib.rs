@@ -2,32 +2,26 @@
 //! that depends on them.
 //!
 //! # Layout
-//! - [`config`]: the YAML file, `${ENV}` interpolation and load-time validation.
-//! - [`source`]: one module per source kind; each turns a live service into a byte stream
-//!   (`dump`) and a byte stream back into a service (`restore`).
-//! - [`pipeline`]: the streaming path between a source and a store: zstd → age → SHA-256 →
-//!   multipart upload, and its reverse. Bounded memory whatever the dump size.
-//! - [`store`]: object storage (`object_store`: local disk, S3, GCS, Azure) under a prefix.
-//! - [`snapshot`]: snapshot ids and the manifest whose presence is what makes a snapshot exist.
-//! - [`catalog`]: the sqlx catalog of runs and snapshots (SQLite or PostgreSQL).
-//! - [`backup`], [`restore`], [`recovery`], [`prune`]: the operations the CLI runs, built
-//!   from the above.
-//! - [`retention`]: the GFS retention planner (pure: facts and a clock in, decisions out).
-//! - [`objectives`]: the RPO/RTO evaluator (pure: facts and a clock in, a verdict out);
-//!   [`status`] gathers its facts from the catalog for `lifeboat status`.
-//! - [`copy`]: cross-region copies of committed snapshots.
-//! - [`schedule`]: what `lifeboat run` runs and when (pure: job kinds, cron slots, catch-up,
-//!   jitter, retries with backoff).
-//! - [`daemon`]: `lifeboat run [--once]`: the run loop that performs the schedule (bounded
-//!   concurrency, one job per source at a time, graceful shutdown) and its HTTP endpoints.
-//! - [`leader`]: leader election between replicas (lock file, PostgreSQL advisory lock,
-//!   Kubernetes Lease) behind one trait.
-//! - [`verify`]: `lifeboat verify`: restore into a scratch sandbox (local servers or a
-//!   Kubernetes namespace), check against the facts recorded at backup time, tear down, record.
-//! - [`kube`]: the Kubernetes API behind a small trait, and its contract fake.
-//! - [`crypto`]: age keys: generation, recipients, identities.
-//! - [`redact`]: keeping secrets out of logs, errors, the catalog and the store.
-//! - [`cli`]: the command line (the only place `anyhow` is used).
+//! Layers, lowest first; a module names only modules of its own layer or below
+//! (`tests/layering.rs` keeps it so, with no import cycle between top-level modules):
+//! 0. [`model`]: the vocabulary: snapshot ids and manifests, secrets and redaction, spans,
+//!    sizes, schedules, objectives, [`ErrorKind`](model::ErrorKind), the [`Clock`](model::Clock).
+//! 1. [`policy`]: pure decisions of facts and `now`: retention, objectives, the schedule
+//!    planner, liveness of a run.
+//! 2. Adapters, one trait or type per boundary: [`store`] (object storage), [`catalog`]
+//!    (SQLite or PostgreSQL), [`kube`] (the Kubernetes API and its contract fake), [`leader`]
+//!    (leader election).
+//! 3. [`kinds`]: one folder per kind behind the [`Kind`](kinds::Kind) trait and one registry
+//!    line; [`pipeline`] beside it carries a kind's stream into a store (zstd → age →
+//!    SHA-256 → multipart upload) and back, in bounded memory.
+//! 4. [`config`]: the file format, `${VAR}` interpolation, load-time validation; each section
+//!    type lives with its owner and `config` assembles them.
+//! 5. [`ops`]: the verbs (backup, restore, copy, prune, settle, rebuild, verify, status), each
+//!    from a [`Ctx`](ops::Ctx), inside one [`RunGuard`](ops::RunGuard), failing with an
+//!    [`OpError`](ops::OpError) of a kind.
+//! 6. [`report`]: what people and machines read (tables, JSON).
+//! 7. [`daemon`]: `lifeboat run`: the scheduler, HTTP endpoints, metrics, leader election.
+//! 8. [`cli`]: the command line (the only place `anyhow` is used).
 #![forbid(unsafe_code)]
 
 pub mod catalog;
