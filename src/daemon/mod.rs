@@ -23,6 +23,8 @@
 pub mod http;
 pub mod metrics;
 pub mod status;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -417,10 +419,11 @@ async fn execute(app: &Ctx, job: &Job, cancel: CancellationToken) -> Result<u64,
             }
         }
         JobKind::Verify => {
-            // The sandbox is torn down by `verify::run` itself, also when cancelled.
+            // The sandbox is torn down by `verify::run` itself, also when cancelled. Where:
+            // `daemon.verify_sandbox` (the daemon image has no database servers of its own).
             let req = crate::ops::verify::Request {
                 what: job.source.clone(),
-                sandbox: crate::ops::verify::Sandbox::Local,
+                sandbox: app.config.daemon.verify_sandbox.into(),
                 timeout: None,
                 identity: None,
             };
