@@ -277,6 +277,22 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
                     args.first().is_some_and(|a| a == "run") && !args.contains(&"--once".into()),
                     "{f}: {args:?}"
                 );
+                // /readyz answers within READY_CHECK_TIMEOUT (its checks run at once): the
+                // probe must wait longer, or a slow store would unready every replica.
+                let probe = pod.containers[0]
+                    .readiness_probe
+                    .clone()
+                    .unwrap_or_else(|| panic!("{f}: no readinessProbe"));
+                assert_eq!(
+                    probe.http_get.as_ref().map(|h| h.path.as_deref()),
+                    Some(Some("/readyz")),
+                    "{f}"
+                );
+                let budget = lifeboat::daemon::http::READY_CHECK_TIMEOUT.as_secs() as i32;
+                assert!(
+                    probe.timeout_seconds.unwrap_or(1) > budget,
+                    "{f}: readinessProbe.timeoutSeconds must be above the {budget}s /readyz takes at most"
+                );
                 check_pod(&file, &pod);
                 pods += 1;
             }

@@ -109,3 +109,105 @@ async fn scheduled_verifications_run_in_the_sandbox_of_daemon_verify_sandbox() {
         fake.calls()
     );
 }
+
+/// `GET path` on 127.0.0.1:`port`; the status code, the body and how long it took.
+async fn get(port: u16, path: &str) -> (u16, String, std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut resp = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        s.read_to_string(&mut resp),
+    )
+    .await
+    .expect("an answer within 30s")
+    .expect("read");
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body, started.elapsed())
+}
+
+/// Serves the daemon's HTTP endpoints for `app` on a free loopback port.
+async fn serve(app: Arc<Ctx>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let state = super::http::HttpState {
+        app,
+        metrics: Arc::new(Metrics::default()),
+        status: Arc::new(super::status::ObjectiveStatus),
+        token: None,
+    };
+    tokio::spawn(super::http::serve(listener, state, std::future::pending()));
+    port
+}
+
+/// An S3 store whose endpoint accepts connections and never answers (a region that is down).
+fn blackhole_store(name: &str, port: u16) -> String {
+    format!(
+        "  {name}: {{ url: \"s3://dr/lb\", region: us-east-1, endpoint: \"http://127.0.0.1:{port}\", \
+         access_key_id: k, secret_access_key: s }}\n"
+    )
+}
+
+#[tokio::test]
+async fn readyz_ignores_copy_stores_and_names_a_primary_store_that_does_not_answer() {
+    // Accepts (the kernel completes the handshake) and never reads nor answers.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hole = blackhole.local_addr().expect("addr").port();
+    let limit = super::http::READY_CHECK_TIMEOUT + std::time::Duration::from_secs(1);
+
+    // The DR copy store is down: still ready, and at once.
+    let f = Fixture::new(
+        &format!(
+            "{HEAD}stores:\n  local: {{ url: \"file://{{dir}}/store\" }}\n{}\
+             sources:\n  - name: s\n    kind: files\n    path: \"{{dir}}/data\"\n    store: local\n    copies: [dr]\n",
+            blackhole_store("dr", hole)
+        ),
+        crate::model::clock::system(),
+        Arc::new(Fake::default()),
+    )
+    .await;
+    let port = serve(f.app.clone()).await;
+    let (code, body, took) = get(port, "/readyz").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(took < limit, "took {took:?}: {body}");
+    assert!(
+        !body.contains("\"dr\""),
+        "copy stores are not probed: {body}"
+    );
+
+    // The primary store is down: not ready, within the bound, and the body says which.
+    let f = Fixture::new(
+        &format!(
+            "{HEAD}stores:\n  local: {{ url: \"file://{{dir}}/store\" }}\n{}\
+             sources:\n  - name: s\n    kind: files\n    path: \"{{dir}}/data\"\n    store: primary\n    copies: [local]\n",
+            blackhole_store("primary", hole)
+        ),
+        crate::model::clock::system(),
+        Arc::new(Fake::default()),
+    )
+    .await;
+    let port = serve(f.app.clone()).await;
+    let (code, body, took) = get(port, "/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(took < limit, "took {took:?}: {body}");
+    assert!(body.contains("store primary: no answer within"), "{body}");
+    drop(blackhole);
+}
