@@ -1,6 +1,8 @@
-//! `lifeboat run`: two daemons on one catalog (SQLite with the lock file, PostgreSQL with the
-//! advisory lock) run each job exactly once; SIGTERM during a backup exits within the grace
-//! period and commits nothing; `--once` exit codes; the HTTP endpoints.
+//! `lifeboat run`, as processes: two daemons on one catalog (SQLite with the lock file,
+//! PostgreSQL with the advisory lock) run each job exactly once; SIGTERM during a backup exits
+//! within the grace period and commits nothing; `--once` exit codes; the HTTP endpoints.
+//! The scheduler loop itself (retries, backoff, slots) is tested in process under a manual
+//! clock (`src/daemon/tests.rs`), without waiting real time.
 
 mod common;
 
@@ -308,39 +310,4 @@ fn sigterm_during_a_backup_exits_within_grace_and_commits_nothing() {
         text(backup["error"].to_string().as_bytes()).contains("interrupted"),
         "{backup}"
     );
-}
-
-#[test]
-fn a_failing_job_is_retried_with_backoff_then_reported() {
-    let env = Env::new();
-    config(
-        &env,
-        "sqlite://./catalog.db",
-        "  - name: broken\n    kind: command\n    argv: [\"sh\", \"-c\", \"exit 3\"]\n    store: local\n    schedule: \"0 3 * * *\"\n",
-        "  shutdown_grace: 5s\n  retry: { max_attempts: 3, backoff: 1s, max_backoff: 1s }\n",
-    );
-    let daemon = spawn(&env, "daemon", &["run"]);
-    let log = daemon.1.clone();
-    wait_until("the retries to be used up", Duration::from_secs(60), || {
-        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("no attempts left"))
-    });
-    // Nothing more until the next slot (03:00 UTC).
-    std::thread::sleep(Duration::from_secs(2));
-    sigterm(&daemon.0);
-    let (status, stderr, _) = wait_exit(daemon, Duration::from_secs(30));
-    assert!(status.success(), "{stderr}");
-    assert_eq!(stderr.matches("will retry").count(), 2, "{stderr}");
-    let backups: Vec<_> = runs(&env)
-        .into_iter()
-        .filter(|r| r["job"] == "backup")
-        .collect();
-    assert_eq!(backups.len(), 3, "three attempts: {backups:?}");
-    assert!(backups.iter().all(|r| r["status"] == "failed"));
-    let starts: Vec<_> = backups.iter().map(|r| time(&r["started_at"])).collect();
-    for w in starts.windows(2) {
-        assert!(
-            w[1] - w[0] >= chrono::TimeDelta::milliseconds(900),
-            "backoff respected: {starts:?}"
-        );
-    }
 }

@@ -235,10 +235,10 @@ async fn lead(
         if opts.once && running.is_empty() && queue.is_empty() {
             break Ended::Stopped;
         }
+        // Through the context's clock, so a manual clock drives the schedule in tests.
         let wake = planner
             .next_wake()
-            .map(|w| (w - app.now()).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(Duration::from_secs(3600));
+            .unwrap_or_else(|| app.now() + chrono::TimeDelta::hours(1));
         tokio::select! {
             _ = stop.cancelled() => break Ended::Stopped,
             Some(done) = running.join_next(), if !running.is_empty() => {
@@ -246,7 +246,7 @@ async fn lead(
                     finish(app, done, &mut busy, &mut planner, &mut queue, &backoff, &followers, metrics, summary);
                 }
             }
-            _ = tokio::time::sleep(wake), if !opts.once => {}
+            _ = app.clock.sleep_until(wake), if !opts.once => {}
             _ = renew.tick(), if !opts.once => {
                 match leader.renew().await {
                     Ok(true) => {}

@@ -211,3 +211,116 @@ async fn readyz_ignores_copy_stores_and_names_a_primary_store_that_does_not_answ
     assert!(body.contains("store primary: no answer within"), "{body}");
     drop(blackhole);
 }
+
+#[tokio::test]
+async fn a_failing_job_is_retried_with_backoff_then_waits_for_its_next_slot() {
+    use crate::catalog::Status;
+    use std::time::Duration;
+    let clock = Arc::new(crate::model::ManualClock::new(start_time()));
+    let f = Fixture::new(
+        &format!(
+            "{HEAD}stores:\n  local: {{ url: \"file://{{dir}}/store\" }}\n\
+             sources:\n  - name: broken\n    kind: command\n    argv: [\"sh\", \"-c\", \"exit 3\"]\n    \
+             store: local\n    schedule: \"0 3 * * *\"\n\
+             daemon:\n  retry: {{ max_attempts: 3, backoff: 1m, max_backoff: 1h }}\n"
+        ),
+        clock.clone(),
+        Arc::new(Fake::default()),
+    )
+    .await;
+    let metrics = Arc::new(Metrics::default());
+    let stop = CancellationToken::new();
+    let daemon = tokio::spawn(run(
+        f.app.clone(),
+        f.leader(),
+        metrics.clone(),
+        stop.clone().cancelled_owned(),
+        Options::default(),
+    ));
+    let app = f.app.clone();
+    // The finished backup runs, oldest first, as (status, started_at).
+    let finished = move || {
+        let app = app.clone();
+        async move {
+            app.catalog
+                .runs(100)
+                .await
+                .expect("runs")
+                .into_iter()
+                .filter(|r| r.job == "backup" && r.status != Status::Running)
+                .map(|r| (r.status, r.started_at))
+                .collect::<Vec<_>>()
+        }
+    };
+    let wait_for = |n: usize| {
+        let finished = finished.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let runs = finished().await;
+                if runs.len() >= n {
+                    return runs;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{n} finished backup(s) within 60s: {runs:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let at = |secs: i64| {
+        (start_time() + chrono::TimeDelta::seconds(secs))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    // What a short real pause would let the daemon do if it (wrongly) had something due.
+    let settle = || tokio::time::sleep(Duration::from_millis(300));
+
+    // Never ran: due at once; fails.
+    let runs = wait_for(1).await;
+    assert_eq!(runs[0].0, Status::Failed, "{runs:?}");
+    // The first retry waits `backoff`, not a second less.
+    clock.advance(Duration::from_secs(59));
+    settle().await;
+    assert_eq!(finished().await.len(), 1, "retried before the backoff");
+    clock.advance(Duration::from_secs(1));
+    wait_for(2).await;
+    // The second waits twice as long.
+    clock.advance(Duration::from_secs(119));
+    settle().await;
+    assert_eq!(
+        finished().await.len(),
+        2,
+        "retried before the doubled backoff"
+    );
+    clock.advance(Duration::from_secs(1));
+    wait_for(3).await;
+    let gave_up =
+        "lifeboat_job_runs_total{kind=\"backup\",source=\"broken\",outcome=\"gave_up\"} 1";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !metrics.render().lines().any(|l| l == gave_up) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            metrics.render()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nothing more until the next slot (03:00 UTC the next day).
+    clock.advance(Duration::from_secs(16 * 3600));
+    settle().await;
+    assert_eq!(finished().await.len(), 3, "no attempt after the last one");
+    let next_slot = (3 + 24 - 10) * 3600;
+    clock.set(start_time() + chrono::TimeDelta::seconds(next_slot));
+    let runs_then = wait_for(4).await;
+
+    stop.cancel();
+    let summary = daemon.await.expect("daemon task").expect("daemon");
+    assert_eq!(summary.failed.len(), 1, "{summary:?}");
+    let starts: Vec<&str> = runs_then.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        starts,
+        [at(0), at(60), at(60 + 120), at(next_slot)],
+        "attempts at the start, after 1m, after 2m more, then at the next slot: {runs_then:?}"
+    );
+}
