@@ -105,14 +105,69 @@ fn kill_mid_upload_and_before_manifest_s3() {
         kill9(child);
         let id = env.backup();
         let keys = moto.list_keys("crash-test", "lb/");
-        assert_eq!(
-            keys.iter().filter(|k| k.ends_with("manifest.json")).count(),
-            keys.len() / 2,
-            "{point}: only committed snapshots remain: {keys:?}"
+        let strays = not_in_a_committed_snapshot(&moto, "crash-test", "lb/");
+        assert!(
+            strays.is_empty(),
+            "{point}: objects of no committed snapshot: {strays:?} (all: {keys:?})"
         );
-        assert!(keys.iter().any(|k| k.contains(&id)));
+        assert!(
+            keys.iter()
+                .any(|k| k.contains(&format!("/{id}/manifest.json")))
+        );
         let snaps = env.snapshots();
         assert_eq!(snaps[snaps.len() - 2]["status"], "failed");
     }
     assert_complete_ones_restore(&src, &env);
+
+    // The check sees orphans: a data object with no manifest (which the old count,
+    // manifests == objects / 2, let through with an odd total), and an object inside a
+    // committed snapshot's directory that its manifest does not list.
+    let id = env.snapshots().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let orphans = [
+        "lb/db/20260101T000000.000Z-dead/data.zst.age".to_string(),
+        format!("lb/db/{id}/data.zst.age.part-1"),
+    ];
+    for key in &orphans {
+        moto.put_object("crash-test", key, b"left behind");
+    }
+    let mut expected = orphans.to_vec();
+    expected.sort();
+    assert_eq!(
+        not_in_a_committed_snapshot(&moto, "crash-test", "lb/"),
+        expected
+    );
+}
+
+/// Every object under `prefix` that is neither the manifest of a committed snapshot
+/// (`<source>/<id>/manifest.json`, naming that id) nor an object its manifest lists.
+fn not_in_a_committed_snapshot(moto: &MotoServer, bucket: &str, prefix: &str) -> Vec<String> {
+    let s3 = common::s3::S3::new(moto);
+    let keys = moto.list_keys(bucket, prefix);
+    let mut committed = std::collections::BTreeSet::new();
+    for key in keys.iter().filter(|k| k.ends_with("/manifest.json")) {
+        let dir = key.trim_end_matches("manifest.json");
+        let manifest: serde_json::Value = serde_json::from_str(&s3.get_text(bucket, key))
+            .unwrap_or_else(|e| panic!("{key}: not a manifest: {e}"));
+        let id = dir
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        if manifest["id"] != id {
+            continue; // not this directory's manifest: the directory is not committed
+        }
+        committed.insert(key.clone());
+        for o in manifest["objects"].as_array().cloned().unwrap_or_default() {
+            committed.insert(format!("{dir}{}", o["name"].as_str().unwrap_or_default()));
+        }
+    }
+    let mut strays: Vec<String> = keys
+        .into_iter()
+        .filter(|k| !committed.contains(k))
+        .collect();
+    strays.sort();
+    strays
 }

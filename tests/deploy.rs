@@ -277,6 +277,22 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
                     args.first().is_some_and(|a| a == "run") && !args.contains(&"--once".into()),
                     "{f}: {args:?}"
                 );
+                // /readyz answers within READY_CHECK_TIMEOUT (its checks run at once): the
+                // probe must wait longer, or a slow store would unready every replica.
+                let probe = pod.containers[0]
+                    .readiness_probe
+                    .clone()
+                    .unwrap_or_else(|| panic!("{f}: no readinessProbe"));
+                assert_eq!(
+                    probe.http_get.as_ref().map(|h| h.path.as_deref()),
+                    Some(Some("/readyz")),
+                    "{f}"
+                );
+                let budget = lifeboat::daemon::http::READY_CHECK_TIMEOUT.as_secs() as i32;
+                assert!(
+                    probe.timeout_seconds.unwrap_or(1) > budget,
+                    "{f}: readinessProbe.timeoutSeconds must be above the {budget}s /readyz takes at most"
+                );
                 check_pod(&file, &pod);
                 pods += 1;
             }
@@ -417,4 +433,96 @@ fn dockerfile_runtime_has_the_client_tools_and_runs_as_non_root() {
         assert!(runtime.contains(pkg), "runtime image lacks {pkg}");
     }
     assert!(runtime.contains("USER 65532"), "non-root user");
+}
+
+/// Every document an overlay deploys: its kustomization's `resources`, recursively.
+fn overlay_documents(dir: &Path, out: &mut Vec<(PathBuf, Value)>) {
+    let kustomization = dir.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).expect("read kustomization");
+    let k: serde_yaml::Value = serde_yaml::from_str(&text).expect("kustomization YAML");
+    for r in k["resources"].as_sequence().expect("resources") {
+        let p = dir.join(r.as_str().expect("resource path"));
+        if p.is_dir() {
+            overlay_documents(&p, out);
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).expect("read resource");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("YAML");
+            if !v.is_null() {
+                out.push((p.clone(), serde_json::to_value(v).expect("yaml to json")));
+            }
+        }
+    }
+}
+
+/// The daemon image has no database servers (the Dockerfile's `runtime` stage), so what an
+/// overlay deploys must run its scheduled verifications in the Kubernetes sandbox, with a
+/// sandbox image that is not the workload's own.
+#[test]
+fn the_shipped_overlays_verify_in_the_kubernetes_sandbox() {
+    let overlays = deploy_dir().join("overlays");
+    let mut seen = 0;
+    for e in std::fs::read_dir(&overlays)
+        .expect("read overlays")
+        .flatten()
+    {
+        let dir = e.path();
+        let mut docs = Vec::new();
+        overlay_documents(&dir, &mut docs);
+        let o = dir.display();
+        let workload_images: BTreeSet<String> = docs
+            .iter()
+            .filter(|(_, d)| d["kind"] == "Deployment" || d["kind"] == "CronJob")
+            .flat_map(|(_, d)| {
+                let pod = if d["kind"] == "CronJob" {
+                    &d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+                } else {
+                    &d["spec"]["template"]["spec"]
+                };
+                pod["containers"]
+                    .as_array()
+                    .expect("containers")
+                    .iter()
+                    .map(|c| c["image"].as_str().expect("image").to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(!workload_images.is_empty(), "{o}: no Deployment or CronJob");
+        let configs: Vec<_> = docs
+            .iter()
+            .filter(|(_, d)| d["kind"] == "ConfigMap")
+            .filter_map(|(_, d)| d["data"]["lifeboat.yaml"].as_str())
+            .collect();
+        assert_eq!(configs.len(), 1, "{o}: one lifeboat.yaml");
+        let config =
+            lifeboat::config::Config::parse_with_env(configs[0], Path::new("configmap"), &|_| {
+                Some("x".into())
+            })
+            .unwrap_or_else(|e| panic!("{o}: the config does not load: {e}"));
+        assert!(
+            config
+                .sources
+                .iter()
+                .any(|s| s.verify.as_ref().is_some_and(|v| v.schedule.is_some())),
+            "{o}: no source has a verify.schedule, so daemon.verify_sandbox is not exercised"
+        );
+        assert_eq!(
+            config.daemon.verify_sandbox,
+            lifeboat::config::VerifySandbox::Kubernetes,
+            "{o}: the daemon image has no initdb/redis-server/etcd: set daemon.verify_sandbox: kubernetes"
+        );
+        let image = config
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.kubernetes.as_ref())
+            .map(|k| k.image.clone())
+            .unwrap_or_default();
+        assert!(
+            !image.is_empty() && !workload_images.contains(&image),
+            "{o}: sandbox.kubernetes.image must be the sandbox image (`docker build --target sandbox`), not {workload_images:?}: {image:?}"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 2, "two overlays");
 }

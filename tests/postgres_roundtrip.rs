@@ -181,3 +181,53 @@ fn restore_to_file_gives_the_pg_dump_archive() {
     let err = env.fails(&["restore", &id, "--to-dir", "somewhere"]);
     assert!(err.contains("--target postgres://"), "{err}");
 }
+
+/// The harness's `PgServer` stops its server in `Drop` (`pg_ctl stop -w`). Dropped by a task
+/// of a runtime with one worker, that wait must not hold the worker: a ticker task on the same
+/// runtime keeps running meanwhile. And the server is gone when the drop returns.
+#[test]
+fn dropping_a_pg_server_on_a_runtime_worker_does_not_stall_the_runtime() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pg = PgServer::start();
+    let pid_file = pg.data_dir().join("postmaster.pid");
+    assert!(pid_file.exists());
+    let dropping = Arc::new(AtomicBool::new(false));
+    let ran_meanwhile = Arc::new(AtomicBool::new(false));
+    rt.block_on(async {
+        let ticker = {
+            let (dropping, ran) = (dropping.clone(), ran_meanwhile.clone());
+            tokio::spawn(async move {
+                loop {
+                    if dropping.load(Ordering::SeqCst) {
+                        ran.store(true, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            })
+        };
+        let flag = dropping.clone();
+        tokio::spawn(async move {
+            flag.store(true, Ordering::SeqCst);
+            drop(pg);
+            flag.store(false, Ordering::SeqCst);
+        })
+        .await
+        .expect("drop task");
+        ticker.abort();
+    });
+    assert!(!pid_file.exists(), "the server is gone once drop returns");
+    assert!(
+        !pid_file.parent().is_some_and(|d| d.exists()),
+        "its files are gone too"
+    );
+    assert!(
+        ran_meanwhile.load(Ordering::SeqCst),
+        "the runtime's other tasks ran while PostgreSQL stopped"
+    );
+}

@@ -6,7 +6,7 @@
 mod interpolate;
 mod verify;
 
-pub use verify::{KubernetesConfig, Probe, SandboxConfig, UserCheck, VerifyConfig};
+pub use verify::{KubernetesConfig, Probe, SandboxConfig, UserCheck, VerifyConfig, VerifySandbox};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -156,6 +156,10 @@ pub struct DaemonConfig {
     pub retry: JobRetryConfig,
     #[serde(default)]
     pub leader: LeaderConfig,
+    /// Where scheduled verifications (`verify.schedule`) restore: `local` (servers on this
+    /// machine) or `kubernetes` (needs the top-level `sandbox.kubernetes`).
+    #[serde(default)]
+    pub verify_sandbox: VerifySandbox,
 }
 
 fn default_max_concurrent_jobs() -> usize {
@@ -178,6 +182,7 @@ impl Default for DaemonConfig {
             api_token: None,
             retry: JobRetryConfig::default(),
             leader: LeaderConfig::default(),
+            verify_sandbox: VerifySandbox::default(),
         }
     }
 }
@@ -492,6 +497,18 @@ impl Config {
             return Err((
                 "daemon.retry.max_attempts".into(),
                 "must be at least 1 (1: never retry)".into(),
+            ));
+        }
+        if self.daemon.verify_sandbox == VerifySandbox::Kubernetes
+            && self
+                .sandbox
+                .as_ref()
+                .and_then(|s| s.kubernetes.as_ref())
+                .is_none()
+        {
+            return Err((
+                "daemon.verify_sandbox".into(),
+                "`kubernetes` needs the top-level `sandbox.kubernetes` section; add it with at least `image:` (built with `docker build --target sandbox .`), or write `verify_sandbox: local` where initdb, redis-server and etcd are installed".into(),
             ));
         }
         let mut seen = BTreeSet::new();

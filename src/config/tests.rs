@@ -357,3 +357,25 @@ fn verify_and_sandbox_settings() {
     );
     assert!(err(&bad).contains("timeoutt"));
 }
+
+#[test]
+fn daemon_verify_sandbox_defaults_to_local_and_kubernetes_needs_its_section() {
+    let base = example().replace("${S3_ENDPOINT}", "http://x");
+    assert_eq!(
+        parse(&base).expect("loads").daemon.verify_sandbox,
+        VerifySandbox::Local
+    );
+    let e = err(&format!("{base}daemon: {{ verify_sandbox: kubernetes }}\n"));
+    assert!(
+        e.contains("daemon.verify_sandbox") && e.contains("sandbox.kubernetes"),
+        "{e}"
+    );
+    let c = parse(&format!(
+        "{base}daemon: {{ verify_sandbox: kubernetes }}\n\
+         sandbox:\n  kubernetes: {{ image: \"ghcr.io/x/lifeboat-sandbox:1\" }}\n"
+    ))
+    .expect("loads");
+    assert_eq!(c.daemon.verify_sandbox, VerifySandbox::Kubernetes);
+    let e = err(&format!("{base}daemon: {{ verify_sandbox: docker }}\n"));
+    assert!(e.contains("daemon.verify_sandbox"), "{e}");
+}

@@ -17,6 +17,18 @@ pub struct SandboxConfig {
     pub kubernetes: Option<KubernetesConfig>,
 }
 
+/// `daemon.verify_sandbox`: where the daemon's scheduled verifications restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifySandbox {
+    /// Throwaway servers on the daemon's own machine: needs `initdb`/`pg_ctl`,
+    /// `redis-server` and `etcd` there (the daemon image has none of them).
+    #[default]
+    Local,
+    /// A scratch namespace and a Job running `sandbox.kubernetes.image` (which has them).
+    Kubernetes,
+}
+
 /// Per-source `verify:`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,6 +1,7 @@
-//! The daemon's HTTP endpoints: `/healthz` (alive), `/readyz` (catalog and stores answer;
-//! says leader or standby), `/metrics` (Prometheus), `/api/v1/status` and
-//! `/api/v1/snapshots` (JSON, behind the optional bearer token `daemon.api_token`).
+//! The daemon's HTTP endpoints: `/healthz` (alive), `/readyz` (the catalog and the sources'
+//! primary stores answer, each within [`READY_CHECK_TIMEOUT`], all at once; says leader or
+//! standby), `/metrics` (Prometheus), `/api/v1/status` and `/api/v1/snapshots` (JSON, behind
+//! the optional bearer token `daemon.api_token`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -82,24 +83,58 @@ fn internal(e: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-async fn readyz(State(s): State<HttpState>) -> Response {
-    let limit = Duration::from_secs(5);
-    let catalog = match tokio::time::timeout(limit, s.app.catalog.ping()).await {
-        Ok(Ok(())) => "ok".to_string(),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "timed out".into(),
-    };
-    let mut ok = catalog == "ok";
-    let mut stores = serde_json::Map::new();
-    for (name, store) in &s.app.stores {
-        let r = match tokio::time::timeout(limit, store.check()).await {
-            Ok(Ok(_)) => "ok".to_string(),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "timed out".into(),
-        };
-        ok &= r == "ok";
-        stores.insert(name.clone(), json!(r));
+/// How long each `/readyz` check (the catalog, each primary store) may take. They run at
+/// once, so `/readyz` answers within about this: keep the readiness probe's
+/// `timeoutSeconds` above it (deploy/ does; a test checks).
+pub const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn bounded<E: std::fmt::Display>(
+    check: impl Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(READY_CHECK_TIMEOUT, check).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {}s",
+            READY_CHECK_TIMEOUT.as_secs()
+        )),
     }
+}
+
+/// Ready when the catalog and the stores the leader writes first (each source's `store:`)
+/// answer. Copy stores (`copies:`, typically another region) are not probed: a DR region
+/// being down must not take every replica out of service; failed copies show in
+/// `/metrics` and the alerts instead.
+async fn readyz(State(s): State<HttpState>) -> Response {
+    let primaries: std::collections::BTreeSet<&str> = s
+        .app
+        .config
+        .sources
+        .iter()
+        .map(|source| source.store.as_str())
+        .collect();
+    let stores = futures::future::join_all(
+        primaries
+            .into_iter()
+            .filter_map(|name| s.app.stores.get(name).map(|store| (name, store)))
+            .map(|(name, store)| async move { (name, bounded(store.check()).await) }),
+    );
+    let (catalog, stores) = tokio::join!(bounded(s.app.catalog.ping()), stores);
+    let mut failing = Vec::new();
+    if let Err(e) = &catalog {
+        failing.push(format!("catalog: {e}"));
+    }
+    let mut by_store = serde_json::Map::new();
+    for (name, r) in stores {
+        if let Err(e) = &r {
+            failing.push(format!("store {name}: {e}"));
+        }
+        by_store.insert(
+            name.to_string(),
+            json!(r.err().unwrap_or_else(|| "ok".into())),
+        );
+    }
+    let ok = failing.is_empty();
     let role = if s.metrics.is_leader() {
         "leader"
     } else {
@@ -110,11 +145,19 @@ async fn readyz(State(s): State<HttpState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        code,
-        axum::Json(json!({ "ready": ok, "role": role, "catalog": catalog, "stores": stores })),
-    )
-        .into_response()
+    let mut body = json!({
+        "ready": ok,
+        "role": role,
+        "catalog": catalog.err().unwrap_or_else(|| "ok".into()),
+        "stores": by_store,
+    });
+    if !ok {
+        body["error"] = json!(format!(
+            "{}; check that these answer from this pod (network policy, credentials, endpoint)",
+            failing.join("; ")
+        ));
+    }
+    (code, axum::Json(body)).into_response()
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {

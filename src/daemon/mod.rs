@@ -23,6 +23,8 @@
 pub mod http;
 pub mod metrics;
 pub mod status;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -233,10 +235,10 @@ async fn lead(
         if opts.once && running.is_empty() && queue.is_empty() {
             break Ended::Stopped;
         }
+        // Through the context's clock, so a manual clock drives the schedule in tests.
         let wake = planner
             .next_wake()
-            .map(|w| (w - app.now()).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(Duration::from_secs(3600));
+            .unwrap_or_else(|| app.now() + chrono::TimeDelta::hours(1));
         tokio::select! {
             _ = stop.cancelled() => break Ended::Stopped,
             Some(done) = running.join_next(), if !running.is_empty() => {
@@ -244,7 +246,7 @@ async fn lead(
                     finish(app, done, &mut busy, &mut planner, &mut queue, &backoff, &followers, metrics, summary);
                 }
             }
-            _ = tokio::time::sleep(wake), if !opts.once => {}
+            _ = app.clock.sleep_until(wake), if !opts.once => {}
             _ = renew.tick(), if !opts.once => {
                 match leader.renew().await {
                     Ok(true) => {}
@@ -417,10 +419,11 @@ async fn execute(app: &Ctx, job: &Job, cancel: CancellationToken) -> Result<u64,
             }
         }
         JobKind::Verify => {
-            // The sandbox is torn down by `verify::run` itself, also when cancelled.
+            // The sandbox is torn down by `verify::run` itself, also when cancelled. Where:
+            // `daemon.verify_sandbox` (the daemon image has no database servers of its own).
             let req = crate::ops::verify::Request {
                 what: job.source.clone(),
-                sandbox: crate::ops::verify::Sandbox::Local,
+                sandbox: app.config.daemon.verify_sandbox.into(),
                 timeout: None,
                 identity: None,
             };

@@ -207,3 +207,18 @@ fn checked_pid(pid: u32) -> Result<rustix::process::Pid, String> {
         .and_then(rustix::process::Pid::from_raw)
         .ok_or_else(|| format!("{pid} is not a process id lifeboat may signal"))
 }
+
+/// Runs `wait` (a blocking wait for a process or a file system clean-up, from a `Drop`)
+/// without stalling the async runtime: on a thread of a multi-thread tokio runtime through
+/// [`tokio::task::block_in_place`], so the worker's other tasks move to another thread while
+/// it waits; with no runtime, directly. A current-thread runtime cannot hand its one thread
+/// over: there the wait runs directly too (lifeboat's own runtime is multi-thread). Either
+/// way `wait` has finished when this returns.
+pub fn wait_in_drop<R>(wait: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
+}

@@ -72,6 +72,26 @@ impl S3 {
         })
     }
 
+    /// The body of `key`, as lifeboat's own credentials read it.
+    pub fn get_text(&self, bucket: &str, key: &str) -> String {
+        self.rt.block_on(async {
+            let out = self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .unwrap_or_else(|e| panic!("read {key}: {e:?}"));
+            String::from_utf8_lossy(&bytes.into_bytes()).into_owned()
+        })
+    }
+
     /// Every version id of `key` (a locked bucket is versioned).
     pub fn versions(&self, bucket: &str, key: &str) -> Vec<String> {
         let out = self

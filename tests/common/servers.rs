@@ -366,8 +366,23 @@ impl PgServer {
 }
 
 impl Drop for PgServer {
+    /// `pg_ctl stop -w` waits for the server: on a tokio worker that wait goes through
+    /// `block_in_place`, so the runtime's other tasks go on meanwhile; the server and its
+    /// files are still gone when `drop` returns.
     fn drop(&mut self) {
-        self.kill();
+        wait_in_drop(|| self.kill());
+    }
+}
+
+/// Runs a blocking wait from a `Drop`: on a thread of a multi-thread tokio runtime through
+/// `block_in_place` (the worker's other tasks move to another thread meanwhile), elsewhere
+/// directly (a current-thread runtime cannot hand its thread over). Finished on return.
+fn wait_in_drop<R>(wait: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
     }
 }
 

@@ -4,7 +4,8 @@
 //! # Guarantees
 //! Every server is a guard: dropping it stops the server (PostgreSQL: `pg_ctl stop -m
 //! immediate`, then SIGKILL of the postmaster if that failed; Redis and etcd: SIGKILL and
-//! reap). [`SandboxDir`] removes the directory when dropped, after the servers in it (declare
+//! reap), waiting for it off the async runtime's workers (`block_in_place`), so a verification
+//! dropped on a worker never stalls the daemon's other tasks. [`SandboxDir`] removes the directory when dropped, after the servers in it (declare
 //! servers before the directory so they drop first). Dropping the verification future (a
 //! timeout, Ctrl-C) therefore tears everything down. Servers run in their own process group,
 //! so a Ctrl-C at the terminal reaches lifeboat, which stops them, and not the servers.
@@ -154,14 +155,18 @@ impl Drop for SandboxDir {
         };
         // A server that was just stopped may still be finishing its last writes (a file
         // appearing during the removal fails it with "directory not empty"): try again.
-        let mut result = dir.close();
-        for _ in 0..20 {
-            if result.is_ok() || !self.path.exists() {
-                return;
+        let path = &self.path;
+        let result = crate::kinds::process::wait_in_drop(|| {
+            let mut result = dir.close();
+            for _ in 0..20 {
+                if result.is_ok() || !path.exists() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                result = std::fs::remove_dir_all(path);
             }
-            std::thread::sleep(Duration::from_millis(100));
-            result = std::fs::remove_dir_all(&self.path);
-        }
+            result
+        });
         if let Err(e) = result {
             tracing::warn!(dir = %self.path.display(), cause = %e, "could not remove the sandbox directory; remove it by hand");
         }
@@ -229,10 +234,12 @@ impl Drop for GroupKill {
             let _ = crate::kinds::process::sigkill_group(pgid);
             // SIGKILL is delivered asynchronously: wait (briefly) until the group is gone,
             // so nothing of it still writes into the directory about to be removed.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while crate::kinds::process::group_alive(pgid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            crate::kinds::process::wait_in_drop(|| {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while crate::kinds::process::group_alive(pgid) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
         }
     }
 }
@@ -379,10 +386,18 @@ impl LocalPostgres {
 }
 
 impl Drop for LocalPostgres {
+    /// `pg_ctl stop -w` waits for the server to exit: off the async runtime's workers (see
+    /// [`crate::kinds::process::wait_in_drop`]), and finished before this returns, so the
+    /// directory removed next holds no running server.
     fn drop(&mut self) {
-        if self.postmaster_pid().is_none() {
-            return;
+        if self.postmaster_pid().is_some() {
+            crate::kinds::process::wait_in_drop(|| self.stop());
         }
+    }
+}
+
+impl LocalPostgres {
+    fn stop(&self) {
         let mut stop = if self.as_postgres {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"])
@@ -478,7 +493,8 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = &mut self.child;
+        let _ = crate::kinds::process::wait_in_drop(|| child.wait());
     }
 }
 
@@ -552,6 +568,47 @@ pub async fn etcd(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// On a runtime with one worker, a task that drops the server and a ticker share that
+    /// worker: the ticker runs during the drop only if the drop's wait hands the worker over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn dropping_a_sandbox_postgres_on_a_worker_does_not_stall_the_runtime() {
+        let dir = SandboxDir::new().expect("sandbox dir");
+        let pg = LocalPostgres::start(dir.path(), None)
+            .await
+            .expect("start PostgreSQL (scripts/setup.sh installs it)");
+        let pid_file = pg.data.join("postmaster.pid");
+        assert!(pid_file.exists());
+        let dropping = Arc::new(AtomicBool::new(false));
+        let ran_meanwhile = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (dropping, ran) = (dropping.clone(), ran_meanwhile.clone());
+            tokio::spawn(async move {
+                loop {
+                    if dropping.load(Ordering::SeqCst) {
+                        ran.store(true, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        };
+        let flag = dropping.clone();
+        tokio::spawn(async move {
+            flag.store(true, Ordering::SeqCst);
+            drop(pg);
+            flag.store(false, Ordering::SeqCst);
+        })
+        .await
+        .expect("drop task");
+        ticker.abort();
+        assert!(!pid_file.exists(), "the server is gone once drop returns");
+        assert!(
+            ran_meanwhile.load(Ordering::SeqCst),
+            "the runtime's other tasks ran while PostgreSQL stopped"
+        );
+    }
 
     #[test]
     fn pids_from_files_never_address_a_group_or_every_process() {

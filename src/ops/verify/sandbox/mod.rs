@@ -21,3 +21,12 @@ impl Sandbox {
         }
     }
 }
+
+impl From<crate::config::VerifySandbox> for Sandbox {
+    fn from(s: crate::config::VerifySandbox) -> Sandbox {
+        match s {
+            crate::config::VerifySandbox::Local => Sandbox::Local,
+            crate::config::VerifySandbox::Kubernetes => Sandbox::Kubernetes,
+        }
+    }
+}
