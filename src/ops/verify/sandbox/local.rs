@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 
+use crate::kinds::redis::server::{Listen, RedisServer};
+use crate::kinds::{Group, ServerError};
+
 /// Prefix of every sandbox directory: what is left by a crash is recognisable.
 pub const DIR_PREFIX: &str = "lifeboat-sandbox-";
 
@@ -410,6 +413,45 @@ impl Drop for LocalPostgres {
     }
 }
 
+impl From<ServerError> for LocalError {
+    fn from(e: ServerError) -> LocalError {
+        match e {
+            ServerError::Log { path, source } => LocalError::Dir { dir: path, source },
+            ServerError::Spawn { what, source, .. } => LocalError::Missing {
+                program: what.into(),
+                hint: format!("{source}; install it or put it on PATH"),
+            },
+            ServerError::Exited { what, status, log } => LocalError::Server {
+                what: what.into(),
+                detail: format!("exited ({status}); log: {}", log.join("\n")),
+            },
+            ServerError::NotReady { what, waited, log } => LocalError::Server {
+                what: what.into(),
+                detail: format!("not ready within {waited:?}; log: {}", log.join("\n")),
+            },
+        }
+    }
+}
+
+/// `redis-server` on the restored RDB `dir/dump.rdb`, persistence off; returns it and its URL.
+pub async fn redis(
+    dir: &Path,
+    bin_dir: Option<&Path>,
+) -> Result<(RedisServer, String), LocalError> {
+    let port = free_port()?;
+    let program = bin_dir.map_or(PathBuf::from("redis-server"), |d| d.join("redis-server"));
+    let server = RedisServer::start_async(
+        &program,
+        dir,
+        Listen::Loopback(port),
+        Group::Own,
+        READY_TIMEOUT,
+    )
+    .await?;
+    let url = format!("redis://127.0.0.1:{port}");
+    Ok((server, url))
+}
+
 /// A server process we started ourselves (redis-server, etcd): SIGKILL and reap on drop.
 pub struct Server {
     child: Child,
@@ -480,35 +522,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `redis-server` on the restored RDB `dir/dump.rdb`, persistence off; returns it and its URL.
-pub async fn redis(dir: &Path, bin_dir: Option<&Path>) -> Result<(Server, String), LocalError> {
-    let port = free_port()?;
-    let program = bin_dir.map_or(PathBuf::from("redis-server"), |d| d.join("redis-server"));
-    let mut cmd = Command::new(program);
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .arg("--dir")
-        .arg(dir)
-        .args(crate::kinds::redis::SERVE_RDB_ARGS)
-        .args(["--daemonize", "no", "--protected-mode", "yes"]);
-    let mut server = Server::spawn(cmd, "redis-server", dir.join("redis.log"))?;
-    let url = format!("redis://127.0.0.1:{port}");
-    let probe = url.clone();
-    server
-        .wait_ready(|| {
-            let probe = probe.clone();
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    crate::kinds::redis::observe::command(&probe, &["PING".to_string()])
-                        .is_ok_and(|r| r == "PONG")
-                })
-                .await
-                .unwrap_or(false)
-            }
-        })
-        .await?;
-    Ok((server, url))
 }
 
 /// `etcd` on the restored data directory (member `default`, the given peer URL).
