@@ -13,13 +13,13 @@
 //! PostgreSQL refuses to run as root: as root, `initdb`/`pg_ctl` run through
 //! `runuser -u postgres --` with the directory chowned to `postgres`.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 
+use crate::kinds::etcd::server::EtcdServer;
 use crate::kinds::redis::server::{Listen, RedisServer};
 use crate::kinds::{Group, ServerError};
 
@@ -452,114 +452,28 @@ pub async fn redis(
     Ok((server, url))
 }
 
-/// A server process we started ourselves (redis-server, etcd): SIGKILL and reap on drop.
-pub struct Server {
-    child: Child,
-    what: &'static str,
-    log: PathBuf,
-}
-
-impl Server {
-    fn spawn(mut cmd: Command, what: &'static str, log: PathBuf) -> Result<Server, LocalError> {
-        let file = std::fs::File::create(&log).map_err(|source| LocalError::Dir {
-            dir: log.clone(),
-            source,
-        })?;
-        let err = file.try_clone().map_err(|source| LocalError::Dir {
-            dir: log.clone(),
-            source,
-        })?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(err)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| LocalError::Missing {
-                program: what.into(),
-                hint: format!("{e}; install it or put it on PATH"),
-            })?;
-        let _ = std::fs::write(log.with_extension("server-pid"), child.id().to_string());
-        Ok(Server { child, what, log })
-    }
-
-    /// Waits until `ready` says yes, failing if the process exits or `READY_TIMEOUT` passes.
-    async fn wait_ready<F, Fut>(&mut self, mut ready: F) -> Result<(), LocalError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(self.failed(format!("exited ({status})")));
-            }
-            if ready().await {
-                return Ok(());
-            }
-            if start.elapsed() > READY_TIMEOUT {
-                return Err(self.failed(format!("not ready within {READY_TIMEOUT:?}")));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn failed(&self, why: String) -> LocalError {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(15).collect();
-        LocalError::Server {
-            what: self.what.into(),
-            detail: format!(
-                "{why}; log: {}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `etcd` on the restored data directory (member `default`, the given peer URL).
+/// `etcd` on the restored data directory (member `default`, the given peer URL); returns it
+/// and its client URL.
 pub async fn etcd(
     dir: &Path,
     data: &Path,
     peer_url: &str,
     bin_dir: Option<&Path>,
-) -> Result<(Server, String), LocalError> {
-    let client = format!("http://127.0.0.1:{}", free_port()?);
+) -> Result<(EtcdServer, String), LocalError> {
+    let port = free_port()?;
     let program = bin_dir.map_or(PathBuf::from("etcd"), |d| d.join("etcd"));
-    let mut cmd = Command::new(program);
-    cmd.args(["--name", crate::kinds::etcd::DEFAULT_NAME])
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen-client-urls", &client])
-        .args(["--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", peer_url])
-        .args(["--initial-advertise-peer-urls", peer_url])
-        .args([
-            "--initial-cluster",
-            &format!("{}={peer_url}", crate::kinds::etcd::DEFAULT_NAME),
-        ])
-        .args(["--log-level", "warn"])
-        .env_remove("ETCD_DATA_DIR");
-    let mut server = Server::spawn(cmd, "etcd", dir.join("etcd.log"))?;
-    let probe = client.clone();
-    server
-        .wait_ready(|| {
-            let probe = probe.clone();
-            async move {
-                crate::kinds::etcd::observe(&probe, Duration::from_secs(2))
-                    .await
-                    .is_ok()
-            }
-        })
-        .await?;
-    Ok((server, client))
+    let server = EtcdServer::start(
+        &program,
+        dir,
+        data,
+        crate::kinds::etcd::DEFAULT_NAME,
+        peer_url,
+        port,
+        READY_TIMEOUT,
+    )
+    .await?;
+    let endpoint = server.endpoint().to_string();
+    Ok((server, endpoint))
 }
 
 #[cfg(test)]
