@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use crate::kube::KubeApi;
 
-pub use process::{ProcessError, find_program};
+pub use process::{Group, ProcessError, ServerError, ServerProcess, find_program};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

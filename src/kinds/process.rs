@@ -1,12 +1,15 @@
 //! Child processes that dump or restore (pg_dump, pg_restore, ...): started with piped
 //! stdio, stderr collected (bounded, secrets scrubbed) on a thread, killed when dropped.
+//! And [`ServerProcess`]: a server started on restored data (by a restore, or a verification
+//! sandbox), its output in a log file, killed when dropped.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Keep at most this much of a child's stderr for error messages.
 const STDERR_LIMIT: usize = 16 * 1024;
@@ -220,5 +223,162 @@ pub fn wait_in_drop<R>(wait: impl FnOnce() -> R) -> R {
             tokio::task::block_in_place(wait)
         }
         _ => wait(),
+    }
+}
+
+/// Which process group a [`ServerProcess`] runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// lifeboat's own: a Ctrl-C at the terminal stops the server too, even if lifeboat has no
+    /// chance to (a restore's helper server, in a temporary directory nothing sweeps).
+    Shared,
+    /// A group of its own: a Ctrl-C reaches lifeboat, which stops the server, and not the
+    /// server (the verification sandbox, whose directory a later run sweeps after a crash).
+    Own,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot create {}: {source}", path.display())]
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        what: &'static str,
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{what} exited ({status}); log: {}", log.join("\n"))]
+    Exited {
+        what: &'static str,
+        status: String,
+        /// The last lines of its log.
+        log: Vec<String>,
+    },
+    #[error("{what} not ready within {waited:?}; log: {}", log.join("\n"))]
+    NotReady {
+        what: &'static str,
+        waited: Duration,
+        log: Vec<String>,
+    },
+}
+
+/// Lines of a server's log kept for an error.
+const LOG_TAIL: usize = 15;
+
+/// A server lifeboat starts for itself on restored data (redis-server on an RDB, etcd on a
+/// data directory). Its stdout and stderr go to a log file, its pid to the log's name with
+/// the extension `server-pid` (so a sandbox sweep finds it after a crash). Dropping it kills
+/// the server (SIGKILL) and reaps it: nothing of it is worth saving.
+pub struct ServerProcess {
+    child: Child,
+    what: &'static str,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `cmd` (not waiting for it to be ready); `what` names it in errors.
+    pub fn spawn(
+        mut cmd: Command,
+        what: &'static str,
+        log: PathBuf,
+        group: Group,
+    ) -> Result<ServerProcess, ServerError> {
+        use std::os::unix::process::CommandExt;
+        let log_error = |source| ServerError::Log {
+            path: log.clone(),
+            source,
+        };
+        let file = std::fs::File::create(&log).map_err(log_error)?;
+        let err = file.try_clone().map_err(log_error)?;
+        cmd.stdin(Stdio::null()).stdout(file).stderr(err);
+        if group == Group::Own {
+            cmd.process_group(0);
+        }
+        let child = cmd.spawn().map_err(|source| ServerError::Spawn {
+            what,
+            program: cmd.get_program().to_string_lossy().into_owned(),
+            source,
+        })?;
+        let _ = std::fs::write(log.with_extension("server-pid"), child.id().to_string());
+        Ok(ServerProcess { child, what, log })
+    }
+
+    /// Waits (blocking) until `ready` says yes, polling every 50 ms; fails if the server
+    /// exits or `timeout` passes.
+    pub fn wait_ready(
+        &mut self,
+        timeout: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<(), ServerError> {
+        let start = Instant::now();
+        loop {
+            self.check(start, timeout)?;
+            if ready() {
+                return Ok(());
+            }
+            std::thread::sleep(READY_POLL);
+        }
+    }
+
+    /// [`ServerProcess::wait_ready`] for async callers.
+    pub async fn wait_ready_async<F, Fut>(
+        &mut self,
+        timeout: Duration,
+        mut ready: F,
+    ) -> Result<(), ServerError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = Instant::now();
+        loop {
+            self.check(start, timeout)?;
+            if ready().await {
+                return Ok(());
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+
+    /// An error if the server exited, or `timeout` passed since `start`.
+    fn check(&mut self, start: Instant, timeout: Duration) -> Result<(), ServerError> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Err(ServerError::Exited {
+                what: self.what,
+                status: status.to_string(),
+                log: self.log_tail(),
+            });
+        }
+        if start.elapsed() > timeout {
+            return Err(ServerError::NotReady {
+                what: self.what,
+                waited: timeout,
+                log: self.log_tail(),
+            });
+        }
+        Ok(())
+    }
+
+    fn log_tail(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL)..]
+            .iter()
+            .map(|l| l.to_string())
+            .collect()
+    }
+}
+
+/// How often a starting server is asked whether it is ready.
+const READY_POLL: Duration = Duration::from_millis(50);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let child = &mut self.child;
+        let _ = wait_in_drop(|| child.wait());
     }
 }

@@ -1,17 +1,16 @@
 // Throwaway Redis servers for the integration tests, and what the tests need to fill and
 // compare them: `RedisServer` (redis-server on a free loopback port in a temp dir; Drop
-// kills it and removes the dir), a tiny RESP client (`RedisServer::cmd`, `pipeline`),
-// `load_every_type` and `contents`. std + tempfile only, like servers.rs.
+// kills it and removes the dir), `load_every_type` and `contents`. They talk to the servers
+// with lifeboat's own RESP client (`lifeboat::kinds::redis::client`), not a copy of it.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use lifeboat::kinds::redis::client::Conn;
 use tempfile::TempDir;
 
 use super::servers::{bin_on_path, free_port};
@@ -19,44 +18,31 @@ use super::servers::{bin_on_path, free_port};
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const START_ATTEMPTS: u32 = 3;
 
-/// A RESP2 reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    Status(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Option<Vec<Reply>>),
+pub use lifeboat::kinds::redis::client::{Client, Reply};
+
+/// Accessors the tests use on replies; each panics on a reply of another type.
+pub trait ReplyExt {
+    fn int(&self) -> i64;
+    fn items(self) -> Vec<Reply>;
+    fn bytes(self) -> Vec<u8>;
 }
 
-impl Reply {
-    pub fn text(&self) -> String {
-        match self {
-            Reply::Status(s) | Reply::Error(s) => s.clone(),
-            Reply::Int(n) => n.to_string(),
-            Reply::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
-            Reply::Bulk(None) | Reply::Array(None) => "(nil)".into(),
-            Reply::Array(Some(items)) => {
-                items.iter().map(Reply::text).collect::<Vec<_>>().join(",")
-            }
-        }
-    }
-
-    pub fn int(&self) -> i64 {
+impl ReplyExt for Reply {
+    fn int(&self) -> i64 {
         match self {
             Reply::Int(n) => *n,
             other => panic!("expected an integer reply, got {other:?}"),
         }
     }
 
-    pub fn items(self) -> Vec<Reply> {
+    fn items(self) -> Vec<Reply> {
         match self {
             Reply::Array(Some(items)) => items,
             other => panic!("expected an array reply, got {other:?}"),
         }
     }
 
-    pub fn bytes(self) -> Vec<u8> {
+    fn bytes(self) -> Vec<u8> {
         match self {
             Reply::Bulk(Some(b)) => b,
             other => panic!("expected a bulk reply, got {other:?}"),
@@ -192,23 +178,14 @@ impl RedisServer {
     }
 
     /// A new authenticated connection.
-    pub fn client(&self) -> io::Result<Client> {
-        let stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let mut c = Client {
-            conn: BufReader::new(stream),
-        };
-        if let Some(p) = &self.password {
-            let r = c.cmd(&["AUTH", p])?;
-            assert_eq!(r, Reply::Status("OK".into()), "AUTH");
-        }
-        Ok(c)
+    pub fn client(&self) -> Result<Client, String> {
+        Conn::parse(&self.url())?.connect()
     }
 
     /// Runs one command; panics on an I/O error (not on an error reply).
     pub fn cmd(&self, args: &[&str]) -> Reply {
         self.client()
-            .and_then(|mut c| c.cmd(args))
+            .and_then(|mut c| c.cmd(args).map_err(|e| e.to_string()))
             .unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
     }
 
@@ -227,82 +204,17 @@ impl Drop for RedisServer {
     }
 }
 
-pub struct Client {
-    conn: BufReader<TcpStream>,
-}
-
-impl Client {
-    pub fn cmd(&mut self, args: &[&str]) -> io::Result<Reply> {
-        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        Ok(self.pipeline(&[args])?.remove(0))
-    }
-
-    /// Sends all commands, then reads all replies.
-    pub fn pipeline(&mut self, cmds: &[Vec<&[u8]>]) -> io::Result<Vec<Reply>> {
-        let mut out = Vec::new();
-        for args in cmds {
-            out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-            for a in args {
-                out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-                out.extend_from_slice(a);
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-        self.conn.get_mut().write_all(&out)?;
-        cmds.iter().map(|_| read_reply(&mut self.conn)).collect()
-    }
-
-    /// Runs commands (as bytes) and panics on any error reply.
-    pub fn run_all(&mut self, cmds: &[Vec<Vec<u8>>]) {
-        let refs: Vec<Vec<&[u8]>> = cmds
-            .iter()
-            .map(|c| c.iter().map(Vec::as_slice).collect())
-            .collect();
-        for (c, r) in cmds.iter().zip(self.pipeline(&refs).expect("pipeline")) {
-            if let Reply::Error(e) = r {
-                panic!("{:?}: {e}", String::from_utf8_lossy(&c[0]));
-            }
+/// Runs commands (as bytes) in one pipeline and panics on any error reply.
+pub fn run_all(c: &mut Client, cmds: &[Vec<Vec<u8>>]) {
+    let refs: Vec<Vec<&[u8]>> = cmds
+        .iter()
+        .map(|c| c.iter().map(Vec::as_slice).collect())
+        .collect();
+    for (c, r) in cmds.iter().zip(c.pipeline(&refs).expect("pipeline")) {
+        if let Reply::Error(e) = r {
+            panic!("{:?}: {e}", String::from_utf8_lossy(&c[0]));
         }
     }
-}
-
-fn read_reply(r: &mut impl BufRead) -> io::Result<Reply> {
-    let mut line = Vec::new();
-    r.read_until(b'\n', &mut line)?;
-    if line.len() < 3 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short reply"));
-    }
-    let body = String::from_utf8_lossy(&line[1..line.len() - 2]).into_owned();
-    let num = || -> io::Result<i64> {
-        body.parse()
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, body.clone()))
-    };
-    Ok(match line[0] {
-        b'+' => Reply::Status(body.clone()),
-        b'-' => Reply::Error(body.clone()),
-        b':' => Reply::Int(num()?),
-        b'$' => match num()? {
-            n if n < 0 => Reply::Bulk(None),
-            n => {
-                let mut data = vec![0u8; n as usize + 2];
-                r.read_exact(&mut data)?;
-                data.truncate(n as usize);
-                Reply::Bulk(Some(data))
-            }
-        },
-        b'*' => match num()? {
-            n if n < 0 => Reply::Array(None),
-            n => Reply::Array(Some(
-                (0..n).map(|_| read_reply(r)).collect::<io::Result<_>>()?,
-            )),
-        },
-        other => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("reply type {other}"),
-            ));
-        }
-    })
 }
 
 fn b(s: impl AsRef<[u8]>) -> Vec<u8> {
@@ -328,7 +240,7 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
 /// are covered. Returns the number of keys written.
 pub fn load_every_type(server: &RedisServer, db: u32, per_type: usize) -> usize {
     let mut c = server.client().expect("connect");
-    c.run_all(&[vec![b("SELECT"), b(db.to_string())]]);
+    run_all(&mut c, &[vec![b("SELECT"), b(db.to_string())]]);
     let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
     for i in 0..per_type {
         let tag = format!("{db}:{i}");
@@ -408,7 +320,7 @@ pub fn load_every_type(server: &RedisServer, db: u32, per_type: usize) -> usize 
         b("7200000"),
     ]);
     for chunk in cmds.chunks(2000) {
-        c.run_all(chunk);
+        run_all(&mut c, chunk);
     }
     per_type * 6 + extra
 }

@@ -437,8 +437,8 @@ async fn local(
             let mut checks = vec![restored(restore_ms)];
             let probe = url.clone();
             let observed = tokio::task::spawn_blocking(move || {
-                let keys = crate::kinds::redis::observe::keys(&probe)?;
-                let sample = crate::kinds::redis::observe::sample(&probe, 20);
+                let keys = crate::kinds::redis::checks::keys(&probe)?;
+                let sample = crate::kinds::redis::checks::sample(&probe, 20);
                 Ok::<_, String>((keys, sample))
             })
             .await
@@ -585,7 +585,7 @@ async fn user_checks(
                 Some(url) => {
                     let (url, args) = (url.to_string(), args.clone());
                     let reply = tokio::task::spawn_blocking(move || {
-                        crate::kinds::redis::observe::command(&url, &args)
+                        crate::kinds::redis::checks::command(&url, &args)
                     })
                     .await
                     .unwrap_or_else(|e| Err(e.to_string()));

@@ -14,12 +14,15 @@
 //! PostgreSQL refuses to run as root: as root, `initdb`/`pg_ctl` run through
 //! `runuser -u postgres --` with the directory chowned to `postgres`.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
+
+use crate::kinds::etcd::server::EtcdServer;
+use crate::kinds::redis::server::{Listen, RedisServer};
+use crate::kinds::{Group, ServerError};
 
 /// Prefix of every sandbox directory: what is left by a crash is recognisable.
 pub const DIR_PREFIX: &str = "lifeboat-sandbox-";
@@ -425,144 +428,67 @@ impl LocalPostgres {
     }
 }
 
-/// A server process we started ourselves (redis-server, etcd): SIGKILL and reap on drop.
-pub struct Server {
-    child: Child,
-    what: &'static str,
-    log: PathBuf,
-}
-
-impl Server {
-    fn spawn(mut cmd: Command, what: &'static str, log: PathBuf) -> Result<Server, LocalError> {
-        let file = std::fs::File::create(&log).map_err(|source| LocalError::Dir {
-            dir: log.clone(),
-            source,
-        })?;
-        let err = file.try_clone().map_err(|source| LocalError::Dir {
-            dir: log.clone(),
-            source,
-        })?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(err)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| LocalError::Missing {
+impl From<ServerError> for LocalError {
+    fn from(e: ServerError) -> LocalError {
+        match e {
+            ServerError::Log { path, source } => LocalError::Dir { dir: path, source },
+            ServerError::Spawn { what, source, .. } => LocalError::Missing {
                 program: what.into(),
-                hint: format!("{e}; install it or put it on PATH"),
-            })?;
-        let _ = std::fs::write(log.with_extension("server-pid"), child.id().to_string());
-        Ok(Server { child, what, log })
-    }
-
-    /// Waits until `ready` says yes, failing if the process exits or `READY_TIMEOUT` passes.
-    async fn wait_ready<F, Fut>(&mut self, mut ready: F) -> Result<(), LocalError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(self.failed(format!("exited ({status})")));
-            }
-            if ready().await {
-                return Ok(());
-            }
-            if start.elapsed() > READY_TIMEOUT {
-                return Err(self.failed(format!("not ready within {READY_TIMEOUT:?}")));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+                hint: format!("{source}; install it or put it on PATH"),
+            },
+            ServerError::Exited { what, status, log } => LocalError::Server {
+                what: what.into(),
+                detail: format!("exited ({status}); log: {}", log.join("\n")),
+            },
+            ServerError::NotReady { what, waited, log } => LocalError::Server {
+                what: what.into(),
+                detail: format!("not ready within {waited:?}; log: {}", log.join("\n")),
+            },
         }
-    }
-
-    fn failed(&self, why: String) -> LocalError {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(15).collect();
-        LocalError::Server {
-            what: self.what.into(),
-            detail: format!(
-                "{why}; log: {}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let child = &mut self.child;
-        let _ = crate::kinds::process::wait_in_drop(|| child.wait());
     }
 }
 
 /// `redis-server` on the restored RDB `dir/dump.rdb`, persistence off; returns it and its URL.
-pub async fn redis(dir: &Path, bin_dir: Option<&Path>) -> Result<(Server, String), LocalError> {
+pub async fn redis(
+    dir: &Path,
+    bin_dir: Option<&Path>,
+) -> Result<(RedisServer, String), LocalError> {
     let port = free_port()?;
     let program = bin_dir.map_or(PathBuf::from("redis-server"), |d| d.join("redis-server"));
-    let mut cmd = Command::new(program);
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .arg("--dir")
-        .arg(dir)
-        .args(crate::kinds::redis::SERVE_RDB_ARGS)
-        .args(["--daemonize", "no", "--protected-mode", "yes"]);
-    let mut server = Server::spawn(cmd, "redis-server", dir.join("redis.log"))?;
+    let server = RedisServer::start_async(
+        &program,
+        dir,
+        Listen::Loopback(port),
+        Group::Own,
+        READY_TIMEOUT,
+    )
+    .await?;
     let url = format!("redis://127.0.0.1:{port}");
-    let probe = url.clone();
-    server
-        .wait_ready(|| {
-            let probe = probe.clone();
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    crate::kinds::redis::observe::command(&probe, &["PING".to_string()])
-                        .is_ok_and(|r| r == "PONG")
-                })
-                .await
-                .unwrap_or(false)
-            }
-        })
-        .await?;
     Ok((server, url))
 }
 
-/// `etcd` on the restored data directory (member `default`, the given peer URL).
+/// `etcd` on the restored data directory (member `default`, the given peer URL); returns it
+/// and its client URL.
 pub async fn etcd(
     dir: &Path,
     data: &Path,
     peer_url: &str,
     bin_dir: Option<&Path>,
-) -> Result<(Server, String), LocalError> {
-    let client = format!("http://127.0.0.1:{}", free_port()?);
+) -> Result<(EtcdServer, String), LocalError> {
+    let port = free_port()?;
     let program = bin_dir.map_or(PathBuf::from("etcd"), |d| d.join("etcd"));
-    let mut cmd = Command::new(program);
-    cmd.args(["--name", crate::kinds::etcd::DEFAULT_NAME])
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen-client-urls", &client])
-        .args(["--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", peer_url])
-        .args(["--initial-advertise-peer-urls", peer_url])
-        .args([
-            "--initial-cluster",
-            &format!("{}={peer_url}", crate::kinds::etcd::DEFAULT_NAME),
-        ])
-        .args(["--log-level", "warn"])
-        .env_remove("ETCD_DATA_DIR");
-    let mut server = Server::spawn(cmd, "etcd", dir.join("etcd.log"))?;
-    let probe = client.clone();
-    server
-        .wait_ready(|| {
-            let probe = probe.clone();
-            async move {
-                crate::kinds::etcd::observe(&probe, Duration::from_secs(2))
-                    .await
-                    .is_ok()
-            }
-        })
-        .await?;
-    Ok((server, client))
+    let server = EtcdServer::start(
+        &program,
+        dir,
+        data,
+        crate::kinds::etcd::DEFAULT_NAME,
+        peer_url,
+        port,
+        READY_TIMEOUT,
+    )
+    .await?;
+    let endpoint = server.endpoint().to_string();
+    Ok((server, endpoint))
 }
 
 #[cfg(test)]
