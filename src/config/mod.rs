@@ -25,7 +25,7 @@ pub use crate::store::{ObjectLockConfig, RetryConfig, StoreConfig};
 
 use crate::policy::schedule::{Job, JobKind, Trigger};
 
-pub use crate::model::{ByteSize, Objectives, Schedule, SecretString, Timeout};
+pub use crate::model::{ByteSize, Objectives, Schedule, SecretString, Span};
 
 /// Where the config is read from when `-c` is not given.
 pub const DEFAULT_PATH: &str = "./lifeboat.yaml";
@@ -94,9 +94,9 @@ pub struct Defaults {
     pub objectives: Option<Objectives>,
     /// Added to the measured restore time to make the RTO evidence (provisioning, switching
     /// traffic); 0s when unset.
-    pub rto_overhead: Option<Timeout>,
+    pub rto_overhead: Option<Span>,
     /// How recent a passed verification must be for a source not to be at risk; 7d when unset.
-    pub verify_max_age: Option<Timeout>,
+    pub verify_max_age: Option<Span>,
 }
 
 fn default_catalog() -> SecretString {
@@ -143,11 +143,11 @@ pub struct DaemonConfig {
     #[serde(default = "default_max_concurrent_jobs")]
     pub max_concurrent_jobs: usize,
     /// Each job's slots are delayed by a fixed offset in [0, jitter) (a hash of its name).
-    #[serde(default = "zero_timeout")]
-    pub jitter: Timeout,
+    #[serde(default = "zero_span")]
+    pub jitter: Span,
     /// On SIGTERM/SIGINT, how long running jobs may take to finish before they are aborted.
     #[serde(default = "default_shutdown_grace")]
-    pub shutdown_grace: Timeout,
+    pub shutdown_grace: Span,
     /// HTTP address for /healthz, /readyz, /metrics and /api/v1 (none: no HTTP server).
     pub listen: Option<String>,
     /// Bearer token required on /api/v1/* (the probes and /metrics stay open).
@@ -165,18 +165,18 @@ pub struct DaemonConfig {
 fn default_max_concurrent_jobs() -> usize {
     2
 }
-fn zero_timeout() -> Timeout {
-    Timeout(std::time::Duration::ZERO)
+fn zero_span() -> Span {
+    Span(std::time::Duration::ZERO)
 }
-fn default_shutdown_grace() -> Timeout {
-    Timeout(std::time::Duration::from_secs(60))
+fn default_shutdown_grace() -> Span {
+    Span(std::time::Duration::from_secs(60))
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
             max_concurrent_jobs: default_max_concurrent_jobs(),
-            jitter: zero_timeout(),
+            jitter: zero_span(),
             shutdown_grace: default_shutdown_grace(),
             listen: None,
             api_token: None,
@@ -195,19 +195,19 @@ pub struct JobRetryConfig {
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
     #[serde(default = "default_backoff")]
-    pub backoff: Timeout,
+    pub backoff: Span,
     #[serde(default = "default_max_backoff")]
-    pub max_backoff: Timeout,
+    pub max_backoff: Span,
 }
 
 fn default_max_attempts() -> u32 {
     3
 }
-fn default_backoff() -> Timeout {
-    Timeout(std::time::Duration::from_secs(60))
+fn default_backoff() -> Span {
+    Span(std::time::Duration::from_secs(60))
 }
-fn default_max_backoff() -> Timeout {
-    Timeout(std::time::Duration::from_secs(3600))
+fn default_max_backoff() -> Span {
+    Span(std::time::Duration::from_secs(3600))
 }
 
 impl Default for JobRetryConfig {
@@ -230,9 +230,9 @@ pub struct SourceConfig {
     pub schedule: Option<Schedule>,
     pub objectives: Option<Objectives>,
     /// Overrides `defaults.rto_overhead`.
-    pub rto_overhead: Option<Timeout>,
+    pub rto_overhead: Option<Span>,
     /// Overrides `defaults.verify_max_age`.
-    pub verify_max_age: Option<Timeout>,
+    pub verify_max_age: Option<Span>,
     /// GFS retention for `lifeboat prune`; `None` keeps every snapshot.
     pub retention: Option<crate::policy::retention::Policy>,
     /// `retention.schedule`: when `lifeboat run` prunes this source (`None`: never).
@@ -251,8 +251,8 @@ struct CommonSource {
     copies: Vec<String>,
     schedule: Option<Schedule>,
     objectives: Option<Objectives>,
-    rto_overhead: Option<Timeout>,
-    verify_max_age: Option<Timeout>,
+    rto_overhead: Option<Span>,
+    verify_max_age: Option<Span>,
     retention: Option<crate::policy::retention::Policy>,
     verify: Option<VerifyConfig>,
 }
@@ -600,7 +600,7 @@ impl Config {
 fn check_targets(
     at: &str,
     objectives: Option<Objectives>,
-    verify_max_age: Option<Timeout>,
+    verify_max_age: Option<Span>,
 ) -> Result<(), (String, String)> {
     let zero = |key: &str, what: &str| {
         Err((

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::kinds::checks::Expect;
-use crate::model::{Schedule, Timeout};
+use crate::model::{Schedule, Span};
 
 /// Top-level `sandbox:` of the config.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -34,7 +34,7 @@ pub enum VerifySandbox {
 #[serde(deny_unknown_fields)]
 pub struct VerifyConfig {
     /// The whole verification (restore and checks) must finish within this (default 30m).
-    pub timeout: Option<Timeout>,
+    pub timeout: Option<Span>,
     /// When the daemon verifies this source's newest snapshot.
     pub schedule: Option<Schedule>,
     #[serde(default)]
@@ -83,7 +83,7 @@ pub struct KubernetesConfig {
     /// Default `lifeboat-verify-`.
     pub namespace_prefix: Option<String>,
     /// How long a scratch namespace may live before the sweeper deletes it (default 6h).
-    pub ttl: Option<Timeout>,
+    pub ttl: Option<Span>,
     /// ResourceQuota limits of the namespace (default 2 CPUs, 4Gi).
     pub cpu: Option<String>,
     pub memory: Option<String>,

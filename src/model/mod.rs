@@ -12,4 +12,4 @@ pub mod values;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ErrorKind;
-pub use values::{ByteSize, Objectives, Schedule, SecretString, Timeout};
+pub use values::{ByteSize, Objectives, Schedule, SecretString, Span};

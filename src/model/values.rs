@@ -89,14 +89,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     })
 }
 
-/// A duration written as `30s`, `6h`, `1d 12h`.
+/// A span of time written as `30s`, `6h`, `1d 12h`: an RPO, an RTO, a timeout, a jitter, a
+/// backoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeout(pub Duration);
+pub struct Span(pub Duration);
 
-impl<'de> Deserialize<'de> for Timeout {
+impl<'de> Deserialize<'de> for Span {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(Timeout).map_err(D::Error::custom)
+        parse_duration(&s).map(Span).map_err(D::Error::custom)
     }
 }
 
@@ -104,8 +105,8 @@ impl<'de> Deserialize<'de> for Timeout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Objectives {
-    pub rpo: Timeout,
-    pub rto: Timeout,
+    pub rpo: Span,
+    pub rto: Span,
 }
 
 /// A size written as a number of bytes or with a unit: `8MiB`, `64MB`, `1GiB`.

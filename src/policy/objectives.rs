@@ -259,7 +259,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::model::Timeout;
+    use crate::model::Span;
 
     const H: u64 = 3600;
 
@@ -279,8 +279,8 @@ mod tests {
     fn targets() -> Targets {
         Targets {
             objectives: Some(Objectives {
-                rpo: Timeout(secs(6 * H)),
-                rto: Timeout(secs(30 * 60)),
+                rpo: Span(secs(6 * H)),
+                rto: Span(secs(30 * 60)),
             }),
             rto_overhead: secs(5 * 60),
             verify_max_age: DEFAULT_VERIFY_MAX_AGE,

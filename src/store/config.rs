@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::model::values::LockMode;
-use crate::model::{ByteSize, SecretString, Timeout};
+use crate::model::{ByteSize, SecretString, Span};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,7 +47,7 @@ pub struct RetryConfig {
     pub max_retries: usize,
     /// Give up on a request after this long, retries included.
     #[serde(default = "default_retry_timeout")]
-    pub timeout: Timeout,
+    pub timeout: Span,
 }
 
 impl Default for RetryConfig {
@@ -71,6 +71,6 @@ fn default_max_retries() -> usize {
     4
 }
 
-fn default_retry_timeout() -> Timeout {
-    Timeout(std::time::Duration::from_secs(60))
+fn default_retry_timeout() -> Span {
+    Span(std::time::Duration::from_secs(60))
 }

@@ -46,7 +46,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{RestoreOptions, Source, SourceError, Target};
-use crate::model::{SecretString, Timeout};
+use crate::model::{SecretString, Span};
 
 pub use backup::Etcd;
 pub use checks::observe;
@@ -150,7 +150,7 @@ pub struct EtcdSpec {
     pub user: Option<String>,
     pub password: Option<SecretString>,
     /// How long to wait for etcd: connecting, each request, and between snapshot chunks.
-    pub timeout: Option<Timeout>,
+    pub timeout: Option<Span>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -49,7 +49,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{RestoreOptions, Source, SourceError, Target};
-use crate::model::{SecretString, Timeout};
+use crate::model::{SecretString, Span};
 
 pub use backup::{DEFAULT_SAVE_TIMEOUT, Redis};
 pub use client::check_url;
@@ -122,7 +122,7 @@ pub struct RedisSpec {
     /// `mode: file`: the RDB file as lifeboat sees it (Redis' `dir`/`dbfilename`).
     pub rdb_path: Option<PathBuf>,
     /// How long the server may take to write its RDB (default 10m).
-    pub save_timeout: Option<Timeout>,
+    pub save_timeout: Option<Span>,
 }
 
 /// Where a Redis backup reads the RDB from.
