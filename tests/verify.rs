@@ -299,6 +299,17 @@ fn sandbox_is_torn_down_after_timeout_and_sigint() {
         !processes_under(tmp.path()).is_empty(),
         "postgres outlives a SIGKILLed lifeboat"
     );
+    // The killed verification was a run with a heartbeat: settlement records it failed
+    // instead of leaving it `running` forever.
+    env.ok(&["catalog", "settle"]);
+    let list: Value =
+        serde_json::from_str(&env.ok(&["verifications", "list", "--output", "json"])).unwrap();
+    let killed = list.as_array().unwrap().last().unwrap();
+    assert_eq!(killed["status"], "failed", "{killed}");
+    assert!(
+        killed["error"].as_str().unwrap().contains("process died"),
+        "{killed}"
+    );
     let (ok, report) = verify_json(&env, &[&id]);
     assert!(ok, "{report:#}");
     assert_torn_down(tmp.path());

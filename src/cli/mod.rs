@@ -349,6 +349,7 @@ fn shutdown_token() -> CancellationToken {
             _ = term.recv() => {},
         }
         tracing::warn!("signal received: stopping the current run cleanly");
+        crate::model::failpoint::release();
         t.cancel();
     });
     token

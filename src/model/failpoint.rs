@@ -2,19 +2,30 @@
 //! kill the process at an exact step (`LIFEBOAT_FAILPOINT=before-manifest`).
 //!
 //! When the variable names the point being passed, lifeboat prints
-//! `lifeboat: failpoint NAME reached` to stderr and stalls until it is killed. Unset (the
-//! normal case), a failpoint costs one environment lookup.
+//! `lifeboat: failpoint NAME reached` to stderr and stalls until it is killed, or until the
+//! run is cancelled ([`release`], on SIGINT/SIGTERM): a stalled step then behaves like a slow
+//! one, so cancellation can be tested at an exact step too. Unset (the normal case), a
+//! failpoint costs one environment lookup.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+static RELEASED: AtomicBool = AtomicBool::new(false);
+
+/// Lets every stalled failpoint go on (the process is shutting down).
+pub fn release() {
+    RELEASED.store(true, Ordering::SeqCst);
+}
 
 pub const ENV: &str = "LIFEBOAT_FAILPOINT";
 
-/// Stalls forever if `LIFEBOAT_FAILPOINT` equals `name`.
+/// Stalls until killed or [`release`]d if `LIFEBOAT_FAILPOINT` equals `name`.
 pub fn hit(name: &str) {
     if std::env::var(ENV).is_ok_and(|v| v == name) {
         eprintln!("lifeboat: failpoint {name} reached");
-        loop {
-            std::thread::sleep(Duration::from_secs(3600));
+        while !RELEASED.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
         }
+        eprintln!("lifeboat: failpoint {name} released (the run is being cancelled)");
     }
 }
