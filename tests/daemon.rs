@@ -351,3 +351,54 @@ fn sigterm_during_a_backup_exits_within_grace_and_commits_nothing() {
         "{backup}"
     );
 }
+
+/// Issue 9 (leadership fences itself): the leader's advisory-lock connection killed while a
+/// job runs (the catalog database restarted, a failover of the catalog) makes the leader
+/// cancel the job at its next renew instead of running on without the lock.
+#[test]
+fn a_leader_whose_lock_connection_is_killed_cancels_its_running_job() {
+    let pg = PgServer::start();
+    pg.create_db("catalog");
+    let env = Env::new();
+    config(
+        &env,
+        &pg.url("catalog"),
+        "  - name: slow\n    kind: command\n    argv: [\"sh\", \"-c\", \"sleep 60; echo done\"]\n    store: local\n    schedule: \"0 3 * * *\"\n",
+        "  shutdown_grace: 5s\n  leader: { kind: postgres }\n",
+    );
+    let daemon = spawn(&env, "leader", &["run"]);
+    let started = Instant::now();
+    while !runs(&env).iter().any(|r| r["status"] == "running") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the backup does not run: {:?}\n{}",
+            runs(&env),
+            std::fs::read_to_string(&daemon.1).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let killed = pg.psql(
+        "catalog",
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'",
+    );
+    assert_eq!(killed, "1", "one connection held the advisory lock");
+    let cut = Instant::now();
+    wait_until("the backup stops", Duration::from_secs(30), || {
+        runs(&env).iter().all(|r| r["status"] != "running")
+    });
+    let took = cut.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "ran {took:?} without the lock"
+    );
+    let r = runs(&env);
+    assert_eq!(r[0]["status"], "failed", "{r:?}");
+    let snaps = env.snapshots();
+    assert!(snaps.iter().all(|s| s["status"] != "complete"), "{snaps:?}");
+    sigterm(&daemon.0);
+    let (_, log, _) = wait_exit(daemon, Duration::from_secs(30));
+    assert!(
+        log.contains("cannot renew leadership") || log.contains("lost leadership"),
+        "{log}"
+    );
+}

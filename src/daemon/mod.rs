@@ -106,7 +106,7 @@ async fn run_inner(
         metrics.leader.store(false, Ordering::Relaxed);
         let mut logged = false;
         loop {
-            match leader.try_acquire().await {
+            match crate::leader::acquire(leader.as_mut()).await {
                 Ok(true) => break,
                 Ok(false) if opts.once => return Err(DaemonError::NotLeader(leader.kind())),
                 Ok(false) if !logged => {
@@ -130,12 +130,12 @@ async fn run_inner(
         metrics.leader.store(false, Ordering::Relaxed);
         match ended? {
             Ended::Stopped => {
-                leader.release().await;
+                crate::leader::release(leader.as_mut()).await;
                 return Ok(summary);
             }
             Ended::LostLeadership => {
                 tracing::error!("lost leadership: jobs cancelled, standing by");
-                leader.release().await;
+                crate::leader::release(leader.as_mut()).await;
             }
         }
     }
@@ -247,8 +247,9 @@ async fn lead(
                 }
             }
             _ = app.clock.sleep_until(wake), if !opts.once => {}
-            _ = renew.tick(), if !opts.once => {
-                match leader.renew().await {
+            // `run --once` renews too: its jobs must stop if another replica takes over.
+            _ = renew.tick() => {
+                match crate::leader::renew(leader).await {
                     Ok(true) => {}
                     Ok(false) => break Ended::LostLeadership,
                     Err(e) => {

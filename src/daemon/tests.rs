@@ -324,3 +324,204 @@ async fn a_failing_job_is_retried_with_backoff_then_waits_for_its_next_slot() {
         "attempts at the start, after 1m, after 2m more, then at the next slot: {runs_then:?}"
     );
 }
+
+/// The contract fake behind a switch: once `cut` is set, every call hangs (an API server
+/// behind a partition: no answer, no error).
+struct Partitionable {
+    inner: Fake,
+    cut: std::sync::atomic::AtomicBool,
+}
+
+impl Partitionable {
+    async fn wait(&self) {
+        if self.cut.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl KubeApi for Partitionable {
+    async fn create(
+        &self,
+        res: &crate::kube::Resource,
+        ns: &str,
+        obj: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::kube::KubeError> {
+        self.wait().await;
+        self.inner.create(res, ns, obj).await
+    }
+    async fn get(
+        &self,
+        res: &crate::kube::Resource,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, crate::kube::KubeError> {
+        self.wait().await;
+        self.inner.get(res, ns, name).await
+    }
+    async fn delete(
+        &self,
+        res: &crate::kube::Resource,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), crate::kube::KubeError> {
+        self.wait().await;
+        self.inner.delete(res, ns, name).await
+    }
+    async fn replace(
+        &self,
+        res: &crate::kube::Resource,
+        ns: &str,
+        obj: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::kube::KubeError> {
+        self.wait().await;
+        self.inner.replace(res, ns, obj).await
+    }
+    async fn list(
+        &self,
+        res: &crate::kube::Resource,
+        ns: &str,
+        labels: &str,
+    ) -> Result<Vec<serde_json::Value>, crate::kube::KubeError> {
+        self.wait().await;
+        self.inner.list(res, ns, labels).await
+    }
+    async fn logs(&self, ns: &str, pod: &str) -> Result<String, crate::kube::KubeError> {
+        self.wait().await;
+        self.inner.logs(ns, pod).await
+    }
+}
+
+/// A daemon whose only source takes a minute to back up, leading through a Lease on `kube`.
+async fn slow_job_fixture(kube: Arc<dyn KubeApi>) -> Fixture {
+    Fixture::new(
+        &format!(
+            "{HEAD}stores:\n  local: {{ url: \"file://{{dir}}/store\" }}\n\
+             sources:\n  - name: slow\n    kind: command\n    argv: [\"sh\", \"-c\", \"sleep 60; echo done\"]\n    \
+             store: local\n    schedule: \"0 3 * * *\"\n"
+        ),
+        crate::model::clock::system(),
+        kube,
+    )
+    .await
+}
+
+fn lease(kube: Arc<dyn KubeApi>, me: &str) -> Box<dyn crate::leader::Leader> {
+    Box::new(crate::leader::KubeLease::new(
+        kube,
+        "lifeboat".into(),
+        "lifeboat".into(),
+        me.into(),
+    ))
+}
+
+/// Waits until the backup of `slow` is running; returns when it ended, and how.
+async fn backup_status(app: &Ctx) -> Option<crate::catalog::Status> {
+    app.catalog
+        .runs(10)
+        .await
+        .expect("runs")
+        .into_iter()
+        .find(|r| r.job == "backup")
+        .map(|r| r.status)
+}
+
+async fn wait_for_status(
+    app: &Ctx,
+    want: impl Fn(&crate::catalog::Status) -> bool,
+    within: std::time::Duration,
+) -> std::time::Duration {
+    let started = tokio::time::Instant::now();
+    loop {
+        if backup_status(app).await.as_ref().is_some_and(&want) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "backup status {:?} after {within:?}",
+            backup_status(app).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 9 (leadership fences itself): `run --once` renews its Lease while its jobs run, and
+/// cancels them when another replica holds the Lease.
+#[tokio::test]
+async fn run_once_renews_its_lease_and_stops_its_jobs_when_another_replica_takes_it() {
+    use crate::catalog::Status;
+    use std::time::Duration;
+    let kube = Arc::new(Fake::default());
+    let f = slow_job_fixture(kube.clone()).await;
+    let daemon = tokio::spawn(run(
+        f.app.clone(),
+        lease(kube.clone(), "me"),
+        Arc::new(Metrics::default()),
+        std::future::pending::<()>(),
+        Options { once: true },
+    ));
+    wait_for_status(&f.app, |s| *s == Status::Running, Duration::from_secs(30)).await;
+    // Renewed while the job runs: renewTime moves.
+    let renewed = |kube: &Fake| {
+        kube.object(&crate::kube::LEASE, "lifeboat", "lifeboat")
+            .and_then(|l| l["spec"]["renewTime"].as_str().map(str::to_string))
+    };
+    let first = renewed(&kube);
+    tokio::time::sleep(crate::leader::RENEW_EVERY * 2).await;
+    assert_ne!(renewed(&kube), first, "run --once renews its Lease");
+    // Another replica writes itself in.
+    let mut stolen = kube
+        .object(&crate::kube::LEASE, "lifeboat", "lifeboat")
+        .expect("lease");
+    stolen["spec"]["holderIdentity"] = "other".into();
+    stolen["spec"]["renewTime"] = chrono::Utc::now()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        .into();
+    kube.replace(&crate::kube::LEASE, "lifeboat", stolen)
+        .await
+        .expect("take the lease");
+    let took = wait_for_status(&f.app, |s| *s != Status::Running, Duration::from_secs(30)).await;
+    assert_eq!(backup_status(&f.app).await, Some(Status::Failed));
+    assert!(
+        took < Duration::from_secs(crate::leader::LEASE_SECONDS as u64),
+        "stopped {took:?} after losing the lease"
+    );
+    let ended = daemon.await.expect("join");
+    assert!(
+        matches!(ended, Err(super::DaemonError::NotLeader(_))),
+        "{ended:?}"
+    );
+}
+
+/// Issue 9 (leadership fences itself): a leader whose lock stops answering (no error, no
+/// answer) cancels its jobs before its Lease could pass to another replica.
+#[tokio::test]
+async fn a_leader_whose_lock_stops_answering_cancels_its_jobs_before_the_lease_expires() {
+    use crate::catalog::Status;
+    use std::time::Duration;
+    let kube = Arc::new(Partitionable {
+        inner: Fake::default(),
+        cut: false.into(),
+    });
+    let f = slow_job_fixture(kube.clone()).await;
+    let stop = CancellationToken::new();
+    let daemon = tokio::spawn(run(
+        f.app.clone(),
+        lease(kube.clone(), "me"),
+        Arc::new(Metrics::default()),
+        stop.clone().cancelled_owned(),
+        Options::default(),
+    ));
+    wait_for_status(&f.app, |s| *s == Status::Running, Duration::from_secs(30)).await;
+    kube.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    let took = wait_for_status(&f.app, |s| *s != Status::Running, Duration::from_secs(30)).await;
+    assert_eq!(backup_status(&f.app).await, Some(Status::Failed));
+    assert!(
+        took < Duration::from_secs(crate::leader::LEASE_SECONDS as u64),
+        "jobs ran on {took:?} after the lock stopped answering (the lease lasts {} s)",
+        crate::leader::LEASE_SECONDS
+    );
+    stop.cancel();
+    let _ = daemon.await;
+}

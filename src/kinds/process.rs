@@ -50,9 +50,12 @@ pub struct Process {
 }
 
 impl Process {
-    /// Spawns `cmd` with stdin/stdout as configured by the caller and stderr captured.
-    /// `secrets` are scrubbed from anything kept of its stderr.
+    /// Spawns `cmd` with stdin/stdout as configured by the caller and stderr captured, in a
+    /// process group of its own, so stopping it stops what it started too (a `sh -c` and its
+    /// children). `secrets` are scrubbed from anything kept of its stderr.
     pub fn spawn(mut cmd: Command, secrets: Vec<String>) -> Result<Process, ProcessError> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
         let program = Path::new(cmd.get_program())
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
@@ -93,15 +96,16 @@ impl Process {
         self.child.as_mut().expect("child present until wait")
     }
 
-    /// A handle that kills the child (SIGKILL) unless it was already waited for; for
-    /// cancelling a run whose reader is blocked on the child.
+    /// A handle that kills the child's process group (SIGKILL) unless the child was already
+    /// waited for; for cancelling a run whose reader is blocked on the child (or on a
+    /// grandchild holding its stdout).
     pub fn stopper(&self) -> Box<dyn FnOnce() + Send> {
         let (pid, reaped, program) = (self.pid, self.reaped.clone(), self.program.clone());
         Box::new(move || {
             if reaped.load(Ordering::SeqCst) {
                 return;
             }
-            match sigkill(pid) {
+            match sigkill_group(pid) {
                 Ok(()) => tracing::info!(program = %program, pid, "stopped the child process"),
                 Err(e) => tracing::debug!(program = %program, cause = %e, "child already gone"),
             }
@@ -165,6 +169,7 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = sigkill_group(self.pid);
             let _ = child.kill();
             let _ = child.wait();
             self.reaped.store(true, Ordering::SeqCst);

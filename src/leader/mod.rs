@@ -9,8 +9,10 @@
 //! # Guarantees
 //! The file and PostgreSQL locks are exclusive for as long as the process (or connection)
 //! lives, and released by the OS / server when it dies. A Lease is time-based: the holder
-//! renews it every `renew_every`, and stops starting jobs (and cancels running ones) as soon
-//! as a renew fails or finds another holder, well before the lease expires for the others.
+//! renews it every [`RENEW_EVERY`], and stops starting jobs (and cancels running ones) as soon
+//! as a renew fails, finds another holder or does not answer within [`CALL_TIMEOUT`], well
+//! before the lease expires for the others. Every lock call goes through [`acquire`],
+//! [`renew`] and [`release`], which bound it; `run --once` renews like the daemon.
 //!
 //! [`Leader::kind`] names the lock in logs and `/readyz`.
 
@@ -24,7 +26,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use file::FileLock;
-pub use lease::{KubeLease, LeaseDecision, decide};
+pub use lease::{KubeLease, LEASE_SECONDS, LeaseDecision, decide};
 pub use postgres::PgAdvisory;
 
 use serde::Deserialize;
@@ -48,6 +50,10 @@ pub enum LeaderError {
     Kube(#[from] crate::kube::KubeError),
     #[error("{0}")]
     Config(String),
+    #[error(
+        "the leader lock did not answer a {0} within 5 s; treating leadership as lost (check the lock's backend: catalog database or Kubernetes API)"
+    )]
+    Timeout(&'static str),
 }
 
 #[async_trait]
@@ -64,6 +70,39 @@ pub trait Leader: Send {
 
 /// How often the leader renews, and a standby retries.
 pub const RENEW_EVERY: Duration = Duration::from_secs(2);
+
+/// The longest one lock call (acquire, renew) may take before it counts as failed. A leader
+/// learns it lost the lock at most `RENEW_EVERY + CALL_TIMEOUT` (7 s) after its last good
+/// renew, and then cancels its jobs, well inside a Lease's [`lease::LEASE_SECONDS`] (15 s).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// [`Leader::try_acquire`] bounded by [`CALL_TIMEOUT`].
+pub async fn acquire(leader: &mut dyn Leader) -> Result<bool, LeaderError> {
+    tokio::time::timeout(CALL_TIMEOUT, leader.try_acquire())
+        .await
+        .unwrap_or(Err(LeaderError::Timeout("acquire")))
+}
+
+/// [`Leader::release`] bounded by [`CALL_TIMEOUT`] (a lock that does not answer expires).
+pub async fn release(leader: &mut dyn Leader) {
+    if tokio::time::timeout(CALL_TIMEOUT, leader.release())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            lock = leader.kind(),
+            "the leader lock did not answer the release; it expires by itself"
+        );
+    }
+}
+
+/// [`Leader::renew`] bounded by [`CALL_TIMEOUT`]: a renew that does not answer in time is a
+/// lost lock (the leader fences itself rather than run on a lease it cannot prove).
+pub async fn renew(leader: &mut dyn Leader) -> Result<bool, LeaderError> {
+    tokio::time::timeout(CALL_TIMEOUT, leader.renew())
+        .await
+        .unwrap_or(Err(LeaderError::Timeout("renew")))
+}
 
 /// This replica's name: the pod name on Kubernetes (`HOSTNAME`), else host and pid.
 pub fn identity() -> String {
