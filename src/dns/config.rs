@@ -339,8 +339,14 @@ pub fn build(name: &str, config: &ProviderConfig) -> Result<Arc<dyn Provider>, D
             &c.tsig.secret,
             crate::model::clock::system(),
         )?)),
+        ProviderConfig::Route53(c) => Ok(Arc::new(super::route53::Route53::new(
+            name,
+            &c.hosted_zone_id,
+            c.region.clone(),
+            c.endpoint.clone(),
+        ))),
         other => Err(DnsError::Config(format!(
-            "provider `{name}`: kind {} is not available in this build yet; use powerdns or rfc2136",
+            "provider `{name}`: kind {} is not available in this build yet; use powerdns, rfc2136 or route53",
             other.kind()
         ))),
     }

@@ -30,6 +30,8 @@ pub mod config;
 pub mod error;
 pub mod powerdns;
 pub mod rfc2136;
+pub mod route53;
+pub mod routing;
 pub mod verify;
 pub mod wire;
 

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod etcd;
 pub mod gcs;
 pub mod redis;
+pub mod route53;
 pub mod s3;
 pub mod servers;
 
