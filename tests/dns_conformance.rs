@@ -533,3 +533,96 @@ async fn route53_moto() {
     .await;
     assert_eq!(proxy.seen().injected_pending, 2, "{:?}", proxy.seen());
 }
+
+/// Cloudflare's API as a contract fake that writes into a real PowerDNS: the suite's answers
+/// come from PowerDNS's DNS port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudflare_fake_into_powerdns() {
+    let pdns = PdnsServer::start();
+    let fake =
+        common::cloudflare::CloudflareFake::start(ZONE, &pdns.api_url(), &pdns.api_key).await;
+    let provider = Arc::new(
+        dns::cloudflare::Cloudflare::new(
+            "cf",
+            &fake.zone_id,
+            Some(&fake.api_url()),
+            SecretString::new(fake.token.clone()),
+        )
+        .unwrap(),
+    );
+    // Two 429s on the way: retried after their retry-after.
+    fake.with_state(|s| s.throttle = 2);
+    suite(&Subject {
+        label: "cloudflare",
+        provider,
+        nameservers: vec![pdns.addr()],
+        // The batch deletes by id: a racer that replaced the records makes it fail.
+        atomic: true,
+        serial: false,
+    })
+    .await;
+    assert_eq!(fake.with_state(|s| s.throttle), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudflare_errors_say_what_to_do() {
+    let pdns = PdnsServer::start();
+    let fake =
+        common::cloudflare::CloudflareFake::start(ZONE, &pdns.api_url(), &pdns.api_key).await;
+    let bad = dns::cloudflare::Cloudflare::new(
+        "cf",
+        &fake.zone_id,
+        Some(&fake.api_url()),
+        SecretString::new("not-the-token"),
+    )
+    .unwrap();
+    let e = bad.read(&target("x")).await.expect_err("wrong token");
+    assert!(matches!(e, DnsError::Forbidden { status: 403, .. }), "{e}");
+    assert!(
+        !e.to_string().contains("not-the-token") && !format!("{bad:?}").contains("not-the-token")
+    );
+    let other_zone = dns::cloudflare::Cloudflare::new(
+        "cf",
+        "0123",
+        Some(&fake.api_url()),
+        SecretString::new(fake.token.clone()),
+    )
+    .unwrap();
+    let e = other_zone
+        .read(&target("x"))
+        .await
+        .expect_err("unknown zone");
+    assert!(matches!(e, DnsError::UnknownZone { .. }), "{e}");
+    let p = dns::cloudflare::Cloudflare::new(
+        "cf",
+        &fake.zone_id,
+        Some(&fake.api_url()),
+        SecretString::new(fake.token.clone()),
+    )
+    .unwrap();
+    fake.with_state(|s| s.throttle = 10);
+    let e = p.read(&target("x")).await.expect_err("throttled");
+    assert!(
+        matches!(
+            e,
+            DnsError::Throttled {
+                retry_after: Some(_),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.kind(), ErrorKind::Unreachable);
+    fake.with_state(|s| s.throttle = 0);
+    // TTL below Cloudflare's minimum: rejected with its message.
+    let short = Change {
+        target: target("short"),
+        expect: Expect::Anything,
+        desired: Desired::Present(RRset::new(RecordType::A, 5, &["192.0.2.1".into()]).unwrap()),
+    };
+    let e = p.apply(&short).await.expect_err("ttl 5");
+    assert!(
+        matches!(e, DnsError::Rejected { .. }) && e.to_string().contains("Invalid TTL"),
+        "{e}"
+    );
+}

@@ -345,10 +345,12 @@ pub fn build(name: &str, config: &ProviderConfig) -> Result<Arc<dyn Provider>, D
             c.region.clone(),
             c.endpoint.clone(),
         ))),
-        other => Err(DnsError::Config(format!(
-            "provider `{name}`: kind {} is not available in this build yet; use powerdns, rfc2136 or route53",
-            other.kind()
-        ))),
+        ProviderConfig::Cloudflare(c) => Ok(Arc::new(super::cloudflare::Cloudflare::new(
+            name,
+            &c.zone_id,
+            c.api_url.as_deref(),
+            c.api_token.clone(),
+        )?)),
     }
 }
 

@@ -10,7 +10,8 @@
 //!   [`ErrorKind`](crate::model::ErrorKind).
 //! - [`wire`]: one exchange with one server (UDP, TCP on truncation, RD=0, TSIG).
 //! - [`verify`]: what each nameserver answers, and polling them until they all agree.
-//! - [`rfc2136`], [`powerdns`]: the providers. [`config`]: the `dns:` config section.
+//! - [`rfc2136`], [`powerdns`], [`route53`], [`cloudflare`]: the providers; [`routing`]: the
+//!   rules of Route53 routing policies (failover, weighted, geolocation), as pure functions. [`config`]: the `dns:` config section.
 //!
 //! # Guarantees
 //! - With an expectation ([`Expect::Values`] / [`Expect::Absent`]) a change is applied only if
@@ -26,6 +27,7 @@
 //! - Agreement of the authoritative servers is not agreement of the world's resolvers: they
 //!   may keep the old answer for its TTL (and an NXDOMAIN for the SOA minimum).
 
+pub mod cloudflare;
 pub mod config;
 pub mod error;
 pub mod powerdns;
