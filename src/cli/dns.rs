@@ -34,6 +34,10 @@ pub enum DnsAction {
         /// A, AAAA, CNAME or LUA, when the name has records of several types.
         #[arg(long = "type", value_parser = parse_type)]
         rtype: Option<RecordType>,
+        /// Ask as for a client in this subnet (EDNS Client Subnet), e.g. 203.0.113.0/24:
+        /// what a GeoDNS record answers there.
+        #[arg(long)]
+        client_subnet: Option<dns::wire::Subnet>,
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
@@ -142,8 +146,9 @@ pub async fn run(config: &Config, action: DnsAction) -> Result<ExitCode> {
         DnsAction::Show {
             name,
             rtype,
+            client_subnet,
             output,
-        } => show(config, &name, rtype, output).await,
+        } => show(config, &name, rtype, client_subnet, output).await,
         DnsAction::Set {
             name,
             values,
@@ -197,6 +202,7 @@ async fn show(
     config: &Config,
     name: &str,
     rtype: Option<RecordType>,
+    subnet: Option<dns::wire::Subnet>,
     output: Output,
 ) -> Result<ExitCode> {
     let rec = record(config, name, rtype)?;
@@ -205,7 +211,7 @@ async fn show(
     let provider = provider(config, rec)?;
     let (held, answers) = tokio::join!(
         provider.read(&target),
-        dns::verify::observe(&nameservers, &target, None, Duration::from_secs(2))
+        dns::verify::observe(&nameservers, &target, None, Duration::from_secs(2), subnet)
     );
     let agree = !answers.is_empty()
         && answers
@@ -229,6 +235,7 @@ async fn show(
                     "provider": provider.describe(),
                     "provider_holds": held,
                     "provider_error": held_error,
+                    "client_subnet": subnet,
                     "nameservers": answers,
                     "agree": agree,
                 }))?

@@ -22,7 +22,7 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType as WireType};
 use serde::Serialize;
 
-use super::wire;
+use super::wire::{self, Subnet};
 use super::{Desired, Disagreement, DnsError, RRset, RecordType, Target};
 
 /// How to verify: which nameservers, how long in all, how often.
@@ -35,6 +35,8 @@ pub struct VerifyOptions {
     pub poll: Duration,
     /// How long one query may take before that nameserver counts as not answering.
     pub query_timeout: Duration,
+    /// Ask on behalf of clients in this subnet (EDNS Client Subnet): GeoDNS answers.
+    pub client_subnet: Option<Subnet>,
 }
 
 impl VerifyOptions {
@@ -44,6 +46,7 @@ impl VerifyOptions {
             timeout,
             poll: Duration::from_millis(100),
             query_timeout: Duration::from_secs(1),
+            client_subnet: None,
         }
     }
 }
@@ -108,18 +111,20 @@ fn wire_type(target: &Target, desired: Option<&Desired>) -> WireType {
     }
 }
 
-/// What each of `nameservers` answers for `target` now, asked concurrently.
+/// What each of `nameservers` answers for `target` now (for clients in `subnet`, when given),
+/// asked concurrently.
 pub async fn observe(
     nameservers: &[SocketAddr],
     target: &Target,
     desired: Option<&Desired>,
     query_timeout: Duration,
+    subnet: Option<Subnet>,
 ) -> Vec<Answer> {
     let wtype = wire_type(target, desired);
     futures::future::join_all(
         nameservers
             .iter()
-            .map(|ns| observe_one(*ns, target, wtype, query_timeout)),
+            .map(|ns| observe_one(*ns, target, wtype, query_timeout, subnet)),
     )
     .await
 }
@@ -129,6 +134,7 @@ async fn observe_one(
     target: &Target,
     wtype: WireType,
     query_timeout: Duration,
+    subnet: Option<Subnet>,
 ) -> Answer {
     let mut answer = Answer {
         nameserver: ns,
@@ -146,7 +152,7 @@ async fn observe_one(
         }
     };
     let (records, soa) = tokio::join!(
-        wire::query(ns, name.clone(), wtype, query_timeout),
+        wire::query_from(ns, name.clone(), wtype, query_timeout, subnet),
         wire::query(ns, zone.clone(), WireType::SOA, query_timeout)
     );
     match records {
@@ -283,6 +289,7 @@ pub async fn verify(
             target,
             Some(desired),
             options.query_timeout,
+            options.client_subnet,
         )
         .await;
         let now = start.elapsed();

@@ -10,10 +10,11 @@
 //! # Caveats
 //! - Replies are matched by message id and source; one attempt per call, the caller polls.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::{Name, RecordType as WireType, TSigner};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,13 +45,54 @@ pub fn name(s: &str) -> Result<Name, DnsError> {
     })
 }
 
-/// A query for `name`/`rtype` with RD=0 and EDNS (1232 bytes), as an authoritative check sends.
-pub fn question(name: Name, rtype: WireType) -> Message {
+/// A client subnet sent as EDNS Client Subnet (RFC 7871): whom a GeoDNS server answers for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Subnet {
+    pub address: IpAddr,
+    pub prefix: u8,
+}
+
+impl std::str::FromStr for Subnet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Subnet, String> {
+        let bad = || format!("`{s}` is not a subnet; write ADDRESS/PREFIX, e.g. 203.0.113.0/24");
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let address: IpAddr = a.parse().map_err(|_| bad())?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.parse().map_err(|_| bad())?
+        };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Subnet { address, prefix })
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+/// A query for `name`/`rtype` with RD=0 and EDNS (1232 bytes), as an authoritative check
+/// sends; with `subnet`, as asked on behalf of a client there.
+pub fn question(name: Name, rtype: WireType, subnet: Option<Subnet>) -> Message {
     let mut m = Message::query();
     m.metadata.recursion_desired = false;
     m.metadata.op_code = OpCode::Query;
     m.add_query(Query::query(name, rtype));
-    m.set_edns(Edns::new().set_max_payload(1232).set_version(0).clone());
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232).set_version(0);
+    if let Some(s) = subnet {
+        edns.options_mut()
+            .insert(EdnsOption::Subnet(ClientSubnet::new(
+                s.address, s.prefix, 0,
+            )));
+    }
+    m.set_edns(edns);
     m
 }
 
@@ -61,7 +103,18 @@ pub async fn query(
     rtype: WireType,
     timeout: Duration,
 ) -> Result<Message, DnsError> {
-    let msg = question(name, rtype);
+    query_from(server, name, rtype, timeout, None).await
+}
+
+/// [`query`] on behalf of a client in `subnet` (EDNS Client Subnet), for GeoDNS answers.
+pub async fn query_from(
+    server: SocketAddr,
+    name: Name,
+    rtype: WireType,
+    timeout: Duration,
+    subnet: Option<Subnet>,
+) -> Result<Message, DnsError> {
+    let msg = question(name, rtype, subnet);
     let bytes = msg.to_vec().map_err(|e| DnsError::Internal {
         context: "encoding a DNS query".into(),
         detail: e.to_string(),

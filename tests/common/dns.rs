@@ -324,6 +324,47 @@ pub fn soa_serial(server: SocketAddr) -> Option<u32> {
         .and_then(|s| s.parse().ok())
 }
 
+/// The Python that has `mmdb-writer` (scripts/setup.sh's venv): `$LIFEBOAT_PYTHON`, else the
+/// `python` beside `$LIFEBOAT_MOTO_SERVER`.
+fn venv_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("LIFEBOAT_PYTHON").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("LIFEBOAT_MOTO_SERVER")
+        .map(PathBuf::from)
+        .and_then(|m| m.parent().map(|d| d.join("python")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("no Python with mmdb-writer: run `eval \"$(bash scripts/setup.sh)\"` (it exports LIFEBOAT_PYTHON)")
+        })
+}
+
+/// A GeoIP2-City database at `path` (made with PyPI `mmdb-writer`): each network with its
+/// country, continent and location (latitude, longitude), accuracy radius 10 km.
+pub fn write_mmdb(path: &Path, networks: &[(&str, &str, &str, f64, f64)]) {
+    let mut script = String::from(
+        "import sys\nfrom mmdb_writer import MMDBWriter\nfrom netaddr import IPSet\n\
+         w = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type='GeoIP2-City', languages=['en'])\n",
+    );
+    for (net, country, continent, lat, lon) in networks {
+        script.push_str(&format!(
+            "w.insert_network(IPSet(['{net}']), {{'country': {{'iso_code': '{country}'}}, 'continent': {{'code': '{continent}'}}, 'location': {{'latitude': {lat}, 'longitude': {lon}, 'accuracy_radius': 10}}}})\n"
+        ));
+    }
+    script.push_str("w.to_db_file(sys.argv[1])\n");
+    let out = Command::new(venv_python())
+        .arg("-c")
+        .arg(&script)
+        .arg(path)
+        .output()
+        .expect("run python for mmdb-writer");
+    assert!(
+        out.status.success(),
+        "mmdb-writer failed (pip install mmdb-writer netaddr, see scripts/setup.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// PowerDNS Authoritative with the gsqlite3 backend, its HTTP API, and `example.test`
 /// created through the API (serial from the API, NS ns1.example.test.).
 pub struct PdnsServer {
@@ -336,6 +377,23 @@ pub struct PdnsServer {
 impl PdnsServer {
     pub fn start() -> PdnsServer {
         Self::start_with(&[])
+    }
+
+    /// With LUA records, the GeoIP backend reading `mmdb`, EDNS Client Subnet processing and
+    /// 1 s health checks (`ifurlup`, `ifurlextup`).
+    pub fn start_geo(mmdb: &Path) -> PdnsServer {
+        let zones = mmdb.with_extension("zones.yaml");
+        fs::write(&zones, "domains: []\n").expect("write the geoip zones file");
+        let files = format!("geoip-database-files=mmdb:{}", mmdb.display());
+        let zones = format!("geoip-zones-file={}", zones.display());
+        Self::start_with(&[
+            "enable-lua-records=yes",
+            "launch+=geoip",
+            &files,
+            &zones,
+            "edns-subnet-processing=yes",
+            "lua-health-checks-interval=1",
+        ])
     }
 
     /// With extra `key=value` lines in pdns.conf.
