@@ -626,3 +626,24 @@ async fn cloudflare_errors_say_what_to_do() {
         "{e}"
     );
 }
+
+/// A record without `nameservers:` is verified on the zone's NS, found at the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nameservers_default_to_the_zones_ns() {
+    let key = TsigKey::random();
+    let bind = DnsServer::bind(&key, None);
+    let provider = rfc2136("bind", bind.addr(), &key);
+    let found = dns::nameservers::discover(ZONE, provider.dns_server())
+        .await
+        .unwrap();
+    // example.test. NS ns1.example.test., ns1 A 127.0.0.1 (tests/common/dns.rs): port 53.
+    assert_eq!(found, vec!["127.0.0.1:53".parse::<SocketAddr>().unwrap()]);
+    let e = dns::nameservers::discover("other.test.", provider.dns_server())
+        .await
+        .expect_err("no such zone");
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(
+        e.to_string().contains("list the record's nameservers"),
+        "{e}"
+    );
+}

@@ -207,8 +207,8 @@ async fn show(
 ) -> Result<ExitCode> {
     let rec = record(config, name, rtype)?;
     let target = rec.target()?;
-    let nameservers = rec.nameserver_addrs()?;
     let provider = provider(config, rec)?;
+    let nameservers = rec.nameserver_addrs(&*provider).await?;
     let (held, answers) = tokio::join!(
         provider.read(&target),
         dns::verify::observe(&nameservers, &target, None, Duration::from_secs(2), subnet)
@@ -310,7 +310,7 @@ async fn switch(
             })
     } else {
         let options = VerifyOptions::new(
-            rec.nameserver_addrs()?,
+            rec.nameserver_addrs(&*provider).await?,
             timeout.unwrap_or_else(|| rec.verify_timeout()),
         );
         dns::switch(&*provider, change, &options)

@@ -145,7 +145,8 @@ pub struct RecordConfig {
     #[serde(default = "default_ttl")]
     pub ttl: u32,
     pub provider: String,
-    /// Authoritative servers asked to verify a change, `IP:PORT`.
+    /// Authoritative servers asked to verify a change, `IP:PORT`; none: the zone's NS
+    /// (see [`super::nameservers`]).
     #[serde(default)]
     pub nameservers: Vec<String>,
     pub verify_timeout: Option<Span>,
@@ -160,8 +161,16 @@ impl RecordConfig {
         Target::new(&self.name, &self.zone, self.rtype)
     }
 
-    /// The nameservers as addresses (validated at load).
-    pub fn nameserver_addrs(&self) -> Result<Vec<SocketAddr>, DnsError> {
+    /// The nameservers as addresses (validated at load); none listed: the zone's NS, asked of
+    /// `provider`'s DNS server when it has one.
+    pub async fn nameserver_addrs(
+        &self,
+        provider: &dyn Provider,
+    ) -> Result<Vec<SocketAddr>, DnsError> {
+        if self.nameservers.is_empty() {
+            return super::nameservers::discover(&super::fqdn(&self.zone), provider.dns_server())
+                .await;
+        }
         self.nameservers
             .iter()
             .map(|s| super::parse_server(s).map_err(DnsError::Config))
@@ -294,12 +303,6 @@ impl DnsConfig {
             for (j, ns) in r.nameservers.iter().enumerate() {
                 super::parse_server(ns)
                     .map_err(|m| (format!("dns.records[{i}].nameservers[{j}]"), m))?;
-            }
-            if r.nameservers.is_empty() {
-                return Err((
-                    at("nameservers"),
-                    "is empty; list the zone's authoritative servers as IP:PORT, e.g. [\"192.0.2.53:53\"]: every one of them is asked to prove a change".into(),
-                ));
             }
             if r.verify_timeout.is_some_and(|t| t.0.is_zero()) {
                 return Err((

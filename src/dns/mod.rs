@@ -30,6 +30,7 @@
 pub mod cloudflare;
 pub mod config;
 pub mod error;
+pub mod nameservers;
 pub mod powerdns;
 pub mod rfc2136;
 pub mod route53;
@@ -273,6 +274,12 @@ pub struct Applied {
 pub trait Provider: Send + Sync + fmt::Debug {
     /// The provider's config name and where it is, for messages (`bind (rfc2136 at 127.0.0.1:5353)`).
     fn describe(&self) -> String;
+
+    /// The provider's own DNS server, where it has one (an RFC 2136 primary): asked for the
+    /// zone's NS when a record lists no nameservers.
+    fn dns_server(&self) -> Option<SocketAddr> {
+        None
+    }
 
     /// What the provider holds now for `target` (`None`: no such RRset).
     async fn read(&self, target: &Target) -> Result<Option<RRset>, DnsError>;

@@ -208,6 +208,10 @@ impl Provider for Rfc2136 {
         format!("{} (rfc2136 at {})", self.name, self.server)
     }
 
+    fn dns_server(&self) -> Option<SocketAddr> {
+        Some(self.server)
+    }
+
     #[tracing::instrument(skip_all, fields(provider = %self.name, name = %target.name))]
     async fn read(&self, target: &Target) -> Result<Option<RRset>, DnsError> {
         let wtype = self.wire_type(target.rtype)?;

@@ -114,7 +114,15 @@ pub async fn query_from(
     timeout: Duration,
     subnet: Option<Subnet>,
 ) -> Result<Message, DnsError> {
-    let msg = question(name, rtype, subnet);
+    exchange(server, question(name, rtype, subnet), timeout).await
+}
+
+/// Sends `msg` to `server` (UDP, TCP if truncated) and returns the reply with the same id.
+pub async fn exchange(
+    server: SocketAddr,
+    msg: Message,
+    timeout: Duration,
+) -> Result<Message, DnsError> {
     let bytes = msg.to_vec().map_err(|e| DnsError::Internal {
         context: "encoding a DNS query".into(),
         detail: e.to_string(),
