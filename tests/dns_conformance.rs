@@ -497,8 +497,10 @@ async fn powerdns_errors_say_what_to_do() {
         desired: Desired::Present(rrset(&["192.0.2.5"])),
     };
     let e = p.apply(&outside).await.expect_err("outside the zone");
+    assert!(matches!(e, DnsError::OutsideZone { .. }), "{e}");
     assert!(
-        matches!(e, DnsError::OutsideZone { .. } | DnsError::Rejected { .. }),
+        e.to_string()
+            .starts_with("`api.other.test.` is not inside zone `example.test.`"),
         "{e}"
     );
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
@@ -645,5 +647,112 @@ async fn nameservers_default_to_the_zones_ns() {
     assert!(
         e.to_string().contains("list the record's nameservers"),
         "{e}"
+    );
+}
+
+/// The Cloudflare fake keeps the API's contract where lifeboat relies on it: exact-name and
+/// type filters, PUT replaces and PATCH merges (both keep the id), a batch is all or nothing,
+/// and everything lands in PowerDNS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudflare_fake_keeps_the_contract() {
+    let pdns = PdnsServer::start();
+    let fake =
+        common::cloudflare::CloudflareFake::start(ZONE, &pdns.api_url(), &pdns.api_key).await;
+    let http = reqwest::Client::new();
+    let base = format!("{}/zones/{}/dns_records", fake.api_url(), fake.zone_id);
+    let auth = format!("Bearer {}", fake.token);
+    let call = |method: reqwest::Method, url: String, body: Option<serde_json::Value>| {
+        let (http, auth) = (http.clone(), auth.clone());
+        async move {
+            let mut req = http.request(method, url).header("Authorization", auth);
+            if let Some(b) = body {
+                req = req
+                    .header("content-type", "application/json")
+                    .body(b.to_string());
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let bytes = resp.bytes().await.unwrap();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+            )
+        }
+    };
+    let post = |name: &str, content: &str| serde_json::json!({"type": "A", "name": name, "content": content, "ttl": 60, "proxied": false});
+    let (s, a) = call(
+        reqwest::Method::POST,
+        base.clone(),
+        Some(post("a.example.test", "192.0.2.1")),
+    )
+    .await;
+    assert_eq!((s, a["success"].as_bool()), (200, Some(true)), "{a}");
+    call(
+        reqwest::Method::POST,
+        base.clone(),
+        Some(post("aa.example.test", "192.0.2.2")),
+    )
+    .await;
+    let id = a["result"]["id"].as_str().unwrap().to_string();
+    // Exact name filter: `a.` does not match `aa.`.
+    let (_, l) = call(
+        reqwest::Method::GET,
+        format!("{base}?type=A&name=a.example.test"),
+        None,
+    )
+    .await;
+    assert_eq!(l["result"].as_array().unwrap().len(), 1, "{l}");
+    assert_eq!(l["result_info"]["total_count"], 1, "{l}");
+    // PATCH merges, PUT replaces; the id stays.
+    let (_, p) = call(
+        reqwest::Method::PATCH,
+        format!("{base}/{id}"),
+        Some(serde_json::json!({"content": "192.0.2.9"})),
+    )
+    .await;
+    assert_eq!(
+        (p["result"]["id"].as_str(), p["result"]["ttl"].as_u64()),
+        (Some(id.as_str()), Some(60)),
+        "{p}"
+    );
+    let (s, bad) = call(
+        reqwest::Method::PUT,
+        format!("{base}/{id}"),
+        Some(serde_json::json!({"content": "192.0.2.8"})),
+    )
+    .await;
+    assert_eq!(
+        (s, bad["errors"][0]["code"].as_i64()),
+        (400, Some(9000)),
+        "PUT needs the whole record: {bad}"
+    );
+    let (_, r) = call(
+        reqwest::Method::PUT,
+        format!("{base}/{id}"),
+        Some(post("a.example.test", "192.0.2.8")),
+    )
+    .await;
+    assert_eq!(r["result"]["id"].as_str(), Some(id.as_str()), "{r}");
+    assert_eq!(dig(pdns.addr(), "a.example.test.", "A"), vec!["192.0.2.8"]);
+    // A batch whose delete names a missing id changes nothing, its posts included.
+    let (s, b) = call(
+        reqwest::Method::POST,
+        format!("{base}/batch"),
+        Some(serde_json::json!({"deletes": [{"id": id}, {"id": "gone"}], "posts": [post("b.example.test", "192.0.2.3")]})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["errors"][0]["code"].as_i64()),
+        (400, Some(81044)),
+        "{b}"
+    );
+    assert_eq!(dig(pdns.addr(), "a.example.test.", "A"), vec!["192.0.2.8"]);
+    assert!(dig(pdns.addr(), "b.example.test.", "A").is_empty());
+    // DELETE of a missing id: 404, 81044.
+    let (s, d) = call(reqwest::Method::DELETE, format!("{base}/nope"), None).await;
+    assert_eq!(
+        (s, d["errors"][0]["code"].as_i64()),
+        (404, Some(81044)),
+        "{d}"
     );
 }

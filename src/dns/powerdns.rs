@@ -107,7 +107,7 @@ impl PowerDns {
     }
 
     /// Maps a non-success reply to the error that says what to do.
-    fn status_error(&self, zone: &str, status: u16, body: &[u8]) -> DnsError {
+    fn status_error(&self, zone: &str, name: Option<&str>, status: u16, body: &[u8]) -> DnsError {
         let detail = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
@@ -128,7 +128,7 @@ impl PowerDns {
                 zone: zone.to_string(),
             },
             422 if detail.contains("out of zone") => DnsError::OutsideZone {
-                name: detail,
+                name: name.map_or(detail, str::to_string),
                 zone: zone.to_string(),
             },
             422 | 400 => DnsError::Rejected {
@@ -154,7 +154,7 @@ impl PowerDns {
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(|e| self.unreachable(e))?;
         if status != 200 {
-            return Err(self.status_error(zone, status, &body));
+            return Err(self.status_error(zone, None, status, &body));
         }
         serde_json::from_slice(&body).map_err(|e| DnsError::BadReply {
             server: self.api_url.clone(),
@@ -231,7 +231,7 @@ impl Provider for PowerDns {
         let status = resp.status().as_u16();
         let reply = resp.bytes().await.map_err(|e| self.unreachable(e))?;
         if !(200..300).contains(&status) {
-            return Err(self.status_error(&target.zone, status, &reply));
+            return Err(self.status_error(&target.zone, Some(&target.name), status, &reply));
         }
         let serial = self.zone(&target.zone).await?.serial;
         tracing::info!(serial, "rrset patched");

@@ -156,9 +156,9 @@ fn check_id(server: SocketAddr, reply: &Message, id: u16) -> Result<(), DnsError
 
 async fn udp(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, DnsError> {
     let local: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0".parse().expect("literal IPv4 socket address")
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
     } else {
-        "[::]:0".parse().expect("literal IPv6 socket address")
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
     };
     let socket = UdpSocket::bind(local)
         .await

@@ -258,7 +258,9 @@ fn check_duplicate(records: &[Rec], r: &Rec) -> Result<(), (i64, String)> {
 }
 
 /// Writes the RRsets of `names` from the fake's records into PowerDNS.
-async fn mirror(ctx: &Ctx, touched: Vec<(String, String)>) -> Result<(), String> {
+async fn mirror(ctx: &Ctx, mut touched: Vec<(String, String)>) -> Result<(), String> {
+    touched.sort();
+    touched.dedup();
     let rrsets: Vec<Value> = {
         let st = ctx.state.lock().unwrap();
         touched
