@@ -756,3 +756,47 @@ async fn cloudflare_fake_keeps_the_contract() {
         "{d}"
     );
 }
+
+/// An RRset too large for a UDP answer (TC set) is read and verified over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_rrsets_are_verified_over_tcp() {
+    let key = TsigKey::random();
+    let bind = DnsServer::bind(&key, None);
+    let provider = rfc2136("bind", bind.addr(), &key);
+    // 90: BIND refuses more than 100 records of one type (max-records-per-type).
+    let values: Vec<String> = (1..=90).map(|i| format!("198.51.100.{i}")).collect();
+    let big = RRset::new(RecordType::A, 30, &values).unwrap();
+    let done = dns::switch(
+        &*provider,
+        Change {
+            target: target("big"),
+            expect: Expect::Absent,
+            desired: Desired::Present(big.clone()),
+        },
+        &VerifyOptions::new(vec![bind.addr()], Duration::from_secs(10)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        done.agreement.nameservers[0].answer.rrset.as_ref(),
+        Some(&big)
+    );
+    // Over UDP alone the answer does not fit: 90 A records are > 1.4 KB, EDNS asks for 1232,
+    // so the server sets TC and lifeboat asked again over TCP.
+    let udp_only = std::process::Command::new("dig")
+        .args([
+            "+norec",
+            "+ignore",
+            "+bufsize=1232",
+            &format!("@{}", bind.addr().ip()),
+            "-p",
+            &bind.addr().port().to_string(),
+            "big.example.test.",
+            "A",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&udp_only.stdout);
+    assert!(text.contains("flags: qr aa tc"), "{text}");
+    assert_eq!(provider.read(&target("big")).await.unwrap(), Some(big));
+}
