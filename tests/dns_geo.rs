@@ -185,3 +185,58 @@ async fn ifurlextup_follows_site_health() {
     site_a.store(true, Ordering::SeqCst);
     until("192.0.2.10").await;
 }
+
+/// The binary: `dns set` a LUA record through the PowerDNS API, `dns show --client-subnet`
+/// what clients in Europe and in the US get.
+#[test]
+fn cli_sets_and_shows_geo_answers() {
+    let (_dir, pdns) = geo_server();
+    let mut env = common::Env::new();
+    env.extra_env
+        .push(("PDNS_API_KEY".into(), pdns.api_key.clone()));
+    env.write_config(&format!(
+        "stores:\n  local: {{ url: \"file://./store\" }}\n\
+         encryption:\n  recipients: [\"{{recipient}}\"]\n\
+         sources: []\n\
+         dns:\n\
+         \x20 providers:\n\
+         \x20   pdns: {{ kind: powerdns, api_url: \"{}\", api_key: \"${{PDNS_API_KEY}}\" }}\n\
+         \x20 records:\n\
+         \x20   - {{ name: near.example.test., zone: example.test., type: LUA, ttl: 30, provider: pdns, nameservers: [\"{}\"], verify_timeout: 10s }}\n",
+        pdns.api_url(),
+        pdns.addr()
+    ));
+    let lua = "A \"pickclosest({'192.0.2.10','198.51.100.20'})\"";
+    let out = env.ok(&[
+        "dns",
+        "set",
+        "near.example.test.",
+        lua,
+        "--expect-absent",
+        "--output",
+        "json",
+    ]);
+    let done: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(done["timings"]["agreement_ms"].as_u64().is_some(), "{done}");
+    for (subnet, want) in [
+        ("203.0.113.5/32", "192.0.2.10"),
+        ("203.0.113.200/32", "198.51.100.20"),
+    ] {
+        let out = env.ok(&[
+            "dns",
+            "show",
+            "near.example.test.",
+            "--client-subnet",
+            subnet,
+            "--output",
+            "json",
+        ]);
+        let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            shown["nameservers"][0]["rrset"]["values"][0], want,
+            "{subnet}: {shown}"
+        );
+        assert_eq!(shown["nameservers"][0]["authoritative"], true, "{shown}");
+        assert!(!out.contains(&pdns.api_key));
+    }
+}

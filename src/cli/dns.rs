@@ -209,10 +209,20 @@ async fn show(
     let target = rec.target()?;
     let provider = provider(config, rec)?;
     let nameservers = rec.nameserver_addrs(&*provider).await?;
-    let (held, answers) = tokio::join!(
-        provider.read(&target),
-        dns::verify::observe(&nameservers, &target, None, Duration::from_secs(2), subnet)
-    );
+    // What the provider holds first: for a LUA record it says which type the servers answer.
+    let held = provider.read(&target).await;
+    let desired = match &held {
+        Ok(Some(r)) => Some(Desired::Present(r.clone())),
+        _ => None,
+    };
+    let answers = dns::verify::observe(
+        &nameservers,
+        &target,
+        desired.as_ref(),
+        Duration::from_secs(2),
+        subnet,
+    )
+    .await;
     let agree = !answers.is_empty()
         && answers
             .iter()
