@@ -259,3 +259,57 @@ fn wrong_secret_unknown_record_and_bad_config_say_what_to_do() {
         "{err}"
     );
 }
+
+/// Two controllers switching the same record from the same expectation at the same moment:
+/// exactly one wins (exit 0), the other exits 3 naming the winner's value.
+#[test]
+fn racing_controllers_cannot_both_win() {
+    let w = world();
+    let mut current = "192.0.2.1".to_string();
+    for round in 0..3 {
+        let (a, b) = (
+            format!("192.0.2.{}", 100 + round),
+            format!("198.51.100.{}", 100 + round),
+        );
+        let spawn = |value: &str| {
+            w.env
+                .command(&[
+                    "dns",
+                    "set",
+                    "seed.example.test.",
+                    value,
+                    "--expect-current",
+                    &current,
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (pa, pb) = (spawn(&a), spawn(&b));
+        let (oa, ob) = (
+            pa.wait_with_output().unwrap(),
+            pb.wait_with_output().unwrap(),
+        );
+        let codes = (oa.status.code(), ob.status.code());
+        let (winner, loser) = match codes {
+            (Some(0), Some(3)) => (&a, &ob),
+            (Some(3), Some(0)) => (&b, &oa),
+            _ => panic!(
+                "round {round}: want one 0 and one 3, got {codes:?}\n{}\n{}",
+                String::from_utf8_lossy(&oa.stderr),
+                String::from_utf8_lossy(&ob.stderr)
+            ),
+        };
+        let why = String::from_utf8_lossy(&loser.stderr);
+        assert!(
+            why.contains(&format!("holds {winner}")),
+            "round {round}: {why}"
+        );
+        assert_eq!(
+            dig(w.bind.addr(), "seed.example.test.", "A"),
+            vec![winner.clone()]
+        );
+        current = winner.clone();
+    }
+}
