@@ -295,7 +295,10 @@ fn init_logging(format: LogFormat, level: &str) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A closed stderr (a log collector gone, a pipe closed by the caller) must not turn
+        // a log line into a panic: the line is lost, the run goes on.
+        .log_internal_errors(false);
     if json {
         builder.json().with_current_span(true).init();
     } else {
@@ -356,9 +359,10 @@ fn shutdown_token() -> CancellationToken {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},
         }
-        tracing::warn!("signal received: stopping the current run cleanly");
+        // Cancel first: nothing that follows (a log line to a closed stderr) may stop it.
         crate::model::failpoint::release();
         t.cancel();
+        tracing::warn!("signal received: stopping the current run cleanly");
     });
     token
 }

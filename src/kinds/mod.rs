@@ -14,6 +14,7 @@ pub mod files;
 pub mod postgres;
 pub(crate) mod process;
 pub mod redis;
+pub mod scratch;
 mod to_file;
 pub mod volume_snapshot;
 
@@ -191,6 +192,16 @@ pub trait Kind: Send + Sync {
     /// Whether `--to-file` writes the raw dump (false where the snapshot is not a byte stream).
     fn restores_to_file(&self) -> bool {
         true
+    }
+
+    /// A throwaway instance of this kind in `dir` for the local verification sandbox, or
+    /// `None` where the kind cannot be verified on this machine (e.g. `volume-snapshot`).
+    async fn scratch(
+        &self,
+        _dir: &std::path::Path,
+        _opts: &scratch::ScratchOptions,
+    ) -> Result<Option<Box<dyn scratch::Scratch>>, scratch::ScratchError> {
+        Ok(None)
     }
 
     /// Cleans up what a pruned snapshot left outside the store (e.g. a CSI VolumeSnapshot).

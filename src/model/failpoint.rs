@@ -22,10 +22,18 @@ pub const ENV: &str = "LIFEBOAT_FAILPOINT";
 /// Stalls until killed or [`release`]d if `LIFEBOAT_FAILPOINT` equals `name`.
 pub fn hit(name: &str) {
     if std::env::var(ENV).is_ok_and(|v| v == name) {
-        eprintln!("lifeboat: failpoint {name} reached");
+        say(&format!("lifeboat: failpoint {name} reached"));
         while !RELEASED.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
         }
-        eprintln!("lifeboat: failpoint {name} released (the run is being cancelled)");
+        say(&format!(
+            "lifeboat: failpoint {name} released (the run is being cancelled)"
+        ));
     }
+}
+
+/// To stderr, ignoring a closed stderr (`eprintln!` would panic).
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

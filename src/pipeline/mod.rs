@@ -225,7 +225,8 @@ fn encode_stream(
         raw += n as u64;
         progress.inc(n as u64);
         zstd.write_all(&buf[..n]).map_err(e)?;
-        if dump_failpoint_armed && raw >= CHUNK as u64 {
+        // After the first read: the dump has begun and (for any size of source) not ended.
+        if dump_failpoint_armed {
             dump_failpoint_armed = false;
             failpoint::hit("mid-dump");
         }

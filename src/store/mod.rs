@@ -8,6 +8,7 @@
 //! [`Store::lock`] and reads them through [`Store::locked_until`]; on other stores both are
 //! no-ops.
 
+pub mod gcs;
 pub mod object_lock;
 
 use std::path::PathBuf;
@@ -185,7 +186,12 @@ impl Store {
                                 .map_err(|e| fail(format!("option {k}: {e}")))?;
                             b = b.with_config(key, v.expose());
                         }
-                        Arc::new(b.build().map_err(|e| fail(e.to_string()))?)
+                        gcs::check_part_size(cfg.part_size.0).map_err(&fail)?;
+                        let reads = b.build().map_err(|e| fail(e.to_string()))?;
+                        Arc::new(
+                            gcs::JsonWrites::new(reads, cfg.endpoint.as_deref(), bucket)
+                                .map_err(&fail)?,
+                        )
                     } else {
                         let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
                             .with_container_name(bucket)

@@ -48,26 +48,6 @@ impl GcsServer {
         );
     }
 
-    /// Stores `body` as object `name` in `bucket` through the emulator's JSON API (a media
-    /// upload); panics unless it says 200.
-    pub fn put_object(&self, bucket: &str, name: &str, body: &[u8]) {
-        let path = format!(
-            "/upload/storage/v1/b/{}/o?uploadType=media&name={}",
-            percent_encode(bucket, false),
-            percent_encode(name, false)
-        );
-        let (status, answer) = self.server.request(
-            "POST",
-            &path,
-            &[("Content-Type", "application/octet-stream".to_string())],
-            body,
-        );
-        assert_eq!(
-            status, 200,
-            "GCS emulator refused to store {bucket}/{name}: {answer}"
-        );
-    }
-
     pub fn log_tail(&self) -> String {
         self.server.log_tail()
     }

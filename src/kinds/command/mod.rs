@@ -4,6 +4,7 @@
 //! `$LIFEBOAT_TARGET`). A non-zero exit fails the snapshot; stderr is kept, with the values of
 //! the configured `env` scrubbed out, in the error or (on success) in the manifest facts.
 
+pub mod scratch;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
@@ -177,6 +178,13 @@ impl super::Spec for CommandSpec {
 
 #[async_trait]
 impl super::Kind for CommandKind {
+    async fn scratch(
+        &self,
+        dir: &std::path::Path,
+        _opts: &super::scratch::ScratchOptions,
+    ) -> Result<Option<Box<dyn super::scratch::Scratch>>, super::scratch::ScratchError> {
+        Ok(Some(Box::new(scratch::CommandScratch::new(dir)?)))
+    }
     fn name(&self) -> &'static str {
         "command"
     }

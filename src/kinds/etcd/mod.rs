@@ -36,6 +36,7 @@ mod backup;
 pub mod checks;
 mod client;
 mod restore;
+pub mod scratch;
 pub mod server;
 mod snapshot;
 
@@ -181,6 +182,13 @@ impl super::Spec for EtcdSpec {
 
 #[async_trait]
 impl super::Kind for EtcdKind {
+    async fn scratch(
+        &self,
+        dir: &std::path::Path,
+        _opts: &super::scratch::ScratchOptions,
+    ) -> Result<Option<Box<dyn super::scratch::Scratch>>, super::scratch::ScratchError> {
+        Ok(Some(Box::new(scratch::EtcdScratch::new(dir)?)))
+    }
     fn name(&self) -> &'static str {
         "etcd"
     }

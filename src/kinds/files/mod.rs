@@ -12,6 +12,7 @@
 //! path, type, mode, size and content (or link target) — is recorded at backup time and can
 //! be recomputed on any restored directory to prove it equal.
 
+pub mod scratch;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
@@ -674,6 +675,13 @@ impl super::Spec for FilesSpec {
 
 #[async_trait]
 impl super::Kind for FilesKind {
+    async fn scratch(
+        &self,
+        dir: &Path,
+        _opts: &super::scratch::ScratchOptions,
+    ) -> Result<Option<Box<dyn super::scratch::Scratch>>, super::scratch::ScratchError> {
+        Ok(Some(Box::new(scratch::FilesScratch::new(dir))))
+    }
     fn name(&self) -> &'static str {
         "files"
     }

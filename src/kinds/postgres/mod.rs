@@ -2,6 +2,7 @@
 //! in, so an interrupted or failed restore commits nothing. The password in the URL is passed
 //! to the tools through `PGPASSWORD`, never on a command line.
 
+pub mod scratch;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -370,6 +371,15 @@ impl super::Spec for PostgresSpec {
 
 #[async_trait]
 impl super::Kind for PostgresKind {
+    async fn scratch(
+        &self,
+        dir: &Path,
+        opts: &super::scratch::ScratchOptions,
+    ) -> Result<Option<Box<dyn super::scratch::Scratch>>, super::scratch::ScratchError> {
+        Ok(Some(Box::new(
+            scratch::PostgresScratch::start(dir, opts).await?,
+        )))
+    }
     fn name(&self) -> &'static str {
         "postgres"
     }

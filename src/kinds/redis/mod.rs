@@ -40,6 +40,7 @@ pub mod checks;
 pub mod client;
 mod rdb;
 mod restore;
+pub mod scratch;
 pub mod server;
 
 use std::path::PathBuf;
@@ -154,6 +155,13 @@ impl super::Spec for RedisSpec {
 
 #[async_trait]
 impl super::Kind for RedisKind {
+    async fn scratch(
+        &self,
+        dir: &std::path::Path,
+        _opts: &super::scratch::ScratchOptions,
+    ) -> Result<Option<Box<dyn super::scratch::Scratch>>, super::scratch::ScratchError> {
+        Ok(Some(Box::new(scratch::RedisScratch::new(dir))))
+    }
     fn name(&self) -> &'static str {
         "redis"
     }

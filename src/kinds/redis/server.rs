@@ -24,13 +24,20 @@ pub const SERVE_RDB_ARGS: [&str; 6] = [
 /// with extra databases loads.
 const DATABASES: &str = "1024";
 
+/// The 0600 config file holding a loopback server's `requirepass`.
+const CONFIG_FILE: &str = "redis.conf";
+
+use crate::kinds::scratch::{random_password, write_private};
+
 /// Where the server listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listen {
     /// Only the Unix socket `redis.sock` in its directory (mode 700), no TCP port: nothing
     /// but lifeboat reaches it.
     Socket,
-    /// `127.0.0.1:PORT` (protected mode on), for checks that connect by URL.
+    /// `127.0.0.1:PORT` (protected mode on), for checks that connect by URL, with a random
+    /// `requirepass` (given to the server in a 0600 config file, never on its command line):
+    /// other local users cannot read what it serves.
     Loopback(u16),
 }
 
@@ -44,7 +51,7 @@ pub struct RedisServer {
 #[derive(Debug, Clone)]
 enum Addr {
     Socket(PathBuf),
-    Loopback(u16),
+    Loopback { port: u16, password: String },
 }
 
 impl Addr {
@@ -56,8 +63,9 @@ impl Addr {
                 let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
                 Client::new(Box::new(stream)).map_err(|e| e.to_string())
             }
-            Addr::Loopback(port) => {
-                super::client::Conn::parse(&format!("redis://127.0.0.1:{port}"))?.connect()
+            Addr::Loopback { port, password } => {
+                super::client::Conn::parse(&format!("redis://:{password}@127.0.0.1:{port}"))?
+                    .connect()
             }
         }
     }
@@ -79,6 +87,10 @@ impl RedisServer {
         group: Group,
     ) -> Result<RedisServer, ServerError> {
         let mut cmd = Command::new(program);
+        if let Listen::Loopback(_) = listen {
+            // The config file must be the first argument.
+            cmd.arg(dir.join(CONFIG_FILE));
+        }
         let addr = match listen {
             Listen::Socket => {
                 let socket = dir.join("redis.sock");
@@ -88,9 +100,15 @@ impl RedisServer {
                 Addr::Socket(socket)
             }
             Listen::Loopback(port) => {
+                let password = random_password();
+                write_private(&dir.join(CONFIG_FILE), &format!("requirepass {password}\n"))
+                    .map_err(|source| ServerError::Log {
+                        path: dir.join(CONFIG_FILE),
+                        source,
+                    })?;
                 cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                     .args(["--protected-mode", "yes"]);
-                Addr::Loopback(port)
+                Addr::Loopback { port, password }
             }
         };
         cmd.arg("--dir").arg(dir).args(SERVE_RDB_ARGS).args([
@@ -141,10 +159,12 @@ impl RedisServer {
         Ok(server)
     }
 
-    /// `redis://127.0.0.1:PORT` for a server listening on the loopback interface.
+    /// `redis://:PASSWORD@127.0.0.1:PORT` for a server listening on the loopback interface.
     pub fn url(&self) -> Option<String> {
-        match self.addr {
-            Addr::Loopback(port) => Some(format!("redis://127.0.0.1:{port}")),
+        match &self.addr {
+            Addr::Loopback { port, password } => {
+                Some(format!("redis://:{password}@127.0.0.1:{port}"))
+            }
             Addr::Socket(_) => None,
         }
     }

@@ -21,7 +21,6 @@
 
 pub mod sandbox;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -33,6 +32,7 @@ use tracing::Instrument;
 use crate::catalog::{CatalogError, NewVerification, Status, VerificationStatus};
 use crate::config::{Probe, UserCheck};
 use crate::kinds::checks;
+use crate::kinds::scratch::{ScratchOptions, UserTarget};
 use crate::kinds::{RestoreOptions, RestoreTo};
 use crate::model::snapshot::Manifest;
 use crate::ops::Ctx;
@@ -391,187 +391,51 @@ async fn local(
 ) -> Result<Done, Failure> {
     use sandbox::local;
     local::sweep_stale();
-    // Servers are created after (and so dropped before) the directory they live in.
+    // The scratch is created after (and so dropped before) the directory it lives in.
     let dir = local::SandboxDir::new()?;
-    let bin_dir = app
-        .config
-        .sandbox
-        .as_ref()
-        .and_then(|s| s.postgres_bin_dir.clone());
-    let restored = |restore_ms| Check::pass("restore", format!("restored in {restore_ms} ms"));
-    match kind {
-        "postgres" => {
-            let pg = local::LocalPostgres::start(dir.path(), bin_dir.as_deref()).await?;
-            let url = pg.url("verify");
-            let options = RestoreOptions {
-                no_owner: true,
-                no_privileges: true,
-                bin_dir: bin_dir.clone(),
-                ..RestoreOptions::default()
-            };
-            let (manifest, started) =
-                restore_into(app, req, snapshot_id, RestoreTo::Url(url.clone()), options).await?;
-            let restore_ms = ms(started);
-            let mut checks = vec![restored(restore_ms)];
-            let observed = pg_counts(&url).await.map_err(|e| Failure {
-                error: format!("counting rows in the restored database: {e}"),
+    let opts = ScratchOptions {
+        postgres_bin_dir: app
+            .config
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.postgres_bin_dir.clone()),
+    };
+    let cannot = || {
+        Failure::new(format!(
+            "`{kind}` snapshots cannot be verified in the local sandbox; use --sandbox kubernetes"
+        ))
+    };
+    let kind = crate::kinds::kind(kind).ok_or_else(cannot)?;
+    let mut scratch = kind.scratch(dir.path(), &opts).await?.ok_or_else(cannot)?;
+    let (to, options) = scratch.restore_to();
+    let (manifest, started) = restore_into(app, req, snapshot_id, to, options).await?;
+    scratch.serve().await?;
+    let restore_ms = ms(started);
+    let mut checks = vec![Check::pass(
+        "restore",
+        format!("restored in {restore_ms} ms"),
+    )];
+    match scratch.check(&manifest.facts).await {
+        Ok(observed) => checks.extend(observed),
+        Err(e) => {
+            return Err(Failure {
+                error: e.to_string(),
                 restore_ms: Some(restore_ms),
-                checks: checks.clone(),
-            })?;
-            checks.extend(checks::postgres(&manifest.facts, &observed));
-            checks.extend(user_checks(user, &Env::url(&url, snapshot_id), Some(&url), None).await);
-            drop(pg);
-            Ok(Done { restore_ms, checks })
-        }
-        "redis" => {
-            let (manifest, started) = restore_into(
-                app,
-                req,
-                snapshot_id,
-                RestoreTo::File(dir.path().join("dump.rdb")),
-                RestoreOptions::default(),
-            )
-            .await?;
-            let (server, url) = local::redis(dir.path(), None).await?;
-            let restore_ms = ms(started);
-            let mut checks = vec![restored(restore_ms)];
-            let probe = url.clone();
-            let observed = tokio::task::spawn_blocking(move || {
-                let keys = crate::kinds::redis::checks::keys(&probe)?;
-                let sample = crate::kinds::redis::checks::sample(&probe, 20);
-                Ok::<_, String>((keys, sample))
-            })
-            .await
-            .map_err(|e| Failure::new(e.to_string()))?
-            .map_err(|e| Failure::new(format!("reading the restored Redis: {e}")))?;
-            let (keys, sample) = observed;
-            let keys: BTreeMap<String, i64> = keys
-                .into_iter()
-                .filter_map(|(k, v)| v.as_i64().map(|n| (k, n)))
-                .collect();
-            checks.extend(checks::redis(&manifest.facts, &keys));
-            checks.push(match sample {
-                Ok(n) => Check::pass(
-                    "sampled keys readable",
-                    format!("{n} key(s) read with DUMP"),
-                ),
-                Err(e) => Check::fail("sampled keys readable", e),
+                checks,
             });
-            checks.extend(user_checks(user, &Env::url(&url, snapshot_id), None, Some(&url)).await);
-            drop(server);
-            Ok(Done { restore_ms, checks })
         }
-        "etcd" => {
-            let data = dir.path().join("etcd-data");
-            let peer_url = format!("http://127.0.0.1:{}", local::free_port()?);
-            let options = RestoreOptions {
-                etcd_name: Some(crate::kinds::etcd::DEFAULT_NAME.to_string()),
-                etcd_peer_url: Some(peer_url.clone()),
-                ..RestoreOptions::default()
-            };
-            let (manifest, started) =
-                restore_into(app, req, snapshot_id, RestoreTo::Dir(data.clone()), options).await?;
-            let (server, endpoint) = local::etcd(dir.path(), &data, &peer_url, None).await?;
-            let restore_ms = ms(started);
-            let mut checks = vec![restored(restore_ms)];
-            let (revision, keys) = crate::kinds::etcd::observe(&endpoint, Duration::from_secs(30))
-                .await
-                .map_err(|e| Failure {
-                    error: format!("the restored etcd does not serve reads: {e}"),
-                    restore_ms: Some(restore_ms),
-                    checks: checks.clone(),
-                })?;
-            checks.push(Check::pass(
-                "etcd serves reads",
-                format!("revision {revision}, {keys} key(s)"),
-            ));
-            checks.extend(checks::etcd(&manifest.facts, revision, keys));
-            checks.extend(user_checks(user, &Env::url(&endpoint, snapshot_id), None, None).await);
-            drop(server);
-            Ok(Done { restore_ms, checks })
-        }
-        "files" => {
-            let target = dir.path().join("files");
-            let (manifest, started) = restore_into(
-                app,
-                req,
-                snapshot_id,
-                RestoreTo::Dir(target.clone()),
-                RestoreOptions::default(),
-            )
-            .await?;
-            let restore_ms = ms(started);
-            let mut checks = vec![restored(restore_ms)];
-            let walk = target.clone();
-            let tree = tokio::task::spawn_blocking(move || crate::kinds::files::tree_facts(&walk))
-                .await
-                .map_err(|e| Failure::new(e.to_string()))?
-                .map_err(|e| Failure::new(format!("reading the restored tree: {e}")))?;
-            checks.extend(checks::files(&manifest.facts, &tree));
-            let env = Env::path(&target, snapshot_id);
-            checks.extend(user_checks(user, &env, None, None).await);
-            Ok(Done { restore_ms, checks })
-        }
-        "command" => {
-            // The restore command gets the scratch directory as $LIFEBOAT_TARGET.
-            let target = dir.path().join("target");
-            std::fs::create_dir_all(&target)?;
-            let (_, started) = restore_into(
-                app,
-                req,
-                snapshot_id,
-                RestoreTo::Url(target.display().to_string()),
-                RestoreOptions::default(),
-            )
-            .await?;
-            let restore_ms = ms(started);
-            let mut checks = vec![restored(restore_ms)];
-            checks.extend(user_checks(user, &Env::path(&target, snapshot_id), None, None).await);
-            Ok(Done { restore_ms, checks })
-        }
-        other => Err(Failure::new(format!(
-            "`{other}` snapshots cannot be verified in the local sandbox; use --sandbox kubernetes"
-        ))),
     }
+    let target = scratch.user_target();
+    checks.extend(user_checks(user, &target, snapshot_id).await);
+    drop(scratch);
+    Ok(Done { restore_ms, checks })
 }
 
-/// Row count of every user table of the database at `url`.
-async fn pg_counts(url: &str) -> Result<BTreeMap<String, i64>, sqlx::Error> {
-    let mut db = sqlx::PgConnection::connect(url).await?;
-    let counts = crate::kinds::postgres::row_counts(&mut db).await?;
-    let _ = db.close().await;
-    Ok(counts
-        .into_iter()
-        .filter_map(|(k, v)| v.as_i64().map(|n| (k, n)))
-        .collect())
-}
-
-/// The environment of user `command:` checks.
-struct Env(Vec<(&'static str, String)>);
-
-impl Env {
-    fn url(url: &str, snapshot_id: &str) -> Env {
-        Env(vec![
-            ("LIFEBOAT_TARGET", url.to_string()),
-            ("LIFEBOAT_TARGET_URL", url.to_string()),
-            ("LIFEBOAT_SNAPSHOT", snapshot_id.to_string()),
-        ])
-    }
-    fn path(path: &std::path::Path, snapshot_id: &str) -> Env {
-        Env(vec![
-            ("LIFEBOAT_TARGET", path.display().to_string()),
-            ("LIFEBOAT_TARGET_PATH", path.display().to_string()),
-            ("LIFEBOAT_SNAPSHOT", snapshot_id.to_string()),
-        ])
-    }
-}
-
-async fn user_checks(
-    checks: &[UserCheck],
-    env: &Env,
-    pg_url: Option<&str>,
-    redis_url: Option<&str>,
-) -> Vec<Check> {
+async fn user_checks(checks: &[UserCheck], target: &UserTarget, snapshot_id: &str) -> Vec<Check> {
+    let pg_url = target.sql_url.as_deref();
+    let redis_url = target.redis_url.as_deref();
+    let mut env = target.env.clone();
+    env.push(("LIFEBOAT_SNAPSHOT", snapshot_id.to_string()));
     let mut out = Vec::new();
     for c in checks {
         let name = c.name.as_str();
@@ -595,7 +459,7 @@ async fn user_checks(
                     }
                 }
             },
-            Probe::Command(argv) => command_check(c, argv, env).await,
+            Probe::Command(argv) => command_check(c, argv, &env).await,
         });
     }
     out
@@ -639,14 +503,14 @@ async fn sql_check(c: &UserCheck, url: &str, sql: &str) -> Check {
     }
 }
 
-async fn command_check(c: &UserCheck, argv: &[String], env: &Env) -> Check {
+async fn command_check(c: &UserCheck, argv: &[String], env: &[(&'static str, String)]) -> Check {
     let name = c.name.as_str();
     let Some((program, args)) = argv.split_first() else {
         return Check::fail(name, "empty command");
     };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
-        .envs(env.0.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     match cmd.output().await {
