@@ -8,22 +8,29 @@
 //!   [`plan`] → [`apply`] → [`verify::verify`]; [`switch`] does the three in order.
 //! - [`error`]: [`DnsError`], each message saying what to do, each variant with its
 //!   [`ErrorKind`](crate::model::ErrorKind).
-//! - [`wire`]: one exchange with one server (UDP, TCP on truncation, RD=0, TSIG).
+//! - [`wire`]: one exchange with one server (UDP, TCP on truncation, RD=0, TSIG, EDNS Client
+//!   Subnet for GeoDNS answers).
 //! - [`verify`]: what each nameserver answers, and polling them until they all agree.
-//! - [`rfc2136`], [`powerdns`], [`route53`], [`cloudflare`]: the providers; [`routing`]: the
-//!   rules of Route53 routing policies (failover, weighted, geolocation), as pure functions. [`config`]: the `dns:` config section.
+//! - [`nameservers`]: a record's default nameservers, the zone's NS.
+//! - [`rfc2136`], [`powerdns`], [`route53`], [`cloudflare`]: the providers, one file each.
+//! - [`routing`]: the rules of Route53 routing policies (failover, weighted, geolocation), as
+//!   pure functions.
+//! - [`config`]: the `dns:` config section, and [`config::build`] for a running provider.
 //!
 //! # Guarantees
 //! - With an expectation ([`Expect::Values`] / [`Expect::Absent`]) a change is applied only if
-//!   the provider holds exactly the expected RRset (values, not TTL). The RFC 2136 provider
-//!   makes this atomic (one UPDATE with a prerequisite: two racing controllers cannot both
-//!   win); see each provider's doc for its own guarantee.
+//!   the provider holds exactly the expected RRset (values, not TTL). RFC 2136 (one UPDATE with
+//!   a prerequisite), Route53 (one batch deleting exactly what was read) and Cloudflare (one
+//!   batch deleting the read record ids) make this atomic: two racing controllers cannot both
+//!   win. The PowerDNS API cannot (read, compare, then PATCH; see [`powerdns`]).
 //! - Verification asks each configured nameserver itself (RD=0, no resolver, no cache) and
 //!   succeeds only when all of them answer, in one round, exactly the new RRset with the AA
 //!   flag and (where the provider reports one) a SOA serial at least the new one.
 //! - Secrets (TSIG secrets, API keys) never reach `Debug`, `Display`, errors or logs.
 //!
 //! # Caveats
+//! - `Debug` of [`crate::model::SecretString`] shows non-URL values as they are; the types here
+//!   print their secrets as `***` themselves.
 //! - Agreement of the authoritative servers is not agreement of the world's resolvers: they
 //!   may keep the old answer for its TTL (and an NXDOMAIN for the SOA minimum).
 
