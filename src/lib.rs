@@ -10,7 +10,8 @@
 //!    planner, liveness of a run.
 //! 2. Adapters, one trait or type per boundary: [`store`] (object storage), [`catalog`]
 //!    (SQLite or PostgreSQL), [`kube`] (the Kubernetes API and its contract fake), [`leader`]
-//!    (leader election).
+//!    (leader election), [`dns`] (DNS providers with compare-and-swap, and verification by
+//!    asking every authoritative nameserver).
 //! 3. [`kinds`]: one folder per kind behind the [`Kind`](kinds::Kind) trait and one registry
 //!    line; [`pipeline`] beside it carries a kind's stream into a store (zstd → age →
 //!    SHA-256 → multipart upload) and back, in bounded memory.
@@ -28,6 +29,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dns;
 pub mod kinds;
 pub mod kube;
 pub mod leader;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["model"],
     &["policy"],
-    &["store", "catalog", "kube", "leader"],
+    &["store", "catalog", "kube", "leader", "dns"],
     &["kinds", "pipeline"],
     &["config"],
     &["ops"],

@@ -1,6 +1,8 @@
 //! The command line: parsing, logging setup, and printing. The only place `anyhow` is used;
 //! every failure exits non-zero with the error's whole chain on stderr.
 
+mod dns;
+
 use crate::report::output;
 
 use std::io::IsTerminal;
@@ -127,6 +129,12 @@ pub enum Command {
     Catalog {
         #[command(subcommand)]
         action: CatalogAction,
+    },
+    /// Move traffic: show and switch the DNS records of `dns.records` (compare-and-swap,
+    /// then proof from every authoritative nameserver).
+    Dns {
+        #[command(subcommand)]
+        action: dns::DnsAction,
     },
 }
 
@@ -517,6 +525,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Run { once } => return run_daemon(&config_args, once).await,
+        Command::Dns { action } => return dns::run(&load(&config_args)?, action).await,
         Command::Verify(args) => {
             let app = open(&config_args).await?;
             let req = crate::ops::verify::Request {

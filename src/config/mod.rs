@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::dns::config::DnsConfig;
 pub use crate::kinds::SourceSpec;
 pub use crate::kinds::command::CommandSpec;
 pub use crate::kinds::etcd::{EtcdSpec, EtcdTls};
@@ -64,6 +65,9 @@ pub struct Config {
     /// `lifeboat run`: the orchestrator's settings.
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// `dns:`: providers and the records lifeboat may move (see [`crate::dns`]).
+    #[serde(default)]
+    pub dns: DnsConfig,
     /// The text this config was parsed from and the `${VAR}` values it used: what a
     /// `lifeboat` elsewhere (a Kubernetes verification Job) needs to load the same config.
     #[serde(skip)]
@@ -511,6 +515,7 @@ impl Config {
                 "`kubernetes` needs the top-level `sandbox.kubernetes` section; add it with at least `image:` (built with `docker build --target sandbox .`), or write `verify_sandbox: local` where initdb, redis-server and etcd are installed".into(),
             ));
         }
+        self.dns.validate()?;
         let mut seen = BTreeSet::new();
         for (i, source) in self.sources.iter().enumerate() {
             check_targets(

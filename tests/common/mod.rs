@@ -3,9 +3,12 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod azurite;
+pub mod cloudflare;
+pub mod dns;
 pub mod etcd;
 pub mod gcs;
 pub mod redis;
+pub mod route53;
 pub mod s3;
 pub mod servers;
 
