@@ -35,6 +35,10 @@ pub struct Cli {
     /// Log filter (RUST_LOG syntax), e.g. `debug` or `lifeboat=debug`.
     #[arg(long, global = true, env = "LIFEBOAT_LOG", default_value = "info")]
     pub log_level: String,
+    /// Accept snapshots whose manifest is not signed (made before signing was configured).
+    /// Skips the check that proves lifeboat made them: a forged snapshot is accepted too.
+    #[arg(long, global = true)]
+    pub allow_unsigned: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -208,11 +212,16 @@ pub enum ConfigAction {
 
 #[derive(Subcommand, Debug)]
 pub enum KeysAction {
-    /// Write a new age identity (mode 0600) and print its public key (the recipient).
+    /// Write a new age identity (mode 0600) and print its public key (the recipient); with
+    /// --signing, a manifest signing key (ed25519) and its public key.
     Generate {
-        /// Where to write it (default: encryption.identity_file of the config).
+        /// Where to write it (default: encryption.identity_file, or with --signing
+        /// encryption.signing_key_file, of the config).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// A manifest signing key instead of an age identity.
+        #[arg(long)]
+        signing: bool,
     },
 }
 
@@ -302,6 +311,7 @@ fn init_logging(format: LogFormat, level: &str) {
 struct ConfigArgs {
     path: PathBuf,
     catalog: Option<String>,
+    allow_unsigned: bool,
 }
 
 fn load(args: &ConfigArgs) -> Result<Config> {
@@ -313,7 +323,14 @@ fn load(args: &ConfigArgs) -> Result<Config> {
 }
 
 async fn open(args: &ConfigArgs) -> Result<Ctx> {
-    Ok(Ctx::open(load(args)?).await?)
+    let mut app = Ctx::open(load(args)?).await?;
+    if args.allow_unsigned {
+        tracing::warn!(
+            "--allow-unsigned: UNSIGNED snapshots are accepted; their origin is NOT checked, so a snapshot forged by anyone with write access to the store restores and verifies like a real one (foreign or broken signatures are still refused)"
+        );
+        app.trust.allow_unsigned = true;
+    }
+    Ok(app)
 }
 
 /// A byte-progress bar on stderr when it is a terminal; hidden otherwise.
@@ -359,6 +376,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let config_args = ConfigArgs {
         path: cli.config.clone(),
         catalog: cli.catalog.clone(),
+        allow_unsigned: cli.allow_unsigned,
     };
     match cli.command {
         Command::Config {
@@ -368,8 +386,24 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             output::config_summary(&cli.config, &config);
         }
         Command::Keys {
-            action: KeysAction::Generate { output },
+            action: KeysAction::Generate { output, signing },
         } => {
+            let now = crate::model::Clock::now(&crate::model::SystemClock);
+            if signing {
+                let path = match output {
+                    Some(p) => p,
+                    None => load(&config_args)?.encryption.signing_key_file.context(
+                        "no --output given and the config sets no encryption.signing_key_file",
+                    )?,
+                };
+                let public = crate::pipeline::signing::generate_signing_key_file(&path, now)?;
+                eprintln!(
+                    "wrote signing key {} (mode 0600); set encryption.signing_key_file to it on the backup side, and list the public key below in encryption.trusted_signers wherever snapshots are restored or verified",
+                    path.display()
+                );
+                println!("{public}");
+                return Ok(ExitCode::SUCCESS);
+            }
             let path = match output {
                 Some(p) => p,
                 None => load(&config_args)?
@@ -377,10 +411,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     .identity_file
                     .context("no --output given and the config sets no encryption.identity_file")?,
             };
-            let recipient = crate::pipeline::crypto::generate_identity_file(
-                &path,
-                crate::model::Clock::now(&crate::model::SystemClock),
-            )?;
+            let recipient = crate::pipeline::crypto::generate_identity_file(&path, now)?;
             eprintln!(
                 "wrote identity {} (mode 0600); keep it secret and keep a copy outside this cluster",
                 path.display()
@@ -549,6 +580,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let rebuilt = crate::ops::rebuild::run(&app).await?;
             for (store, dir, why) in &rebuilt.skipped {
                 eprintln!("skipped {store}:{dir}: {why}");
+            }
+            for (id, why) in &rebuilt.conflicts {
+                eprintln!(
+                    "CONFLICT {id}: {why}; the catalog row was kept (the store copy may have been replaced: investigate before restoring it)"
+                );
             }
             println!(
                 "catalog rebuilt: {} snapshot(s) recorded from {} store(s)",

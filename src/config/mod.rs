@@ -110,6 +110,21 @@ pub struct EncryptionConfig {
     pub recipients: Vec<String>,
     /// The age identity (private key) file; only needed to restore or verify.
     pub identity_file: Option<PathBuf>,
+    /// The ed25519 key that signs every manifest (`lifeboat keys generate --signing`);
+    /// backup side only. Its public key is trusted too.
+    pub signing_key_file: Option<PathBuf>,
+    /// Public keys (`lifeboat-ed25519:...`) whose signatures restore, verify, copy, prune and
+    /// `catalog rebuild` accept. Once this or `signing_key_file` is set, unsigned snapshots
+    /// are refused (unless `--allow-unsigned`).
+    #[serde(default)]
+    pub trusted_signers: Vec<String>,
+}
+
+impl EncryptionConfig {
+    /// Whether manifests must carry a trusted signature.
+    pub fn signing_configured(&self) -> bool {
+        self.signing_key_file.is_some() || !self.trusted_signers.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -473,6 +488,10 @@ impl Config {
             crate::pipeline::crypto::parse_recipient(r)
                 .map_err(|e| (format!("encryption.recipients[{i}]"), e.to_string()))?;
         }
+        for (i, k) in self.encryption.trusted_signers.iter().enumerate() {
+            crate::pipeline::signing::parse_public(k)
+                .map_err(|e| (format!("encryption.trusted_signers[{i}]"), e.to_string()))?;
+        }
         if !(1..=22).contains(&self.compression.level) {
             return Err((
                 "compression.level".into(),
@@ -627,13 +646,7 @@ fn check_targets(
 
 /// Source and store names become object-key path segments, so they are kept simple.
 fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && !name.starts_with('.');
-    if ok {
+    if crate::model::snapshot::valid_name(name) {
         Ok(())
     } else {
         Err(format!(

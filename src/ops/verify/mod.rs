@@ -52,6 +52,9 @@ pub enum VerifyError {
     Unknown(String),
     #[error("source `{0}` has no complete snapshot to verify; take one with `lifeboat backup {0}`")]
     NoSnapshot(String),
+    /// Its manifest was found but is not trusted (forged, tampered, misplaced).
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 }
@@ -61,6 +64,7 @@ impl VerifyError {
         use crate::model::ErrorKind;
         match self {
             VerifyError::Unknown(_) | VerifyError::NoSnapshot(_) => ErrorKind::Config,
+            VerifyError::Refused(_) => ErrorKind::Corrupt,
             VerifyError::Catalog(e) => e.kind(),
         }
     }
@@ -275,7 +279,12 @@ fn job_bundle(app: &Ctx, req: &Request) -> Result<sandbox::kubernetes::Bundle, F
 async fn from_stores(app: &Ctx, id: &str) -> Result<crate::catalog::SnapshotRow, VerifyError> {
     let (store, manifest) = crate::ops::restore::locate(app, id)
         .await
-        .map_err(|_| VerifyError::Unknown(id.to_string()))?;
+        .map_err(|e| match e {
+            crate::ops::restore::RestoreError::NotFound { .. } => {
+                VerifyError::Unknown(id.to_string())
+            }
+            other => VerifyError::Refused(other.to_string()),
+        })?;
     app.catalog.record_complete(&store.name, &manifest).await?;
     tracing::info!(snapshot_id = id, store = %store.name, "snapshot found in the store and recorded in the catalog");
     app.catalog
