@@ -298,3 +298,44 @@ fn store_deletes_stay_inside_the_store() {
     }
     assert!(env.path("victim/precious").exists());
 }
+
+#[test]
+fn once_signing_is_on_copy_and_prune_refuse_unsigned_snapshots_unless_allowed() {
+    let env = victim_env();
+    let yaml = |signing: &str| {
+        format!(
+            "catalog: sqlite://./catalog.db\n\
+             stores:\n  local: {{ url: \"file://./store\" }}\n  dr: {{ url: \"file://./dr\" }}\n\
+             encryption:\n  recipients: [\"{}\"]\n  identity_file: ./age.key\n{signing}\
+             sources:\n  - name: f\n    kind: files\n    path: ./data\n    store: local\n    copies: [dr]\n    retention: {{ keep_last: 1 }}\n",
+            env.recipient
+        )
+    };
+    // Two snapshots made before signing (and before `copies:` was added).
+    std::fs::write(
+        env.path("lifeboat.yaml"),
+        yaml("").replace("    copies: [dr]\n", ""),
+    )
+    .unwrap();
+    let old = backup_with(&env, "lifeboat.yaml");
+    backup_with(&env, "lifeboat.yaml");
+    signing_key(&env, "signing.key");
+    std::fs::write(
+        env.path("lifeboat.yaml"),
+        yaml("  signing_key_file: ./signing.key\n"),
+    )
+    .unwrap();
+    // Signing on: the unsigned snapshots are neither copied nor pruned.
+    let err = env.fails(&["copy"]);
+    assert!(err.contains("not signed"), "{err}");
+    assert!(!env.path(&format!("dr/f/{old}/manifest.json")).exists());
+    let out = env.ok(&["prune"]);
+    assert!(out.contains(&format!("skipped {old}")), "{out}");
+    assert!(out.contains("not signed"), "{out}");
+    assert!(env.path(&format!("store/f/{old}/manifest.json")).exists());
+    // --allow-unsigned: the operator vouches for them.
+    env.ok(&["--allow-unsigned", "copy"]);
+    assert!(env.path(&format!("dr/f/{old}/manifest.json")).exists());
+    let out = env.ok(&["--allow-unsigned", "prune"]);
+    assert!(out.contains("pruned 1 snapshot(s)"), "{out}");
+}
