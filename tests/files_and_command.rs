@@ -265,3 +265,33 @@ fn interrupted_backup_stops_a_silent_producer() {
         snaps[0]
     );
 }
+
+#[test]
+fn a_command_restore_starts_only_once_the_checksum_is_known() {
+    let env = Env::new();
+    std::fs::write(env.path("source.txt"), "payload\n".repeat(100_000)).unwrap();
+    files_config(
+        &env,
+        "  - name: docs\n    kind: command\n    argv: [\"cat\", \"source.txt\"]\n    \
+         restore_argv: [\"sh\", \"-c\", \"touch \\\"$LIFEBOAT_TARGET.started\\\"; cat > \\\"$LIFEBOAT_TARGET\\\"\"]\n    store: local\n",
+    );
+    env.ok(&["backup", "docs"]);
+    let id = env.snapshots()[0]["id"].as_str().unwrap().to_string();
+    env.ok(&["restore", &id, "--target", "good.txt"]);
+    assert_eq!(
+        std::fs::read(env.path("good.txt")).unwrap(),
+        std::fs::read(env.path("source.txt")).unwrap()
+    );
+    // The stored object damaged near its end: the live target must never see any of it.
+    let data = env.path(&format!("store/docs/{id}/data.zst.age"));
+    let mut bytes = std::fs::read(&data).unwrap();
+    let at = bytes.len() - 20;
+    bytes[at] ^= 0xff;
+    std::fs::write(&data, &bytes).unwrap();
+    env.fails(&["restore", &id, "--target", "bad.txt"]);
+    assert!(!env.path("bad.txt.started").exists(), "restore_argv ran");
+    assert!(!env.path("bad.txt").exists());
+    // --stream feeds it as it decrypts (the old behaviour, for dumps too big to stage).
+    env.fails(&["restore", &id, "--target", "streamed.txt", "--stream"]);
+    assert!(env.path("streamed.txt.started").exists());
+}

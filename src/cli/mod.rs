@@ -167,6 +167,11 @@ pub struct RestoreArgs {
     /// Kubernetes: storage class of the PVC restored from a VolumeSnapshot.
     #[arg(long)]
     pub storage_class: Option<String>,
+    /// command: feed `restore_argv` while the snapshot is still being decrypted (no staging
+    /// copy on disk), i.e. before its checksum is known: the target may see forged or
+    /// corrupt data before the restore fails.
+    #[arg(long)]
+    pub stream: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -458,6 +463,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 etcd_name,
                 etcd_peer_url,
                 storage_class,
+                stream,
             } = *args;
             use crate::kinds::RestoreTo;
             let to = match (target, to_file, to_dir) {
@@ -482,6 +488,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     etcd_name,
                     etcd_peer_url,
                     storage_class,
+                    stream,
                 },
             };
             let cancel = shutdown_token();

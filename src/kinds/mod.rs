@@ -141,6 +141,9 @@ pub struct RestoreOptions {
     pub etcd_peer_url: Option<String>,
     /// Kubernetes: storage class of a PVC restored from a VolumeSnapshot.
     pub storage_class: Option<String>,
+    /// command: stream the dump into `restore_argv` as it is decrypted, instead of staging
+    /// it (0600) until its checksum is known.
+    pub stream: bool,
 }
 
 /// A config section of one kind (`kind: postgres` and its keys).

@@ -15,7 +15,11 @@ use serde::{Deserialize, Serialize};
 
 pub const MANIFEST: &str = "manifest.json";
 pub const DATA_OBJECT: &str = "data.zst.age";
-pub const FORMAT: &str = "lifeboat.snapshot/v1";
+/// The manifest format written now. v2: every manifest records its kind's facts (a
+/// verification without them fails) and may be signed.
+pub const FORMAT: &str = "lifeboat.snapshot/v2";
+/// The format of manifests that may lack facts (they verify on what can be checked).
+pub const FORMAT_V1: &str = "lifeboat.snapshot/v1";
 
 pub fn new_id(now: DateTime<Utc>) -> String {
     format!(
@@ -132,6 +136,11 @@ pub struct Encryption {
 impl Manifest {
     pub fn data_object(&self) -> Option<&ObjectEntry> {
         self.objects.first()
+    }
+
+    /// Made before every manifest recorded facts: missing facts are skipped, not failed.
+    pub fn predates_facts(&self) -> bool {
+        self.format == FORMAT_V1
     }
 
     /// The canonical encoding a signature covers: id, source, kind, created_at, every

@@ -168,6 +168,15 @@ pub async fn run(
         ))),
     };
     // The sandbox future was dropped above: its servers are stopped and its directory gone.
+    let legacy = row
+        .manifest()
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.predates_facts());
+    let outcome = outcome.map(|done| Done {
+        checks: fail_closed(done.checks, legacy),
+        ..done
+    });
     let (status, restore_ms, checks, error) = match outcome {
         Ok(done) => {
             let passed = done.checks.iter().all(|c| c.passed);
@@ -384,6 +393,17 @@ async fn restore_into(
     };
     let (manifest, _) =
         crate::ops::restore::restore(app, &request, &indicatif::ProgressBar::hidden()).await?;
+    if manifest.facts.is_empty() && !manifest.predates_facts() {
+        // Fail closed: nothing to compare the restore with is not a pass.
+        return Err(Failure {
+            error: format!(
+                "the snapshot's manifest ({}) records no facts to check the restore against; current manifests always do, so it was altered or forged: verify another snapshot",
+                manifest.format
+            ),
+            restore_ms: Some(ms(started)),
+            checks: Vec::new(),
+        });
+    }
     Ok((manifest, started))
 }
 
@@ -542,6 +562,26 @@ async fn local(
             "`{other}` snapshots cannot be verified in the local sandbox; use --sandbox kubernetes"
         ))),
     }
+}
+
+/// A check skipped for want of a recorded fact passes only for manifests that predate facts
+/// (`legacy`); otherwise it fails: a verification never passes on what it could not compare.
+fn fail_closed(checks: Vec<Check>, legacy: bool) -> Vec<Check> {
+    checks
+        .into_iter()
+        .map(|c| {
+            if legacy || !c.passed || !c.detail.starts_with("skipped") {
+                return c;
+            }
+            Check::fail(
+                c.name,
+                format!(
+                    "{}; a current manifest records it, so this one was altered or forged",
+                    c.detail
+                ),
+            )
+        })
+        .collect()
 }
 
 /// Row count of every user table of the database at `url`.
