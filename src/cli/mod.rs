@@ -172,6 +172,10 @@ pub struct RestoreArgs {
     /// corrupt data before the restore fails.
     #[arg(long)]
     pub stream: bool,
+    /// files: keep setuid, setgid and sticky bits (dropped by default, since file
+    /// ownership is not restored).
+    #[arg(long)]
+    pub keep_special_modes: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -464,6 +468,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 etcd_peer_url,
                 storage_class,
                 stream,
+                keep_special_modes,
             } = *args;
             use crate::kinds::RestoreTo;
             let to = match (target, to_file, to_dir) {
@@ -489,6 +494,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     etcd_peer_url,
                     storage_class,
                     stream,
+                    keep_special_modes,
                 },
             };
             let cancel = shutdown_token();

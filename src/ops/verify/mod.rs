@@ -521,12 +521,17 @@ async fn local(
         }
         "files" => {
             let target = dir.path().join("files");
+            // Special modes are kept (the recorded tree hash covers them) inside the private
+            // 0700 sandbox directory, where no other user can reach a setuid file.
             let (manifest, started) = restore_into(
                 app,
                 req,
                 snapshot_id,
                 RestoreTo::Dir(target.clone()),
-                RestoreOptions::default(),
+                RestoreOptions {
+                    keep_special_modes: true,
+                    ..RestoreOptions::default()
+                },
             )
             .await?;
             let restore_ms = ms(started);
