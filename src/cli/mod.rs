@@ -654,12 +654,7 @@ async fn run_daemon(args: &ConfigArgs, once: bool) -> Result<ExitCode> {
                 app: app.clone(),
                 metrics: metrics.clone(),
                 status: Arc::new(ObjectiveStatus),
-                token: app
-                    .config
-                    .daemon
-                    .api_token
-                    .as_ref()
-                    .map(|t| t.expose().to_string()),
+                token: app.config.daemon.api_token().map(str::to_string),
             };
             let until = http_stop.clone();
             Some(tokio::spawn(http::serve(listener, state, async move {

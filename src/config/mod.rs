@@ -165,7 +165,8 @@ pub struct DaemonConfig {
     pub shutdown_grace: Span,
     /// HTTP address for /healthz, /readyz, /metrics and /api/v1 (none: no HTTP server).
     pub listen: Option<String>,
-    /// Bearer token required on /api/v1/* (the probes and /metrics stay open).
+    /// Bearer token required on /api/v1/* (the probes and /metrics stay open). Required
+    /// when `listen` is not a loopback address; `none` leaves /api/v1 open on purpose.
     pub api_token: Option<SecretString>,
     #[serde(default)]
     pub retry: JobRetryConfig,
@@ -175,6 +176,29 @@ pub struct DaemonConfig {
     /// machine) or `kubernetes` (needs the top-level `sandbox.kubernetes`).
     #[serde(default)]
     pub verify_sandbox: VerifySandbox,
+}
+
+/// `api_token: none`: /api/v1 deliberately open.
+const NO_API_TOKEN: &str = "none";
+
+impl DaemonConfig {
+    /// The bearer token /api/v1/* requires, if any (`api_token: none` is none).
+    pub fn api_token(&self) -> Option<&str> {
+        self.api_token
+            .as_ref()
+            .map(|t| t.expose())
+            .filter(|t| *t != NO_API_TOKEN)
+    }
+}
+
+/// Whether `listen` (`host:port`) only accepts connections from this machine.
+fn is_loopback(listen: &str) -> bool {
+    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    listen
+        .rsplit_once(':')
+        .is_some_and(|(host, _)| host == "localhost")
 }
 
 fn default_max_concurrent_jobs() -> usize {
@@ -510,6 +534,21 @@ impl Config {
             return Err((
                 "daemon.max_concurrent_jobs".into(),
                 "must be at least 1".into(),
+            ));
+        }
+        if let Some(listen) = &self.daemon.listen
+            && !is_loopback(listen)
+            && self
+                .daemon
+                .api_token
+                .as_ref()
+                .is_none_or(|t| t.expose().trim().is_empty())
+        {
+            return Err((
+                "daemon.api_token".into(),
+                format!(
+                    "daemon.listen `{listen}` is reachable from other hosts, and without a token anyone who reaches it reads /api/v1 (snapshots, status); set `api_token: \"${{LIFEBOAT_API_TOKEN}}\"`, listen on 127.0.0.1, or write `api_token: none` to leave /api/v1 open on purpose"
+                ),
             ));
         }
         if self.daemon.retry.max_attempts == 0 {

@@ -324,3 +324,55 @@ async fn a_failing_job_is_retried_with_backoff_then_waits_for_its_next_slot() {
         "attempts at the start, after 1m, after 2m more, then at the next slot: {runs_then:?}"
     );
 }
+
+#[tokio::test]
+async fn a_half_sent_request_does_not_hold_a_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = Fixture::new(
+        &format!(
+            "{HEAD}stores:\n  local: {{ url: \"file://{{dir}}/store\" }}\n\
+             sources:\n  - name: s\n    kind: files\n    path: \"{{dir}}/data\"\n    store: local\n"
+        ),
+        crate::model::clock::system(),
+        Arc::new(Fake::default()),
+    )
+    .await;
+    let port = serve(f.app.clone()).await;
+    let limit = super::http::HEADER_READ_TIMEOUT + std::time::Duration::from_secs(3);
+    // Headers never finished.
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let started = std::time::Instant::now();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(limit, conn.read_to_end(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "a half-sent request head held the connection for {:?}",
+        started.elapsed()
+    );
+    // A body announced and never sent.
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    conn.write_all(b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\nab")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(limit, conn.read_to_end(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "an oversized, half-sent body held the connection"
+    );
+    assert!(
+        String::from_utf8_lossy(&buf).contains("413"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    // Whole requests still work.
+    let (code, body, _) = get(port, "/healthz").await;
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+}
