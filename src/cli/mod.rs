@@ -285,7 +285,10 @@ pub fn main() -> ExitCode {
     let code = match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!(
+                "error: {}",
+                crate::model::redact::scrub_registered(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     };
@@ -293,6 +296,27 @@ pub fn main() -> ExitCode {
     // stdout; the work is settled and recorded, so do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// One log event, written to stderr when dropped with every secret of the config scrubbed
+/// ([`crate::model::redact::scrub_registered`]).
+struct ScrubbedLine(Vec<u8>);
+
+impl std::io::Write for ScrubbedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ScrubbedLine {
+    fn drop(&mut self) {
+        let text = crate::model::redact::scrub_registered(&String::from_utf8_lossy(&self.0));
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
+    }
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -305,7 +329,7 @@ fn init_logging(format: LogFormat, level: &str) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| ScrubbedLine(Vec::new()));
     if json {
         builder.json().with_current_span(true).init();
     } else {

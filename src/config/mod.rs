@@ -448,6 +448,10 @@ impl Config {
         };
         interpolate::interpolate(&mut value, &mut String::new(), &recording)
             .map_err(|(path, message)| invalid(path, message))?;
+        // Every secret value of the config is scrubbed from what lifeboat prints or stores.
+        if let Ok(json) = serde_json::to_value(&value) {
+            crate::model::redact::register(crate::model::redact::secrets_in(&json));
+        }
         let mut config: Config =
             from_value(value).map_err(|(path, message)| invalid(path, message))?;
         config
