@@ -139,6 +139,24 @@ fn forged_snapshots_are_refused_by_restore_verify_and_rebuild() {
     );
     env.fails(&["-c", "restore.yaml", "restore", &unsigned, "--to-dir", "no"]);
 
+    // A Kubernetes verification Job has the config but not the signing key: it trusts the
+    // public keys handed to it in LIFEBOAT_TRUSTED_SIGNERS.
+    files_config(
+        &env,
+        "job.yaml",
+        "job.db",
+        "./data",
+        "  signing_key_file: ./not-in-the-job.key\n",
+    );
+    let err = env.fails(&["-c", "job.yaml", "restore", &genuine, "--to-dir", "job1"]);
+    assert!(err.contains("not in encryption.trusted_signers"), "{err}");
+    let out = env
+        .command(&["-c", "job.yaml", "restore", &genuine, "--to-dir", "job2"])
+        .env("LIFEBOAT_TRUSTED_SIGNERS", &public)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
     // --allow-unsigned is for snapshots made before signing: it says loudly what it skips,
     // and still refuses a foreign signature.
     let out = env.run(&[

@@ -33,6 +33,11 @@ impl ManifestError {
     }
 }
 
+/// Extra trusted signers (comma-separated public keys), added to `encryption.trusted_signers`:
+/// how a Kubernetes verification Job, which has no signing key, trusts the key of the config
+/// that started it.
+pub const TRUSTED_SIGNERS_ENV: &str = "LIFEBOAT_TRUSTED_SIGNERS";
+
 /// Which manifests are trusted: the signers of `encryption.trusted_signers` and the public
 /// key of `encryption.signing_key_file`.
 #[derive(Debug, Clone, Default)]
@@ -49,10 +54,13 @@ impl Trust {
     /// The trust of a config. A signing key that cannot be read is reported (backups will
     /// fail on it) but does not stop restores: its public key is just not trusted.
     pub fn from_config(enc: &crate::config::EncryptionConfig) -> Result<Trust, CryptoError> {
+        let extra = std::env::var(TRUSTED_SIGNERS_ENV).unwrap_or_default();
         let mut signers = enc
             .trusted_signers
             .iter()
-            .map(|s| signing::parse_public(s))
+            .map(String::as_str)
+            .chain(extra.split(',').map(str::trim).filter(|s| !s.is_empty()))
+            .map(signing::parse_public)
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(path) = &enc.signing_key_file {
             match signing::load_signing_key(path) {
@@ -64,7 +72,7 @@ impl Trust {
         }
         Ok(Trust {
             signers,
-            enforced: enc.signing_configured(),
+            enforced: enc.signing_configured() || !extra.trim().is_empty(),
             allow_unsigned: false,
         })
     }

@@ -257,6 +257,14 @@ const STORE_CREDENTIAL_VARS: &[&str] = &[
 /// store credentials in our environment, and the age identity.
 fn job_bundle(app: &Ctx, req: &Request) -> Result<sandbox::kubernetes::Bundle, Failure> {
     let mut env = app.config.origin.vars.clone();
+    // The Job has no signing key: it trusts the public keys this process trusts.
+    if !app.trust.signers.is_empty() {
+        let signers: Vec<String> = app.trust.signers.iter().map(ToString::to_string).collect();
+        env.insert(
+            crate::ops::manifest::TRUSTED_SIGNERS_ENV.to_string(),
+            signers.join(","),
+        );
+    }
     for name in STORE_CREDENTIAL_VARS {
         if let Ok(v) = std::env::var(name) {
             env.entry(name.to_string()).or_insert(v);
