@@ -357,3 +357,34 @@ fn once_signing_is_on_copy_and_prune_refuse_unsigned_snapshots_unless_allowed() 
     let out = env.ok(&["--allow-unsigned", "prune"]);
     assert!(out.contains("pruned 1 snapshot(s)"), "{out}");
 }
+
+#[test]
+fn prune_never_follows_a_catalog_row_with_an_escaping_id() {
+    // A catalog written before ids were checked may hold a planted row: prune skips it.
+    let env = victim_env();
+    files_config(&env, "lifeboat.yaml", "catalog.db", "./data", "");
+    std::fs::create_dir_all(env.path("victim")).unwrap();
+    std::fs::write(env.path("victim/precious"), "keep me").unwrap();
+    let genuine = backup_with(&env, "lifeboat.yaml");
+    let mut m: lifeboat::model::snapshot::Manifest = serde_json::from_slice(
+        &std::fs::read(env.path(&format!("store/f/{genuine}/manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    m.id = "../../victim".into();
+    m.created_at -= chrono::Duration::days(1);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let url = format!("sqlite://{}", env.path("catalog.db").display());
+        let catalog = lifeboat::catalog::Catalog::open(&lifeboat::config::SecretString::new(url))
+            .await
+            .unwrap();
+        catalog.record_complete("local", &m).await.unwrap();
+        catalog.close().await;
+    });
+    backup_with(&env, "lifeboat.yaml");
+    let out = env.ok(&["prune"]);
+    assert!(
+        out.contains("skipped ../../victim: not a snapshot id"),
+        "{out}"
+    );
+    assert!(env.path("victim/precious").exists());
+}
