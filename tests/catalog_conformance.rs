@@ -208,6 +208,7 @@ fn manifest(id: &str, source: &str, created_at: DateTime<Utc>) -> Manifest {
         },
         facts: Default::default(),
         lifeboat_version: "0.1.0".into(),
+        signature: None,
     }
 }
 

@@ -327,3 +327,23 @@ fn status_rows_exit_codes_and_prometheus() {
     let out = env.run(&["status"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn a_snapshot_dated_in_the_future_does_not_zero_the_rpo_exposure() {
+    let env = Env::new();
+    config(&env, &[source("db", "")]);
+    let now = Utc::now();
+    env.write_fake_snapshot("store", "db", now - Duration::hours(10));
+    let future = env.write_fake_snapshot("store", "db", now + Duration::days(365));
+    env.ok(&["catalog", "rebuild"]);
+    let out = env.run(&["status", "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let db = &report["sources"][0];
+    assert_eq!(db["verdict"], "breached", "{db:#}");
+    assert!(db["rpo_exposure_seconds"].as_f64().unwrap() >= 10.0 * 3600.0 - 60.0);
+    let reasons = db["reasons"].to_string();
+    assert!(
+        reasons.contains(&future) && reasons.contains("in the future"),
+        "{reasons}"
+    );
+}

@@ -452,10 +452,34 @@ fn files_and_command_verify() {
             .contains("2 after restore, 3 recorded")
     );
 
-    // Old snapshots without facts still verify on what can be checked.
+    // Fail closed: a current manifest without facts (`facts: {}`) does not verify.
     edit_manifest(&env, "tree", &tree_id, |m| {
         m["facts"] = serde_json::json!({})
     });
+    let (ok, report) = verify_json(&env, &[&tree_id]);
+    assert!(!ok);
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("records no facts"),
+        "{report:#}"
+    );
+    // ... nor one lacking some of them.
+    edit_manifest(&env, "tree", &tree_id, |m| {
+        m["facts"] = serde_json::json!({"files": 2})
+    });
+    let (ok, report) = verify_json(&env, &[&tree_id]);
+    assert!(!ok);
+    assert_eq!(check(&report, "tree hash")["passed"], false, "{report:#}");
+
+    // Old snapshots (format v1) without facts still verify on what can be checked.
+    edit_manifest(&env, "tree", &tree_id, |m| {
+        m["facts"] = serde_json::json!({});
+        m["format"] = "lifeboat.snapshot/v1".into();
+    });
+    // ... as the catalog knows them too (it would have recorded them so).
+    env.ok(&["catalog", "rebuild"]);
     let (ok, report) = verify_json(&env, &[&tree_id]);
     assert!(ok, "{report:#}");
     assert!(

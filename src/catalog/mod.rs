@@ -176,6 +176,11 @@ impl<'r> Cells<'r> {
 }
 
 /// A row of `snapshots`, as `lifeboat snapshots list --output json` prints it.
+/// Error text as stored: no secret of the config in it (see [`crate::model::redact`]).
+fn scrubbed(text: &str) -> String {
+    crate::model::redact::scrub_registered(text)
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapshotRow {
     pub id: String,
@@ -507,6 +512,7 @@ impl Catalog {
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), CatalogError> {
+        let error = error.map(scrubbed);
         sqlx::query("UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4")
             .bind(status.as_str())
             .bind(error)
@@ -648,7 +654,7 @@ impl Catalog {
             "UPDATE snapshots SET status = 'failed', error = $1, finished_at = $2 \
              WHERE id = $3 AND status IN ('running', 'failed')",
         )
-        .bind(error)
+        .bind(scrubbed(error))
         .bind(ts(now))
         .bind(id)
         .execute(&self.pool)
@@ -723,7 +729,7 @@ impl Catalog {
     ) -> Result<(), CatalogError> {
         let (status, bytes, error) = match outcome {
             Ok(b) => (Status::Complete, Some(b as i64), None),
-            Err(e) => (Status::Failed, None, Some(e)),
+            Err(e) => (Status::Failed, None, Some(scrubbed(e))),
         };
         sqlx::query(
             "INSERT INTO copies (snapshot_id, store, status, started_at, finished_at, stored_bytes, error) \
@@ -837,8 +843,8 @@ impl Catalog {
         )
         .bind(status.as_str())
         .bind(restore_ms)
-        .bind(checks.to_string())
-        .bind(error)
+        .bind(scrubbed(&checks.to_string()))
+        .bind(error.map(scrubbed))
         .bind(ts(now))
         .bind(id)
         .execute(&self.pool)

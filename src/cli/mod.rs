@@ -37,6 +37,10 @@ pub struct Cli {
     /// Log filter (RUST_LOG syntax), e.g. `debug` or `lifeboat=debug`.
     #[arg(long, global = true, env = "LIFEBOAT_LOG", default_value = "info")]
     pub log_level: String,
+    /// Accept snapshots whose manifest is not signed (made before signing was configured).
+    /// Skips the check that proves lifeboat made them: a forged snapshot is accepted too.
+    #[arg(long, global = true)]
+    pub allow_unsigned: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -171,6 +175,15 @@ pub struct RestoreArgs {
     /// Kubernetes: storage class of the PVC restored from a VolumeSnapshot.
     #[arg(long)]
     pub storage_class: Option<String>,
+    /// command: feed `restore_argv` while the snapshot is still being decrypted (no staging
+    /// copy on disk), i.e. before its checksum is known: the target may see forged or
+    /// corrupt data before the restore fails.
+    #[arg(long)]
+    pub stream: bool,
+    /// files: keep setuid, setgid and sticky bits (dropped by default, since file
+    /// ownership is not restored).
+    #[arg(long)]
+    pub keep_special_modes: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -216,11 +229,16 @@ pub enum ConfigAction {
 
 #[derive(Subcommand, Debug)]
 pub enum KeysAction {
-    /// Write a new age identity (mode 0600) and print its public key (the recipient).
+    /// Write a new age identity (mode 0600) and print its public key (the recipient); with
+    /// --signing, a manifest signing key (ed25519) and its public key.
     Generate {
-        /// Where to write it (default: encryption.identity_file of the config).
+        /// Where to write it (default: encryption.identity_file, or with --signing
+        /// encryption.signing_key_file, of the config).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// A manifest signing key instead of an age identity.
+        #[arg(long)]
+        signing: bool,
     },
 }
 
@@ -275,7 +293,10 @@ pub fn main() -> ExitCode {
     let code = match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!(
+                "error: {}",
+                crate::model::redact::scrub_registered(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     };
@@ -283,6 +304,27 @@ pub fn main() -> ExitCode {
     // stdout; the work is settled and recorded, so do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// One log event, written to stderr when dropped with every secret of the config scrubbed
+/// ([`crate::model::redact::scrub_registered`]).
+struct ScrubbedLine(Vec<u8>);
+
+impl std::io::Write for ScrubbedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ScrubbedLine {
+    fn drop(&mut self) {
+        let text = crate::model::redact::scrub_registered(&String::from_utf8_lossy(&self.0));
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
+    }
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -295,7 +337,7 @@ fn init_logging(format: LogFormat, level: &str) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| ScrubbedLine(Vec::new()))
         // A closed stderr (a log collector gone, a pipe closed by the caller) must not turn
         // a log line into a panic: the line is lost, the run goes on.
         .log_internal_errors(false);
@@ -313,6 +355,7 @@ fn init_logging(format: LogFormat, level: &str) {
 struct ConfigArgs {
     path: PathBuf,
     catalog: Option<String>,
+    allow_unsigned: bool,
 }
 
 fn load(args: &ConfigArgs) -> Result<Config> {
@@ -324,7 +367,14 @@ fn load(args: &ConfigArgs) -> Result<Config> {
 }
 
 async fn open(args: &ConfigArgs) -> Result<Ctx> {
-    Ok(Ctx::open(load(args)?).await?)
+    let mut app = Ctx::open(load(args)?).await?;
+    if args.allow_unsigned {
+        tracing::warn!(
+            "--allow-unsigned: UNSIGNED snapshots are accepted; their origin is NOT checked, so a snapshot forged by anyone with write access to the store restores and verifies like a real one (foreign or broken signatures are still refused)"
+        );
+        app.trust.allow_unsigned = true;
+    }
+    Ok(app)
 }
 
 /// A byte-progress bar on stderr when it is a terminal; hidden otherwise.
@@ -371,6 +421,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let config_args = ConfigArgs {
         path: cli.config.clone(),
         catalog: cli.catalog.clone(),
+        allow_unsigned: cli.allow_unsigned,
     };
     match cli.command {
         Command::Config {
@@ -380,8 +431,24 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             output::config_summary(&cli.config, &config);
         }
         Command::Keys {
-            action: KeysAction::Generate { output },
+            action: KeysAction::Generate { output, signing },
         } => {
+            let now = crate::model::Clock::now(&crate::model::SystemClock);
+            if signing {
+                let path = match output {
+                    Some(p) => p,
+                    None => load(&config_args)?.encryption.signing_key_file.context(
+                        "no --output given and the config sets no encryption.signing_key_file",
+                    )?,
+                };
+                let public = crate::pipeline::signing::generate_signing_key_file(&path, now)?;
+                eprintln!(
+                    "wrote signing key {} (mode 0600); set encryption.signing_key_file to it on the backup side, and list the public key below in encryption.trusted_signers wherever snapshots are restored or verified",
+                    path.display()
+                );
+                println!("{public}");
+                return Ok(ExitCode::SUCCESS);
+            }
             let path = match output {
                 Some(p) => p,
                 None => load(&config_args)?
@@ -389,10 +456,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     .identity_file
                     .context("no --output given and the config sets no encryption.identity_file")?,
             };
-            let recipient = crate::pipeline::crypto::generate_identity_file(
-                &path,
-                crate::model::Clock::now(&crate::model::SystemClock),
-            )?;
+            let recipient = crate::pipeline::crypto::generate_identity_file(&path, now)?;
             eprintln!(
                 "wrote identity {} (mode 0600); keep it secret and keep a copy outside this cluster",
                 path.display()
@@ -439,6 +503,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 etcd_name,
                 etcd_peer_url,
                 storage_class,
+                stream,
+                keep_special_modes,
             } = *args;
             use crate::kinds::RestoreTo;
             let to = match (target, to_file, to_dir) {
@@ -463,6 +529,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     etcd_name,
                     etcd_peer_url,
                     storage_class,
+                    stream,
+                    keep_special_modes,
                 },
             };
             let cancel = shutdown_token();
@@ -563,6 +631,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             for (store, dir, why) in &rebuilt.skipped {
                 eprintln!("skipped {store}:{dir}: {why}");
             }
+            for (id, why) in &rebuilt.conflicts {
+                eprintln!(
+                    "CONFLICT {id}: {why}; the catalog row was kept (the store copy may have been replaced: investigate before restoring it)"
+                );
+            }
             println!(
                 "catalog rebuilt: {} snapshot(s) recorded from {} store(s)",
                 rebuilt.recorded,
@@ -618,12 +691,7 @@ async fn run_daemon(args: &ConfigArgs, once: bool) -> Result<ExitCode> {
                 app: app.clone(),
                 metrics: metrics.clone(),
                 status: Arc::new(ObjectiveStatus),
-                token: app
-                    .config
-                    .daemon
-                    .api_token
-                    .as_ref()
-                    .map(|t| t.expose().to_string()),
+                token: app.config.daemon.api_token().map(str::to_string),
             };
             let until = http_stop.clone();
             Some(tokio::spawn(http::serve(listener, state, async move {

@@ -114,6 +114,21 @@ pub struct EncryptionConfig {
     pub recipients: Vec<String>,
     /// The age identity (private key) file; only needed to restore or verify.
     pub identity_file: Option<PathBuf>,
+    /// The ed25519 key that signs every manifest (`lifeboat keys generate --signing`);
+    /// backup side only. Its public key is trusted too.
+    pub signing_key_file: Option<PathBuf>,
+    /// Public keys (`lifeboat-ed25519:...`) whose signatures restore, verify, copy, prune and
+    /// `catalog rebuild` accept. Once this or `signing_key_file` is set, unsigned snapshots
+    /// are refused (unless `--allow-unsigned`).
+    #[serde(default)]
+    pub trusted_signers: Vec<String>,
+}
+
+impl EncryptionConfig {
+    /// Whether manifests must carry a trusted signature.
+    pub fn signing_configured(&self) -> bool {
+        self.signing_key_file.is_some() || !self.trusted_signers.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,7 +169,8 @@ pub struct DaemonConfig {
     pub shutdown_grace: Span,
     /// HTTP address for /healthz, /readyz, /metrics and /api/v1 (none: no HTTP server).
     pub listen: Option<String>,
-    /// Bearer token required on /api/v1/* (the probes and /metrics stay open).
+    /// Bearer token required on /api/v1/* (the probes and /metrics stay open). Required
+    /// when `listen` is not a loopback address; `none` leaves /api/v1 open on purpose.
     pub api_token: Option<SecretString>,
     #[serde(default)]
     pub retry: JobRetryConfig,
@@ -164,6 +180,29 @@ pub struct DaemonConfig {
     /// machine) or `kubernetes` (needs the top-level `sandbox.kubernetes`).
     #[serde(default)]
     pub verify_sandbox: VerifySandbox,
+}
+
+/// `api_token: none`: /api/v1 deliberately open.
+const NO_API_TOKEN: &str = "none";
+
+impl DaemonConfig {
+    /// The bearer token /api/v1/* requires, if any (`api_token: none` is none).
+    pub fn api_token(&self) -> Option<&str> {
+        self.api_token
+            .as_ref()
+            .map(|t| t.expose())
+            .filter(|t| *t != NO_API_TOKEN)
+    }
+}
+
+/// Whether `listen` (`host:port`) only accepts connections from this machine.
+fn is_loopback(listen: &str) -> bool {
+    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    listen
+        .rsplit_once(':')
+        .is_some_and(|(host, _)| host == "localhost")
 }
 
 fn default_max_concurrent_jobs() -> usize {
@@ -413,6 +452,10 @@ impl Config {
         };
         interpolate::interpolate(&mut value, &mut String::new(), &recording)
             .map_err(|(path, message)| invalid(path, message))?;
+        // Every secret value of the config is scrubbed from what lifeboat prints or stores.
+        if let Ok(json) = serde_json::to_value(&value) {
+            crate::model::redact::register(crate::model::redact::secrets_in(&json));
+        }
         let mut config: Config =
             from_value(value).map_err(|(path, message)| invalid(path, message))?;
         config
@@ -477,6 +520,10 @@ impl Config {
             crate::pipeline::crypto::parse_recipient(r)
                 .map_err(|e| (format!("encryption.recipients[{i}]"), e.to_string()))?;
         }
+        for (i, k) in self.encryption.trusted_signers.iter().enumerate() {
+            crate::pipeline::signing::parse_public(k)
+                .map_err(|e| (format!("encryption.trusted_signers[{i}]"), e.to_string()))?;
+        }
         if !(1..=22).contains(&self.compression.level) {
             return Err((
                 "compression.level".into(),
@@ -495,6 +542,21 @@ impl Config {
             return Err((
                 "daemon.max_concurrent_jobs".into(),
                 "must be at least 1".into(),
+            ));
+        }
+        if let Some(listen) = &self.daemon.listen
+            && !is_loopback(listen)
+            && self
+                .daemon
+                .api_token
+                .as_ref()
+                .is_none_or(|t| t.expose().trim().is_empty())
+        {
+            return Err((
+                "daemon.api_token".into(),
+                format!(
+                    "daemon.listen `{listen}` is reachable from other hosts, and without a token anyone who reaches it reads /api/v1 (snapshots, status); set `api_token: \"${{LIFEBOAT_API_TOKEN}}\"`, listen on 127.0.0.1, or write `api_token: none` to leave /api/v1 open on purpose"
+                ),
             ));
         }
         if self.daemon.retry.max_attempts == 0 {
@@ -632,13 +694,7 @@ fn check_targets(
 
 /// Source and store names become object-key path segments, so they are kept simple.
 fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && !name.starts_with('.');
-    if ok {
+    if crate::model::snapshot::valid_name(name) {
         Ok(())
     } else {
         Err(format!(

@@ -382,3 +382,39 @@ fn daemon_verify_sandbox_defaults_to_local_and_kubernetes_needs_its_section() {
     let e = err(&format!("{base}daemon: {{ verify_sandbox: docker }}\n"));
     assert!(e.contains("daemon.verify_sandbox"), "{e}");
 }
+
+#[test]
+fn a_listener_other_hosts_reach_needs_an_api_token_or_an_explicit_none() {
+    let with = |daemon: &str| {
+        format!(
+            "{}daemon: {daemon}\n",
+            example().replace("${S3_ENDPOINT}", "http://x")
+        )
+    };
+    for open in [
+        "{ listen: \"0.0.0.0:8080\" }",
+        "{ listen: \"[::]:8080\" }",
+        "{ listen: \"10.1.2.3:8080\", api_token: \"\" }",
+        "{ listen: \"backup.example:8080\" }",
+    ] {
+        let e = err(&with(open));
+        assert!(
+            e.contains("daemon.api_token") && e.contains("api_token: none"),
+            "{open}: {e}"
+        );
+    }
+    for fine in [
+        "{ listen: \"127.0.0.1:8080\" }",
+        "{ listen: \"[::1]:8080\" }",
+        "{ listen: \"localhost:8080\" }",
+        "{ listen: \"0.0.0.0:8080\", api_token: t0ken }",
+    ] {
+        let c = parse(&with(fine)).unwrap_or_else(|e| panic!("{fine}: {e}"));
+        assert_eq!(
+            c.daemon.api_token(),
+            fine.contains("t0ken").then_some("t0ken")
+        );
+    }
+    let c = parse(&with("{ listen: \"0.0.0.0:8080\", api_token: none }")).unwrap();
+    assert_eq!(c.daemon.api_token(), None, "`none` is no token, on purpose");
+}

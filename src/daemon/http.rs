@@ -40,15 +40,77 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves.
+/// A request's head (request line and headers) must arrive within this.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A whole request, body and handler included, must be done within this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection (keep-alive included) is closed after this, whatever it does.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// Largest request head, and largest declared request body (no endpoint takes a body).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub const MAX_BODY_BYTES: u64 = 64 * 1024;
+
+/// Serves until `shutdown` resolves. Every connection is bounded: its request heads by
+/// [`HEADER_READ_TIMEOUT`] and [`MAX_HEADER_BYTES`], each request by [`REQUEST_TIMEOUT`] and
+/// [`MAX_BODY_BYTES`], and the connection itself by [`CONNECTION_LIFETIME`], so a client that
+/// sends half a request holds nothing for long.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let app = router(state)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            MAX_BODY_BYTES as usize,
+        ))
+        .layer(middleware::from_fn(limits));
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // A transient accept error (out of file descriptors): wait, go on.
+                Err(e) => {
+                    tracing::warn!(cause = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BYTES)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                Ok(Err(e)) => tracing::debug!(cause = %e, "HTTP connection ended with an error"),
+                Err(_) => tracing::debug!("HTTP connection closed: lifetime reached"),
+                Ok(Ok(())) => {}
+            }
+        });
+    }
+}
+
+/// Refuses declared bodies over [`MAX_BODY_BYTES`] and bounds each request by
+/// [`REQUEST_TIMEOUT`].
+async fn limits(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (StatusCode::REQUEST_TIMEOUT, "request timed out\n").into_response(),
+    }
 }
 
 /// Compares without an early exit, so the time taken says nothing about the token.

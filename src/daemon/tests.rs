@@ -525,3 +525,44 @@ async fn a_leader_whose_lock_stops_answering_cancels_its_jobs_before_the_lease_e
     stop.cancel();
     let _ = daemon.await;
 }
+
+#[tokio::test]
+async fn a_half_sent_request_does_not_hold_a_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = Fixture::new(
+        &format!(
+            "{HEAD}stores:\n  local: {{ url: \"file://{{dir}}/store\" }}\n\
+             sources:\n  - name: s\n    kind: files\n    path: \"{{dir}}/data\"\n    store: local\n"
+        ),
+        crate::model::clock::system(),
+        Arc::new(Fake::default()),
+    )
+    .await;
+    let port = serve(f.app.clone()).await;
+    let limit = super::http::HEADER_READ_TIMEOUT + std::time::Duration::from_secs(3);
+    // Sends `bytes` and never more; what the server answered before closing, or why not.
+    let half_sent = |bytes: &'static [u8]| async move {
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        conn.write_all(bytes).await.expect("write");
+        let mut buf = Vec::new();
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(limit, conn.read_to_end(&mut buf)).await {
+            Ok(_) => Ok(String::from_utf8_lossy(&buf).into_owned()),
+            Err(_) => Err(format!("connection held for {:?}", started.elapsed())),
+        }
+    };
+    // Headers never finished.
+    let head = half_sent(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
+    assert!(head.is_ok(), "{head:?}");
+    // A body announced and never sent.
+    let body =
+        half_sent(b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\nab")
+            .await
+            .expect("an oversized, half-sent body must not hold the connection");
+    assert!(body.contains("413"), "{body}");
+    // Whole requests still work.
+    let (code, body, _) = get(port, "/healthz").await;
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+}

@@ -142,6 +142,12 @@ pub struct RestoreOptions {
     pub etcd_peer_url: Option<String>,
     /// Kubernetes: storage class of a PVC restored from a VolumeSnapshot.
     pub storage_class: Option<String>,
+    /// command: stream the dump into `restore_argv` as it is decrypted, instead of staging
+    /// it (0600) until its checksum is known.
+    pub stream: bool,
+    /// files: keep setuid, setgid and sticky bits (dropped by default: ownership is not
+    /// restored).
+    pub keep_special_modes: bool,
 }
 
 /// A config section of one kind (`kind: postgres` and its keys).

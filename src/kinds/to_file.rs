@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -68,9 +69,11 @@ impl Target for FileTarget {
 
     fn restore(&self) -> Result<Sink, SourceError> {
         let partial = self.partial();
+        // Decrypted data: readable by its owner only, whatever the umask.
         let file: File = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&partial)
             .map_err(|e| self.fail(format!("cannot create {}: {e}", partial.display())))?;
         let guard = Partial {

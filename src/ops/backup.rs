@@ -101,6 +101,15 @@ pub async fn run(
         .get(&cfg.store)
         .ok_or_else(|| BackupError::UnknownSource(source_name.to_string()))?;
     let recipients = crypto::parse_recipients(&app.config.encryption.recipients)?;
+    let signer = match &app.config.encryption.signing_key_file {
+        Some(path) => Some(crate::pipeline::signing::load_signing_key(path)?),
+        None => {
+            tracing::warn!(
+                "no encryption.signing_key_file: this snapshot is not signed, and nothing will tell it from a forgery; run `lifeboat keys generate --signing`"
+            );
+            None
+        }
+    };
     let source = cfg.spec.spec().source(&cfg.name, app.kube.clone());
 
     let created_at = app.now();
@@ -179,7 +188,10 @@ pub async fn run(
             },
             facts,
             lifeboat_version: env!("CARGO_PKG_VERSION").into(),
+            signature: None,
         };
+        let mut manifest = manifest;
+        manifest.signature = signer.as_ref().map(|k| k.sign(&manifest));
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| {
             StepError::Pipeline(PipelineError::Internal(format!("manifest: {e}")))
         })?;

@@ -19,7 +19,6 @@ use crate::model::ErrorKind;
 use crate::model::failpoint;
 use crate::model::snapshot::{self, Manifest};
 use crate::ops::Ctx;
-use crate::ops::manifest::read_committed;
 use crate::ops::{RunGuard, RunSpec};
 use crate::store::{Store, StoreError};
 
@@ -76,6 +75,15 @@ pub async fn copy_snapshot(
     from: &Store,
     to: &Store,
 ) -> Result<u64, CopyError> {
+    let dir = snapshot::dir(&m.source, &m.id);
+    if let Err(reason) = m.check_place(&dir).and_then(|()| app.trust.check(m)) {
+        return Err(CopyError::Failed {
+            id: m.id.clone(),
+            store: to.name.clone(),
+            kind: ErrorKind::Corrupt,
+            cause: format!("not copied: its manifest is refused: {reason}"),
+        });
+    }
     let now = app.now();
     let run_id = format!("copy-{}-{}-{}", m.id, to.name, snapshot::new_id(now));
     let run = RunGuard::start(
@@ -132,7 +140,7 @@ pub async fn copy_snapshot(
 
 async fn transfer(app: &Ctx, m: &Manifest, from: &Store, to: &Store) -> Result<u64, StepError> {
     let dir = snapshot::dir(&m.source, &m.id);
-    if read_committed(to, &dir)
+    if crate::ops::settle::committed_or_untrusted(to, &dir, app)
         .await?
         .is_some_and(|there| there == *m)
     {
@@ -267,7 +275,7 @@ pub async fn settle_dead(
     now: chrono::DateTime<Utc>,
 ) -> Result<bool, crate::ops::settle::SettleError> {
     let dir = snapshot::dir(source, id);
-    if let Some(m) = read_committed(store, &dir).await? {
+    if let Some(m) = crate::ops::settle::committed_or_untrusted(store, &dir, app).await? {
         app.catalog
             .finish_copy(id, &store.name, Ok(m.stored_bytes), now)
             .await?;

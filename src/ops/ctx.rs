@@ -19,6 +19,8 @@ pub enum CtxError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] crate::pipeline::crypto::CryptoError),
 }
 
 impl CtxError {
@@ -26,6 +28,7 @@ impl CtxError {
         match self {
             CtxError::Catalog(e) => e.kind(),
             CtxError::Store(e) => e.kind(),
+            CtxError::Crypto(e) => e.kind(),
         }
     }
 }
@@ -42,6 +45,8 @@ pub struct Ctx {
     pub cancel: tokio_util::sync::CancellationToken,
     /// Where long operations report progress (hidden unless the CLI draws it).
     pub progress: indicatif::ProgressBar,
+    /// Which manifests are acted on (from `encryption`; `--allow-unsigned` relaxes it).
+    pub trust: crate::ops::manifest::Trust,
 }
 
 impl Ctx {
@@ -53,6 +58,7 @@ impl Ctx {
             .iter()
             .map(|(name, cfg)| Store::open(name, cfg).map(|s| (name.clone(), s)))
             .collect::<Result<_, _>>()?;
+        let trust = crate::ops::manifest::Trust::from_config(&config.encryption)?;
         let catalog = Catalog::open(&config.catalog).await?;
         Ok(Ctx {
             config,
@@ -62,6 +68,7 @@ impl Ctx {
             clock: crate::model::clock::system(),
             cancel: tokio_util::sync::CancellationToken::new(),
             progress: indicatif::ProgressBar::hidden(),
+            trust,
         })
     }
 

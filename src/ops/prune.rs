@@ -285,20 +285,28 @@ async fn delete_all(app: &Ctx, plan: &SourcePlan, out: &mut Outcome) -> Result<(
 }
 
 /// Lets the snapshot's kind clean up what it keeps outside the store ([`crate::kinds::Kind::forget`]).
-async fn forget(app: &Ctx, source: &str, id: &str) -> Result<(), PruneError> {
+/// Only for a trusted manifest: what it names outside the store is deleted.
+async fn forget(app: &Ctx, source: &str, id: &str) -> Result<Option<String>, PruneError> {
     let Some(row) = app.catalog.snapshot(id).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let (Some(kind), Some(manifest)) = (crate::kinds::kind(&row.kind), row.manifest()?) else {
-        return Ok(());
+        return Ok(None);
     };
+    if let Err(reason) = manifest
+        .check_place(&snapshot::dir(source, id))
+        .and_then(|()| app.trust.check(&manifest))
+    {
+        return Ok(Some(format!("its manifest is refused: {reason}")));
+    }
     kind.forget(&manifest, app.kube.clone())
         .await
         .map_err(|cause| PruneError::Forget {
             source_name: source.to_string(),
             id: id.to_string(),
             cause: Box::new(cause),
-        })
+        })?;
+    Ok(None)
 }
 
 async fn delete_one(
@@ -312,6 +320,14 @@ async fn delete_one(
         out.skipped.push((
             snap.id.clone(),
             "running (another process is writing)".into(),
+        ));
+        return Ok(());
+    }
+    if !snapshot::valid_id(&snap.id) || !snapshot::valid_name(source) {
+        // Only a planted manifest gives a catalog row such an id; its directory is not ours.
+        out.skipped.push((
+            snap.id.clone(),
+            "not a snapshot id: nothing deleted (remove the catalog row by hand)".into(),
         ));
         return Ok(());
     }
@@ -336,8 +352,12 @@ async fn delete_one(
     };
     // What the snapshot holds outside the store (a CSI VolumeSnapshot) goes first: if that
     // fails, the snapshot is kept whole and the next prune tries again.
-    if snap.status == Status::Complete {
-        forget(app, source, &snap.id).await?;
+    if snap.status == Status::Complete
+        && let Some(why) = forget(app, source, &snap.id).await?
+    {
+        tracing::warn!(why = %why, "snapshot kept");
+        out.skipped.push((snap.id.clone(), why));
+        return Ok(());
     }
     let dir = snapshot::dir(source, &snap.id);
     // The manifests first, everywhere: from here on the snapshot no longer exists.

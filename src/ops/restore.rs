@@ -227,8 +227,11 @@ async fn locate_in<'a>(
         .into_iter()
         .chain(app.config.sources.iter().map(|s| s.name.clone()));
     for source in sources {
-        match read_manifest(store, &snapshot::dir(&source, id)).await {
-            Ok(Some(m)) => return Ok((store, m)),
+        match read_manifest(store, &snapshot::dir(&source, id), &app.trust).await {
+            Ok(Some(m)) => {
+                witness(app, id, &m).await?;
+                return Ok((store, m));
+            }
             Ok(None) => {}
             Err(e) => return Err(failed(e.kind(), e.to_string())),
         }
@@ -261,8 +264,11 @@ pub(crate) async fn locate<'a>(
         };
         let store = app.stores.get(&row.store).ok_or_else(missing)?;
         let dir = snapshot::dir(&row.source, id);
-        return match read_manifest(store, &dir).await {
-            Ok(Some(m)) => Ok((store, m)),
+        return match read_manifest(store, &dir, &app.trust).await {
+            Ok(Some(m)) => {
+                witness(app, id, &m).await?;
+                Ok((store, m))
+            }
             Ok(None) => Err(missing()),
             Err(e) => Err(RestoreError::Failed {
                 id: id.to_string(),
@@ -272,11 +278,21 @@ pub(crate) async fn locate<'a>(
         };
     }
     // Not in the catalog: look in every store, for every configured source name first,
-    // then by listing (a source may have been renamed or removed from the config).
+    // then by listing (a source may have been renamed or removed from the config). An
+    // untrusted manifest found on the way is the answer (an error), not skipped over.
+    let refused = |e: crate::ops::manifest::ManifestError| RestoreError::Failed {
+        id: id.to_string(),
+        kind: e.kind(),
+        cause: e.to_string(),
+    };
     for store in app.stores.values() {
         for source in &app.config.sources {
-            if let Ok(Some(m)) = read_manifest(store, &snapshot::dir(&source.name, id)).await {
-                return Ok((store, m));
+            match read_manifest(store, &snapshot::dir(&source.name, id), &app.trust).await {
+                Ok(Some(m)) => return Ok((store, m)),
+                Err(e @ crate::ops::manifest::ManifestError::Untrusted { .. }) => {
+                    return Err(refused(e));
+                }
+                _ => {}
             }
         }
         let Ok(listing) = store.list("").await else {
@@ -286,11 +302,34 @@ pub(crate) async fn locate<'a>(
         for (key, _) in &listing {
             if let Some(dir) = key.strip_suffix(&format!("/{}", snapshot::MANIFEST))
                 && key.ends_with(&suffix)
-                && let Ok(Some(m)) = read_manifest(store, dir).await
             {
-                return Ok((store, m));
+                match read_manifest(store, dir, &app.trust).await {
+                    Ok(Some(m)) => return Ok((store, m)),
+                    Err(e @ crate::ops::manifest::ManifestError::Untrusted { .. }) => {
+                        return Err(refused(e));
+                    }
+                    _ => {}
+                }
             }
         }
     }
     Err(RestoreError::NotFound { id: id.to_string() })
+}
+
+/// Where the catalog has a row for snapshot `id`, the store's manifest must agree with it
+/// (SHA-256, size): the catalog is a witness of what was backed up.
+async fn witness(app: &Ctx, id: &str, m: &Manifest) -> Result<(), RestoreError> {
+    let Some(row) = app.catalog.snapshot(id).await? else {
+        return Ok(());
+    };
+    match crate::ops::rebuild::disagreement(&row, m) {
+        None => Ok(()),
+        Some(why) => Err(RestoreError::Failed {
+            id: id.to_string(),
+            kind: ErrorKind::Corrupt,
+            cause: format!(
+                "refused: {why}; the store's copy was replaced after the backup (tampering or a bug): restore another snapshot or a copy, and investigate the store"
+            ),
+        }),
+    }
 }

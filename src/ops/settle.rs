@@ -16,7 +16,7 @@ use crate::catalog::{CatalogError, RunRow, Status};
 use crate::model::host::hostname;
 use crate::model::snapshot;
 use crate::ops::Ctx;
-use crate::ops::manifest::read_committed;
+use crate::ops::manifest::{ManifestError, read_committed};
 use crate::policy::liveness;
 use crate::store::{Store, StoreError};
 
@@ -174,7 +174,7 @@ async fn settle_snapshot(
     app: &Ctx,
 ) -> Result<Outcome, SettleError> {
     let dir = snapshot::dir(&run.source, id);
-    if let Some(manifest) = read_committed(store, &dir).await? {
+    if let Some(manifest) = committed_or_untrusted(store, &dir, app).await? {
         tracing::info!(snapshot_id = %id, "a crashed run had committed its snapshot; recording it complete");
         app.catalog.record_complete(&store.name, &manifest).await?;
         app.catalog
@@ -198,6 +198,23 @@ async fn settle_snapshot(
         .finish_run(&run.id, Status::Failed, Some(&msg), now)
         .await?;
     Ok(Outcome::Failed(removed))
+}
+
+/// The committed manifest of a dead run's directory; an untrusted one (planted in the store)
+/// counts as none, so the directory is cleaned up as an interrupted run's.
+pub(crate) async fn committed_or_untrusted(
+    store: &Store,
+    dir: &str,
+    app: &Ctx,
+) -> Result<Option<crate::model::snapshot::Manifest>, StoreError> {
+    match read_committed(store, dir, &app.trust).await {
+        Ok(m) => Ok(m),
+        Err(ManifestError::Store(e)) => Err(e),
+        Err(e @ ManifestError::Untrusted { .. }) => {
+            tracing::warn!(cause = %e, "ignoring an untrusted manifest");
+            Ok(None)
+        }
+    }
 }
 
 /// Is the process that owns `run` certainly gone? [`liveness::is_dead`] decides; this

@@ -64,6 +64,9 @@ pub struct SourceStatus {
     pub verify_max_age_seconds: f64,
 }
 
+/// How far in the future a snapshot may be dated (clock skew between hosts) and still count.
+const FUTURE_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
 fn parse_time(what: &'static str, value: &str) -> Result<DateTime<Utc>, StatusError> {
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
@@ -83,8 +86,22 @@ pub async fn gather(app: &Ctx, now: DateTime<Utc>) -> Result<Report, StatusError
     for source in &app.config.sources {
         let targets = app.config.targets(source);
         let snapshots = app.catalog.snapshots(Some(&source.name)).await?;
-        // Oldest first: the last complete one is the newest.
-        let last = snapshots.iter().rfind(|s| s.status == Status::Complete);
+        // Oldest first: the last complete one is the newest. One dated in the future (past
+        // the clock skew allowed) proves nothing about now: it is left out and flagged.
+        let horizon = now + FUTURE_SKEW;
+        let mut future = None;
+        let last = snapshots.iter().rfind(|s| {
+            if s.status != Status::Complete {
+                return false;
+            }
+            match parse_time("snapshot created_at", &s.created_at) {
+                Ok(t) if t > horizon => {
+                    future.get_or_insert((s.id.clone(), t));
+                    false
+                }
+                _ => true,
+            }
+        });
         let last_at = last
             .map(|s| parse_time("snapshot created_at", &s.created_at))
             .transpose()?;
@@ -110,7 +127,15 @@ pub async fn gather(app: &Ctx, now: DateTime<Utc>) -> Result<Report, StatusError
             newest_complete: last_at,
             verified,
         };
-        let e = objectives::evaluate(&targets, &facts, now);
+        let mut e = objectives::evaluate(&targets, &facts, now);
+        if let Some((id, t)) = future {
+            e.verdict = e.verdict.max(Verdict::AtRisk);
+            e.reasons.push(format!(
+                "snapshot {id} is dated {} in the future ({}); it is not counted for the RPO: a host's clock is wrong or the snapshot was forged",
+                objectives::human((t - now).to_std().unwrap_or_default()),
+                t.to_rfc3339()
+            ));
+        }
         let obj = targets.objectives;
         sources.push(SourceStatus {
             source: source.name.clone(),

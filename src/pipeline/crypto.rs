@@ -18,6 +18,14 @@ pub enum CryptoError {
     IdentityFile { path: PathBuf, reason: String },
     #[error("the age identity file {path} holds no identities")]
     NoIdentities { path: PathBuf },
+    #[error(
+        "`{shown}` is not a lifeboat signing public key; they look like `lifeboat-ed25519:<base64>` (`lifeboat keys generate --signing` prints one)"
+    )]
+    BadSigner { shown: String },
+    #[error(
+        "cannot read the signing key file {path}: {reason}; set encryption.signing_key_file to a file written by `lifeboat keys generate --signing`"
+    )]
+    SigningKeyFile { path: PathBuf, reason: String },
     #[error("{path} already exists; refusing to overwrite a key (move it away first)")]
     Exists { path: PathBuf },
     #[error("cannot write the identity file {path}: {source}")]
@@ -111,14 +119,26 @@ pub fn generate_identity_file(
     path: &Path,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<String, CryptoError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
+    let body = format!(
+        "# created: {}\n# public key: {recipient}\n{}\n",
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        identity.to_string().expose_secret()
+    );
+    write_secret_file(path, body.as_bytes())?;
+    Ok(recipient)
+}
+
+/// Writes a key file: created with mode 0600, never over an existing file, synced.
+pub(crate) fn write_secret_file(path: &Path, body: &[u8]) -> Result<(), CryptoError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let failed = |source| CryptoError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| CryptoError::Write {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(parent).map_err(failed)?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -129,21 +149,9 @@ pub fn generate_identity_file(
             std::io::ErrorKind::AlreadyExists => CryptoError::Exists {
                 path: path.to_path_buf(),
             },
-            _ => CryptoError::Write {
-                path: path.to_path_buf(),
-                source,
-            },
+            _ => failed(source),
         })?;
-    let body = format!(
-        "# created: {}\n# public key: {recipient}\n{}\n",
-        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        identity.to_string().expose_secret()
-    );
-    file.write_all(body.as_bytes())
+    file.write_all(body)
         .and_then(|_| file.sync_all())
-        .map_err(|source| CryptoError::Write {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    Ok(recipient)
+        .map_err(failed)
 }

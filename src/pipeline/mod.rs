@@ -13,6 +13,7 @@
 
 pub mod crypto;
 mod io;
+pub mod signing;
 
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering;

@@ -38,6 +38,22 @@ pub fn config_summary(path: &Path, config: &Config) {
             None => println!("store {name}: {}", store.url),
         }
     }
+    let enc = &config.encryption;
+    if enc.signing_configured() {
+        println!(
+            "signing: {}; trusted signers: {}",
+            enc.signing_key_file
+                .as_ref()
+                .map_or("no signing key (restore/verify side)".to_string(), |p| {
+                    format!("manifests signed with {}", p.display())
+                }),
+            enc.trusted_signers.len() + usize::from(enc.signing_key_file.is_some())
+        );
+    } else {
+        eprintln!(
+            "warning: no manifest signing configured (encryption.signing_key_file / trusted_signers): anyone who can write to a store can forge a snapshot that restores and verifies; run `lifeboat keys generate --signing --output FILE` and set encryption.signing_key_file"
+        );
+    }
     for s in &config.sources {
         println!(
             "source {} ({}) → store {}; schedule {}; objectives {}; retention {}",

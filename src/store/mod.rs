@@ -52,6 +52,15 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
+    #[error(
+        "store `{store}` ({url}): refusing to {op} `{key}`: not a plain path inside the store (`..`, `.`, an absolute path, an empty segment, or a link leading out); nothing was touched"
+    )]
+    OutsideStore {
+        store: String,
+        url: String,
+        op: &'static str,
+        key: String,
+    },
     #[error("store `{store}` ({url}) has no object {key}")]
     NotFound {
         store: String,
@@ -66,7 +75,7 @@ impl StoreError {
         match self {
             StoreError::Open { .. } => ErrorKind::Config,
             StoreError::Unavailable { .. } | StoreError::Lock { .. } => ErrorKind::Unreachable,
-            StoreError::NotFound { .. } => ErrorKind::Corrupt,
+            StoreError::NotFound { .. } | StoreError::OutsideStore { .. } => ErrorKind::Corrupt,
         }
     }
 }
@@ -396,8 +405,40 @@ impl Store {
         Ok(out)
     }
 
+    /// `rel` is a plain store-relative path: `/`-separated normal segments (no `..`, `.`,
+    /// empty segment or leading `/`), and in a `file://` store nothing on it resolves
+    /// (through a symlink) outside the store's directory.
+    fn check_inside(&self, op: &'static str, rel: &str) -> Result<(), StoreError> {
+        let outside = || StoreError::OutsideStore {
+            store: self.name.clone(),
+            url: self.url.clone(),
+            op,
+            key: rel.escape_debug().to_string(),
+        };
+        let plain = rel
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\\'))
+            && std::path::Path::new(rel)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain {
+            return Err(outside());
+        }
+        if let Some(root) = &self.local_root {
+            // The deepest existing ancestor, resolved, must still be inside the root.
+            let mut at = root.join(rel);
+            while !at.exists() && at.pop() {}
+            let real = std::fs::canonicalize(&at).unwrap_or_else(|_| root.clone());
+            if !real.starts_with(root) {
+                return Err(outside());
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes one object; a missing object is not an error.
     pub async fn delete(&self, rel: &str) -> Result<(), StoreError> {
+        self.check_inside("delete", rel)?;
         match self.inner.delete(&self.key(rel)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err("delete", rel, e)),
@@ -407,6 +448,7 @@ impl Store {
     /// Deletes everything under `rel_dir/` (an interrupted snapshot's orphans). Returns how
     /// many objects were removed.
     pub async fn remove_dir(&self, rel_dir: &str) -> Result<usize, StoreError> {
+        self.check_inside("delete", rel_dir)?;
         let objects = self.list(rel_dir).await?;
         for (rel, _) in &objects {
             match self.inner.delete(&self.key(rel)).await {
@@ -417,7 +459,7 @@ impl Store {
         if let Some(root) = &self.local_root {
             // Staging files of a killed multipart upload are invisible to `list`.
             let dir = root.join(rel_dir);
-            if dir.starts_with(root) && dir.exists() {
+            if dir.exists() && std::fs::canonicalize(&dir).is_ok_and(|d| d.starts_with(root)) {
                 std::fs::remove_dir_all(&dir).map_err(|e| StoreError::Unavailable {
                     store: self.name.clone(),
                     url: self.url.clone(),

@@ -207,6 +207,7 @@ impl Env {
             },
             facts: Default::default(),
             lifeboat_version: "0.1.0".into(),
+            signature: None,
         };
         std::fs::write(
             dir.join(lifeboat::model::snapshot::MANIFEST),

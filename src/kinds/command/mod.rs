@@ -87,14 +87,22 @@ impl Source for CommandSource {
     }
 }
 
-/// Restores by running the source's `restore_argv` with the dump on stdin.
+/// Restores by running the source's `restore_argv` with the dump on stdin. Unless `stream`,
+/// the dump is staged first in an unlinked temporary file (mode 0600, in `$TMPDIR`), and
+/// `restore_argv` starts only once the whole snapshot was authenticated and matched its
+/// SHA-256: a corrupt or forged snapshot never reaches the live target.
 pub struct CommandTarget {
     argv: Vec<String>,
     env: BTreeMap<String, SecretString>,
+    stream: bool,
 }
 
 impl CommandTarget {
-    pub fn new(spec: &CommandSpec, target: Option<&str>) -> Result<Self, SourceError> {
+    pub fn new(
+        spec: &CommandSpec,
+        target: Option<&str>,
+        stream: bool,
+    ) -> Result<Self, SourceError> {
         let argv = spec
             .restore_argv
             .clone()
@@ -107,7 +115,24 @@ impl CommandTarget {
         if let Some(t) = target {
             env.insert("LIFEBOAT_TARGET".into(), SecretString::new(t));
         }
-        Ok(CommandTarget { argv, env })
+        Ok(CommandTarget { argv, env, stream })
+    }
+
+    fn command(&self) -> Result<(Command, Vec<String>), SourceError> {
+        command(&self.argv, &self.env).ok_or_else(|| SourceError::Target {
+            target: "restore_argv".into(),
+            reason: "restore_argv is empty".into(),
+        })
+    }
+}
+
+/// The error of the staging file.
+fn staging(e: std::io::Error) -> SourceError {
+    SourceError::Target {
+        target: "restore_argv".into(),
+        reason: format!(
+            "cannot stage the dump in a temporary file ({e}); free space in $TMPDIR, point TMPDIR elsewhere, or pass --stream"
+        ),
     }
 }
 
@@ -118,11 +143,25 @@ impl Target for CommandTarget {
     }
 
     fn restore(&self) -> Result<Sink, SourceError> {
-        let (mut cmd, secrets) =
-            command(&self.argv, &self.env).ok_or_else(|| SourceError::Target {
-                target: "restore_argv".into(),
-                reason: "restore_argv is empty".into(),
-            })?;
+        let (mut cmd, secrets) = self.command()?;
+        if !self.stream {
+            // tempfile creates it 0600 and unlinks it: only this process can read it.
+            let staged = tempfile::tempfile().map_err(staging)?;
+            let mut reader = staged.try_clone().map_err(staging)?;
+            return Ok(Sink {
+                // Unbuffered: a failed write (a full disk) fails the restore before `finish`.
+                writer: Box::new(staged),
+                finish: Box::new(move || {
+                    use std::io::Seek;
+                    // The writer was flushed and dropped before `finish` (the pipeline
+                    // only calls it after the checksum matched).
+                    reader.rewind().map_err(staging)?;
+                    cmd.stdin(Stdio::from(reader)).stdout(Stdio::null());
+                    let proc = Process::spawn(cmd, secrets)?;
+                    proc.wait().map(|_| ()).map_err(SourceError::from)
+                }),
+            });
+        }
         cmd.stdin(Stdio::piped()).stdout(Stdio::null());
         let mut proc = Process::spawn(cmd, secrets)?;
         let stdin = proc.take_stdin()?;
@@ -191,14 +230,14 @@ impl super::Kind for CommandKind {
     fn target(
         &self,
         to: &super::RestoreTo,
-        _opts: &super::RestoreOptions,
+        opts: &super::RestoreOptions,
         source: Option<&super::SourceSpec>,
         _kube: std::sync::Arc<dyn crate::kube::KubeApi>,
     ) -> Result<Box<dyn Target>, SourceError> {
         match (to, source) {
-            (super::RestoreTo::Url(target), Some(super::SourceSpec::Command(spec))) => {
-                Ok(Box::new(CommandTarget::new(spec, Some(target))?))
-            }
+            (super::RestoreTo::Url(target), Some(super::SourceSpec::Command(spec))) => Ok(
+                Box::new(CommandTarget::new(spec, Some(target), opts.stream)?),
+            ),
             (super::RestoreTo::Url(_), _) => Err(super::unsupported(
                 to,
                 "command snapshots restore through their source's `restore_argv`, and this source is no longer a command source in the config; use --to-file",

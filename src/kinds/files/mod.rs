@@ -329,12 +329,14 @@ impl Files {
 /// `--to-dir DIR` for files snapshots.
 pub struct DirTarget {
     dir: PathBuf,
+    keep_special_modes: bool,
 }
 
 impl DirTarget {
-    pub fn new(dir: &Path) -> Self {
+    pub fn new(dir: &Path, keep_special_modes: bool) -> Self {
         DirTarget {
             dir: dir.to_path_buf(),
+            keep_special_modes,
         }
     }
 
@@ -419,7 +421,8 @@ impl Target for DirTarget {
             done: false,
         };
         let (reader, writer) = io::pipe().map_err(|e| self.fail(e.to_string()))?;
-        let extractor = std::thread::spawn(move || unpack(reader, &staging));
+        let keep = self.keep_special_modes;
+        let extractor = std::thread::spawn(move || unpack(reader, &staging, keep));
         let dir = self.dir.clone();
         Ok(Sink {
             writer: Box::new(writer),
@@ -442,7 +445,13 @@ impl Target for DirTarget {
 }
 
 /// Unpacks a tar stream into `dst`, refusing anything that would land outside it.
-pub fn unpack(reader: impl Read, dst: &Path) -> io::Result<()> {
+///
+/// Modes: setuid, setgid and sticky bits are dropped unless `keep_special_modes` (the
+/// restore does not restore ownership, so a setuid file would run as whoever restored it).
+/// Directories are created writable by their owner and get their recorded mode last, so a
+/// read-only directory restores without root.
+pub fn unpack(reader: impl Read, dst: &Path, keep_special_modes: bool) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let refuse = |path: &Path, why: &str| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -450,7 +459,8 @@ pub fn unpack(reader: impl Read, dst: &Path) -> io::Result<()> {
         )
     };
     let mut archive = tar::Archive::new(reader);
-    let mut dir_times: BTreeMap<PathBuf, filetime::FileTime> = BTreeMap::new();
+    let mut dir_times: BTreeMap<PathBuf, (filetime::FileTime, u32)> = BTreeMap::new();
+    let mode_mask = if keep_special_modes { 0o7777 } else { 0o777 };
     for entry in archive.entries()? {
         let mut entry = entry?;
         let rel = entry.path()?.into_owned();
@@ -494,16 +504,24 @@ pub fn unpack(reader: impl Read, dst: &Path) -> io::Result<()> {
         {
             return Err(refuse(&rel, "it appears twice in the archive"));
         }
-        entry.set_preserve_permissions(true);
+        // `tar` keeps only the 0o777 bits unless asked to preserve the rest.
+        entry.set_preserve_permissions(keep_special_modes);
         entry.set_preserve_mtime(true);
         entry.unpack(&dest)?;
         if kind.is_dir() {
             let mtime = entry.header().mtime().unwrap_or(0);
-            dir_times.insert(dest, filetime::FileTime::from_unix_time(mtime as i64, 0));
+            let mode = entry.header().mode().unwrap_or(0o755) & mode_mask;
+            fs::set_permissions(&dest, fs::Permissions::from_mode(mode | 0o700))?;
+            dir_times.insert(
+                dest,
+                (filetime::FileTime::from_unix_time(mtime as i64, 0), mode),
+            );
         }
     }
-    // Directory mtimes last: creating their children changed them.
-    for (dir, t) in dir_times.iter().rev() {
+    // Directory modes and mtimes last, deepest first: creating children changed the
+    // mtimes, and a read-only directory would have refused them.
+    for (dir, (t, mode)) in dir_times.iter().rev() {
+        fs::set_permissions(dir, fs::Permissions::from_mode(*mode))?;
         filetime::set_file_mtime(dir, *t)?;
     }
     Ok(())
@@ -540,7 +558,7 @@ mod tests {
         let facts = archive(src.path(), &mut tarball).unwrap();
         assert_eq!((facts.files, facts.dirs, facts.symlinks), (2, 2, 2));
         let dst = tempfile::tempdir().unwrap();
-        unpack(&tarball[..], dst.path()).unwrap();
+        unpack(&tarball[..], dst.path(), true).unwrap();
         assert_eq!(tree_facts(dst.path()).unwrap(), facts);
         let m = fs::metadata(dst.path().join("config.yaml")).unwrap();
         assert_eq!(m.permissions().mode() & 0o777, 0o640);
@@ -606,8 +624,8 @@ mod tests {
             let outside = tempfile::tempdir().unwrap();
             let dst = outside.path().join("dst");
             fs::create_dir(&dst).unwrap();
-            let err =
-                unpack(&evil(&case)[..], &dst).expect_err(&format!("{case:?} must be refused"));
+            let err = unpack(&evil(&case)[..], &dst, false)
+                .expect_err(&format!("{case:?} must be refused"));
             assert!(err.to_string().contains("refused"), "{case:?}: {err}");
             assert!(!outside.path().join("escape").exists());
         }
@@ -688,12 +706,14 @@ impl super::Kind for FilesKind {
     fn target(
         &self,
         to: &super::RestoreTo,
-        _opts: &super::RestoreOptions,
+        opts: &super::RestoreOptions,
         _source: Option<&super::SourceSpec>,
         _kube: std::sync::Arc<dyn crate::kube::KubeApi>,
     ) -> Result<Box<dyn Target>, SourceError> {
         match to {
-            super::RestoreTo::Dir(dir) => Ok(Box::new(DirTarget::new(dir))),
+            super::RestoreTo::Dir(dir) => {
+                Ok(Box::new(DirTarget::new(dir, opts.keep_special_modes)))
+            }
             _ => Err(super::unsupported(
                 to,
                 "files snapshots restore into --to-dir DIR",

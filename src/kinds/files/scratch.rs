@@ -24,9 +24,14 @@ impl FilesScratch {
 #[async_trait]
 impl Scratch for FilesScratch {
     fn restore_to(&self) -> (RestoreTo, RestoreOptions) {
+        // Special modes are kept (the recorded tree hash covers them) inside the private
+        // 0700 sandbox directory, where no other user can reach a setuid file.
         (
             RestoreTo::Dir(self.target.clone()),
-            RestoreOptions::default(),
+            RestoreOptions {
+                keep_special_modes: true,
+                ..RestoreOptions::default()
+            },
         )
     }
 

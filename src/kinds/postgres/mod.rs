@@ -47,8 +47,25 @@ impl Conn {
     fn parse(url: &str) -> Result<Conn, String> {
         check_url(url)?;
         let mut parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
-        let password = parsed.password().map(percent_decode);
+        let mut password = parsed.password().map(percent_decode);
         let _ = parsed.set_password(None);
+        // `?password=` (libpq accepts it) moves to PGPASSWORD too: never on a command line.
+        let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+        if pairs.iter().any(|(k, _)| k == "password") {
+            let kept: Vec<&(String, String)> =
+                pairs.iter().filter(|(k, _)| k != "password").collect();
+            if password.is_none() {
+                password = pairs
+                    .iter()
+                    .find(|(k, _)| k == "password")
+                    .map(|(_, v)| v.clone());
+            }
+            if kept.is_empty() {
+                parsed.set_query(None);
+            } else {
+                parsed.query_pairs_mut().clear().extend_pairs(kept);
+            }
+        }
         Ok(Conn {
             full: url.to_string(),
             public: parsed.to_string(),
@@ -337,6 +354,18 @@ mod tests {
         assert_eq!(c.public, "postgres://app@db:5432/orders?sslmode=require");
         assert!(check_url("postgres://db/").is_err());
         assert!(check_url("mysql://db/x").is_err());
+        // `?password=` never reaches a command line either.
+        let c =
+            Conn::parse("postgres://app@db/orders?sslmode=require&password=q%2Fw%3F%23e").unwrap();
+        assert_eq!(c.password.as_deref(), Some("q/w?#e"));
+        assert_eq!(c.public, "postgres://app@db/orders?sslmode=require");
+        let c = Conn::parse("postgres://app@db/orders?password=x1y2z3").unwrap();
+        assert_eq!(c.public, "postgres://app@db/orders");
+        // A password with a raw `/`, `?` or `#` is no URL: the error does not show it.
+        for pw in ["pa/ss123", "pa?ss123", "pa#ss123"] {
+            let e = check_url(&format!("postgres://app:{pw}@db:5432/orders")).unwrap_err();
+            assert!(!e.contains(pw), "{e}");
+        }
     }
 }
 

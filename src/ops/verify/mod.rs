@@ -52,6 +52,9 @@ pub enum VerifyError {
     Unknown(String),
     #[error("source `{0}` has no complete snapshot to verify; take one with `lifeboat backup {0}`")]
     NoSnapshot(String),
+    /// Its manifest was found but is not trusted (forged, tampered, misplaced).
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 }
@@ -61,6 +64,7 @@ impl VerifyError {
         use crate::model::ErrorKind;
         match self {
             VerifyError::Unknown(_) | VerifyError::NoSnapshot(_) => ErrorKind::Config,
+            VerifyError::Refused(_) => ErrorKind::Corrupt,
             VerifyError::Catalog(e) => e.kind(),
         }
     }
@@ -164,6 +168,15 @@ pub async fn run(
         ))),
     };
     // The sandbox future was dropped above: its servers are stopped and its directory gone.
+    let legacy = row
+        .manifest()
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.predates_facts());
+    let outcome = outcome.map(|done| Done {
+        checks: fail_closed(done.checks, legacy),
+        ..done
+    });
     let (status, restore_ms, checks, error) = match outcome {
         Ok(done) => {
             let passed = done.checks.iter().all(|c| c.passed);
@@ -244,6 +257,14 @@ const STORE_CREDENTIAL_VARS: &[&str] = &[
 /// store credentials in our environment, and the age identity.
 fn job_bundle(app: &Ctx, req: &Request) -> Result<sandbox::kubernetes::Bundle, Failure> {
     let mut env = app.config.origin.vars.clone();
+    // The Job has no signing key: it trusts the public keys this process trusts.
+    if !app.trust.signers.is_empty() {
+        let signers: Vec<String> = app.trust.signers.iter().map(ToString::to_string).collect();
+        env.insert(
+            crate::ops::manifest::TRUSTED_SIGNERS_ENV.to_string(),
+            signers.join(","),
+        );
+    }
     for name in STORE_CREDENTIAL_VARS {
         if let Ok(v) = std::env::var(name) {
             env.entry(name.to_string()).or_insert(v);
@@ -275,7 +296,12 @@ fn job_bundle(app: &Ctx, req: &Request) -> Result<sandbox::kubernetes::Bundle, F
 async fn from_stores(app: &Ctx, id: &str) -> Result<crate::catalog::SnapshotRow, VerifyError> {
     let (store, manifest) = crate::ops::restore::locate(app, id)
         .await
-        .map_err(|_| VerifyError::Unknown(id.to_string()))?;
+        .map_err(|e| match e {
+            crate::ops::restore::RestoreError::NotFound { .. } => {
+                VerifyError::Unknown(id.to_string())
+            }
+            other => VerifyError::Refused(other.to_string()),
+        })?;
     app.catalog.record_complete(&store.name, &manifest).await?;
     tracing::info!(snapshot_id = id, store = %store.name, "snapshot found in the store and recorded in the catalog");
     app.catalog
@@ -375,6 +401,17 @@ async fn restore_into(
     };
     let (manifest, _) =
         crate::ops::restore::restore(app, &request, &indicatif::ProgressBar::hidden()).await?;
+    if manifest.facts.is_empty() && !manifest.predates_facts() {
+        // Fail closed: nothing to compare the restore with is not a pass.
+        return Err(Failure {
+            error: format!(
+                "the snapshot's manifest ({}) records no facts to check the restore against; current manifests always do, so it was altered or forged: verify another snapshot",
+                manifest.format
+            ),
+            restore_ms: Some(ms(started)),
+            checks: Vec::new(),
+        });
+    }
     Ok((manifest, started))
 }
 
@@ -429,6 +466,26 @@ async fn local(
     checks.extend(user_checks(user, &target, snapshot_id).await);
     drop(scratch);
     Ok(Done { restore_ms, checks })
+}
+
+/// A check skipped for want of a recorded fact passes only for manifests that predate facts
+/// (`legacy`); otherwise it fails: a verification never passes on what it could not compare.
+fn fail_closed(checks: Vec<Check>, legacy: bool) -> Vec<Check> {
+    checks
+        .into_iter()
+        .map(|c| {
+            if legacy || !c.passed || !c.detail.starts_with("skipped") {
+                return c;
+            }
+            Check::fail(
+                c.name,
+                format!(
+                    "{}; a current manifest records it, so this one was altered or forged",
+                    c.detail
+                ),
+            )
+        })
+        .collect()
 }
 
 async fn user_checks(checks: &[UserCheck], target: &UserTarget, snapshot_id: &str) -> Vec<Check> {
