@@ -1,12 +1,13 @@
 //! Every manifest under deploy/ parses strictly into its `k8s-openapi` type (a key the type
 //! does not know fails the test, as `kubectl apply --validate=strict` would), meets the
-//! restricted pod security settings, and the Role grants exactly what the code calls
-//! (`lifeboat::kube::USED`). The CRDs (PrometheusRule, ServiceMonitor) are checked as YAML.
+//! restricted pod security settings, and each Role grants exactly what the code calls at its
+//! scope (`lifeboat::kube::USED_*`): nothing cluster-wide runs code, reads Secrets or logs.
+//! The CRDs (PrometheusRule, ServiceMonitor) are checked as YAML.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::{apps, batch, core, networking, policy, rbac};
+use k8s_openapi::api::{admissionregistration, apps, batch, core, networking, policy, rbac};
 use serde_json::Value;
 
 fn deploy_dir() -> PathBuf {
@@ -157,14 +158,22 @@ fn check_pod(file: &Path, spec: &core::v1::PodSpec) {
     }
 }
 
+/// Verbs granted per (API group, resource).
+type Grants = BTreeMap<(String, String), BTreeSet<String>>;
+
 fn rules_of(
     file: &Path,
     rules: &[rbac::v1::PolicyRule],
 ) -> BTreeMap<(String, String), BTreeSet<String>> {
     let mut got: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for r in rules {
+        // The one named rule: `bind` of the sandbox ClusterRole (so lifeboat can bind it in
+        // the namespaces it creates, and bind nothing else).
+        let bind_sandbox = r.resources.as_deref() == Some(&["clusterroles".to_string()][..])
+            && r.verbs == ["bind"]
+            && r.resource_names.as_deref() == Some(&[lifeboat::kube::SANDBOX_ROLE.to_string()][..]);
         assert!(
-            r.resource_names.is_none() && r.non_resource_urls.is_none(),
+            (r.resource_names.is_none() || bind_sandbox) && r.non_resource_urls.is_none(),
             "{}",
             file.display()
         );
@@ -188,15 +197,43 @@ fn rules_of(
 
 #[test]
 fn every_manifest_parses_strictly_and_is_locked_down() {
-    let expected: BTreeMap<(String, String), BTreeSet<String>> = lifeboat::kube::USED
-        .iter()
-        .map(|(r, verbs)| {
-            (
-                (r.group.to_string(), r.plural.to_string()),
-                verbs.iter().map(|v| v.to_string()).collect(),
-            )
-        })
-        .collect();
+    let grants = |used: &[(lifeboat::kube::Resource, &[&str])]| -> Grants {
+        used.iter()
+            .map(|(r, verbs)| {
+                (
+                    (r.group.to_string(), r.plural.to_string()),
+                    verbs.iter().map(|v| v.to_string()).collect(),
+                )
+            })
+            .collect()
+    };
+    let mut cluster = grants(lifeboat::kube::USED_CLUSTER);
+    cluster.insert(
+        ("rbac.authorization.k8s.io".into(), "clusterroles".into()),
+        ["bind".to_string()].into(),
+    );
+    // Scope, not just verbs: nothing granted cluster-wide creates pods, Jobs or Secrets or
+    // reads pod logs.
+    for ((_, res), verbs) in &cluster {
+        assert!(
+            !["pods", "pods/log", "jobs", "secrets"].contains(&res.as_str()),
+            "{res} {verbs:?} must not be granted cluster-wide"
+        );
+    }
+    let expected_roles: BTreeMap<(&str, &str), Grants> = [
+        (("ClusterRole", "lifeboat"), cluster),
+        (
+            ("Role", "lifeboat-leader"),
+            grants(lifeboat::kube::USED_OWN_NAMESPACE),
+        ),
+        (
+            ("ClusterRole", lifeboat::kube::SANDBOX_ROLE),
+            grants(lifeboat::kube::USED_IN_SANDBOX),
+        ),
+    ]
+    .into();
+    let mut roles_seen = BTreeSet::new();
+    let mut policies = 0;
     let mut kinds = BTreeMap::<String, usize>::new();
     let mut alerts = BTreeSet::new();
     let mut pods = 0;
@@ -250,23 +287,68 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
             }
             "PodDisruptionBudget" => drop(strict::<policy::v1::PodDisruptionBudget>(&file, &doc)),
             "Role" | "ClusterRole" => {
-                let rules = if kind == "Role" {
-                    strict::<rbac::v1::Role>(&file, &doc)
-                        .rules
-                        .unwrap_or_default()
+                let (name, rules) = if kind == "Role" {
+                    let r = strict::<rbac::v1::Role>(&file, &doc);
+                    (r.metadata.name, r.rules.unwrap_or_default())
                 } else {
-                    strict::<rbac::v1::ClusterRole>(&file, &doc)
-                        .rules
-                        .unwrap_or_default()
+                    let r = strict::<rbac::v1::ClusterRole>(&file, &doc);
+                    (r.metadata.name, r.rules.unwrap_or_default())
                 };
+                let name = name.unwrap_or_default();
+                let expected = expected_roles
+                    .get(&(kind.as_str(), name.as_str()))
+                    .unwrap_or_else(|| panic!("{f}: unexpected {kind} {name}"));
                 assert_eq!(
-                    rules_of(&file, &rules),
+                    &rules_of(&file, &rules),
                     expected,
-                    "{f}: the Role must grant exactly kube::USED"
+                    "{f}: {kind} {name} must grant exactly its kube::USED_* list"
+                );
+                roles_seen.insert((kind.clone(), name));
+            }
+            "RoleBinding" => {
+                let b = strict::<rbac::v1::RoleBinding>(&file, &doc);
+                assert_eq!(
+                    (b.role_ref.kind.as_str(), b.role_ref.name.as_str()),
+                    ("Role", "lifeboat-leader"),
+                    "{f}: the only shipped RoleBinding is the leader's, in lifeboat's namespace"
                 );
             }
-            "RoleBinding" => drop(strict::<rbac::v1::RoleBinding>(&file, &doc)),
-            "ClusterRoleBinding" => drop(strict::<rbac::v1::ClusterRoleBinding>(&file, &doc)),
+            "ClusterRoleBinding" => {
+                let b = strict::<rbac::v1::ClusterRoleBinding>(&file, &doc);
+                assert_eq!(
+                    b.role_ref.name,
+                    "lifeboat",
+                    "{f}: only ClusterRole lifeboat is bound cluster-wide ({} is bound per verification namespace by lifeboat)",
+                    lifeboat::kube::SANDBOX_ROLE
+                );
+            }
+            "ValidatingAdmissionPolicy" => {
+                let p = strict::<admissionregistration::v1::ValidatingAdmissionPolicy>(&file, &doc);
+                let spec = p.spec.expect("spec");
+                let who = serde_json::to_string(&spec.match_conditions).expect("json");
+                assert!(
+                    who.contains("system:serviceaccount:lifeboat:lifeboat"),
+                    "{f}: applies to lifeboat's service account"
+                );
+                let rules = serde_json::to_string(&spec.validations).expect("json");
+                for needle in [
+                    "verify-sandbox",
+                    lifeboat::kube::SANDBOX_ROLE,
+                    "namespaceObject",
+                ] {
+                    assert!(rules.contains(needle), "{f}: validations name {needle}");
+                }
+                assert_eq!(spec.failure_policy.as_deref(), Some("Fail"), "{f}");
+                policies += 1;
+            }
+            "ValidatingAdmissionPolicyBinding" => {
+                let b = strict::<admissionregistration::v1::ValidatingAdmissionPolicyBinding>(
+                    &file, &doc,
+                );
+                let spec = b.spec;
+                assert_eq!(spec.policy_name.as_str(), "lifeboat-sandbox-only", "{f}");
+                assert_eq!(spec.validation_actions, vec!["Deny".to_string()], "{f}");
+            }
             "Deployment" => {
                 let d: apps::v1::Deployment = strict(&file, &doc);
                 let spec = d.spec;
@@ -361,6 +443,10 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
         "ConfigMap",
         "NetworkPolicy",
         "Deployment",
@@ -371,6 +457,12 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
         assert!(kinds.contains_key(k), "deploy/ has no {k}: {kinds:?}");
     }
     assert_eq!(pods, 2);
+    assert_eq!(
+        roles_seen.len(),
+        expected_roles.len(),
+        "every role of kube::USED_* is shipped: {roles_seen:?}"
+    );
+    assert_eq!(policies, 1, "the admission policy is shipped");
     for a in [
         "LifeboatRPOBreached",
         "LifeboatRPOAtRisk",

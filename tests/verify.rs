@@ -545,6 +545,7 @@ mod kubernetes {
             created,
             [
                 ("Namespace", String::new()),
+                ("RoleBinding", ns.to_string()),
                 ("NetworkPolicy", ns.to_string()),
                 ("ResourceQuota", ns.to_string()),
                 ("Secret", ns.to_string()),
@@ -565,6 +566,7 @@ mod kubernetes {
         // environment as Secrets inside the namespace, a Job without API credentials.
         let kubernetes::Objects {
             namespace,
+            binding,
             policy,
             quota,
             files,
@@ -580,6 +582,13 @@ mod kubernetes {
         assert_eq!(
             namespace["metadata"]["labels"]["lifeboat.dev/role"],
             "verify-sandbox"
+        );
+        // The sandbox role, bound to lifeboat's service account in this namespace only.
+        assert_eq!(binding["metadata"]["namespace"], ns);
+        assert_eq!(binding["roleRef"]["name"], "lifeboat-sandbox");
+        assert_eq!(
+            binding["subjects"],
+            json!([{ "kind": "ServiceAccount", "name": "lifeboat", "namespace": "lifeboat" }])
         );
         assert_eq!(policy["spec"]["podSelector"], json!({}));
         assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
@@ -634,6 +643,13 @@ mod kubernetes {
         fake.create(&NAMESPACE, "", o.namespace.take())
             .await
             .unwrap();
+        fake.create(
+            &lifeboat::kube::ROLE_BINDING,
+            "lifeboat-verify-m1",
+            o.binding.take(),
+        )
+        .await
+        .unwrap();
         fake.create(&JOB, "lifeboat-verify-m1", o.job.take())
             .await
             .unwrap();
@@ -859,21 +875,18 @@ mod kubernetes {
         )
         .await
         .unwrap();
-        fake.create(
+        // Not lifeboat's: created by someone else (the admission policy would refuse lifeboat).
+        fake.seed(
             &NAMESPACE,
             "",
             ns("production", now.timestamp() - 10, "other"),
-        )
-        .await
-        .unwrap();
-        fake.create(
+        );
+        fake.seed(
             &NETWORK_POLICY,
             "lifeboat-verify-old",
             json!({ "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                     "metadata": { "name": "p" }, "spec": { "podSelector": {} } }),
-        )
-        .await
-        .unwrap();
+        );
         let deleted = kubernetes::sweep(fake.as_ref(), &cfg(), now).await.unwrap();
         assert_eq!(deleted, ["lifeboat-verify-old"]);
         assert!(fake.object(&NAMESPACE, "", "lifeboat-verify-new").is_some());
@@ -884,6 +897,77 @@ mod kubernetes {
         );
         // The fake enforces kube::USED and scoping: a namespaced call on a namespace fails.
         assert!(fake.create(&RESOURCE_QUOTA, "", json!({})).await.is_err());
+    }
+
+    /// Issue 9 (least privilege): lifeboat can create Jobs and Secrets only in a namespace
+    /// it created for a verification and bound the sandbox role in; it cannot bind itself
+    /// anything elsewhere (the admission policy of deploy/, as the fake enforces it), nor
+    /// delete a namespace that is not a verification sandbox.
+    #[tokio::test]
+    async fn sandbox_rights_exist_only_in_lifeboat_s_own_verification_namespaces() {
+        use lifeboat::kube::{ROLE_BINDING, SECRET};
+        let fake = Arc::new(Fake::default());
+        fake.seed(
+            &NAMESPACE,
+            "",
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "kube-system" } }),
+        );
+        let secret = json!({ "apiVersion": "v1", "kind": "Secret",
+                             "metadata": { "name": "x" }, "type": "Opaque" });
+        let err = fake
+            .create(&SECRET, "kube-system", secret.clone())
+            .await
+            .expect_err("no Secrets outside a bound sandbox");
+        assert!(err.to_string().contains("forbidden"), "{err}");
+        let binding = |ns: &str, role: &str| {
+            json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                    "metadata": { "name": "b", "namespace": ns },
+                    "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
+                    "subjects": [{ "kind": "ServiceAccount", "name": "lifeboat", "namespace": "lifeboat" }] })
+        };
+        assert!(
+            fake.create(
+                &ROLE_BINDING,
+                "kube-system",
+                binding("kube-system", "lifeboat-sandbox")
+            )
+            .await
+            .is_err(),
+            "bound the sandbox role in kube-system"
+        );
+        let unlabelled =
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "mine" } });
+        assert!(fake.create(&NAMESPACE, "", unlabelled).await.is_err());
+        assert!(fake.delete(&NAMESPACE, "", "kube-system").await.is_err());
+        // In its own verification namespace: only the sandbox role, then Secrets work.
+        let labelled = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": "lifeboat-verify-1", "labels": { "lifeboat.dev/role": "verify-sandbox" } } });
+        fake.create(&NAMESPACE, "", labelled)
+            .await
+            .expect("own namespace");
+        assert!(
+            fake.create(
+                &ROLE_BINDING,
+                "lifeboat-verify-1",
+                binding("lifeboat-verify-1", "cluster-admin")
+            )
+            .await
+            .is_err(),
+            "bound cluster-admin"
+        );
+        fake.create(
+            &ROLE_BINDING,
+            "lifeboat-verify-1",
+            binding("lifeboat-verify-1", "lifeboat-sandbox"),
+        )
+        .await
+        .expect("bind the sandbox role");
+        fake.create(&SECRET, "lifeboat-verify-1", secret)
+            .await
+            .expect("a Secret in the bound sandbox");
+        fake.delete(&NAMESPACE, "", "lifeboat-verify-1")
+            .await
+            .expect("delete own namespace");
     }
 }
 

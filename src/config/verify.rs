@@ -90,6 +90,10 @@ pub struct KubernetesConfig {
     /// The only egress allowed from the namespace (the object store's addresses).
     #[serde(default)]
     pub egress_cidrs: Vec<String>,
+    /// lifeboat's own service account, `NAMESPACE/NAME`, which each verification namespace
+    /// binds the `lifeboat-sandbox` ClusterRole to (default: `lifeboat` in the pod's own
+    /// namespace, else `lifeboat/lifeboat`).
+    pub service_account: Option<String>,
 }
 
 impl KubernetesConfig {
@@ -100,6 +104,21 @@ impl KubernetesConfig {
     }
     pub fn ttl(&self) -> Duration {
         self.ttl.map_or(Duration::from_secs(6 * 3600), |t| t.0)
+    }
+
+    /// (namespace, name) of lifeboat's service account.
+    pub fn service_account(&self) -> (String, String) {
+        if let Some((ns, name)) = self
+            .service_account
+            .as_deref()
+            .and_then(|s| s.split_once('/'))
+        {
+            return (ns.to_string(), name.to_string());
+        }
+        let ns = std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "lifeboat".to_string());
+        (ns, "lifeboat".to_string())
     }
 }
 

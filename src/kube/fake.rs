@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{KubeApi, KubeError, Resource, USED};
+use super::{KubeApi, KubeError, NAMESPACE, ROLE_BINDING, Resource, SANDBOX_ROLE};
 
 /// One recorded call.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,19 +163,76 @@ impl Fake {
             namespace: ns.into(),
             name: name.into(),
         });
-        let allowed = USED
-            .iter()
-            .any(|(r, verbs)| r == res && verbs.contains(&verb));
-        if allowed {
-            Ok(())
-        } else {
-            Err(invalid(
+        if !super::is_used(res, verb) {
+            return Err(invalid(
                 verb,
                 res,
                 name,
                 "forbidden: not in kube::USED (the RBAC Role would deny it)",
-            ))
+            ));
         }
+        // RBAC as deploy/ grants it: sandbox permissions only where lifeboat bound them.
+        if super::in_sandbox_only(res) && !self.sandbox_bound(ns) {
+            return Err(invalid(
+                verb,
+                res,
+                name,
+                "forbidden: no RoleBinding of lifeboat-sandbox in this namespace (deploy/ grants these only inside verification namespaces)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn sandbox_bound(&self, ns: &str) -> bool {
+        lock(&self.objects)
+            .iter()
+            .any(|((plural, obj_ns, _), obj)| {
+                plural == ROLE_BINDING.plural
+                    && obj_ns == ns
+                    && obj["roleRef"]["kind"] == "ClusterRole"
+                    && obj["roleRef"]["name"] == SANDBOX_ROLE
+            })
+    }
+
+    /// What the ValidatingAdmissionPolicy in deploy/ lets lifeboat do with namespaces and
+    /// RoleBindings: only verification namespaces (labelled), only the sandbox role.
+    fn admit(
+        &self,
+        verb: &str,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+        obj: Option<&Value>,
+    ) -> Result<(), String> {
+        let sandbox = |labels: &Value| labels["lifeboat.dev/role"] == "verify-sandbox";
+        match (verb, res.kind) {
+            ("create", "Namespace") if !obj.is_some_and(|o| sandbox(&o["metadata"]["labels"])) => {
+                return Err("forbidden: denied by the admission policy: lifeboat creates only namespaces labelled lifeboat.dev/role=verify-sandbox".into());
+            }
+            ("delete", "Namespace")
+                if self
+                    .object(&NAMESPACE, "", name)
+                    .is_some_and(|o| !sandbox(&o["metadata"]["labels"])) =>
+            {
+                return Err("forbidden: denied by the admission policy: lifeboat deletes only its verification namespaces".into());
+            }
+            ("create", "RoleBinding") => {
+                let labelled = self
+                    .object(&NAMESPACE, "", ns)
+                    .is_some_and(|o| sandbox(&o["metadata"]["labels"]));
+                let role = obj.map(|o| &o["roleRef"]);
+                let right_role = role.is_some_and(|r| {
+                    r["kind"] == "ClusterRole"
+                        && r["name"] == SANDBOX_ROLE
+                        && r["apiGroup"] == "rbac.authorization.k8s.io"
+                });
+                if !labelled || !right_role {
+                    return Err("forbidden: denied by the admission policy: lifeboat binds only lifeboat-sandbox, only in its verification namespaces".into());
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn check_spec(res: &Resource, obj: &Value) -> Result<(), String> {
@@ -291,6 +348,8 @@ impl KubeApi for Fake {
             .unwrap_or_default()
             .to_string();
         self.record("create", res, ns, &name)?;
+        self.admit("create", res, ns, &name, Some(&obj))
+            .map_err(|why| invalid("create", res, &name, &why))?;
         if obj["apiVersion"] != res.api_version().as_str() || obj["kind"] != res.kind {
             return Err(invalid(
                 "create",
@@ -464,6 +523,8 @@ impl KubeApi for Fake {
 
     async fn delete(&self, res: &Resource, ns: &str, name: &str) -> Result<(), KubeError> {
         self.record("delete", res, ns, name)?;
+        self.admit("delete", res, ns, name, None)
+            .map_err(|why| invalid("delete", res, name, &why))?;
         let mut objects = lock(&self.objects);
         objects.remove(&(res.plural.into(), ns.into(), name.into()));
         if res.kind == "Namespace" {

@@ -4,8 +4,9 @@
 //! checks every request against what the API server would accept and simulates the
 //! controllers lifeboat waits for.
 //!
-//! [`USED`] is the single list of resources and verbs the code needs; the RBAC Role in
-//! `deploy/` must grant exactly these.
+//! [`USED`] is the single list of resources and verbs the code needs, by the scope where
+//! they are granted; the RBAC in `deploy/` must grant exactly these, each at its scope (a
+//! test checks it).
 
 pub mod fake;
 
@@ -160,14 +161,37 @@ pub const POD_LOG: Resource = Resource {
     namespaced: true,
 };
 
-/// Every resource lifeboat calls, with the verbs it uses on it (`replace` is RBAC's `update`).
-pub const USED: &[(Resource, &[&str])] = &[
+/// A RoleBinding: lifeboat binds [`SANDBOX_ROLE`] inside each verification namespace it
+/// creates, so the sandbox permissions exist there and nowhere else.
+pub const ROLE_BINDING: Resource = Resource {
+    group: "rbac.authorization.k8s.io",
+    version: "v1",
+    kind: "RoleBinding",
+    plural: "rolebindings",
+    namespaced: true,
+};
+
+/// The ClusterRole holding [`USED_IN_SANDBOX`]; never bound cluster-wide, only by a
+/// RoleBinding inside a verification namespace (lifeboat holds `bind` on it, nothing else).
+pub const SANDBOX_ROLE: &str = "lifeboat-sandbox";
+
+/// Granted cluster-wide (ClusterRole `lifeboat`): snapshots of PVCs in the applications'
+/// namespaces, the verification namespaces themselves (an admission policy in `deploy/`
+/// limits these to namespaces labelled `lifeboat.dev/role=verify-sandbox`), and the
+/// RoleBinding of [`SANDBOX_ROLE`] in them. No pods, Jobs, Secrets or logs.
+pub const USED_CLUSTER: &[(Resource, &[&str])] = &[
     (VOLUME_SNAPSHOT, &["create", "get", "delete"]),
     (PVC, &["create", "get"]),
-    // Leader election of `lifeboat run` (`leader::KubeLease`).
-    (LEASE, &["create", "get", "update"]),
-    // Verification sandboxes (`verify::sandbox::kubernetes`).
     (NAMESPACE, &["create", "delete", "list"]),
+    (ROLE_BINDING, &["create"]),
+];
+
+/// Granted in lifeboat's own namespace only (Role `lifeboat-leader`): leader election.
+pub const USED_OWN_NAMESPACE: &[(Resource, &[&str])] = &[(LEASE, &["create", "get", "update"])];
+
+/// Granted inside a verification namespace only ([`SANDBOX_ROLE`], bound there by lifeboat
+/// right after it creates the namespace).
+pub const USED_IN_SANDBOX: &[(Resource, &[&str])] = &[
     (NETWORK_POLICY, &["create"]),
     (RESOURCE_QUOTA, &["create"]),
     (SECRET, &["create"]),
@@ -175,6 +199,22 @@ pub const USED: &[(Resource, &[&str])] = &[
     (POD, &["list"]),
     (POD_LOG, &["get"]),
 ];
+
+/// Every resource lifeboat calls, with the verbs it uses on it (`replace` is RBAC's
+/// `update`), by where the permission is granted.
+pub const USED: &[&[(Resource, &[&str])]] = &[USED_CLUSTER, USED_OWN_NAMESPACE, USED_IN_SANDBOX];
+
+/// Whether `verb` on `res` is in [`USED`].
+pub fn is_used(res: &Resource, verb: &str) -> bool {
+    USED.iter()
+        .flat_map(|scope| scope.iter())
+        .any(|(r, verbs)| r == res && verbs.contains(&verb))
+}
+
+/// Whether `res` is granted only inside verification namespaces.
+pub fn in_sandbox_only(res: &Resource) -> bool {
+    USED_IN_SANDBOX.iter().any(|(r, _)| r == res)
+}
 
 #[async_trait]
 pub trait KubeApi: Send + Sync {

@@ -20,15 +20,45 @@ impl SecretString {
     }
 }
 
+impl SecretString {
+    /// A URL without its credentials; anything else (a token, a key) as `***`.
+    fn shown(&self) -> String {
+        if self.0.contains("://") {
+            crate::model::redact::url(&self.0)
+        } else {
+            "***".to_string()
+        }
+    }
+}
+
 impl fmt::Debug for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", crate::model::redact::url(&self.0))
+        f.write_str(&self.shown())
     }
 }
 
 impl fmt::Display for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", crate::model::redact::url(&self.0))
+        f.write_str(&self.shown())
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::SecretString;
+
+    /// A token or key is never shown by `Debug`/`Display` (a derived `Debug` of the config
+    /// printed `daemon.api_token` verbatim); a URL shows without its password.
+    #[test]
+    fn tokens_and_url_passwords_never_show() {
+        let token = SecretString::new("tok-3f9a-secret");
+        assert_eq!(format!("{token:?} {token}"), "*** ***");
+        let url = SecretString::new("postgres://app:pa55@db:5432/app");
+        let shown = format!("{url:?} {url}");
+        assert!(
+            !shown.contains("pa55") && shown.contains("db:5432"),
+            "{shown}"
+        );
     }
 }
 

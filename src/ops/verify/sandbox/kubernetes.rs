@@ -6,7 +6,10 @@
 //! is deleted afterwards, which removes everything in it.
 //!
 //! # Guarantees
-//! - Every object goes through [`KubeApi`] and is listed in [`crate::kube::USED`].
+//! - Every object goes through [`KubeApi`] and is listed in [`crate::kube::USED`]. lifeboat
+//!   holds no cluster-wide right to create pods, Jobs or Secrets or to read logs: it binds
+//!   the `lifeboat-sandbox` ClusterRole inside the namespace it just created (an admission
+//!   policy in `deploy/` lets it bind nothing else, nowhere else), then works there.
 //! - The namespace is deleted on every path that returns; if lifeboat dies (or the future is
 //!   dropped) the namespace keeps its `lifeboat.dev/expires` label and [`sweep`] (run before
 //!   every Kubernetes verification) deletes it once expired.
@@ -22,7 +25,8 @@ use serde_json::{Value, json};
 use crate::config::KubernetesConfig;
 use crate::kinds::checks::Check;
 use crate::kube::{
-    JOB, KubeApi, KubeError, NAMESPACE, NETWORK_POLICY, POD, RESOURCE_QUOTA, SECRET,
+    JOB, KubeApi, KubeError, NAMESPACE, NETWORK_POLICY, POD, RESOURCE_QUOTA, ROLE_BINDING,
+    SANDBOX_ROLE, SECRET,
 };
 
 pub const ROLE_LABEL: &str = "lifeboat.dev/role";
@@ -69,6 +73,8 @@ impl std::fmt::Debug for Bundle {
 /// The objects of a sandbox, in creation order.
 pub struct Objects {
     pub namespace: Value,
+    /// Binds `lifeboat-sandbox` to lifeboat's service account in this namespace only.
+    pub binding: Value,
     pub policy: Value,
     pub quota: Value,
     /// `lifeboat.yaml` and `identity`, mounted at /etc/lifeboat.
@@ -100,6 +106,14 @@ pub fn objects(
         "apiVersion": "v1", "kind": "Namespace",
         "metadata": { "name": ns, "labels": labels,
             "annotations": { "lifeboat.dev/snapshot": snapshot_id } },
+    });
+    let (sa_namespace, sa_name) = cfg.service_account();
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": { "name": SANDBOX_ROLE, "namespace": ns, "labels": labels },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": SANDBOX_ROLE },
+        "subjects": [{ "kind": "ServiceAccount", "name": sa_name, "namespace": sa_namespace }],
     });
     let egress: Vec<Value> = cfg
         .egress_cidrs
@@ -179,6 +193,7 @@ pub fn objects(
     });
     Objects {
         namespace,
+        binding,
         policy,
         quota,
         files,
@@ -244,6 +259,8 @@ pub async fn verify(
         ns: Some(ns.clone()),
     };
     let result = async {
+        // The sandbox permissions exist in this namespace only, from this binding on.
+        kube.create(&ROLE_BINDING, &ns, o.binding).await?;
         kube.create(&NETWORK_POLICY, &ns, o.policy).await?;
         kube.create(&RESOURCE_QUOTA, &ns, o.quota).await?;
         kube.create(&SECRET, &ns, o.files).await?;
