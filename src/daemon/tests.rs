@@ -475,7 +475,8 @@ async fn run_once_renews_its_lease_and_stops_its_jobs_when_another_replica_takes
         .object(&crate::kube::LEASE, "lifeboat", "lifeboat")
         .expect("lease");
     stolen["spec"]["holderIdentity"] = "other".into();
-    stolen["spec"]["renewTime"] = chrono::Utc::now()
+    stolen["spec"]["renewTime"] = crate::model::clock::system()
+        .now()
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
         .into();
     kube.replace(&crate::kube::LEASE, "lifeboat", stolen)
