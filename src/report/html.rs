@@ -46,20 +46,21 @@ font-size:.85em;word-break:break-all}
 .verdict{display:flex;gap:1rem;align-items:center;flex-wrap:wrap;padding:1rem;
 border-radius:.5rem;background:var(--card);border-left:.5rem solid var(--na)}
 .verdict .big{font-size:1.8rem;font-weight:700;text-transform:uppercase}
-.v-ok,.v-pass,.v-done,.v-passed{color:var(--ok);border-color:var(--ok)}
-.v-at-risk,.v-due,.v-warning,.v-pending{color:var(--risk);border-color:var(--risk)}
-.v-breached,.v-failed,.v-overdue,.v-never-done,.v-critical,.v-missed{color:var(--bad);border-color:var(--bad)}
-.v-inconclusive,.v-running{color:var(--na);border-color:var(--na)}
+.v-ok,.v-pass,.v-done,.v-passed{color:var(--ok);--accent:var(--ok)}
+.v-at-risk,.v-due,.v-warning,.v-pending{color:var(--risk);--accent:var(--risk)}
+.v-breached,.v-failed,.v-overdue,.v-never-done,.v-critical,.v-missed{color:var(--bad);--accent:var(--bad)}
+.v-inconclusive,.v-running{color:var(--na);--accent:var(--na)}
+.verdict[class*=v-],.cal span{border-color:var(--accent,var(--na))}
 table{border-collapse:collapse;width:100%;margin:.4rem 0}
 th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-size:.8rem;text-transform:uppercase;letter-spacing:.03em;color:var(--muted)}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(16rem,1fr));gap:.8rem}
 .card{background:var(--card);border-radius:.5rem;padding:.7rem;break-inside:avoid}
 .card h3{margin:0 0 .3rem;font-size:1rem}
-svg{width:100%;height:auto;display:block}
+svg{width:100%;height:auto;display:block}svg.bars{max-width:40rem}svg.bars text{font-size:13px}
 svg text{fill:var(--fg);font-size:11px;font-family:system-ui,sans-serif}
 .bar{fill:var(--bar)}.obj{stroke:var(--obj);stroke-width:2;stroke-dasharray:4 3}
-.spark{fill:none;stroke:var(--bar);stroke-width:1.5}.axis{stroke:var(--line)}
+.spark{fill:none;stroke:var(--bar);stroke-width:1.5}.dot{fill:var(--bar)}.axis{stroke:var(--line)}
 .cal{display:flex;flex-wrap:wrap;gap:3px}.cal span{display:inline-block;min-width:1.6rem;
 padding:0 .2rem;text-align:center;border-radius:3px;font-size:.7rem;border:1px solid}
 @media (max-width:40rem){body{padding:.5rem;font-size:14px}
@@ -95,12 +96,13 @@ pub struct Bar<'a> {
 /// Horizontal bars, each against its own objective (a dashed red line), scaled so the larger
 /// of value and objective fits; values are labelled with `fmt`.
 pub fn bars(items: &[Bar<'_>], fmt: impl Fn(f64) -> String) -> String {
-    let row = 26.0;
-    let (w, label_w) = (600.0, 150.0);
+    let row = 24.0;
+    let (w, label_w) = (360.0, 96.0);
     let h = row * items.len().max(1) as f64 + 4.0;
-    let mut s =
-        format!("<svg viewBox=\"0 0 {w} {h}\" role=\"img\" preserveAspectRatio=\"xMinYMin meet\">");
-    let plot = w - label_w - 110.0;
+    let mut s = format!(
+        "<svg class=\"bars\" viewBox=\"0 0 {w} {h}\" role=\"img\" preserveAspectRatio=\"xMinYMin meet\">"
+    );
+    let plot = w - label_w - 64.0;
     for (i, b) in items.iter().enumerate() {
         let y = i as f64 * row + 2.0;
         let max = b
@@ -112,7 +114,7 @@ pub fn bars(items: &[Bar<'_>], fmt: impl Fn(f64) -> String) -> String {
             s,
             "<text x=\"0\" y=\"{:.1}\">{}</text>",
             y + 16.0,
-            esc(&truncate(b.label, 22))
+            esc(&truncate(b.label, 14))
         );
         let class = match (b.value, b.objective) {
             (Some(v), Some(o)) if v > o => "v-breached",
@@ -125,7 +127,7 @@ pub fn bars(items: &[Bar<'_>], fmt: impl Fn(f64) -> String) -> String {
                 let bw = (v / max * plot).max(1.0);
                 let _ = write!(
                     s,
-                    "<rect class=\"bar\" x=\"{label_w}\" y=\"{:.1}\" width=\"{bw:.1}\" height=\"16\" rx=\"2\"><title>{}</title></rect>\
+                    "<rect class=\"bar\" x=\"{label_w}\" y=\"{:.1}\" width=\"{bw:.1}\" height=\"14\" rx=\"2\"><title>{}</title></rect>\
                      <text class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
                     y + 4.0,
                     esc(&fmt(v)),
@@ -148,7 +150,7 @@ pub fn bars(items: &[Bar<'_>], fmt: impl Fn(f64) -> String) -> String {
                 s,
                 "<line class=\"obj\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"><title>objective {}</title></line>",
                 y,
-                y + 24.0,
+                y + 22.0,
                 esc(&fmt(o))
             );
         }
@@ -195,6 +197,17 @@ pub fn sparkline(values: &[Option<f64>], objective: Option<f64>) -> String {
     }
     if !path.is_empty() {
         let _ = write!(s, "<path class=\"spark\" d=\"{}\"/>", path.trim_end());
+    }
+    // A dot on every point: a lone value has no line to show it.
+    for (i, v) in values.iter().enumerate() {
+        if let Some(v) = v {
+            let _ = write!(
+                s,
+                "<circle class=\"dot\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\"/>",
+                x(i),
+                y(*v)
+            );
+        }
     }
     if let Some(o) = objective {
         let _ = write!(
