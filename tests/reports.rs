@@ -267,3 +267,99 @@ fn catalog_text_is_escaped() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(probe.seen(), Vec::<String>::new());
 }
+
+/// Kills the process on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (code, head.to_lowercase(), body.to_string())
+}
+
+#[test]
+fn the_daemon_serves_reports_behind_the_api_token() {
+    let (env, id) = setup();
+    let port = common::servers::free_port();
+    let config = std::fs::read_to_string(env.path("lifeboat.yaml")).unwrap();
+    std::fs::write(
+        env.path("lifeboat.yaml"),
+        format!("{config}daemon:\n  listen: \"127.0.0.1:{port}\"\n  api_token: s3cret\n"),
+    )
+    .unwrap();
+    let log = std::fs::File::create(env.path("daemon.log")).unwrap();
+    let _daemon = Killed(
+        env.command(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start lifeboat run"),
+    );
+    common::wait_until(
+        "the daemon to listen",
+        std::time::Duration::from_secs(60),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
+    assert_eq!(http_get(port, "/reports/posture", None).0, 401);
+    assert_eq!(http_get(port, "/reports/posture", Some("wrong")).0, 401);
+    let (code, head, body) = http_get(port, "/reports/posture", Some("s3cret"));
+    assert_eq!(code, 200, "{body}");
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(
+        head.contains("content-security-policy: default-src 'none'"),
+        "{head}"
+    );
+    assert!(
+        body.contains("<strong>tree</strong>") && body.contains(">breached<"),
+        "{body}"
+    );
+    let (code, _, body) = http_get(
+        port,
+        "/reports/posture?format=json&since=7d",
+        Some("s3cret"),
+    );
+    assert_eq!(code, 200, "{body}");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["schema"], "lifeboat.report.posture/v1");
+    assert_eq!(json["period"]["seconds"], 604800.0);
+    let (code, _, body) = http_get(
+        port,
+        &format!("/reports/verifications/{id}?format=md"),
+        Some("s3cret"),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("**PASS**"), "{body}");
+    assert_eq!(
+        http_get(port, "/reports/verifications/verify-nope", Some("s3cret")).0,
+        404
+    );
+    assert_eq!(
+        http_get(port, "/reports/posture?format=pdf", Some("s3cret")).0,
+        400
+    );
+    assert_eq!(
+        http_get(port, "/reports/posture?since=soon", Some("s3cret")).0,
+        400
+    );
+}
