@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::Env;
-use common::browser::{Browser, Probe, colour_stats};
+use common::browser::{self, Browser, Probe, colour_stats};
 use serde_json::Value;
 
 /// Two sources: `tree` backed up and verified, `empty` never backed up (breached).
@@ -157,6 +157,17 @@ fn reports_render_in_a_real_browser() {
     let (colours, _) = colour_stats(&std::fs::read(&phone).unwrap());
     assert!(colours > 8, "blank phone screenshot");
     browser.print_to_pdf(&posture, &env.path("posture.pdf"));
+    // Light by default, dark when the reader prefers it.
+    let luma = |c: [u8; 3]| u32::from(c[0]) + u32::from(c[1]) + u32::from(c[2]);
+    let (_, _, light_bg) = browser::colours(&std::fs::read(&png).unwrap());
+    let dark = env.path("dark.png");
+    browser.screenshot_with(&posture, &dark, 1000, 1400, &["--force-dark-mode"]);
+    let (colours_dark, _, dark_bg) = browser::colours(&std::fs::read(&dark).unwrap());
+    assert!(colours_dark > 8, "blank dark screenshot");
+    assert!(
+        luma(light_bg) > 600 && luma(dark_bg) < 150,
+        "light {light_bg:?}, dark {dark_bg:?}"
+    );
 
     let verification = env.path("verification.html");
     env.ok(&[

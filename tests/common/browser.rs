@@ -105,13 +105,25 @@ impl Browser {
 
     /// A PNG screenshot of `width`×`height`.
     pub fn screenshot(&self, file: &Path, png: &Path, width: u32, height: u32) {
-        self.run(
-            file,
-            &[
-                format!("--screenshot={}", png.display()),
-                format!("--window-size={width},{height}"),
-            ],
-        );
+        self.screenshot_with(file, png, width, height, &[]);
+    }
+
+    /// A screenshot with more chromium flags (`--force-dark-mode`: prefers-color-scheme dark).
+    pub fn screenshot_with(
+        &self,
+        file: &Path,
+        png: &Path,
+        width: u32,
+        height: u32,
+        extra: &[&str],
+    ) {
+        let mut args = vec![
+            format!("--screenshot={}", png.display()),
+            format!("--window-size={width},{height}"),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let _ = std::fs::remove_file(png);
+        self.run(file, &args);
         assert!(png.is_file(), "chromium wrote no screenshot");
     }
 
@@ -249,11 +261,21 @@ pub fn decode_png(bytes: &[u8]) -> (u32, u32, usize, Vec<u8>) {
 
 /// How many distinct colours a PNG has, and the share of its most common one.
 pub fn colour_stats(bytes: &[u8]) -> (usize, f64) {
+    let (n, share, _) = colours(bytes);
+    (n, share)
+}
+
+/// Distinct colours, the share of the most common one, and that colour (RGB): the background.
+pub fn colours(bytes: &[u8]) -> (usize, f64, [u8; 3]) {
     let (w, h, bpp, px) = decode_png(bytes);
     let mut counts = std::collections::HashMap::new();
     for p in px.chunks(bpp) {
-        *counts.entry(&p[..3]).or_insert(0usize) += 1;
+        *counts.entry([p[0], p[1], p[2]]).or_insert(0usize) += 1;
     }
-    let top = counts.values().copied().max().unwrap_or(0);
-    (counts.len(), top as f64 / (f64::from(w) * f64::from(h)))
+    let (top, n) = counts
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(c, n)| (*c, *n))
+        .unwrap_or(([0; 3], 0));
+    (counts.len(), n as f64 / (f64::from(w) * f64::from(h)), top)
 }
