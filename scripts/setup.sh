@@ -13,7 +13,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # DNS servers for the provider tests (tests/common/dns.rs): BIND 9 and Knot take RFC 2136
 # updates with TSIG, PowerDNS serves its HTTP API; dig (bind9-dnsutils) checks answers.
 DNS_PACKAGES=(bind9 bind9-utils bind9-dnsutils knot knot-dnsutils pdns-server pdns-backend-sqlite3 pdns-backend-geoip sqlite3)
-APT_PACKAGES=(postgresql postgresql-client redis-server redis-tools etcd-server etcd-client protobuf-compiler zstd age python3-venv time "${DNS_PACKAGES[@]}")
+# Reports (tests/reports.rs): headless Chromium renders them; Prometheus and promtool check
+# the Grafana dashboard's queries and the alert rules (tests/dashboards.rs).
+REPORT_PACKAGES=(chromium prometheus)
+APT_PACKAGES=(postgresql postgresql-client redis-server redis-tools etcd-server etcd-client protobuf-compiler zstd age python3-venv time "${DNS_PACKAGES[@]}" "${REPORT_PACKAGES[@]}")
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -63,6 +66,9 @@ if [ ! -x "$AZURITE" ]; then
   npm install --prefix "$NPM_PREFIX" --no-audit --no-fund --loglevel=error 'azurite@3.35.0' >&2
 fi
 
+# The browser and Prometheus tests fail instead of skipping where setup ran.
+echo "export LIFEBOAT_REQUIRE_BROWSER=1"
+echo "export LIFEBOAT_REQUIRE_PROMETHEUS=1"
 echo "export LIFEBOAT_PG_BIN_DIR='$PG_BIN'"
 echo "export LIFEBOAT_AZURITE='$AZURITE'"
 echo "export LIFEBOAT_GCS_EMULATOR='$GCS_EMULATOR'"

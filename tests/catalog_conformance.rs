@@ -282,6 +282,11 @@ async fn run_insert_heartbeat_finish(db: &Db) {
     let runs = c.runs(10).await.expect("runs");
     assert_eq!(runs[1].status, Status::Failed);
     assert_eq!(runs[1].error.as_deref(), Some("pg_dump: refused"));
+    // One run by id (the verification report's "where it ran").
+    let one = c.run("r2").await.expect("run by id").expect("r2 exists");
+    assert_eq!((one.id.as_str(), one.status), ("r2", Status::Failed));
+    assert_eq!(one.host, lifeboat::model::host::hostname());
+    assert!(c.run("nope").await.expect("run by id").is_none());
     c.close().await;
 }
 
@@ -568,6 +573,18 @@ async fn verifications_and_newest_passed(db: &Db) {
     assert_eq!(all[0].finished_at.as_deref(), Some(ts(at(12_000)).as_str()));
     assert_eq!(all[2].status, VerificationStatus::Failed);
     assert_eq!(all[2].error.as_deref(), Some("row count differs"));
+    // One verification by id.
+    let v3 = c
+        .verification("v3")
+        .await
+        .expect("verification by id")
+        .expect("v3 exists");
+    assert_eq!(
+        (v3.status, v3.restore_ms),
+        (VerificationStatus::Failed, Some(5))
+    );
+    assert_eq!(v3.error.as_deref(), Some("row count differs"));
+    assert!(c.verification("nope").await.expect("by id").is_none());
     let last2 = c.verifications(Some("db"), 2).await.expect("verifications");
     assert_eq!(ids(&last2, |v| &v.id), ["v2", "v3"]);
     assert!(

@@ -567,25 +567,23 @@ impl Catalog {
         .map_err(q("list runs"))?;
         let mut out = rows
             .iter()
-            .map(|r| {
-                let c = Cells::new(r, "runs", "read runs")?;
-                Ok(RunSummary {
-                    job: c.get("job")?,
-                    source: c.get("source")?,
-                    snapshot_id: c.get("snapshot_id")?,
-                    store: c.get("store")?,
-                    status: c.status(Status::parse)?,
-                    started_at: c.time_text("started_at")?,
-                    finished_at: c.opt_time_text("finished_at")?,
-                    host: c.get("host")?,
-                    pid: c.get("pid")?,
-                    error: c.get("error")?,
-                    id: c.id,
-                })
-            })
+            .map(run_summary)
             .collect::<Result<Vec<_>, CatalogError>>()?;
         out.reverse();
         Ok(out)
+    }
+
+    /// One run by id (a verification is also a run, under the same id).
+    pub async fn run(&self, id: &str) -> Result<Option<RunSummary>, CatalogError> {
+        let row = sqlx::query(
+            "SELECT id, job, source, snapshot_id, store, status, started_at, finished_at, host, pid, error \
+             FROM runs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q("read run"))?;
+        row.as_ref().map(run_summary).transpose()
     }
 
     pub async fn insert_snapshot(
@@ -877,6 +875,19 @@ impl Catalog {
         Ok(out)
     }
 
+    /// One verification by id.
+    pub async fn verification(&self, id: &str) -> Result<Option<VerificationRow>, CatalogError> {
+        let row = sqlx::query(
+            "SELECT id, snapshot_id, source, sandbox, status, started_at, finished_at, restore_ms, checks, error \
+             FROM verifications WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q("read verification"))?;
+        row.as_ref().map(verification_row).transpose()
+    }
+
     /// The newest passed verification of `source`. A verification whose status this lifeboat
     /// does not know is an error when it could be the answer (its snapshot is at least as new).
     pub async fn newest_passed_verification(
@@ -974,6 +985,23 @@ impl Catalog {
     pub async fn close(self) {
         self.pool.close().await;
     }
+}
+
+fn run_summary(r: &sqlx::any::AnyRow) -> Result<RunSummary, CatalogError> {
+    let c = Cells::new(r, "runs", "read runs")?;
+    Ok(RunSummary {
+        job: c.get("job")?,
+        source: c.get("source")?,
+        snapshot_id: c.get("snapshot_id")?,
+        store: c.get("store")?,
+        status: c.status(Status::parse)?,
+        started_at: c.time_text("started_at")?,
+        finished_at: c.opt_time_text("finished_at")?,
+        host: c.get("host")?,
+        pid: c.get("pid")?,
+        error: c.get("error")?,
+        id: c.id,
+    })
 }
 
 fn snapshot_row(r: &sqlx::any::AnyRow) -> Result<SnapshotRow, CatalogError> {

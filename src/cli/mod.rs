@@ -2,6 +2,7 @@
 //! every failure exits non-zero with the error's whole chain on stderr.
 
 mod dns;
+mod report;
 
 use crate::report::output;
 
@@ -139,6 +140,11 @@ pub enum Command {
     Dns {
         #[command(subcommand)]
         action: dns::DnsAction,
+    },
+    /// DR reports people read: posture and verification, as html, json or md.
+    Report {
+        #[command(subcommand)]
+        action: report::ReportAction,
     },
 }
 
@@ -594,6 +600,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run { once } => return run_daemon(&config_args, once).await,
         Command::Dns { action } => return dns::run(&load(&config_args)?, action).await,
+        Command::Report { action } => report::run(&open(&config_args).await?, action).await?,
         Command::Verify(args) => {
             let app = open(&config_args).await?;
             let req = crate::ops::verify::Request {

@@ -1,7 +1,8 @@
 //! The daemon's HTTP endpoints: `/healthz` (alive), `/readyz` (the catalog and the sources'
 //! primary stores answer, each within [`READY_CHECK_TIMEOUT`], all at once; says leader or
-//! standby), `/metrics` (Prometheus), `/api/v1/status` and `/api/v1/snapshots` (JSON, behind
-//! the optional bearer token `daemon.api_token`).
+//! standby), `/metrics` (Prometheus), and behind the optional bearer token
+//! `daemon.api_token`: `/api/v1/status` and `/api/v1/snapshots` (JSON), `/reports/...` (the
+//! DR reports, [`super::reports`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,6 +32,11 @@ pub fn router(state: HttpState) -> Router {
     let api = Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/snapshots", get(snapshots))
+        .route("/reports/posture", get(super::reports::posture))
+        .route(
+            "/reports/verifications/{id}",
+            get(super::reports::verification),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), bearer));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

@@ -22,6 +22,7 @@
 
 pub mod http;
 pub mod metrics;
+pub mod reports;
 pub mod status;
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@ pub mod error;
 pub mod manifest;
 pub mod prune;
 pub mod rebuild;
+pub mod reports;
 pub mod restore;
 pub mod run;
 pub mod settle;

@@ -1,5 +1,8 @@
-//! What people and machines read: tables, JSON. Renders values; does no I/O of its own.
+//! What people and machines read: tables, JSON, and the DR reports (HTML, Markdown, JSON).
+//! Renders values; does no I/O of its own.
 
+pub mod dr;
+pub mod html;
 pub mod output;
 
 /// `--output` of the listing commands.
@@ -8,4 +11,25 @@ pub enum Output {
     #[default]
     Table,
     Json,
+}
+
+/// `--output` of `lifeboat report`: a self-contained HTML page, the data as JSON (versioned
+/// schema), or Markdown for chat and tickets.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Html,
+    Json,
+    Md,
+}
+
+impl ReportFormat {
+    /// The format a file name asks for (`.html`/`.htm`, `.json`, `.md`/`.markdown`).
+    pub fn from_extension(path: &std::path::Path) -> Option<ReportFormat> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "html" | "htm" => Some(ReportFormat::Html),
+            "json" => Some(ReportFormat::Json),
+            "md" | "markdown" => Some(ReportFormat::Md),
+            _ => None,
+        }
+    }
 }

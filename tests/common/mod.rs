@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod azurite;
+pub mod browser;
 pub mod cloudflare;
 pub mod dns;
 pub mod etcd;

@@ -1,0 +1,129 @@
+//! `lifeboat report posture|verification`: the DR reports, as HTML, JSON or Markdown, on
+//! stdout or into a file (written whole or not at all: a temporary file in the same
+//! directory, mode 0600, synced, then renamed over the target).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+
+use crate::ops::Ctx;
+use crate::report::{ReportFormat, dr};
+
+#[derive(clap::Args, Debug)]
+pub struct Destination {
+    /// html (one self-contained page), json (versioned schema) or md (Markdown). Default:
+    /// from the --to-file extension, else html into a file and md on stdout.
+    #[arg(long, short, value_enum)]
+    pub output: Option<ReportFormat>,
+    /// Write the report to this file (mode 0600, replaced atomically) instead of stdout.
+    #[arg(long)]
+    pub to_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportAction {
+    /// Every source's RPO exposure and last measured RTO against its objectives, the trend
+    /// over the period, the last verifications, the calendar of required tests, open findings.
+    Posture {
+        /// The period covered, ending now (e.g. `7d`, `30d`, `12w`).
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[command(flatten)]
+        to: Destination,
+    },
+    /// One verification: the verdict, its restore time against the RTO, every check, and
+    /// the evidence (snapshot, SHA-256, signer, versions, where it ran).
+    Verification {
+        /// The verification id (see `lifeboat verifications list`).
+        id: String,
+        #[command(flatten)]
+        to: Destination,
+    },
+}
+
+pub async fn run(app: &Ctx, action: ReportAction) -> Result<()> {
+    match action {
+        ReportAction::Posture { since, to } => {
+            let posture = crate::ops::reports::posture(app, since).await?;
+            let text = dr::posture(&posture, format(&to))?;
+            emit(&to, &text)
+        }
+        ReportAction::Verification { id, to } => {
+            let report = crate::ops::reports::verification(app, &id).await?;
+            let text = dr::verification(&report, format(&to))?;
+            emit(&to, &text)
+        }
+    }
+}
+
+fn format(to: &Destination) -> ReportFormat {
+    to.output.unwrap_or_else(|| match &to.to_file {
+        Some(p) => ReportFormat::from_extension(p).unwrap_or(ReportFormat::Html),
+        None => ReportFormat::Md,
+    })
+}
+
+fn emit(to: &Destination, text: &str) -> Result<()> {
+    match &to.to_file {
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .context("cannot write the report to stdout")
+        }
+        Some(path) => {
+            write_atomic(path, text.as_bytes())?;
+            eprintln!("wrote {}", path.display());
+            Ok(())
+        }
+    }
+}
+
+/// Writes `bytes` to `path` whole or not at all, readable by its owner only.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".lifeboat-report-")
+        .tempfile_in(dir)
+        .with_context(|| {
+            format!(
+                "cannot create a file in {} for the report; check that the directory exists and is writable",
+                dir.display()
+            )
+        })?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .context("cannot restrict the report file to mode 0600")?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write the report into {}", dir.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot move the report into place at {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_is_private_and_replaces() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.html");
+        std::fs::write(&p, "old").unwrap();
+        write_atomic(&p, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert!(write_atomic(&dir.path().join("missing/r.html"), b"x").is_err());
+    }
+}

@@ -1,0 +1,253 @@
+// The Grafana dashboard (deploy/grafana/lifeboat-dashboard.json) against a real Prometheus
+// (Debian `prometheus`) scraping a real lifeboat daemon: every panel's query parses and
+// returns series. And `promtool test rules` over tests/promtool/prometheusrule_test.yaml, which
+// covers every alert of deploy/overlays/daemon/prometheusrule.yaml.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::servers::{bin_on_path, free_port};
+use common::{Env, text, wait_until};
+use serde_json::Value;
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// `name` on PATH; `None` (skip) only when LIFEBOAT_REQUIRE_PROMETHEUS is unset.
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = bin_on_path(name);
+    if found.is_none() {
+        assert!(
+            std::env::var_os("LIFEBOAT_REQUIRE_PROMETHEUS").is_none(),
+            "LIFEBOAT_REQUIRE_PROMETHEUS is set but `{name}` is not on PATH: run scripts/setup.sh (apt prometheus)"
+        );
+        eprintln!(
+            "SKIPPED: no `{name}` on PATH (install Debian `prometheus`, see scripts/setup.sh)"
+        );
+    }
+    found
+}
+
+/// Kills the process on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(port: u16, path_and_query: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    // HTTP/1.0: no chunked encoding to undo.
+    write!(
+        s,
+        "GET {path_and_query} HTTP/1.0\r\nHost: localhost\r\n\r\n"
+    )
+    .expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn query(port: u16, expr: &str) -> Value {
+    let q = percent_encoding::utf8_percent_encode(expr, percent_encoding::NON_ALPHANUMERIC);
+    let (code, body) = get(port, &format!("/api/v1/query?query={q}"));
+    let v: Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("query `{expr}`: HTTP {code}, not JSON ({e}): {body}"));
+    assert_eq!(v["status"], "success", "query `{expr}` does not parse: {v}");
+    v
+}
+
+/// Every PromQL expression of the dashboard, with its panel title.
+fn panel_queries() -> Vec<(String, String)> {
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("deploy/grafana/lifeboat-dashboard.json"))
+            .expect("read the dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let mut out = Vec::new();
+    for p in dash["panels"].as_array().expect("panels") {
+        if p["type"] == "row" {
+            continue;
+        }
+        let targets = p["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "panel {} has no query", p["title"]);
+        for t in targets {
+            out.push((
+                p["title"].as_str().expect("title").to_string(),
+                t["expr"].as_str().expect("expr").to_string(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_dashboard_panel_returns_series_from_a_real_daemon() {
+    let Some(prometheus) = tool("prometheus") else {
+        return;
+    };
+    let env = Env::new();
+    let port = free_port();
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    std::fs::write(env.path("data/hello.txt"), "hello dashboard\n").unwrap();
+    env.write_config(&format!(
+        "catalog: sqlite://./catalog.db\n\
+         stores:\n  local: {{ url: \"file://./store\" }}\n\
+         encryption:\n  recipients: [\"{{recipient}}\"]\n  identity_file: ./age.key\n\
+         sources:\n\
+         \x20 - name: tree\n    kind: files\n    path: ./data\n    store: local\n    schedule: \"*/2 * * * * *\"\n    \
+         objectives: {{ rpo: 1h, rto: 30m }}\n    verify: {{ schedule: \"*/3 * * * * *\" }}\n\
+         daemon:\n  listen: \"127.0.0.1:{port}\"\n  api_token: s3cret\n"
+    ));
+    // Status metrics (restore evidence) from a verification before the daemon starts.
+    env.ok(&["backup", "tree"]);
+    env.ok(&["verify", "tree"]);
+    let log = std::fs::File::create(env.path("daemon.log")).unwrap();
+    let _daemon = Killed(
+        env.command(&["run"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start lifeboat run"),
+    );
+
+    let prom_port = free_port();
+    std::fs::write(
+        env.path("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: lifeboat\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
+        ),
+    )
+    .unwrap();
+    let prom_log = std::fs::File::create(env.path("prometheus.log")).unwrap();
+    let _prom = Killed(
+        Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                env.path("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                env.path("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(prom_log)
+            .spawn()
+            .expect("start prometheus"),
+    );
+    wait_until("prometheus to answer", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", prom_port)).is_ok()
+            && get(prom_port, "/-/ready").0 == 200
+    });
+
+    let queries = panel_queries();
+    assert!(queries.len() >= 12, "{queries:?}");
+    let mut empty = Vec::new();
+    // Series need a few scrapes (rates need two samples) and the daemon's first jobs.
+    for _ in 0..90 {
+        empty = queries
+            .iter()
+            .filter(|(_, expr)| {
+                query(prom_port, expr)["data"]["result"]
+                    .as_array()
+                    .is_none_or(|r| r.is_empty())
+            })
+            .cloned()
+            .collect();
+        if empty.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        empty.is_empty(),
+        "panels without series: {empty:#?}\ndaemon log:\n{}\nprometheus log:\n{}",
+        std::fs::read_to_string(env.path("daemon.log")).unwrap_or_default(),
+        std::fs::read_to_string(env.path("prometheus.log")).unwrap_or_default()
+    );
+    // The RPO panel shows the source against its objective.
+    let v = query(
+        prom_port,
+        "max by (source) (lifeboat_rpo_objective_seconds)",
+    );
+    assert_eq!(v["data"]["result"][0]["metric"]["source"], "tree", "{v}");
+    assert_eq!(v["data"]["result"][0]["value"][1], "3600", "{v}");
+    // A query that does not parse is reported as such (the check above means something).
+    let (code, _) = get(prom_port, "/api/v1/query?query=max%20by%20(");
+    assert_eq!(code, 400);
+}
+
+#[test]
+fn promtool_unit_tests_cover_every_alert() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let rule: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo("deploy/overlays/daemon/prometheusrule.yaml")).unwrap(),
+    )
+    .unwrap();
+    let spec = &rule["spec"];
+    let tests_text =
+        std::fs::read_to_string(repo("tests/promtool/prometheusrule_test.yaml")).unwrap();
+    for group in spec["groups"].as_sequence().expect("groups") {
+        for r in group["rules"].as_sequence().expect("rules") {
+            if let Some(alert) = r["alert"].as_str() {
+                assert!(
+                    tests_text.contains(&format!("alertname: {alert}\n")),
+                    "alert {alert} has no promtool test in tests/promtool/prometheusrule_test.yaml"
+                );
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        serde_yaml::to_string(spec).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("prometheusrule_test.yaml"), &tests_text).unwrap();
+    let out = Command::new(&promtool)
+        .arg("check")
+        .arg("rules")
+        .arg(dir.path().join("rules.yaml"))
+        .output()
+        .expect("run promtool check rules");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = Command::new(promtool)
+        .args(["test", "rules"])
+        .arg(dir.path().join("prometheusrule_test.yaml"))
+        .output()
+        .expect("run promtool test rules");
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
