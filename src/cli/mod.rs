@@ -2,6 +2,7 @@
 //! every failure exits non-zero with the error's whole chain on stderr.
 
 mod dns;
+mod failover;
 
 use crate::report::output;
 
@@ -139,6 +140,12 @@ pub enum Command {
     Dns {
         #[command(subcommand)]
         action: dns::DnsAction,
+    },
+    /// Move the primary between `sites:`: status, plan, execute (fence, promote, DNS,
+    /// verify; resumable), history.
+    Failover {
+        #[command(subcommand)]
+        action: failover::FailoverAction,
     },
 }
 
@@ -594,6 +601,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run { once } => return run_daemon(&config_args, once).await,
         Command::Dns { action } => return dns::run(&load(&config_args)?, action).await,
+        Command::Failover { action } => {
+            return failover::run(open(&config_args).await?, action).await;
+        }
         Command::Verify(args) => {
             let app = open(&config_args).await?;
             let req = crate::ops::verify::Request {

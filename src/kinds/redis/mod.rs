@@ -38,6 +38,7 @@
 mod backup;
 pub mod checks;
 pub mod client;
+mod failover;
 mod rdb;
 mod restore;
 pub mod scratch;
@@ -164,6 +165,9 @@ impl super::Kind for RedisKind {
     }
     fn name(&self) -> &'static str {
         "redis"
+    }
+    async fn probe(&self, url: &str) -> Result<super::probe::Probe, super::probe::ProbeError> {
+        failover::probe(url).await
     }
     fn target(
         &self,
