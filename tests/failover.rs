@@ -1,0 +1,331 @@
+//! `lifeboat failover` against real servers: a PostgreSQL primary and its streaming standby
+//! (pg_basebackup -R) on loopback, DNS on a real BIND.
+//!
+//! - planned switchover with a writer inserting every 50 ms: no acknowledged write lost, the
+//!   new primary writable, the old one read-only, DNS switched and agreed;
+//! - `execute` killed right after the fence step (failpoint), run again: it completes and
+//!   does not fence twice.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::dns::{DnsServer, TsigKey, dig};
+use common::servers::PgServer;
+use common::{Env, text, wait_until};
+
+struct Setup {
+    env: Env,
+    primary: PgServer,
+    standby: PgServer,
+    ns: DnsServer,
+}
+
+fn setup() -> Setup {
+    let primary = PgServer::start();
+    primary.create_db("orders");
+    primary.psql(
+        "orders",
+        "CREATE TABLE acked (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
+    );
+    let standby = PgServer::standby_of(&primary);
+    wait_until("the standby streams", Duration::from_secs(60), || {
+        standby.psql(
+            "orders",
+            "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+        ) == "1"
+    });
+    let key = TsigKey::random();
+    let ns = DnsServer::bind(&key, None);
+    let env = Env::new();
+    env.write_config(&format!(
+        r#"
+catalog: sqlite://./catalog.db
+stores:
+  local: {{ url: "file://./store" }}
+encryption:
+  recipients: ["{{recipient}}"]
+sources:
+  - {{ name: orders-db, kind: postgres, url: "{primary_url}", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}
+dns:
+  providers:
+    bind: {{ kind: rfc2136, server: "{ns}", tsig: {{ name: {kname}, algorithm: hmac-sha256, secret: "{ksecret}" }} }}
+  records:
+    - {{ name: api.example.test., zone: example.test., type: A, ttl: 30, provider: bind, nameservers: ["{ns}"], verify_timeout: 30s }}
+sites:
+  - name: primary
+    services:
+      orders-db: {{ kind: postgres, url: "{primary_url}", source: orders-db }}
+    dns: {{ "api.example.test.": ["192.0.2.10"] }}
+  - name: secondary
+    services:
+      orders-db: {{ kind: postgres, url: "{standby_url}", source: orders-db }}
+    dns: {{ "api.example.test.": ["192.0.2.20"] }}
+failover:
+  site: primary
+  mode: manual
+  order: [primary, secondary]
+"#,
+        primary_url = primary.url("orders"),
+        standby_url = standby.url("orders"),
+        ns = ns.addr(),
+        kname = key.name,
+        ksecret = key.secret,
+    ));
+    env.ok(&[
+        "dns",
+        "set",
+        "api.example.test.",
+        "192.0.2.10",
+        "--expect-absent",
+    ]);
+    Setup {
+        env,
+        primary,
+        standby,
+        ns,
+    }
+}
+
+fn history(env: &Env) -> serde_json::Value {
+    serde_json::from_str(&env.ok(&["failover", "history", "--output", "json"]))
+        .expect("history json")
+}
+
+fn is_read_only(pg: &PgServer) -> bool {
+    pg.psql("orders", "SHOW default_transaction_read_only") == "on"
+}
+
+fn in_recovery(pg: &PgServer) -> bool {
+    pg.psql("orders", "SELECT pg_is_in_recovery()") == "t"
+}
+
+/// Inserts a row every 50 ms into whichever server takes it (the old primary until it is
+/// fenced, then the new one), recording the ids whose INSERT was acknowledged.
+fn writer(
+    urls: [String; 2],
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<i64>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            use sqlx::Connection;
+            let mut id = 0i64;
+            let mut conns: [Option<sqlx::PgConnection>; 2] = [None, None];
+            while !stop.load(Ordering::SeqCst) {
+                id += 1;
+                for (i, url) in urls.iter().enumerate() {
+                    if conns[i].is_none() {
+                        conns[i] = sqlx::PgConnection::connect(url).await.ok();
+                    }
+                    let Some(c) = conns[i].as_mut() else { continue };
+                    match sqlx::query("INSERT INTO acked (id) VALUES ($1)")
+                        .bind(id)
+                        .execute(&mut *c)
+                        .await
+                    {
+                        Ok(_) => {
+                            acked.lock().expect("lock").push(id);
+                            break;
+                        }
+                        Err(_) => conns[i] = None,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    })
+}
+
+#[test]
+fn planned_switchover_loses_no_acknowledged_write() {
+    let s = setup();
+    let plan = s.env.ok(&["failover", "plan", "--to", "secondary"]);
+    assert!(plan.contains("primary → secondary"), "{plan}");
+    assert!(!plan.contains("BLOCKED"), "{plan}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let w = writer(
+        [s.primary.url("orders"), s.standby.url("orders")],
+        stop.clone(),
+        acked.clone(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = s.env.ok(&[
+        "failover",
+        "execute",
+        "--to",
+        "secondary",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let outcome: serde_json::Value = serde_json::from_str(&out).expect("outcome json");
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::SeqCst);
+    w.join().expect("writer");
+
+    assert_eq!(outcome["term"], 1, "{outcome}");
+    for step in ["decide", "fence", "promote", "dns", "verify", "total"] {
+        assert!(outcome["timeline"][step].is_u64(), "{step} in {outcome}");
+    }
+    // Every acknowledged write is on the new primary.
+    let acked = acked.lock().expect("lock").clone();
+    assert!(
+        acked.len() > 20,
+        "the writer wrote too little: {}",
+        acked.len()
+    );
+    let on_new: Vec<i64> = s
+        .standby
+        .psql("orders", "SELECT id FROM acked ORDER BY id")
+        .lines()
+        .map(|l| l.parse().expect("id"))
+        .collect();
+    let lost: Vec<&i64> = acked.iter().filter(|id| !on_new.contains(id)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    // New primary writable, old primary read-only.
+    assert!(!in_recovery(&s.standby));
+    s.standby
+        .psql("orders", "INSERT INTO acked (id) VALUES (-1)");
+    assert!(is_read_only(&s.primary));
+    let refused = std::process::Command::new(s.primary.bin("psql"))
+        .args([
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .args(["-p", &s.primary.port().to_string(), "-d", "orders"])
+        .args(["-c", "INSERT INTO acked (id) VALUES (-2)"])
+        .output()
+        .expect("psql");
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("read-only"),
+        "{}",
+        text(&refused.stderr)
+    );
+    // DNS switched, as the nameserver itself answers.
+    assert_eq!(dig(s.ns.addr(), "api.example.test.", "A"), ["192.0.2.20"]);
+    // Recorded: one failover, every step done.
+    let h = history(&s.env);
+    let f = &h[0];
+    assert_eq!(f["status"], "done", "{h}");
+    assert_eq!(f["from_site"], "primary");
+    assert_eq!(f["to_site"], "secondary");
+    let steps: Vec<&str> = f["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["status"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(steps, ["done"; 5], "{h}");
+    // Moving to where the primary already is: refused, nothing changed.
+    let again = s
+        .env
+        .run(&["failover", "execute", "--to", "secondary", "--yes"]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already the primary"),
+        "{}",
+        text(&again.stderr)
+    );
+}
+
+#[test]
+fn execute_killed_after_the_fence_resumes_without_fencing_again() {
+    let s = setup();
+    let mut child = s
+        .env
+        .command(&["failover", "execute", "--to", "secondary", "--yes"])
+        .env("LIFEBOAT_FAILPOINT", "failover-after-fence")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn lifeboat");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("failpoint") && line.contains("reached") {
+                let _ = tx.send(Ok(()));
+                return;
+            }
+        }
+        let _ = tx.send(Err(seen));
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(Ok(())) => {}
+        Ok(Err(seen)) => panic!("execute ended before the failpoint:\n{seen}"),
+        Err(_) => panic!("failpoint not reached in time"),
+    }
+    common::kill9(child);
+
+    // Killed after the fence: fenced, not promoted, recorded as running with fence done.
+    assert!(is_read_only(&s.primary));
+    assert!(in_recovery(&s.standby));
+    let h = history(&s.env);
+    assert_eq!(h[0]["status"], "running", "{h}");
+    assert_eq!(h[0]["steps"][0]["step"], "fence");
+    assert_eq!(h[0]["steps"][0]["status"], "done");
+    let fenced_at = h[0]["steps"][0]["finished_at"].clone();
+    let status = s.env.ok(&["failover", "status"]);
+    assert!(status.contains("UNFINISHED"), "{status}");
+    // Another target is refused while this one is unfinished.
+    let other = s
+        .env
+        .run(&["failover", "execute", "--to", "primary", "--yes"]);
+    assert!(!other.status.success());
+
+    // Resume: completes, the fence is not taken again.
+    let out = s.env.ok(&[
+        "failover",
+        "execute",
+        "--to",
+        "secondary",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let outcome: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(outcome["term"], 1, "{outcome}");
+    assert_eq!(outcome["steps"][0]["step"], "fence");
+    assert_eq!(outcome["steps"][0]["resumed"], true, "{outcome}");
+    for i in 1..5 {
+        assert_eq!(outcome["steps"][i]["resumed"], false, "{outcome}");
+    }
+    assert!(!in_recovery(&s.standby));
+    assert_eq!(dig(s.ns.addr(), "api.example.test.", "A"), ["192.0.2.20"]);
+    let h = history(&s.env);
+    assert_eq!(h.as_array().map(Vec::len), Some(1), "one failover: {h}");
+    assert_eq!(h[0]["status"], "done");
+    assert_eq!(
+        h[0]["steps"][0]["finished_at"], fenced_at,
+        "fence recorded once"
+    );
+    // Running it again does nothing more.
+    let again = s
+        .env
+        .run(&["failover", "execute", "--to", "secondary", "--yes"]);
+    assert!(!again.status.success());
+    assert_eq!(history(&s.env).as_array().map(Vec::len), Some(1));
+}
