@@ -329,3 +329,117 @@ fn execute_killed_after_the_fence_resumes_without_fencing_again() {
     assert!(!again.status.success());
     assert_eq!(history(&s.env).as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn manual_failover_with_the_primary_down_needs_force_and_accept_data_loss() {
+    let mut s = setup();
+    s.primary
+        .psql("orders", "INSERT INTO acked (id) VALUES (1)");
+    wait_until(
+        "the standby replays the row",
+        Duration::from_secs(30),
+        || s.standby.psql("orders", "SELECT count(*) FROM acked") == "1",
+    );
+    s.primary.stop();
+    let plan = s.env.ok(&["failover", "plan", "--to", "secondary"]);
+    assert!(plan.contains("BLOCKED"), "{plan}");
+    assert!(
+        plan.contains("--force") && plan.contains("--accept-data-loss"),
+        "{plan}"
+    );
+    // Refused without the flags (exit 3), nothing changed.
+    let refused = s
+        .env
+        .run(&["failover", "execute", "--to", "secondary", "--yes"]);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
+    assert!(in_recovery(&s.standby));
+    assert!(history(&s.env).as_array().is_some_and(Vec::is_empty));
+    // --force alone is not enough: the data at risk is unknown.
+    let refused = s.env.run(&[
+        "failover",
+        "execute",
+        "--to",
+        "secondary",
+        "--yes",
+        "--force",
+    ]);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("--accept-data-loss"));
+    let out = s.env.ok(&[
+        "failover",
+        "execute",
+        "--to",
+        "secondary",
+        "--yes",
+        "--force",
+        "--accept-data-loss",
+        "--output",
+        "json",
+    ]);
+    let outcome: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(
+        outcome["steps"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("NOT confirmed")),
+        "{outcome}"
+    );
+    assert!(!in_recovery(&s.standby));
+    s.standby
+        .psql("orders", "INSERT INTO acked (id) VALUES (2)");
+    assert_eq!(s.standby.psql("orders", "SELECT count(*) FROM acked"), "2");
+    assert_eq!(dig(s.ns.addr(), "api.example.test.", "A"), ["192.0.2.20"]);
+    assert_eq!(history(&s.env)[0]["mode"], "manual");
+}
+
+/// The failover tables on both catalog engines: recorded once, steps done once.
+#[test]
+fn failover_rows_on_sqlite_and_postgres() {
+    use lifeboat::catalog::Catalog;
+    use lifeboat::config::SecretString;
+    let pg = PgServer::start();
+    pg.create_db("catalog");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let urls = [
+        format!("sqlite://{}", dir.path().join("catalog.db").display()),
+        pg.url("catalog"),
+    ];
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for url in urls {
+        rt.block_on(async {
+            let c = Catalog::open(&SecretString::new(url.clone()))
+                .await
+                .expect("open");
+            let now = chrono::DateTime::parse_from_rfc3339("2026-06-01T12:00:00Z")
+                .expect("time")
+                .with_timezone(&chrono::Utc);
+            let plan = serde_json::json!({"to": "secondary"});
+            for _ in 0..2 {
+                c.failover_begin(7, "primary", "secondary", "planned", &plan, now)
+                    .await
+                    .expect("begin");
+                c.failover_step_start(7, "fence", now).await.expect("start");
+            }
+            c.failover_step_done(7, "fence", "fenced", now)
+                .await
+                .expect("done");
+            let later = now + chrono::Duration::seconds(5);
+            c.failover_step_done(7, "fence", "again", later)
+                .await
+                .expect("done again");
+            let rows = c.failovers(10).await.expect("list");
+            assert_eq!(rows.len(), 1, "{url}");
+            assert_eq!(rows[0].term, 7);
+            assert_eq!(rows[0].status, "running");
+            assert_eq!(rows[0].steps.len(), 1);
+            assert!(rows[0].steps[0].done());
+            assert_eq!(rows[0].steps[0].detail.as_deref(), Some("fenced"), "{url}");
+            c.failover_finish(7, "done", &serde_json::json!({"total": 12}), None, later)
+                .await
+                .expect("finish");
+            let rows = c.failovers(10).await.expect("list");
+            assert_eq!(rows[0].status, "done");
+            assert_eq!(rows[0].timeline, Some(serde_json::json!({"total": 12})));
+            assert_eq!(rows[0].plan, Some(plan));
+        });
+    }
+}
