@@ -145,7 +145,7 @@ fn writer(
 
 #[test]
 fn planned_switchover_loses_no_acknowledged_write() {
-    let s = setup();
+    let mut s = setup();
     let plan = s.env.ok(&["failover", "plan", "--to", "secondary"]);
     assert!(plan.contains("primary → secondary"), "{plan}");
     assert!(!plan.contains("BLOCKED"), "{plan}");
@@ -219,6 +219,10 @@ fn planned_switchover_loses_no_acknowledged_write() {
     );
     // DNS switched, as the nameserver itself answers.
     assert_eq!(dig(s.ns.addr(), "api.example.test.", "A"), ["192.0.2.20"]);
+    // The fence lasts across a restart of the old primary.
+    s.primary.stop();
+    s.primary.restart();
+    assert!(is_read_only(&s.primary));
     // Recorded: one failover, every step done.
     let h = history(&s.env);
     let f = &h[0];
