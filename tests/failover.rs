@@ -447,3 +447,60 @@ fn failover_rows_on_sqlite_and_postgres() {
         });
     }
 }
+
+#[test]
+fn redis_switchover_fences_the_old_primary_and_promotes_the_replica() {
+    use common::redis::RedisServer;
+    let primary = RedisServer::start(&[]);
+    let port = primary.port().to_string();
+    let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &port]);
+    wait_until("the replica is linked", Duration::from_secs(30), || {
+        replica
+            .cmd(&["INFO", "replication"])
+            .text()
+            .contains("master_link_status:up")
+    });
+    for i in 0..100 {
+        primary.cmd(&["SET", &format!("k{i}"), "v"]);
+    }
+    let env = Env::new();
+    env.write_config(&format!(
+        r#"
+catalog: sqlite://./catalog.db
+stores:
+  local: {{ url: "file://./store" }}
+encryption:
+  recipients: ["{{recipient}}"]
+sources: []
+sites:
+  - name: primary
+    services:
+      sessions: {{ kind: redis, url: "{p}" }}
+  - name: secondary
+    services:
+      sessions: {{ kind: redis, url: "{r}" }}
+failover:
+  mode: manual
+"#,
+        p = primary.url(),
+        r = replica.url(),
+    ));
+    let status = env.ok(&["failover", "status", "--output", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(status["primary"], "primary", "{status}");
+    env.ok(&["failover", "execute", "--to", "secondary", "--yes"]);
+    // Every key made it; the new primary takes writes, the old one refuses them.
+    assert_eq!(replica.cmd(&["DBSIZE"]).text(), "100");
+    assert!(
+        replica
+            .cmd(&["INFO", "replication"])
+            .text()
+            .contains("role:master")
+    );
+    assert_eq!(replica.cmd(&["SET", "after", "1"]).text(), "OK");
+    let refused = primary.cmd(&["SET", "after", "2"]).text();
+    assert!(refused.contains("NOREPLICAS"), "{refused}");
+    let status = env.ok(&["failover", "status", "--output", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(status["primary"], "secondary", "{status}");
+}

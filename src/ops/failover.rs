@@ -15,8 +15,9 @@
 //!   resumed run already moved it), verified on every authoritative nameserver.
 //!
 //! # Caveats
-//! Only PostgreSQL services are fenced and promoted here (Redis is probed only); repointing the
-//! remaining replicas at the new primary is not done yet (the step records that it skipped).
+//! PostgreSQL and Redis services are fenced and promoted (etcd, http, tcp are probe-only);
+//! repointing the remaining replicas at the new primary is not done yet (the step records
+//! that it skipped).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use serde::Serialize;
 use super::ctx::Ctx;
 use super::error::OpError;
 use crate::catalog::FailoverRow;
-use crate::config::failover::{ActionConfig, ServiceKind, SiteConfig};
+use crate::config::failover::{ActionConfig, SiteConfig};
 use crate::kinds::probe::{self, Probe, Role};
 use crate::model::ErrorKind;
 use crate::policy::failover::Step;
@@ -450,22 +451,38 @@ pub async fn execute(ctx: &Ctx, to: &str, opts: &Options) -> Result<Outcome, OpE
     })
 }
 
-fn postgres_services(site: &SiteConfig) -> impl Iterator<Item = (&String, &str)> {
+/// The services of `site` that have a primary to fence and promote, with their kind.
+fn replicated(
+    site: &SiteConfig,
+) -> Result<Vec<(&String, &'static dyn crate::kinds::Kind, &str)>, OpError> {
     site.services
         .iter()
-        .filter(|(_, s)| s.kind == ServiceKind::Postgres)
-        .map(|(n, s)| (n, s.url.expose()))
+        .filter(|(_, s)| s.kind.replicated())
+        .map(|(n, s)| {
+            let kind = crate::kinds::kind(s.kind.as_str()).ok_or_else(|| {
+                OpError::new(
+                    ErrorKind::Internal,
+                    format!("the {} kind is not registered", s.kind.as_str()),
+                )
+            })?;
+            Ok((n, kind, s.url.expose()))
+        })
+        .collect()
 }
 
-fn postgres() -> Result<&'static dyn crate::kinds::Kind, OpError> {
-    crate::kinds::kind("postgres")
-        .ok_or_else(|| OpError::new(ErrorKind::Internal, "the postgres kind is not registered"))
+/// Whether a replica at `replayed` holds all the primary wrote up to `written`.
+fn caught_up(kind: &str, written: u64, replayed: u64) -> bool {
+    if kind == "postgres" {
+        probe::caught_up(written, replayed)
+    } else {
+        replayed >= written
+    }
 }
 
 async fn fence(old: &SiteConfig, opts: &Options) -> Result<String, OpError> {
     let mut detail = Vec::new();
-    for (name, url) in postgres_services(old) {
-        match postgres()?.fence(url).await {
+    for (name, kind, url) in replicated(old)? {
+        match kind.fence(url).await {
             Ok(()) => detail.push(format!("{name} at {}: read-only, confirmed", old.name)),
             Err(e) if opts.force && e.kind() == ErrorKind::Unreachable => detail.push(format!(
                 "{name} at {}: unreachable, fence NOT confirmed (--force): {e}",
@@ -487,21 +504,20 @@ async fn promote(
     opts: &Options,
 ) -> Result<String, OpError> {
     let mut detail = Vec::new();
-    for (name, url) in postgres_services(new) {
+    for (name, kind, url) in replicated(new)? {
         // With the old primary fenced and reachable: wait for the replica to replay all of it.
         let old_url = old.services.get(name).map(|s| s.url.expose().to_string());
         let mut lag = None;
         if let Some(old_url) = old_url {
             let until = Instant::now() + CATCH_UP_WAIT;
             loop {
-                let (o, n) = (
-                    probe::probe("postgres", &old_url).await,
-                    probe::probe("postgres", url).await,
-                );
+                let (o, n) = (kind.probe(&old_url).await, kind.probe(url).await);
                 match (o, n) {
                     (Ok(o), Ok(n)) => {
                         let (behind, caught) = match (o.position, n.position) {
-                            (Some(a), Some(b)) => (a.saturating_sub(b), probe::caught_up(a, b)),
+                            (Some(a), Some(b)) => {
+                                (a.saturating_sub(b), caught_up(kind.name(), a, b))
+                            }
                             _ => (u64::MAX, false),
                         };
                         if caught || n.role == Role::Primary {
@@ -530,8 +546,7 @@ async fn promote(
                 }
             }
         }
-        postgres()?
-            .promote(url, PROMOTE_WAIT)
+        kind.promote(url, PROMOTE_WAIT)
             .await
             .map_err(|e| step_err(Step::Promote, e))?;
         detail.push(format!(
@@ -636,9 +651,8 @@ async fn switch_dns(ctx: &Ctx, old: &SiteConfig, new: &SiteConfig) -> Result<Str
 
 async fn verify(new: &SiteConfig) -> Result<String, OpError> {
     let mut detail = Vec::new();
-    for (name, url) in postgres_services(new) {
-        postgres()?
-            .verify_writable(url)
+    for (name, kind, url) in replicated(new)? {
+        kind.verify_writable(url)
             .await
             .map_err(|e| step_err(Step::Verify, e))?;
         detail.push(format!("{name} at {}: write/read probe passed", new.name));

@@ -169,6 +169,22 @@ impl super::Kind for RedisKind {
     async fn probe(&self, url: &str) -> Result<super::probe::Probe, super::probe::ProbeError> {
         failover::probe(url).await
     }
+    async fn fence(&self, url: &str) -> Result<(), super::probe::ProbeError> {
+        failover::fence(url).await
+    }
+    async fn unfence(&self, url: &str) -> Result<(), super::probe::ProbeError> {
+        failover::unfence(url).await
+    }
+    async fn promote(
+        &self,
+        url: &str,
+        wait: std::time::Duration,
+    ) -> Result<(), super::probe::ProbeError> {
+        failover::promote(url, wait).await
+    }
+    async fn verify_writable(&self, url: &str) -> Result<(), super::probe::ProbeError> {
+        failover::verify_writable(url).await
+    }
     fn target(
         &self,
         to: &super::RestoreTo,
