@@ -12,7 +12,10 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
 use crate::model::SecretString;
+
+mod failover;
 use crate::model::snapshot::Manifest;
+pub use failover::{FailoverRow, StepRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {

@@ -3,6 +3,7 @@
 
 mod dns;
 mod report;
+mod failover;
 
 use crate::report::output;
 
@@ -145,6 +146,12 @@ pub enum Command {
     Report {
         #[command(subcommand)]
         action: report::ReportAction,
+    },
+    /// Move the primary between `sites:`: status, plan, execute (fence, promote, DNS,
+    /// verify; resumable), history.
+    Failover {
+        #[command(subcommand)]
+        action: failover::FailoverAction,
     },
 }
 
@@ -601,6 +608,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run { once } => return run_daemon(&config_args, once).await,
         Command::Dns { action } => return dns::run(&load(&config_args)?, action).await,
         Command::Report { action } => report::run(&open(&config_args).await?, action).await?,
+        Command::Failover { action } => {
+            return failover::run(open(&config_args).await?, action).await;
+        }
         Command::Verify(args) => {
             let app = open(&config_args).await?;
             let req = crate::ops::verify::Request {

@@ -3,6 +3,7 @@
 //!
 //! Every error names the file, the key path and what to write instead.
 
+pub mod failover;
 mod interpolate;
 mod verify;
 
@@ -68,6 +69,10 @@ pub struct Config {
     /// `dns:`: providers and the records lifeboat may move (see [`crate::dns`]).
     #[serde(default)]
     pub dns: DnsConfig,
+    /// `sites:` and `failover:` (see [`failover`]).
+    #[serde(default)]
+    pub sites: Vec<failover::SiteConfig>,
+    pub failover: Option<failover::FailoverConfig>,
     /// The text this config was parsed from and the `${VAR}` values it used: what a
     /// `lifeboat` elsewhere (a Kubernetes verification Job) needs to load the same config.
     #[serde(skip)]
@@ -578,6 +583,17 @@ impl Config {
             ));
         }
         self.dns.validate()?;
+        failover::validate(
+            &self.sites,
+            self.failover.as_ref(),
+            &self.sources.iter().map(|s| s.name.as_str()).collect(),
+            &self
+                .dns
+                .records
+                .iter()
+                .map(|r| crate::dns::fqdn(&r.name))
+                .collect(),
+        )?;
         let mut seen = BTreeSet::new();
         for (i, source) in self.sources.iter().enumerate() {
             check_targets(

@@ -12,6 +12,7 @@ pub mod command;
 pub mod etcd;
 pub mod files;
 pub mod postgres;
+pub mod probe;
 pub(crate) mod process;
 pub mod redis;
 pub mod scratch;
@@ -21,6 +22,7 @@ pub mod volume_snapshot;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -208,6 +210,49 @@ pub trait Kind: Send + Sync {
         _opts: &scratch::ScratchOptions,
     ) -> Result<Option<Box<dyn scratch::Scratch>>, scratch::ScratchError> {
         Ok(None)
+    }
+
+    /// What a vantage point sees of a live service at `url`: role, replication position and
+    /// lag (failover between sites). Kinds without replication cannot be probed this way.
+    async fn probe(&self, _url: &str) -> Result<probe::Probe, probe::ProbeError> {
+        Err(probe::ProbeError::Unsupported {
+            kind: self.name().to_string(),
+            what: "probed",
+        })
+    }
+
+    /// Makes the primary at `url` refuse writes (and stops its other writers), confirmed
+    /// before returning. Safe to repeat; lasts across a restart of the service.
+    async fn fence(&self, _url: &str) -> Result<(), probe::ProbeError> {
+        Err(probe::ProbeError::Unsupported {
+            kind: self.name().to_string(),
+            what: "fenced",
+        })
+    }
+
+    /// Undoes [`Kind::fence`]. Safe to repeat.
+    async fn unfence(&self, _url: &str) -> Result<(), probe::ProbeError> {
+        Err(probe::ProbeError::Unsupported {
+            kind: self.name().to_string(),
+            what: "unfenced",
+        })
+    }
+
+    /// Promotes the replica at `url` and returns once it accepts writes. Safe to repeat (a
+    /// primary is left as it is).
+    async fn promote(&self, _url: &str, _wait: Duration) -> Result<(), probe::ProbeError> {
+        Err(probe::ProbeError::Unsupported {
+            kind: self.name().to_string(),
+            what: "promoted",
+        })
+    }
+
+    /// Proves the primary at `url` takes writes: a write and a read back that leave nothing.
+    async fn verify_writable(&self, _url: &str) -> Result<(), probe::ProbeError> {
+        Err(probe::ProbeError::Unsupported {
+            kind: self.name().to_string(),
+            what: "write-probed",
+        })
     }
 
     /// Cleans up what a pruned snapshot left outside the store (e.g. a CSI VolumeSnapshot).

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod copy;
 pub mod ctx;
 pub mod error;
+pub mod failover;
 pub mod manifest;
 pub mod prune;
 pub mod rebuild;

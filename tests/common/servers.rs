@@ -212,6 +212,83 @@ impl PgServer {
         }
     }
 
+    /// A streaming-replication standby of `primary` (`pg_basebackup -R`, run as `postgres`
+    /// when we are root), started on a free port. The default pg_hba of initdb lets
+    /// 127.0.0.1 replicate with trust.
+    pub fn standby_of(primary: &PgServer) -> PgServer {
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("lifeboat-pgstandby-")
+            .tempdir_in("/tmp")
+            .expect("create a temp dir for the standby under /tmp");
+        let data_dir = dir.path().join("data");
+        if as_postgres {
+            let out = run(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg("postgres:postgres")
+                    .arg(dir.path()),
+                "chown",
+            );
+            assert!(out.status.success(), "chown: {}", describe(&out));
+        }
+        let mut server = PgServer {
+            port: 0,
+            bin_dir: pg_bin_dir(),
+            as_postgres,
+            log_file: dir.path().join("postgres.log"),
+            data_dir,
+            dir: Some(dir),
+        };
+        let mut cmd = server.server_cmd("pg_basebackup");
+        cmd.arg("-D")
+            .arg(&server.data_dir)
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .args(["-p", &primary.port.to_string()]);
+        let out = run(&mut cmd, "pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup -R failed:\n{}",
+            describe(&out)
+        );
+        let mut attempt = 1;
+        loop {
+            server.port = free_port();
+            let _ = fs::remove_file(&server.log_file);
+            let out = server.pg_ctl_start();
+            if out.status.success() {
+                return server;
+            }
+            let log = tail(&server.log_file, 40);
+            if attempt < START_ATTEMPTS && log.contains("already in use") {
+                attempt += 1;
+                continue;
+            }
+            panic!("standby failed to start:\n{}\n{log}", describe(&out));
+        }
+    }
+
+    /// Starts again a server that was `stop`ped (same port and files).
+    pub fn restart(&mut self) {
+        let out = self.pg_ctl_start();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed:\n{}\n{}",
+            describe(&out),
+            tail(&self.log_file, 40)
+        );
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

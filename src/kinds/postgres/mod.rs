@@ -2,6 +2,7 @@
 //! in, so an interrupted or failed restore commits nothing. The password in the URL is passed
 //! to the tools through `PGPASSWORD`, never on a command line.
 
+mod failover;
 pub mod scratch;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -411,6 +412,25 @@ impl super::Kind for PostgresKind {
     }
     fn name(&self) -> &'static str {
         "postgres"
+    }
+    async fn probe(&self, url: &str) -> Result<super::probe::Probe, super::probe::ProbeError> {
+        failover::probe(url).await
+    }
+    async fn fence(&self, url: &str) -> Result<(), super::probe::ProbeError> {
+        failover::fence(url).await
+    }
+    async fn unfence(&self, url: &str) -> Result<(), super::probe::ProbeError> {
+        failover::unfence(url).await
+    }
+    async fn promote(
+        &self,
+        url: &str,
+        wait: std::time::Duration,
+    ) -> Result<(), super::probe::ProbeError> {
+        failover::promote(url, wait).await
+    }
+    async fn verify_writable(&self, url: &str) -> Result<(), super::probe::ProbeError> {
+        failover::verify_writable(url).await
     }
     fn target(
         &self,

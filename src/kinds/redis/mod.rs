@@ -38,6 +38,7 @@
 mod backup;
 pub mod checks;
 pub mod client;
+mod failover;
 mod rdb;
 mod restore;
 pub mod scratch;
@@ -164,6 +165,25 @@ impl super::Kind for RedisKind {
     }
     fn name(&self) -> &'static str {
         "redis"
+    }
+    async fn probe(&self, url: &str) -> Result<super::probe::Probe, super::probe::ProbeError> {
+        failover::probe(url).await
+    }
+    async fn fence(&self, url: &str) -> Result<(), super::probe::ProbeError> {
+        failover::fence(url).await
+    }
+    async fn unfence(&self, url: &str) -> Result<(), super::probe::ProbeError> {
+        failover::unfence(url).await
+    }
+    async fn promote(
+        &self,
+        url: &str,
+        wait: std::time::Duration,
+    ) -> Result<(), super::probe::ProbeError> {
+        failover::promote(url, wait).await
+    }
+    async fn verify_writable(&self, url: &str) -> Result<(), super::probe::ProbeError> {
+        failover::verify_writable(url).await
     }
     fn target(
         &self,

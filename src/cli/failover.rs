@@ -1,0 +1,252 @@
+//! `lifeboat failover status | plan | execute | history`: moving the primary between the
+//! `sites:` (see `ops::failover`).
+//!
+//! Exit codes of `execute`: 0 done (or resumed and done); 1 failed (run it again to resume);
+//! 3 refused (the plan says why and which flag would accept it); 5 not confirmed.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::ops::ctx::Ctx;
+use crate::ops::failover::{self, Options, Plan};
+use crate::report::Output;
+
+pub const EXIT_REFUSED: u8 = 3;
+pub const EXIT_NOT_CONFIRMED: u8 = 5;
+
+#[derive(Subcommand, Debug)]
+pub enum FailoverAction {
+    /// Sites, what this vantage point sees of each service (role, position, lag), the current
+    /// primary and term, and any unfinished failover.
+    Status {
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// What `execute --to SITE` would do and what data is at risk; changes nothing.
+    Plan {
+        #[arg(long)]
+        to: String,
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Move the primary to SITE: fence the old primary, promote, switch DNS, verify. Run it
+    /// again after a crash: it resumes without redoing a finished step.
+    Execute {
+        #[arg(long)]
+        to: String,
+        /// Promote even though data may be lost (the plan says how much).
+        #[arg(long)]
+        accept_data_loss: bool,
+        /// Go on when the old primary cannot be reached to confirm its fence.
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Past failovers with their steps and measured timeline.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+fn print_plan(p: &Plan) {
+    println!("failover plan: {} → {} (term {})", p.from, p.to, p.term);
+    for s in &p.services {
+        match (&s.probe, &s.error) {
+            (Some(probe), _) => println!(
+                "  {:<10} {:<12} {:<8} {:?}{} position {} lag {}",
+                s.site,
+                s.service,
+                s.kind,
+                probe.role,
+                if probe.fenced { " (fenced)" } else { "" },
+                probe.position.map_or("-".into(), |p| p.to_string()),
+                probe.lag_seconds.map_or("-".into(), |l| format!("{l:.1}s")),
+            ),
+            (None, e) => println!(
+                "  {:<10} {:<12} {:<8} UNREACHABLE {}",
+                s.site,
+                s.service,
+                s.kind,
+                e.as_deref().unwrap_or("")
+            ),
+        }
+    }
+    for r in &p.data_at_risk {
+        println!(
+            "  data at risk, {}: {}",
+            r.service,
+            if r.zero_loss {
+                "none (the old primary is fenced first and the new one catches up)".to_string()
+            } else {
+                format!(
+                    "{} bytes / {} behind (RPO {})",
+                    r.lag_bytes.map_or("unknown".into(), |b| b.to_string()),
+                    r.lag_seconds
+                        .map_or("unknown".into(), |s| format!("{s:.1}s")),
+                    r.rpo_seconds.map_or("not set".into(), |s| format!("{s}s")),
+                )
+            }
+        );
+    }
+    for (name, (old, new)) in &p.dns {
+        println!("  dns {name}: {} → {}", old.join(", "), new.join(", "));
+    }
+    println!("  steps: {}", p.steps.join(" → "));
+    for b in &p.blocked {
+        println!("  BLOCKED: {b}");
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub async fn run(app: Ctx, action: FailoverAction) -> Result<ExitCode> {
+    match action {
+        FailoverAction::Status { output } => {
+            let s = failover::status(&app).await?;
+            match output {
+                Output::Json => json(&s)?,
+                Output::Table => {
+                    println!(
+                        "primary: {}   term: {}   this site: {}   mode: {}",
+                        s.primary,
+                        s.term,
+                        s.site.as_deref().unwrap_or("(unset)"),
+                        s.mode
+                            .map_or("-".to_string(), |m| format!("{m:?}").to_lowercase())
+                    );
+                    for v in &s.services {
+                        match &v.probe {
+                            Some(p) => println!(
+                                "  {:<10} {:<12} {:?}{} position {} lag {}",
+                                v.site,
+                                v.service,
+                                p.role,
+                                if p.fenced { " (fenced)" } else { "" },
+                                p.position.map_or("-".into(), |p| p.to_string()),
+                                p.lag_seconds.map_or("-".into(), |l| format!("{l:.1}s")),
+                            ),
+                            None => println!(
+                                "  {:<10} {:<12} UNREACHABLE {}",
+                                v.site,
+                                v.service,
+                                v.error.as_deref().unwrap_or("")
+                            ),
+                        }
+                    }
+                    if let Some(u) = &s.unfinished {
+                        println!(
+                            "  UNFINISHED failover to {} (term {}): run `lifeboat failover execute --to {}` to resume",
+                            u.to_site, u.term, u.to_site
+                        );
+                    }
+                }
+            }
+        }
+        FailoverAction::Plan { to, output } => {
+            let p = failover::plan(&app, &to).await?;
+            match output {
+                Output::Json => json(&p)?,
+                Output::Table => print_plan(&p),
+            }
+        }
+        FailoverAction::Execute {
+            to,
+            accept_data_loss,
+            force,
+            yes,
+            output,
+        } => {
+            let opts = Options {
+                accept_data_loss,
+                force,
+            };
+            if !yes && std::io::stdin().is_terminal() && failover::unfinished(&app).await?.is_none()
+            {
+                let p = failover::plan(&app, &to).await?;
+                print_plan(&p);
+                print!("move the primary from {} to {}? type `yes`: ", p.from, p.to);
+                std::io::stdout().flush()?;
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                if line.trim() != "yes" {
+                    eprintln!("not confirmed: nothing changed");
+                    return Ok(ExitCode::from(EXIT_NOT_CONFIRMED));
+                }
+            }
+            match failover::execute(&app, &to, &opts).await {
+                Ok(out) => match output {
+                    Output::Json => json(&out)?,
+                    Output::Table => {
+                        println!("failover term {}: {} → {} done", out.term, out.from, out.to);
+                        for s in &out.steps {
+                            println!(
+                                "  {:<8} {:>6} ms  {}{}",
+                                s.step,
+                                s.ms,
+                                if s.resumed { "(resumed) " } else { "" },
+                                s.detail
+                            );
+                        }
+                        println!(
+                            "  timeline: {}",
+                            out.timeline
+                                .iter()
+                                .map(|(k, v)| format!("{k} {v} ms"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                    }
+                },
+                Err(e) if e.kind() == crate::model::ErrorKind::Conflict => {
+                    eprintln!("lifeboat: {e}");
+                    return Ok(ExitCode::from(EXIT_REFUSED));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        FailoverAction::History { limit, output } => {
+            let h = failover::history(&app, limit).await?;
+            match output {
+                Output::Json => json(&h)?,
+                Output::Table => {
+                    for f in &h {
+                        println!(
+                            "term {:<4} {} → {}  {}  {}  started {}{}",
+                            f.term,
+                            f.from_site,
+                            f.to_site,
+                            f.mode,
+                            f.status,
+                            f.started_at,
+                            f.timeline
+                                .as_ref()
+                                .map_or(String::new(), |t| format!("  timeline {t}"))
+                        );
+                        for s in &f.steps {
+                            println!(
+                                "    {:<8} {:<8} {}",
+                                s.step,
+                                s.status,
+                                s.detail.as_deref().unwrap_or("")
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

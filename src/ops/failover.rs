@@ -1,0 +1,694 @@
+//! `lifeboat failover plan | execute | status | history`: a planned switchover or a manual
+//! failover of the `sites:` services to another site, step by step (fence, promote, repoint,
+//! dns, verify), each step recorded in the catalog before it is taken.
+//!
+//! # Guarantees
+//! - Each step is recorded `started` before it is taken and `done` after; a step already
+//!   `done` for the term is never taken again, so a killed `execute` run again resumes where
+//!   it stopped (every step is idempotent, so one killed mid-way is simply taken again).
+//! - The old primary is fenced (read-only, other writers terminated) and the fence confirmed
+//!   before anything is promoted; an unreachable old primary is skipped only with `--force`.
+//! - With the old primary fenced, promotion waits until the new primary has replayed all of
+//!   the old primary's WAL: a planned switchover loses no acknowledged write. Otherwise the
+//!   RPO gate refuses unless `--accept-data-loss`, and the plan says what is at risk.
+//! - The DNS switch is a compare-and-swap against the old site's values (or a no-op when a
+//!   resumed run already moved it), verified on every authoritative nameserver.
+//!
+//! # Caveats
+//! PostgreSQL and Redis services are fenced and promoted (etcd, http, tcp are probe-only);
+//! repointing the remaining replicas at the new primary is not done yet (the step records
+//! that it skipped).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::ctx::Ctx;
+use super::error::OpError;
+use crate::catalog::FailoverRow;
+use crate::config::failover::{ActionConfig, SiteConfig};
+use crate::kinds::probe::{self, Probe, Role};
+use crate::model::ErrorKind;
+use crate::policy::failover::Step;
+
+/// How long promotion may take, and the wait for the new primary to catch up.
+const PROMOTE_WAIT: Duration = Duration::from_secs(60);
+const CATCH_UP_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum FailoverError {
+    #[error("no `sites:`/`failover:` in the config; add them (see the README's failover section)")]
+    NotConfigured,
+    #[error("no site is called `{0}`; name one of `sites:`")]
+    UnknownSite(String),
+    #[error("{0} is already the primary site: nothing to do")]
+    AlreadyPrimary(String),
+    #[error(
+        "a failover to {to} (term {term}) is still unfinished; run `lifeboat failover execute --to {to}` to resume it"
+    )]
+    Unfinished { term: i64, to: String },
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("step {step} failed: {reason}")]
+    Step { step: &'static str, reason: String },
+}
+
+impl FailoverError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            FailoverError::NotConfigured | FailoverError::UnknownSite(_) => ErrorKind::Config,
+            FailoverError::AlreadyPrimary(_)
+            | FailoverError::Unfinished { .. }
+            | FailoverError::Refused(_) => ErrorKind::Conflict,
+            FailoverError::Step { .. } => ErrorKind::Unreachable,
+        }
+    }
+}
+
+impl From<FailoverError> for OpError {
+    fn from(e: FailoverError) -> OpError {
+        OpError::new(e.kind(), e)
+    }
+}
+
+fn step_err(step: Step, reason: impl std::fmt::Display) -> OpError {
+    FailoverError::Step {
+        step: step.as_str(),
+        reason: reason.to_string(),
+    }
+    .into()
+}
+
+/// What one service of one site answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct Seen {
+    pub site: String,
+    pub service: String,
+    pub kind: &'static str,
+    pub probe: Option<Probe>,
+    pub error: Option<String>,
+}
+
+async fn probe_site(site: &SiteConfig) -> Vec<Seen> {
+    let mut out = Vec::new();
+    for (name, svc) in &site.services {
+        let r = probe::probe(svc.kind.as_str(), svc.url.expose()).await;
+        out.push(Seen {
+            site: site.name.clone(),
+            service: name.clone(),
+            kind: svc.kind.as_str(),
+            error: r.as_ref().err().map(|e| e.to_string()),
+            probe: r.ok(),
+        });
+    }
+    out
+}
+
+/// Data at risk for one replicated service.
+#[derive(Debug, Clone, Serialize)]
+pub struct Risk {
+    pub service: String,
+    /// Bytes the new primary is behind the old one (unknown if the old one cannot be asked).
+    pub lag_bytes: Option<u64>,
+    pub lag_seconds: Option<f64>,
+    pub rpo_seconds: Option<u64>,
+    /// The old primary is reachable: it is fenced and the new one catches up first, so
+    /// nothing acknowledged is lost.
+    pub zero_loss: bool,
+    pub within_rpo: bool,
+}
+
+/// What `execute --to` would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub term: i64,
+    pub from: String,
+    pub to: String,
+    pub old_primary_reachable: bool,
+    pub services: Vec<Seen>,
+    pub data_at_risk: Vec<Risk>,
+    /// name → (old site's values, new site's values).
+    pub dns: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    pub steps: Vec<&'static str>,
+    /// Why `execute` refuses without `--accept-data-loss` / `--force`.
+    pub blocked: Vec<String>,
+}
+
+fn sites(ctx: &Ctx) -> Result<&[SiteConfig], FailoverError> {
+    if ctx.config.failover.is_none() || ctx.config.sites.is_empty() {
+        return Err(FailoverError::NotConfigured);
+    }
+    Ok(&ctx.config.sites)
+}
+
+fn site<'a>(ctx: &'a Ctx, name: &str) -> Result<&'a SiteConfig, FailoverError> {
+    sites(ctx)?
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| FailoverError::UnknownSite(name.to_string()))
+}
+
+/// The current primary site: the one whose replicated services answer as writable primaries,
+/// else the newest completed failover's target, else the first of `order`.
+async fn current_primary(ctx: &Ctx, seen: &[Seen]) -> Result<String, OpError> {
+    let mut by_site: BTreeMap<&str, bool> = BTreeMap::new();
+    for s in seen
+        .iter()
+        .filter(|s| s.kind == "postgres" || s.kind == "redis")
+    {
+        let primary = s
+            .probe
+            .as_ref()
+            .is_some_and(|p| p.role == Role::Primary && !p.fenced);
+        let e = by_site.entry(s.site.as_str()).or_insert(true);
+        *e = *e && primary;
+    }
+    if let Some((site, _)) = by_site.iter().find(|(_, p)| **p) {
+        return Ok(site.to_string());
+    }
+    let history = ctx.catalog.failovers(1).await?;
+    if let Some(last) = history.last().filter(|f| f.status == "done") {
+        return Ok(last.to_site.clone());
+    }
+    let order = ctx
+        .config
+        .failover
+        .as_ref()
+        .map(|f| f.order(&ctx.config.sites))
+        .unwrap_or_default();
+    order
+        .first()
+        .cloned()
+        .ok_or_else(|| FailoverError::NotConfigured.into())
+}
+
+async fn next_term(ctx: &Ctx) -> Result<i64, OpError> {
+    Ok(ctx
+        .catalog
+        .failovers(1)
+        .await?
+        .last()
+        .map_or(1, |f| f.term + 1))
+}
+
+fn rpo_of(ctx: &Ctx, source: Option<&str>) -> Option<Duration> {
+    let src = ctx.config.source(source?)?;
+    ctx.config.targets(src).objectives.map(|o| o.rpo.0)
+}
+
+/// What moving to `to` would do and risk; changes nothing.
+#[tracing::instrument(skip_all, fields(to))]
+pub async fn plan(ctx: &Ctx, to: &str) -> Result<Plan, OpError> {
+    let all = sites(ctx)?;
+    let target = site(ctx, to)?;
+    let mut seen = Vec::new();
+    for s in all {
+        seen.extend(probe_site(s).await);
+    }
+    let from = current_primary(ctx, &seen).await?;
+    if from == to {
+        return Err(FailoverError::AlreadyPrimary(to.to_string()).into());
+    }
+    let old = site(ctx, &from)?;
+    let find = |site: &str, svc: &str| {
+        seen.iter()
+            .find(|s| s.site == site && s.service == svc)
+            .and_then(|s| s.probe.clone())
+    };
+    let mut risks = Vec::new();
+    let mut blocked = Vec::new();
+    let mut old_reachable = true;
+    for (name, svc) in &target.services {
+        if !svc.kind.replicated() {
+            continue;
+        }
+        let old_p = find(&from, name);
+        let new_p = find(to, name);
+        if old.services.contains_key(name) && old_p.is_none() {
+            old_reachable = false;
+        }
+        if new_p.is_none() {
+            blocked.push(format!(
+                "{name} at {to} is unreachable: nothing to promote (fix it first)"
+            ));
+        }
+        let lag_bytes = match (&old_p, &new_p) {
+            (Some(o), Some(n)) => match (o.position, n.position) {
+                (Some(a), Some(b)) => Some(a.saturating_sub(b)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let rpo = rpo_of(ctx, svc.source.as_deref());
+        let lag_seconds = new_p.as_ref().and_then(|p| p.lag_seconds);
+        let zero_loss = old_p.is_some();
+        let within_rpo = zero_loss
+            || match (rpo, lag_seconds) {
+                (None, _) => false,
+                (Some(r), Some(l)) => l <= r.as_secs_f64() && lag_bytes.is_some(),
+                (Some(_), None) => false,
+            };
+        if !within_rpo {
+            blocked.push(format!(
+                "{name}: the old primary at {from} cannot be asked, so the data lost is unknown (replica lag {}, RPO {}); pass --accept-data-loss to promote anyway",
+                lag_seconds.map_or("unknown".into(), |l| format!("{l:.1}s")),
+                rpo.map_or("not set".into(), |r| humantime::format_duration(r).to_string()),
+            ));
+        }
+        risks.push(Risk {
+            service: name.clone(),
+            lag_bytes,
+            lag_seconds,
+            rpo_seconds: rpo.map(|r| r.as_secs()),
+            zero_loss,
+            within_rpo,
+        });
+    }
+    if !old_reachable {
+        blocked.push(format!(
+            "the old primary site {from} is unreachable: its fence cannot be confirmed; wait until it fenced itself (failover.fence_after) and pass --force"
+        ));
+    }
+    let dns = target
+        .dns
+        .iter()
+        .map(|(name, values)| {
+            (
+                name.clone(),
+                (
+                    old.dns.get(name).cloned().unwrap_or_default(),
+                    values.clone(),
+                ),
+            )
+        })
+        .collect();
+    Ok(Plan {
+        term: next_term(ctx).await?,
+        from,
+        to: to.to_string(),
+        old_primary_reachable: old_reachable,
+        services: seen,
+        data_at_risk: risks,
+        dns,
+        steps: Step::ALL.iter().map(|s| s.as_str()).collect(),
+        blocked,
+    })
+}
+
+/// `execute` options.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub accept_data_loss: bool,
+    pub force: bool,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub step: &'static str,
+    /// Already done by an earlier run of this term: not taken again.
+    pub resumed: bool,
+    pub ms: u128,
+    pub detail: String,
+}
+
+/// The outcome of `execute`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub term: i64,
+    pub from: String,
+    pub to: String,
+    pub steps: Vec<StepReport>,
+    /// Measured milliseconds: decide, fence, promote, repoint, dns, verify, total.
+    pub timeline: BTreeMap<String, u128>,
+}
+
+/// A failover not finished yet, if any.
+pub async fn unfinished(ctx: &Ctx) -> Result<Option<FailoverRow>, OpError> {
+    Ok(ctx
+        .catalog
+        .failovers(20)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|f| f.status == "running"))
+}
+
+/// Moves the primary to `to` (or resumes the unfinished move to `to`).
+#[tracing::instrument(skip_all, fields(to))]
+pub async fn execute(ctx: &Ctx, to: &str, opts: &Options) -> Result<Outcome, OpError> {
+    let start = Instant::now();
+    let (term, from, resumed) = match unfinished(ctx).await? {
+        Some(f) if f.to_site == to => (f.term, f.from_site.clone(), true),
+        Some(f) => {
+            return Err(FailoverError::Unfinished {
+                term: f.term,
+                to: f.to_site,
+            }
+            .into());
+        }
+        None => {
+            let plan = plan(ctx, to).await?;
+            let refused: Vec<&String> = plan
+                .blocked
+                .iter()
+                .filter(|b| {
+                    !((opts.accept_data_loss && b.contains("--accept-data-loss"))
+                        || (opts.force && b.contains("--force")))
+                })
+                .collect();
+            if !refused.is_empty() {
+                return Err(FailoverError::Refused(
+                    refused
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+                .into());
+            }
+            let json = serde_json::to_value(&plan).unwrap_or_default();
+            let mode = if plan.old_primary_reachable {
+                "planned"
+            } else {
+                "manual"
+            };
+            ctx.catalog
+                .failover_begin(plan.term, &plan.from, to, mode, &json, ctx.now())
+                .await?;
+            (plan.term, plan.from, false)
+        }
+    };
+    let decide_ms = start.elapsed().as_millis();
+    tracing::info!(term, from, to, resumed, "failover");
+    let old = site(ctx, &from)?.clone();
+    let new = site(ctx, to)?.clone();
+    let done: BTreeMap<String, bool> = ctx
+        .catalog
+        .failover_steps(term)
+        .await?
+        .into_iter()
+        .map(|s| (s.step.clone(), s.done()))
+        .collect();
+    let mut steps = Vec::new();
+    let mut timeline = BTreeMap::new();
+    timeline.insert("decide".to_string(), decide_ms);
+    for step in Step::ALL {
+        if ctx.cancel.is_cancelled() {
+            return Err(OpError::interrupted());
+        }
+        if done.get(step.as_str()).copied().unwrap_or(false) {
+            steps.push(StepReport {
+                step: step.as_str(),
+                resumed: true,
+                ms: 0,
+                detail: format!("already done in term {term}: not taken again"),
+            });
+            continue;
+        }
+        ctx.catalog
+            .failover_step_start(term, step.as_str(), ctx.now())
+            .await?;
+        crate::model::failpoint::hit(&format!("failover-before-{}", step.as_str()));
+        let t = Instant::now();
+        let detail = match step {
+            Step::Fence => fence(&old, opts).await?,
+            Step::Promote => promote(ctx, &old, &new, opts).await?,
+            Step::Repoint => "skipped: repointing the other replicas is not implemented yet; point them at the new primary by hand".to_string(),
+            Step::Dns => switch_dns(ctx, &old, &new).await?,
+            Step::Verify => verify(&new).await?,
+        };
+        let ms = t.elapsed().as_millis();
+        ctx.catalog
+            .failover_step_done(term, step.as_str(), &detail, ctx.now())
+            .await?;
+        crate::model::failpoint::hit(&format!("failover-after-{}", step.as_str()));
+        timeline.insert(step.as_str().to_string(), ms);
+        steps.push(StepReport {
+            step: step.as_str(),
+            resumed: false,
+            ms,
+            detail,
+        });
+    }
+    timeline.insert("total".to_string(), start.elapsed().as_millis());
+    ctx.catalog
+        .failover_finish(
+            term,
+            "done",
+            &serde_json::to_value(&timeline).unwrap_or_default(),
+            None,
+            ctx.now(),
+        )
+        .await?;
+    Ok(Outcome {
+        term,
+        from,
+        to: to.to_string(),
+        steps,
+        timeline,
+    })
+}
+
+/// The services of `site` that have a primary to fence and promote, with their kind.
+fn replicated(
+    site: &SiteConfig,
+) -> Result<Vec<(&String, &'static dyn crate::kinds::Kind, &str)>, OpError> {
+    site.services
+        .iter()
+        .filter(|(_, s)| s.kind.replicated())
+        .map(|(n, s)| {
+            let kind = crate::kinds::kind(s.kind.as_str()).ok_or_else(|| {
+                OpError::new(
+                    ErrorKind::Internal,
+                    format!("the {} kind is not registered", s.kind.as_str()),
+                )
+            })?;
+            Ok((n, kind, s.url.expose()))
+        })
+        .collect()
+}
+
+/// Whether a replica at `replayed` holds all the primary wrote up to `written`.
+fn caught_up(kind: &str, written: u64, replayed: u64) -> bool {
+    if kind == "postgres" {
+        probe::caught_up(written, replayed)
+    } else {
+        replayed >= written
+    }
+}
+
+async fn fence(old: &SiteConfig, opts: &Options) -> Result<String, OpError> {
+    let mut detail = Vec::new();
+    for (name, kind, url) in replicated(old)? {
+        match kind.fence(url).await {
+            Ok(()) => detail.push(format!("{name} at {}: read-only, confirmed", old.name)),
+            Err(e) if opts.force && e.kind() == ErrorKind::Unreachable => detail.push(format!(
+                "{name} at {}: unreachable, fence NOT confirmed (--force): {e}",
+                old.name
+            )),
+            Err(e) => return Err(step_err(Step::Fence, e)),
+        }
+    }
+    for action in &old.fence {
+        detail.push(run_action(Step::Fence, action).await?);
+    }
+    Ok(detail.join("; "))
+}
+
+async fn promote(
+    ctx: &Ctx,
+    old: &SiteConfig,
+    new: &SiteConfig,
+    opts: &Options,
+) -> Result<String, OpError> {
+    let mut detail = Vec::new();
+    for (name, kind, url) in replicated(new)? {
+        // With the old primary fenced and reachable: wait for the replica to replay all of it.
+        let old_url = old.services.get(name).map(|s| s.url.expose().to_string());
+        let mut lag = None;
+        if let Some(old_url) = old_url {
+            let until = Instant::now() + CATCH_UP_WAIT;
+            loop {
+                let (o, n) = (kind.probe(&old_url).await, kind.probe(url).await);
+                match (o, n) {
+                    (Ok(o), Ok(n)) => {
+                        let (behind, caught) = match (o.position, n.position) {
+                            (Some(a), Some(b)) => {
+                                (a.saturating_sub(b), caught_up(kind.name(), a, b))
+                            }
+                            _ => (u64::MAX, false),
+                        };
+                        if caught || n.role == Role::Primary {
+                            lag = Some(0);
+                            break;
+                        }
+                        if Instant::now() >= until {
+                            if !opts.accept_data_loss {
+                                return Err(step_err(
+                                    Step::Promote,
+                                    format!(
+                                        "{name} at {} is still {behind} bytes behind after {CATCH_UP_WAIT:?}; check replication, or pass --accept-data-loss to lose them",
+                                        new.name
+                                    ),
+                                ));
+                            }
+                            lag = Some(behind);
+                            break;
+                        }
+                    }
+                    _ => break, // the old primary cannot be asked: the plan's RPO gate decided
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if ctx.cancel.is_cancelled() {
+                    return Err(OpError::interrupted());
+                }
+            }
+        }
+        kind.promote(url, PROMOTE_WAIT)
+            .await
+            .map_err(|e| step_err(Step::Promote, e))?;
+        detail.push(format!(
+            "{name} at {}: promoted and writable (lag at promotion: {})",
+            new.name,
+            lag.map_or("unknown".to_string(), |l| format!("{l} bytes"))
+        ));
+    }
+    for action in &new.promote {
+        detail.push(run_action(Step::Promote, action).await?);
+    }
+    Ok(detail.join("; "))
+}
+
+async fn run_action(step: Step, action: &ActionConfig) -> Result<String, OpError> {
+    if let Some(k) = &action.kube_scale {
+        return Err(step_err(
+            step,
+            format!(
+                "kube_scale of {} {}/{} to {} is not implemented yet; use a `command:` action (kubectl scale) instead",
+                k.kind, k.namespace, k.name, k.replicas
+            ),
+        ));
+    }
+    let argv = action.command.clone().unwrap_or_default();
+    let Some((program, args)) = argv.split_first() else {
+        return Ok("nothing to run".into());
+    };
+    let (program, args) = (program.clone(), args.to_vec());
+    let shown = program.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&program)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .status()
+    })
+    .await
+    .map_err(|e| step_err(step, e))?
+    .map_err(|e| step_err(step, format!("cannot run {shown}: {e}")))?;
+    if !status.success() {
+        return Err(step_err(step, format!("{shown} failed: {status}")));
+    }
+    Ok(format!("ran {shown}"))
+}
+
+async fn switch_dns(ctx: &Ctx, old: &SiteConfig, new: &SiteConfig) -> Result<String, OpError> {
+    use crate::dns::{Change, Desired, Expect, RRset, VerifyOptions};
+    let mut detail = Vec::new();
+    for (name, values) in &new.dns {
+        let dns_err = |e: crate::dns::DnsError| OpError::new(e.kind(), e);
+        let rec = ctx
+            .config
+            .dns
+            .records_named(name, None)
+            .into_iter()
+            .next()
+            .ok_or_else(|| step_err(Step::Dns, format!("`{name}` is not in dns.records")))?
+            .clone();
+        let provider_config =
+            ctx.config.dns.providers.get(&rec.provider).ok_or_else(|| {
+                step_err(Step::Dns, format!("no dns provider `{}`", rec.provider))
+            })?;
+        let provider =
+            crate::dns::config::build(&rec.provider, provider_config).map_err(dns_err)?;
+        let target = rec.target().map_err(dns_err)?;
+        let desired = RRset::new(rec.rtype, rec.ttl, values).map_err(dns_err)?;
+        let current = provider.read(&target).await.map_err(dns_err)?;
+        // Compare-and-swap against the old site's values; a resumed run finds the new ones.
+        let expect = if current.as_ref().is_some_and(|c| c.values == desired.values) {
+            Expect::values(rec.rtype, values).map_err(dns_err)?
+        } else {
+            Expect::values(
+                rec.rtype,
+                old.dns.get(name).map_or(&[][..], |v| v.as_slice()),
+            )
+            .map_err(dns_err)?
+        };
+        let options = VerifyOptions::new(
+            rec.nameserver_addrs(&*provider).await.map_err(dns_err)?,
+            rec.verify_timeout(),
+        );
+        let done = crate::dns::switch(
+            &*provider,
+            Change {
+                target,
+                expect,
+                desired: Desired::Present(desired),
+            },
+            &options,
+        )
+        .await
+        .map_err(dns_err)?;
+        detail.push(format!(
+            "{name} → {} ({:?}; every nameserver agreed after {} ms)",
+            values.join(", "),
+            done.plan.action,
+            done.timings.agreement_ms
+        ));
+    }
+    Ok(detail.join("; "))
+}
+
+async fn verify(new: &SiteConfig) -> Result<String, OpError> {
+    let mut detail = Vec::new();
+    for (name, kind, url) in replicated(new)? {
+        kind.verify_writable(url)
+            .await
+            .map_err(|e| step_err(Step::Verify, e))?;
+        detail.push(format!("{name} at {}: write/read probe passed", new.name));
+    }
+    Ok(detail.join("; "))
+}
+
+/// `failover status`: what this vantage point sees now, and the catalog's term.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub site: Option<String>,
+    pub mode: Option<crate::policy::failover::Mode>,
+    pub primary: String,
+    pub term: i64,
+    pub services: Vec<Seen>,
+    pub unfinished: Option<FailoverRow>,
+}
+
+pub async fn status(ctx: &Ctx) -> Result<Status, OpError> {
+    let all = sites(ctx)?;
+    let mut seen = Vec::new();
+    for s in all {
+        seen.extend(probe_site(s).await);
+    }
+    let history = ctx.catalog.failovers(1).await?;
+    let failover = ctx.config.failover.as_ref();
+    Ok(Status {
+        site: failover.and_then(|f| f.here(&|n| std::env::var(n).ok())),
+        mode: failover.map(|f| f.mode),
+        primary: current_primary(ctx, &seen).await?,
+        term: history.last().map_or(0, |f| f.term),
+        services: seen,
+        unfinished: unfinished(ctx).await?,
+    })
+}
+
+pub async fn history(ctx: &Ctx, limit: i64) -> Result<Vec<FailoverRow>, OpError> {
+    Ok(ctx.catalog.failovers(limit).await?)
+}

@@ -1,0 +1,506 @@
+//! `lifeboat failover` against real servers: a PostgreSQL primary and its streaming standby
+//! (pg_basebackup -R) on loopback, DNS on a real BIND.
+//!
+//! - planned switchover with a writer inserting every 50 ms: no acknowledged write lost, the
+//!   new primary writable, the old one read-only, DNS switched and agreed;
+//! - `execute` killed right after the fence step (failpoint), run again: it completes and
+//!   does not fence twice.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::dns::{DnsServer, TsigKey, dig};
+use common::servers::PgServer;
+use common::{Env, text, wait_until};
+
+struct Setup {
+    env: Env,
+    primary: PgServer,
+    standby: PgServer,
+    ns: DnsServer,
+}
+
+fn setup() -> Setup {
+    let primary = PgServer::start();
+    primary.create_db("orders");
+    primary.psql(
+        "orders",
+        "CREATE TABLE acked (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
+    );
+    let standby = PgServer::standby_of(&primary);
+    wait_until("the standby streams", Duration::from_secs(60), || {
+        standby.psql(
+            "orders",
+            "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+        ) == "1"
+    });
+    let key = TsigKey::random();
+    let ns = DnsServer::bind(&key, None);
+    let env = Env::new();
+    env.write_config(&format!(
+        r#"
+catalog: sqlite://./catalog.db
+stores:
+  local: {{ url: "file://./store" }}
+encryption:
+  recipients: ["{{recipient}}"]
+sources:
+  - {{ name: orders-db, kind: postgres, url: "{primary_url}", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}
+dns:
+  providers:
+    bind: {{ kind: rfc2136, server: "{ns}", tsig: {{ name: {kname}, algorithm: hmac-sha256, secret: "{ksecret}" }} }}
+  records:
+    - {{ name: api.example.test., zone: example.test., type: A, ttl: 30, provider: bind, nameservers: ["{ns}"], verify_timeout: 30s }}
+sites:
+  - name: primary
+    services:
+      orders-db: {{ kind: postgres, url: "{primary_url}", source: orders-db }}
+    dns: {{ "api.example.test.": ["192.0.2.10"] }}
+  - name: secondary
+    services:
+      orders-db: {{ kind: postgres, url: "{standby_url}", source: orders-db }}
+    dns: {{ "api.example.test.": ["192.0.2.20"] }}
+failover:
+  site: primary
+  mode: manual
+  order: [primary, secondary]
+"#,
+        primary_url = primary.url("orders"),
+        standby_url = standby.url("orders"),
+        ns = ns.addr(),
+        kname = key.name,
+        ksecret = key.secret,
+    ));
+    env.ok(&[
+        "dns",
+        "set",
+        "api.example.test.",
+        "192.0.2.10",
+        "--expect-absent",
+    ]);
+    Setup {
+        env,
+        primary,
+        standby,
+        ns,
+    }
+}
+
+fn history(env: &Env) -> serde_json::Value {
+    serde_json::from_str(&env.ok(&["failover", "history", "--output", "json"]))
+        .expect("history json")
+}
+
+fn is_read_only(pg: &PgServer) -> bool {
+    pg.psql("orders", "SHOW default_transaction_read_only") == "on"
+}
+
+fn in_recovery(pg: &PgServer) -> bool {
+    pg.psql("orders", "SELECT pg_is_in_recovery()") == "t"
+}
+
+/// Inserts a row every 50 ms into whichever server takes it (the old primary until it is
+/// fenced, then the new one), recording the ids whose INSERT was acknowledged.
+fn writer(
+    urls: [String; 2],
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<i64>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            use sqlx::Connection;
+            let mut id = 0i64;
+            let mut conns: [Option<sqlx::PgConnection>; 2] = [None, None];
+            while !stop.load(Ordering::SeqCst) {
+                id += 1;
+                for (i, url) in urls.iter().enumerate() {
+                    if conns[i].is_none() {
+                        conns[i] = sqlx::PgConnection::connect(url).await.ok();
+                    }
+                    let Some(c) = conns[i].as_mut() else { continue };
+                    match sqlx::query("INSERT INTO acked (id) VALUES ($1)")
+                        .bind(id)
+                        .execute(&mut *c)
+                        .await
+                    {
+                        Ok(_) => {
+                            acked.lock().expect("lock").push(id);
+                            break;
+                        }
+                        Err(_) => conns[i] = None,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    })
+}
+
+#[test]
+fn planned_switchover_loses_no_acknowledged_write() {
+    let mut s = setup();
+    let plan = s.env.ok(&["failover", "plan", "--to", "secondary"]);
+    assert!(plan.contains("primary → secondary"), "{plan}");
+    assert!(!plan.contains("BLOCKED"), "{plan}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let w = writer(
+        [s.primary.url("orders"), s.standby.url("orders")],
+        stop.clone(),
+        acked.clone(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = s.env.ok(&[
+        "failover",
+        "execute",
+        "--to",
+        "secondary",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let outcome: serde_json::Value = serde_json::from_str(&out).expect("outcome json");
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::SeqCst);
+    w.join().expect("writer");
+
+    assert_eq!(outcome["term"], 1, "{outcome}");
+    for step in ["decide", "fence", "promote", "dns", "verify", "total"] {
+        assert!(outcome["timeline"][step].is_u64(), "{step} in {outcome}");
+    }
+    // Every acknowledged write is on the new primary.
+    let acked = acked.lock().expect("lock").clone();
+    assert!(
+        acked.len() > 20,
+        "the writer wrote too little: {}",
+        acked.len()
+    );
+    let on_new: Vec<i64> = s
+        .standby
+        .psql("orders", "SELECT id FROM acked ORDER BY id")
+        .lines()
+        .map(|l| l.parse().expect("id"))
+        .collect();
+    let lost: Vec<&i64> = acked.iter().filter(|id| !on_new.contains(id)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    // New primary writable, old primary read-only.
+    assert!(!in_recovery(&s.standby));
+    s.standby
+        .psql("orders", "INSERT INTO acked (id) VALUES (-1)");
+    assert!(is_read_only(&s.primary));
+    let refused = std::process::Command::new(s.primary.bin("psql"))
+        .args([
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .args(["-p", &s.primary.port().to_string(), "-d", "orders"])
+        .args(["-c", "INSERT INTO acked (id) VALUES (-2)"])
+        .output()
+        .expect("psql");
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("read-only"),
+        "{}",
+        text(&refused.stderr)
+    );
+    // DNS switched, as the nameserver itself answers.
+    assert_eq!(dig(s.ns.addr(), "api.example.test.", "A"), ["192.0.2.20"]);
+    // The fence lasts across a restart of the old primary.
+    s.primary.stop();
+    s.primary.restart();
+    assert!(is_read_only(&s.primary));
+    // Recorded: one failover, every step done.
+    let h = history(&s.env);
+    let f = &h[0];
+    assert_eq!(f["status"], "done", "{h}");
+    assert_eq!(f["from_site"], "primary");
+    assert_eq!(f["to_site"], "secondary");
+    let steps: Vec<&str> = f["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["status"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(steps, ["done"; 5], "{h}");
+    // Moving to where the primary already is: refused, nothing changed.
+    let again = s
+        .env
+        .run(&["failover", "execute", "--to", "secondary", "--yes"]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already the primary"),
+        "{}",
+        text(&again.stderr)
+    );
+}
+
+#[test]
+fn execute_killed_after_the_fence_resumes_without_fencing_again() {
+    let s = setup();
+    let mut child = s
+        .env
+        .command(&["failover", "execute", "--to", "secondary", "--yes"])
+        .env("LIFEBOAT_FAILPOINT", "failover-after-fence")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn lifeboat");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("failpoint") && line.contains("reached") {
+                let _ = tx.send(Ok(()));
+                return;
+            }
+        }
+        let _ = tx.send(Err(seen));
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(Ok(())) => {}
+        Ok(Err(seen)) => panic!("execute ended before the failpoint:\n{seen}"),
+        Err(_) => panic!("failpoint not reached in time"),
+    }
+    common::kill9(child);
+
+    // Killed after the fence: fenced, not promoted, recorded as running with fence done.
+    assert!(is_read_only(&s.primary));
+    assert!(in_recovery(&s.standby));
+    let h = history(&s.env);
+    assert_eq!(h[0]["status"], "running", "{h}");
+    assert_eq!(h[0]["steps"][0]["step"], "fence");
+    assert_eq!(h[0]["steps"][0]["status"], "done");
+    let fenced_at = h[0]["steps"][0]["finished_at"].clone();
+    let status = s.env.ok(&["failover", "status"]);
+    assert!(status.contains("UNFINISHED"), "{status}");
+    // Another target is refused while this one is unfinished.
+    let other = s
+        .env
+        .run(&["failover", "execute", "--to", "primary", "--yes"]);
+    assert!(!other.status.success());
+
+    // Resume: completes, the fence is not taken again.
+    let out = s.env.ok(&[
+        "failover",
+        "execute",
+        "--to",
+        "secondary",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let outcome: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(outcome["term"], 1, "{outcome}");
+    assert_eq!(outcome["steps"][0]["step"], "fence");
+    assert_eq!(outcome["steps"][0]["resumed"], true, "{outcome}");
+    for i in 1..5 {
+        assert_eq!(outcome["steps"][i]["resumed"], false, "{outcome}");
+    }
+    assert!(!in_recovery(&s.standby));
+    assert_eq!(dig(s.ns.addr(), "api.example.test.", "A"), ["192.0.2.20"]);
+    let h = history(&s.env);
+    assert_eq!(h.as_array().map(Vec::len), Some(1), "one failover: {h}");
+    assert_eq!(h[0]["status"], "done");
+    assert_eq!(
+        h[0]["steps"][0]["finished_at"], fenced_at,
+        "fence recorded once"
+    );
+    // Running it again does nothing more.
+    let again = s
+        .env
+        .run(&["failover", "execute", "--to", "secondary", "--yes"]);
+    assert!(!again.status.success());
+    assert_eq!(history(&s.env).as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn manual_failover_with_the_primary_down_needs_force_and_accept_data_loss() {
+    let mut s = setup();
+    s.primary
+        .psql("orders", "INSERT INTO acked (id) VALUES (1)");
+    wait_until(
+        "the standby replays the row",
+        Duration::from_secs(30),
+        || s.standby.psql("orders", "SELECT count(*) FROM acked") == "1",
+    );
+    s.primary.stop();
+    let plan = s.env.ok(&["failover", "plan", "--to", "secondary"]);
+    assert!(plan.contains("BLOCKED"), "{plan}");
+    assert!(
+        plan.contains("--force") && plan.contains("--accept-data-loss"),
+        "{plan}"
+    );
+    // Refused without the flags (exit 3), nothing changed.
+    let refused = s
+        .env
+        .run(&["failover", "execute", "--to", "secondary", "--yes"]);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
+    assert!(in_recovery(&s.standby));
+    assert!(history(&s.env).as_array().is_some_and(Vec::is_empty));
+    // --force alone is not enough: the data at risk is unknown.
+    let refused = s.env.run(&[
+        "failover",
+        "execute",
+        "--to",
+        "secondary",
+        "--yes",
+        "--force",
+    ]);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("--accept-data-loss"));
+    let out = s.env.ok(&[
+        "failover",
+        "execute",
+        "--to",
+        "secondary",
+        "--yes",
+        "--force",
+        "--accept-data-loss",
+        "--output",
+        "json",
+    ]);
+    let outcome: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(
+        outcome["steps"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("NOT confirmed")),
+        "{outcome}"
+    );
+    assert!(!in_recovery(&s.standby));
+    s.standby
+        .psql("orders", "INSERT INTO acked (id) VALUES (2)");
+    assert_eq!(s.standby.psql("orders", "SELECT count(*) FROM acked"), "2");
+    assert_eq!(dig(s.ns.addr(), "api.example.test.", "A"), ["192.0.2.20"]);
+    assert_eq!(history(&s.env)[0]["mode"], "manual");
+}
+
+/// The failover tables on both catalog engines: recorded once, steps done once.
+#[test]
+fn failover_rows_on_sqlite_and_postgres() {
+    use lifeboat::catalog::Catalog;
+    use lifeboat::config::SecretString;
+    let pg = PgServer::start();
+    pg.create_db("catalog");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let urls = [
+        format!("sqlite://{}", dir.path().join("catalog.db").display()),
+        pg.url("catalog"),
+    ];
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for url in urls {
+        rt.block_on(async {
+            let c = Catalog::open(&SecretString::new(url.clone()))
+                .await
+                .expect("open");
+            let now = chrono::DateTime::parse_from_rfc3339("2026-06-01T12:00:00Z")
+                .expect("time")
+                .with_timezone(&chrono::Utc);
+            let plan = serde_json::json!({"to": "secondary"});
+            for _ in 0..2 {
+                c.failover_begin(7, "primary", "secondary", "planned", &plan, now)
+                    .await
+                    .expect("begin");
+                c.failover_step_start(7, "fence", now).await.expect("start");
+            }
+            c.failover_step_done(7, "fence", "fenced", now)
+                .await
+                .expect("done");
+            let later = now + chrono::Duration::seconds(5);
+            c.failover_step_done(7, "fence", "again", later)
+                .await
+                .expect("done again");
+            let rows = c.failovers(10).await.expect("list");
+            assert_eq!(rows.len(), 1, "{url}");
+            assert_eq!(rows[0].term, 7);
+            assert_eq!(rows[0].status, "running");
+            assert_eq!(rows[0].steps.len(), 1);
+            assert!(rows[0].steps[0].done());
+            assert_eq!(rows[0].steps[0].detail.as_deref(), Some("fenced"), "{url}");
+            c.failover_finish(7, "done", &serde_json::json!({"total": 12}), None, later)
+                .await
+                .expect("finish");
+            let rows = c.failovers(10).await.expect("list");
+            assert_eq!(rows[0].status, "done");
+            assert_eq!(rows[0].timeline, Some(serde_json::json!({"total": 12})));
+            assert_eq!(rows[0].plan, Some(plan));
+        });
+    }
+}
+
+#[test]
+fn redis_switchover_fences_the_old_primary_and_promotes_the_replica() {
+    use common::redis::RedisServer;
+    let primary = RedisServer::start(&[]);
+    let port = primary.port().to_string();
+    let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &port]);
+    wait_until("the replica is linked", Duration::from_secs(30), || {
+        replica
+            .cmd(&["INFO", "replication"])
+            .text()
+            .contains("master_link_status:up")
+    });
+    for i in 0..100 {
+        primary.cmd(&["SET", &format!("k{i}"), "v"]);
+    }
+    let env = Env::new();
+    env.write_config(&format!(
+        r#"
+catalog: sqlite://./catalog.db
+stores:
+  local: {{ url: "file://./store" }}
+encryption:
+  recipients: ["{{recipient}}"]
+sources: []
+sites:
+  - name: primary
+    services:
+      sessions: {{ kind: redis, url: "{p}" }}
+  - name: secondary
+    services:
+      sessions: {{ kind: redis, url: "{r}" }}
+failover:
+  mode: manual
+"#,
+        p = primary.url(),
+        r = replica.url(),
+    ));
+    let status = env.ok(&["failover", "status", "--output", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(status["primary"], "primary", "{status}");
+    env.ok(&["failover", "execute", "--to", "secondary", "--yes"]);
+    // Every key made it; the new primary takes writes, the old one refuses them.
+    assert_eq!(replica.cmd(&["DBSIZE"]).text(), "100");
+    assert!(
+        replica
+            .cmd(&["INFO", "replication"])
+            .text()
+            .contains("role:master")
+    );
+    assert_eq!(replica.cmd(&["SET", "after", "1"]).text(), "OK");
+    let refused = primary.cmd(&["SET", "after", "2"]).text();
+    assert!(refused.contains("NOREPLICAS"), "{refused}");
+    let status = env.ok(&["failover", "status", "--output", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(status["primary"], "secondary", "{status}");
+}
