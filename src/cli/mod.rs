@@ -2,6 +2,7 @@
 //! every failure exits non-zero with the error's whole chain on stderr.
 
 mod dns;
+mod runbook;
 
 use crate::report::output;
 
@@ -139,6 +140,11 @@ pub enum Command {
     Dns {
         #[command(subcommand)]
         action: dns::DnsAction,
+    },
+    /// Runbooks: Markdown procedures whose ```lifeboat blocks are run step by step, resumable.
+    Runbook {
+        #[command(subcommand)]
+        action: runbook::RunbookAction,
     },
 }
 
@@ -594,6 +600,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run { once } => return run_daemon(&config_args, once).await,
         Command::Dns { action } => return dns::run(&load(&config_args)?, action).await,
+        Command::Runbook { action } => {
+            return runbook::run(&config_args, &cli.log_level, action).await;
+        }
         Command::Verify(args) => {
             let app = open(&config_args).await?;
             let req = crate::ops::verify::Request {

@@ -10,6 +10,7 @@ pub mod prune;
 pub mod rebuild;
 pub mod restore;
 pub mod run;
+pub mod runbook;
 pub mod settle;
 pub mod status;
 pub mod verify;
