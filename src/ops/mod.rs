@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod copy;
+pub mod drill;
 pub mod ctx;
 pub mod error;
 pub mod manifest;

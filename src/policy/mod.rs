@@ -1,6 +1,7 @@
 //! Decisions: pure functions of facts and a clock (`now`), unit- and property-tested beside
 //! the code. The callers (in `ops` and `daemon`) gather the facts and carry the decisions out.
 
+pub mod drill;
 pub mod liveness;
 pub mod objectives;
 pub mod retention;
