@@ -3,9 +3,13 @@
 //! [`crate::policy::drill`].
 //!
 //! # State
-//! What exists: the scenario schema and its validation ([`scenario`]); the measurements and
-//! verdicts are in [`crate::policy::drill`]. Executing faults is not built yet.
+//! What exists: the scenario schema and its validation ([`scenario`]), the canary writer
+//! ([`canary`], PostgreSQL), the in-process TCP proxy for network faults ([`proxy`]); the
+//! measurements and verdicts are in [`crate::policy::drill`]. The drill runner (faults with
+//! persisted intent and TTL, probes, aborts, `lifeboat drill ...`) is not built yet.
 
+pub mod canary;
+pub mod proxy;
 pub mod scenario;
 
 /// The shipped scenarios: (name, YAML), sorted by name.
