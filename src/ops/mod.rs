@@ -3,8 +3,8 @@
 
 pub mod backup;
 pub mod copy;
-pub mod drill;
 pub mod ctx;
+pub mod drill;
 pub mod error;
 pub mod manifest;
 pub mod prune;
