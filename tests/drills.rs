@@ -82,3 +82,44 @@ async fn a_writer_path_stopped_for_two_seconds_measures_rto_two_seconds() {
     assert_eq!(j.verdict, DrillVerdict::Breached, "{j:?}");
     canary.close().await;
 }
+
+#[test]
+fn drill_list_and_plan() {
+    let env = common::Env::new();
+    let list = env.ok(&["drill", "list"]);
+    for name in [
+        "pod-kill",
+        "store-outage",
+        "corrupt-latest-snapshot",
+        "complete-disaster",
+    ] {
+        assert!(list.contains(name), "{list}");
+    }
+    assert!(list.contains("--var PIDFILE=..."), "{list}");
+    let err = env.fails(&["drill", "plan", "pod-kill"]);
+    assert!(err.contains("--var PIDFILE=..."), "{err}");
+    let plan = env.ok(&[
+        "drill",
+        "plan",
+        "pod-kill",
+        "--var",
+        "PIDFILE=/run/app.pid",
+        "--var",
+        "RESTART=true",
+        "--var",
+        "CANARY_URL=postgres://canary:hunter2@db/app",
+    ]);
+    assert!(
+        plan.contains("/run/app.pid") && plan.contains("rolled back within 2m"),
+        "{plan}"
+    );
+    assert!(!plan.contains("hunter2"), "{plan}");
+    // A scenario that would touch a target not marked allowed is refused.
+    std::fs::write(
+        env.path("bad.yaml"),
+        "tier: pod\ntargets:\n  - { name: t, store: s }\nfaults:\n  - { name: f, target: t, action: unavailable, duration: 1s }\n",
+    )
+    .unwrap();
+    let err = env.fails(&["drill", "plan", "./bad.yaml"]);
+    assert!(err.contains("not `allowed: true`"), "{err}");
+}

@@ -2,6 +2,7 @@
 //! every failure exits non-zero with the error's whole chain on stderr.
 
 mod dns;
+mod drill;
 mod runbook;
 
 use crate::report::output;
@@ -140,6 +141,11 @@ pub enum Command {
     Dns {
         #[command(subcommand)]
         action: dns::DnsAction,
+    },
+    /// Chaos drills: the shipped scenarios and what a drill would touch.
+    Drill {
+        #[command(subcommand)]
+        action: drill::DrillAction,
     },
     /// Runbooks: Markdown procedures whose ```lifeboat blocks are run step by step, resumable.
     Runbook {
@@ -600,6 +606,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run { once } => return run_daemon(&config_args, once).await,
         Command::Dns { action } => return dns::run(&load(&config_args)?, action).await,
+        Command::Drill { action } => return drill::run(action),
         Command::Runbook { action } => {
             return runbook::run(&config_args, &cli.log_level, action).await;
         }
