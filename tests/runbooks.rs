@@ -401,3 +401,41 @@ fn dry_run_confirmation_and_a_failing_step() {
     assert!(!error.is_empty(), "{l}");
     assert!(!env.path("never").exists());
 }
+
+#[test]
+fn a_step_past_its_timeout_is_stopped_and_the_run_says_so() {
+    let env = Env::new();
+    config(&env, "sqlite://./catalog.db", None);
+    let yaml = std::fs::read_to_string(env.path("lifeboat.yaml")).unwrap();
+    std::fs::write(
+        env.path("lifeboat.yaml"),
+        format!(
+            "{yaml}  - name: slow\n    kind: command\n    argv: [\"sleep\", \"600\"]\n    store: local\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        env.path("slow.md"),
+        "# Slow\n\n```lifeboat {#slow timeout=2s}\nbackup slow\n```\n\n```lifeboat {#after}\nstatus\n```\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = env.run(&["runbook", "run", "./slow.md"]);
+    assert!(!out.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the timeout was not enforced: {:?}",
+        started.elapsed()
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("timed out after 2s"), "{stderr}");
+    let id = run_id(&text(&out.stdout));
+    assert_eq!(
+        attempts(&env, &id)
+            .iter()
+            .map(|(s, a, st)| format!("{s}#{a}:{st}"))
+            .collect::<Vec<_>>(),
+        ["slow#1:interrupted"]
+    );
+    assert_eq!(log(&env, &id)["run"]["status"], "failed");
+}

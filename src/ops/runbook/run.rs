@@ -592,6 +592,33 @@ mod tests {
     }
 
     #[test]
+    fn withheld_secrets_must_be_given_again_on_resume() {
+        let mut vars = serde_json::Map::new();
+        vars.insert("SOURCE".into(), serde_json::Value::String("db".into()));
+        vars.insert("TARGET".into(), serde_json::Value::Null);
+        let row = RunbookRunRow {
+            id: "rb-1".into(),
+            runbook: "r".into(),
+            runbook_text: String::new(),
+            vars,
+            who: "a@b".into(),
+            host: "b".into(),
+            pid: 1,
+            status: RunbookStatus::Failed,
+            started_at: "2026-12-05T00:00:00.000Z".into(),
+            finished_at: None,
+            error: None,
+        };
+        let err = merge_vars(&row, &BTreeMap::new()).expect_err("TARGET withheld");
+        assert!(err.to_string().contains("--var TARGET=..."), "{err}");
+        let given: BTreeMap<String, String> =
+            [("TARGET".to_string(), "postgres://u:pw@h/db".to_string())].into();
+        let merged = merge_vars(&row, &given).expect("given again");
+        assert_eq!(merged["SOURCE"], "db");
+        assert_eq!(merged["TARGET"], "postgres://u:pw@h/db");
+    }
+
+    #[test]
     fn secret_looking_values_are_not_stored() {
         assert!(is_secret("postgres://u:pw@h/db"));
         assert!(!is_secret("postgres://u@h/db"));
