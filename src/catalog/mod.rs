@@ -6,6 +6,12 @@
 //! rebuilt (`lifeboat catalog rebuild`). It never holds a secret: URLs are stored redacted
 //! and errors are scrubbed before they are recorded.
 
+mod runbooks;
+
+pub use runbooks::{
+    NewRunbookRun, NewStep, RunbookRunRow, RunbookStatus, RunbookStepRow, StepStatus,
+};
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

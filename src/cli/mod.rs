@@ -4,6 +4,8 @@
 mod dns;
 mod report;
 mod failover;
+mod drill;
+mod runbook;
 
 use crate::report::output;
 
@@ -152,6 +154,16 @@ pub enum Command {
     Failover {
         #[command(subcommand)]
         action: failover::FailoverAction,
+    },
+    /// Chaos drills: the shipped scenarios and what a drill would touch.
+    Drill {
+        #[command(subcommand)]
+        action: drill::DrillAction,
+    },
+    /// Runbooks: Markdown procedures whose ```lifeboat blocks are run step by step, resumable.
+    Runbook {
+        #[command(subcommand)]
+        action: runbook::RunbookAction,
     },
 }
 
@@ -610,6 +622,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Report { action } => report::run(&open(&config_args).await?, action).await?,
         Command::Failover { action } => {
             return failover::run(open(&config_args).await?, action).await;
+        }
+        Command::Drill { action } => return drill::run(action),
+        Command::Runbook { action } => {
+            return runbook::run(&config_args, &cli.log_level, action).await;
         }
         Command::Verify(args) => {
             let app = open(&config_args).await?;

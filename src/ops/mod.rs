@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod copy;
 pub mod ctx;
+pub mod drill;
 pub mod error;
 pub mod failover;
 pub mod manifest;
@@ -12,6 +13,7 @@ pub mod rebuild;
 pub mod reports;
 pub mod restore;
 pub mod run;
+pub mod runbook;
 pub mod settle;
 pub mod status;
 pub mod verify;

@@ -3,6 +3,7 @@
 
 pub mod calendar;
 pub mod failover;
+pub mod drill;
 pub mod liveness;
 pub mod objectives;
 pub mod retention;

@@ -1,0 +1,446 @@
+//! Drill scenario files (`chaos/*.yaml`): what a drill touches, how, for how long, what must
+//! hold before and after, when to abort, and the objectives it is judged against. Parsed
+//! strictly (unknown keys are errors) and validated at load, like the config, so a typo is
+//! an error before anything is touched, never a fault that silently does nothing.
+//!
+//! # Guarantees
+//! - Every fault names a declared target; a target a fault may touch must say
+//!   `allowed: true` (the `lifeboat.dev/chaos: allowed` of a local target).
+//! - Every fault has a `duration` and a `ttl` ≥ its duration (the longest it may outlive a
+//!   drill that died), both at most [`MAX_TTL`].
+//! - `${VAR}` in string values is substituted from `--var` before parsing; an undefined one
+//!   is an error naming it.
+//!
+//! # Caveats
+//! Whether a target exists is only known when the drill runs: a fault matching nothing makes
+//! the drill inconclusive ([`crate::policy::drill::judge`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// No fault may be left in place longer than this, whatever the scenario says.
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("scenario `{name}`: {message}")]
+    Invalid { name: String, message: String },
+}
+
+impl ScenarioError {
+    pub fn kind(&self) -> crate::model::ErrorKind {
+        crate::model::ErrorKind::Config
+    }
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!("`{s}` is not a duration like 2s or 5m: {e}"))
+    })
+}
+
+fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tier {
+    Pod,
+    Node,
+    Zone,
+    Region,
+    Disaster,
+    Data,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default)]
+    pub description: String,
+    pub tier: Tier,
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    pub faults: Vec<Fault>,
+    #[serde(default)]
+    pub probes: Vec<Probe>,
+    #[serde(default)]
+    pub canary: Option<CanarySpec>,
+    #[serde(default)]
+    pub abort: Abort,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    /// Faults only touch targets that say so.
+    #[serde(default)]
+    pub allowed: bool,
+    /// A local process group, by the pid file of its leader.
+    #[serde(default)]
+    pub process_group: Option<ProcessGroupTarget>,
+    /// A TCP service reached through an in-process proxy that the drill controls.
+    #[serde(default)]
+    pub proxy: Option<ProxyTarget>,
+    /// One of the config's stores, wrapped (the real objects are never touched).
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Every source of the config (complete-disaster).
+    #[serde(default)]
+    pub all_sources: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessGroupTarget {
+    pub pidfile: String,
+    /// How to bring it back after a kill (argv, no shell).
+    #[serde(default)]
+    pub restart: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyTarget {
+    pub listen: String,
+    pub upstream: String,
+}
+
+/// What a target is (exactly one of a [`Target`]'s kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    ProcessGroup,
+    Proxy,
+    Store,
+    AllSources,
+}
+
+impl Target {
+    pub fn kind(&self) -> Result<TargetKind, String> {
+        let kinds: Vec<TargetKind> = [
+            self.process_group
+                .is_some()
+                .then_some(TargetKind::ProcessGroup),
+            self.proxy.is_some().then_some(TargetKind::Proxy),
+            self.store.is_some().then_some(TargetKind::Store),
+            self.all_sources.then_some(TargetKind::AllSources),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match kinds.as_slice() {
+            [k] => Ok(*k),
+            _ => Err(format!(
+                "target `{}` needs exactly one of process_group, proxy, store, all_sources",
+                self.name
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub name: String,
+    pub target: String,
+    pub action: Action,
+    #[serde(deserialize_with = "duration")]
+    pub duration: Duration,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub ttl: Option<Duration>,
+    /// For `delay`.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub delay: Option<Duration>,
+}
+
+impl Fault {
+    /// The TTL: the scenario's, else twice the duration (capped by [`MAX_TTL`]).
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+            .unwrap_or(self.duration.saturating_mul(2))
+            .min(MAX_TTL)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// SIGKILL the process group, then its `restart` after the duration.
+    Kill,
+    /// SIGSTOP the process group, SIGCONT after the duration.
+    Pause,
+    Blackhole,
+    Reset,
+    Delay,
+    Unavailable,
+    HideLatest,
+    Corrupt,
+    /// Restore every source into fresh targets from the store alone.
+    RestoreAll,
+}
+
+impl Action {
+    fn fits(self, target: TargetKind) -> bool {
+        use Action::*;
+        matches!(
+            (self, target),
+            (Kill | Pause, TargetKind::ProcessGroup)
+                | (Blackhole | Reset | Delay, TargetKind::Proxy)
+                | (Unavailable | HideLatest | Corrupt, TargetKind::Store)
+                | (RestoreAll, TargetKind::AllSources)
+        )
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    pub name: String,
+    /// A lifeboat command line (words) that must exit 0, e.g. `[status]`.
+    #[serde(default)]
+    pub lifeboat: Vec<String>,
+    /// A TCP address that must accept a connection.
+    #[serde(default)]
+    pub tcp: Option<String>,
+    /// Checked while the fault is active too (a non-target: failing aborts the drill).
+    #[serde(default)]
+    pub blast_radius: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanarySpec {
+    /// `postgres://...` or `redis://...`: the service's public endpoint.
+    pub url: String,
+    #[serde(default = "default_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(default = "default_write_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_write_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Abort {
+    /// Abort (and roll back) when the drill has run this long.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub max_elapsed: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub rpo: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub rto: Option<Duration>,
+}
+
+/// `${NAME}` in `text` replaced from `vars`; an error naming every undefined one.
+pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String, Vec<String>> {
+    let mut out = String::new();
+    let mut missing = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(j) => {
+                let name = &after[..j];
+                match vars.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => {
+                        missing.insert(name.to_string());
+                    }
+                }
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing.into_iter().collect())
+    }
+}
+
+impl Scenario {
+    /// Parses and validates scenario `name` from its YAML `text` with `vars` substituted.
+    pub fn load(
+        name: &str,
+        text: &str,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<Scenario, ScenarioError> {
+        let invalid = |message: String| ScenarioError::Invalid {
+            name: name.to_string(),
+            message,
+        };
+        let text = substitute(text, vars).map_err(|missing| {
+            invalid(format!(
+                "needs {}",
+                missing
+                    .iter()
+                    .map(|v| format!("--var {v}=..."))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))
+        })?;
+        let de = serde_yaml::Deserializer::from_str(&text);
+        let s: Scenario = serde_path_to_error::deserialize(de)
+            .map_err(|e| invalid(format!("at `{}`: {}", e.path(), e.inner())))?;
+        s.validate().map_err(invalid)?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.faults.is_empty() {
+            return Err("has no fault".into());
+        }
+        let mut names = BTreeSet::new();
+        for t in &self.targets {
+            if !names.insert(t.name.as_str()) {
+                return Err(format!("target `{}` is declared twice", t.name));
+            }
+            t.kind()?;
+        }
+        let mut faults = BTreeSet::new();
+        for f in &self.faults {
+            if !faults.insert(f.name.as_str()) {
+                return Err(format!("fault `{}` is declared twice", f.name));
+            }
+            let t = self
+                .targets
+                .iter()
+                .find(|t| t.name == f.target)
+                .ok_or_else(|| {
+                    format!(
+                        "fault `{}` names target `{}`, which is not declared",
+                        f.name, f.target
+                    )
+                })?;
+            if !t.allowed {
+                return Err(format!(
+                    "fault `{}` would touch target `{}`, which is not `allowed: true`",
+                    f.name, t.name
+                ));
+            }
+            if !f.action.fits(t.kind()?) {
+                return Err(format!(
+                    "fault `{}`: action {:?} cannot apply to target `{}`",
+                    f.name, f.action, t.name
+                ));
+            }
+            if f.duration.is_zero() || f.duration > MAX_TTL {
+                return Err(format!(
+                    "fault `{}`: duration must be above 0 and at most {}",
+                    f.name,
+                    humantime::format_duration(MAX_TTL)
+                ));
+            }
+            if let Some(ttl) = f.ttl
+                && (ttl < f.duration || ttl > MAX_TTL)
+            {
+                return Err(format!(
+                    "fault `{}`: ttl must be at least the duration and at most {}",
+                    f.name,
+                    humantime::format_duration(MAX_TTL)
+                ));
+            }
+            if f.action == Action::Delay && f.delay.is_none() {
+                return Err(format!("fault `{}`: a delay fault needs `delay:`", f.name));
+            }
+        }
+        for p in &self.probes {
+            if p.lifeboat.is_empty() == p.tcp.is_none() {
+                return Err(format!(
+                    "probe `{}` needs exactly one of `lifeboat:` or `tcp:`",
+                    p.name
+                ));
+            }
+        }
+        if let Some(c) = &self.canary {
+            if !(c.url.starts_with("postgres://")
+                || c.url.starts_with("postgresql://")
+                || c.url.starts_with("redis://"))
+            {
+                return Err("canary.url must be a postgres:// or redis:// URL".into());
+            }
+            if c.interval.is_zero() || c.timeout.is_zero() {
+                return Err("canary interval and timeout must be above 0".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POD_KILL: &str = "description: kill the app\ntier: pod\n\
+        targets:\n  - name: app\n    allowed: true\n    process_group: { pidfile: \"${PIDFILE}\", restart: [\"sh\", \"-c\", \"true\"] }\n\
+        faults:\n  - { name: kill-app, target: app, action: kill, duration: 2s }\n\
+        canary: { url: \"${URL}\" }\nexpect: { rpo: 1s, rto: 30s }\n";
+
+    fn vars() -> BTreeMap<String, String> {
+        [("PIDFILE", "/run/app.pid"), ("URL", "postgres://h/db")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_valid_scenario_loads() {
+        let s = Scenario::load("pod-kill", POD_KILL, &vars()).expect("valid");
+        assert_eq!(s.faults[0].ttl(), Duration::from_secs(4));
+        assert_eq!(
+            s.canary.as_ref().map(|c| c.interval),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(s.expect.rto, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn missing_vars_are_named() {
+        let err = Scenario::load("pod-kill", POD_KILL, &BTreeMap::new())
+            .expect_err("vars missing")
+            .to_string();
+        assert!(
+            err.contains("--var PIDFILE=...") && err.contains("--var URL=..."),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_unsafe_faults_are_refused() {
+        let typo = POD_KILL.replace("duration: 2s", "duraton: 2s");
+        assert!(Scenario::load("x", &typo, &vars()).is_err());
+        let not_allowed = POD_KILL.replace("allowed: true", "allowed: false");
+        let err = Scenario::load("x", &not_allowed, &vars())
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("not `allowed: true`"), "{err}");
+        let wrong = POD_KILL.replace("action: kill", "action: corrupt");
+        assert!(Scenario::load("x", &wrong, &vars()).is_err());
+        let short_ttl = POD_KILL.replace("duration: 2s", "duration: 2s, ttl: 1s");
+        assert!(Scenario::load("x", &short_ttl, &vars()).is_err());
+    }
+}
