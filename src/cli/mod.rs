@@ -2,9 +2,9 @@
 //! every failure exits non-zero with the error's whole chain on stderr.
 
 mod dns;
-mod report;
-mod failover;
 mod drill;
+mod failover;
+mod report;
 mod runbook;
 
 use crate::report::output;

@@ -2,8 +2,8 @@
 //! the code. The callers (in `ops` and `daemon`) gather the facts and carry the decisions out.
 
 pub mod calendar;
-pub mod failover;
 pub mod drill;
+pub mod failover;
 pub mod liveness;
 pub mod objectives;
 pub mod retention;
