@@ -148,9 +148,8 @@ wall() { # NAME CMD...: wall seconds of CMD into $WORK/res/NAME.wall
   say "$name: $(cat "$WORK/res/$name.wall") s"
 }
 
-lb_verify() {
-  TMPDIR="$WORK/sandboxes" "${LB[@]}" verify "$ID" --output json
-}
+# A command, not a function: `nice` (BENCH_NICE) runs programs only.
+LB_VERIFY=(env TMPDIR="$WORK/sandboxes" "${LB[@]}" verify "$ID" --output json)
 
 raw_verify() { # the same work by hand
   local dir port t
@@ -172,11 +171,11 @@ export WORK PG_BIN TABLES
 
 for ((i = 1; i <= BENCH_ROUNDS; i++)); do
   if ((i % 2 == 1)); then
-    wall "lb-$i" lb_verify
+    wall "lb-$i" "${LB_VERIFY[@]}"
     wall "raw-$i" bash -c 'set -euo pipefail; STARTED=(); raw_verify'
   else
     wall "raw-$i" bash -c 'set -euo pipefail; STARTED=(); raw_verify'
-    wall "lb-$i" lb_verify
+    wall "lb-$i" "${LB_VERIFY[@]}"
   fi
 done
 
