@@ -7,12 +7,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::{Env, PgServer, files_under, servers::free_port, text, wait_until};
+use common::servers::{free_port, http_get};
+use common::{Env, PgServer, files_under, text, wait_until};
 
 fn sources_yaml(n: usize, schedule: &str) -> String {
     (0..n)
@@ -255,32 +255,6 @@ fn once_runs_what_is_due_and_says_whether_it_all_succeeded() {
     );
     let err = env.fails(&["run", "--once"]);
     assert!(err.contains("backup broken"), "{err}");
-}
-
-fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read");
-    let code = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
 }
 
 #[test]

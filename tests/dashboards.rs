@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::servers::{bin_on_path, free_port};
+use common::servers::{bin_on_path, free_port, http_get};
 use common::{Env, text, wait_until};
 use serde_json::Value;
 
@@ -44,27 +43,7 @@ impl Drop for Killed {
 }
 
 fn get(port: u16, path_and_query: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    // HTTP/1.0: no chunked encoding to undo.
-    write!(
-        s,
-        "GET {path_and_query} HTTP/1.0\r\nHost: localhost\r\n\r\n"
-    )
-    .expect("write");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read");
-    let code = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+    http_get(port, path_and_query, None)
 }
 
 fn query(port: u16, expr: &str) -> Value {

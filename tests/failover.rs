@@ -251,37 +251,10 @@ fn planned_switchover_loses_no_acknowledged_write() {
 #[test]
 fn execute_killed_after_the_fence_resumes_without_fencing_again() {
     let s = setup();
-    let mut child = s
-        .env
-        .command(&["failover", "execute", "--to", "secondary", "--yes"])
-        .env("LIFEBOAT_FAILPOINT", "failover-after-fence")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn lifeboat");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut seen = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.contains("failpoint") && line.contains("reached") {
-                let _ = tx.send(Ok(()));
-                return;
-            }
-        }
-        let _ = tx.send(Err(seen));
-    });
-    match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(Ok(())) => {}
-        Ok(Err(seen)) => panic!("execute ended before the failpoint:\n{seen}"),
-        Err(_) => panic!("failpoint not reached in time"),
-    }
+    let child = s.env.stalled_at(
+        &["failover", "execute", "--to", "secondary", "--yes"],
+        "failover-after-fence",
+    );
     common::kill9(child);
 
     // Killed after the fence: fenced, not promoted, recorded as running with fence done.

@@ -131,8 +131,13 @@ impl Env {
 
     /// Starts `lifeboat backup db` stalled at failpoint `name`; returns once it got there.
     pub fn backup_stalled_at(&self, name: &str) -> Child {
+        self.stalled_at(&["backup", "db"], name)
+    }
+
+    /// Runs lifeboat with `args` and failpoint `name` armed; returns once it stalls there.
+    pub fn stalled_at(&self, args: &[&str], name: &str) -> Child {
         let mut child = self
-            .command(&["backup", "db"])
+            .command(args)
             .env("LIFEBOAT_FAILPOINT", name)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -187,29 +187,8 @@ impl PgServer {
         };
         server.initdb();
 
-        let mut attempt = 1;
-        loop {
-            server.port = free_port();
-            // A fresh log per attempt, so a failure shows only its own lines.
-            let _ = fs::remove_file(&server.log_file);
-            let out = server.pg_ctl_start();
-            if out.status.success() {
-                return server;
-            }
-            let log = tail(&server.log_file, 40);
-            // Another process may have grabbed the port between free_port() and bind.
-            if attempt < START_ATTEMPTS && log.contains("already in use") {
-                attempt += 1;
-                continue;
-            }
-            panic!(
-                "PostgreSQL failed to start on port {} (attempt {attempt}):\n{}\n\
-                 --- tail of {} ---\n{log}",
-                server.port,
-                describe(&out),
-                server.log_file.display()
-            );
-        }
+        server.start_on_a_free_port("PostgreSQL");
+        server
     }
 
     /// A streaming-replication standby of `primary` (`pg_basebackup -R`, run as `postgres`
@@ -261,20 +240,34 @@ impl PgServer {
             "pg_basebackup -R failed:\n{}",
             describe(&out)
         );
+        server.start_on_a_free_port("standby");
+        server
+    }
+
+    /// `pg_ctl start` on a free port, trying another port when one was taken between
+    /// `free_port()` and bind; panics with the log's tail otherwise.
+    fn start_on_a_free_port(&mut self, what: &str) {
         let mut attempt = 1;
         loop {
-            server.port = free_port();
-            let _ = fs::remove_file(&server.log_file);
-            let out = server.pg_ctl_start();
+            self.port = free_port();
+            // A fresh log per attempt, so a failure shows only its own lines.
+            let _ = fs::remove_file(&self.log_file);
+            let out = self.pg_ctl_start();
             if out.status.success() {
-                return server;
+                return;
             }
-            let log = tail(&server.log_file, 40);
+            let log = tail(&self.log_file, 40);
             if attempt < START_ATTEMPTS && log.contains("already in use") {
                 attempt += 1;
                 continue;
             }
-            panic!("standby failed to start:\n{}\n{log}", describe(&out));
+            panic!(
+                "{what} failed to start on port {} (attempt {attempt}):\n{}\n\
+                 --- tail of {} ---\n{log}",
+                self.port,
+                describe(&out),
+                self.log_file.display()
+            );
         }
     }
 
@@ -946,4 +939,29 @@ fn xml_unescape(s: &str) -> String {
         .replace("&apos;", "'")
         .replace("&#39;", "'")
         .replace("&amp;", "&")
+}
+
+/// `GET path` on 127.0.0.1:`port` (HTTP/1.0: one response, never chunked), with a bearer
+/// `token` if given; returns the status code and the body.
+pub fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
 }
