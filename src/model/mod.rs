@@ -6,6 +6,7 @@ pub mod clock;
 pub mod error;
 pub mod failpoint;
 pub mod host;
+pub mod journal;
 pub mod redact;
 pub mod snapshot;
 pub mod values;
