@@ -52,6 +52,7 @@ suite!(
     unreadable_times_in_verifications_are_errors,
     prune_deletes_nothing_when_a_row_is_unreadable,
     settlement_deletes_nothing_when_a_heartbeat_is_unreadable,
+    published_reports_round_trip,
 );
 
 #[test]
@@ -1188,4 +1189,58 @@ async fn settlement_deletes_nothing_when_a_heartbeat_is_unreadable(db: &Db) {
     let out = env.ok(&["catalog", "recover"]);
     assert!(out.contains("1 orphan object(s) removed"), "{out}");
     assert!(files_under(&env.path("store")).is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Published reports (migration 0016)
+// ---------------------------------------------------------------------------
+
+async fn published_reports_round_trip(db: &Db) {
+    use lifeboat::catalog::PublishedReport;
+    let c = db.open().await;
+    let row = |id: &str, format: &str, ms: i64, sha: &str| PublishedReport {
+        id: id.into(),
+        format: format.into(),
+        kind: "posture".into(),
+        subject: None,
+        store: "local".into(),
+        object_key: format!("reports/posture/{id}.{format}"),
+        sha256: sha.into(),
+        bytes: 1234,
+        locked_until: None,
+        created_at: ts(at(ms)),
+    };
+    c.report_published(&row("p1", "html", 0, "aa"))
+        .await
+        .expect("insert");
+    c.report_published(&row("p1", "json", 0, "bb"))
+        .await
+        .expect("insert");
+    let mut later = row("f1", "html", 5_000, "cc");
+    later.kind = "failover".into();
+    later.subject = Some("3".into());
+    later.locked_until = Some(ts(at(86_400_000)));
+    c.report_published(&later).await.expect("insert");
+    // Recording the same (id, format) again keeps the first row.
+    c.report_published(&row("p1", "html", 9_000, "zz"))
+        .await
+        .expect("idempotent");
+    let all = c.published_reports(10).await.expect("list");
+    assert_eq!(ids(&all, |r| &r.id), ["f1", "p1", "p1"], "newest first");
+    assert_eq!(all[0], later);
+    let p1 = c
+        .published_report("p1", "html")
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(p1.sha256, "aa");
+    assert_eq!(p1.bytes, 1234);
+    assert!(
+        c.published_report("p1", "md")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(c.published_reports(1).await.expect("list").len(), 1);
+    c.close().await;
 }

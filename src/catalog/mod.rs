@@ -20,8 +20,10 @@ use sqlx::{AnyPool, Row};
 use crate::model::SecretString;
 
 mod failover;
+mod reports;
 use crate::model::snapshot::Manifest;
 pub use failover::{FailoverRow, StepRow};
+pub use reports::PublishedReport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {

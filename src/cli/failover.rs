@@ -186,7 +186,13 @@ pub async fn run(app: Ctx, action: FailoverAction) -> Result<ExitCode> {
                     return Ok(ExitCode::from(EXIT_NOT_CONFIRMED));
                 }
             }
-            match failover::execute(&app, &to, &opts).await {
+            let result = failover::execute(&app, &to, &opts).await;
+            if let Ok(out) = &result {
+                // The failover's report into the store, when `reports:` is configured.
+                use crate::report::publish::{ReportKind, publish_after};
+                publish_after(&app, ReportKind::Failover { term: out.term }).await;
+            }
+            match result {
                 Ok(out) => match output {
                     Output::Json => json(&out)?,
                     Output::Table => {

@@ -144,7 +144,7 @@ pub enum Command {
         #[command(subcommand)]
         action: dns::DnsAction,
     },
-    /// DR reports people read: posture and verification, as html, json or md.
+    /// DR reports people read: posture, verification, failover and drill, as html, json or md.
     Report {
         #[command(subcommand)]
         action: report::ReportAction,
@@ -619,7 +619,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run { once } => return run_daemon(&config_args, once).await,
         Command::Dns { action } => return dns::run(&load(&config_args)?, action).await,
-        Command::Report { action } => report::run(&open(&config_args).await?, action).await?,
+        Command::Report { action } => report::dispatch(&config_args, action).await?,
         Command::Failover { action } => {
             return failover::run(open(&config_args).await?, action).await;
         }

@@ -1,4 +1,4 @@
-//! `lifeboat report posture|verification`: the DR reports, as HTML, JSON or Markdown, on
+//! `lifeboat report posture|verification|failover|drill`: the DR reports, as HTML, JSON or Markdown, on
 //! stdout or into a file (written whole or not at all: a temporary file in the same
 //! directory, mode 0600, synced, then renamed over the target).
 
@@ -41,6 +41,47 @@ pub enum ReportAction {
         #[command(flatten)]
         to: Destination,
     },
+    /// One failover: the verdict against the services' RTO/RPO objectives, measured RTO and
+    /// data lost per service, the timeline (detect, decide, fence, promote, repoint, DNS,
+    /// verify), findings and evidence.
+    Failover {
+        /// The failover's term (see `lifeboat failover history`).
+        id: String,
+        #[command(flatten)]
+        to: Destination,
+    },
+    /// One drill from its journal (`lifeboat.drill-journal/v1`, e.g. fetched from the store):
+    /// the verdict against its objectives, measured RTO/RPO per service, the timeline, the
+    /// canary writes, findings, and the evidence (journal SHA-256, whether its hash chain
+    /// holds). Needs no config.
+    Drill {
+        /// The drill journal, as JSON.
+        #[arg(long)]
+        journal: PathBuf,
+        #[command(flatten)]
+        to: Destination,
+    },
+}
+
+/// `lifeboat report ...`: a drill journal file needs no config; the others read the catalog.
+pub(super) async fn dispatch(config: &super::ConfigArgs, action: ReportAction) -> Result<()> {
+    match action {
+        ReportAction::Drill { journal, to } => {
+            let text = std::fs::read_to_string(&journal)
+                .with_context(|| format!("cannot read the drill journal {}", journal.display()))?;
+            let j: crate::model::journal::DrillJournal = serde_json::from_str(&text)
+                .with_context(|| {
+                    format!(
+                        "{} is not a drill journal (JSON, schema {}); fetch the drill's journal.json from the store",
+                        journal.display(),
+                        crate::model::journal::DRILL_JOURNAL_SCHEMA
+                    )
+                })?;
+            let text = crate::report::drill::render_drill(&j, format(&to))?;
+            emit(&to, &text)
+        }
+        action => run(&super::open(config).await?, action).await,
+    }
 }
 
 pub async fn run(app: &Ctx, action: ReportAction) -> Result<()> {
@@ -55,7 +96,17 @@ pub async fn run(app: &Ctx, action: ReportAction) -> Result<()> {
             let text = dr::verification(&report, format(&to))?;
             emit(&to, &text)
         }
+        ReportAction::Failover { id, to } => {
+            let report = crate::ops::reports_failover::failover(app, &id).await?;
+            let text = crate::report::failover::render(&report, format(&to))?;
+            emit(&to, &text)
+        }
+        ReportAction::Drill { .. } => dispatch_needs_no_ctx(),
     }
+}
+
+fn dispatch_needs_no_ctx() -> Result<()> {
+    anyhow::bail!("internal: `report drill --journal` is handled by `dispatch`")
 }
 
 fn format(to: &Destination) -> ReportFormat {

@@ -5,6 +5,7 @@
 
 pub mod failover;
 mod interpolate;
+pub mod reports;
 mod verify;
 
 pub use verify::{KubernetesConfig, Probe, SandboxConfig, UserCheck, VerifyConfig, VerifySandbox};
@@ -73,6 +74,8 @@ pub struct Config {
     #[serde(default)]
     pub sites: Vec<failover::SiteConfig>,
     pub failover: Option<failover::FailoverConfig>,
+    /// `reports:`: the reports the daemon writes into a store (see [`reports`]).
+    pub reports: Option<reports::ReportsConfig>,
     /// The text this config was parsed from and the `${VAR}` values it used: what a
     /// `lifeboat` elsewhere (a Kubernetes verification Job) needs to load the same config.
     #[serde(skip)]
@@ -583,6 +586,7 @@ impl Config {
             ));
         }
         self.dns.validate()?;
+        reports::validate(self.reports.as_ref(), &self.stores)?;
         failover::validate(
             &self.sites,
             self.failover.as_ref(),

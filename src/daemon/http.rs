@@ -32,6 +32,11 @@ pub fn router(state: HttpState) -> Router {
     let api = Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/snapshots", get(snapshots))
+        .route("/reports", get(super::reports::published))
+        .route(
+            "/reports/published/{id}",
+            get(super::reports::published_one),
+        )
         .route("/reports/posture", get(super::reports::posture))
         .route(
             "/reports/verifications/{id}",

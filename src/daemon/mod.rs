@@ -193,6 +193,11 @@ async fn lead(
         });
     }
 
+    // The scheduled reports, while this replica leads.
+    let reports_stop = stop.child_token();
+    let reports =
+        (!opts.once).then(|| tokio::spawn(reports::schedule(app.clone(), reports_stop.clone())));
+
     let permits = Arc::new(Semaphore::new(cfg.max_concurrent_jobs));
     let mut busy: HashSet<String> = HashSet::new();
     let mut running: JoinSet<Finished> = JoinSet::new();
@@ -287,6 +292,10 @@ async fn lead(
                 cancel_jobs.cancel();
             }
         }
+    }
+    reports_stop.cancel();
+    if let Some(r) = reports {
+        let _ = r.await;
     }
     Ok(ended)
 }

@@ -368,7 +368,9 @@ pub async fn execute(ctx: &Ctx, to: &str, opts: &Options) -> Result<Outcome, OpE
                 )
                 .into());
             }
-            let json = serde_json::to_value(&plan).unwrap_or_default();
+            let mut json = serde_json::to_value(&plan).unwrap_or_default();
+            // Who ran it, for the failover report.
+            json["run_by"] = crate::ops::runbook::run::who(&crate::model::host::hostname()).into();
             let mode = if plan.old_primary_reachable {
                 "planned"
             } else {

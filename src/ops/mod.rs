@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod prune;
 pub mod rebuild;
 pub mod reports;
+pub mod reports_failover;
 pub mod restore;
 pub mod run;
 pub mod runbook;

@@ -6,9 +6,10 @@
 //! # Guarantees
 //! - Only the catalog is read (never a store): a report is as cheap as `lifeboat status`.
 //! - The posture's verdicts are those of [`crate::ops::status`]; the calendar is
-//!   [`crate::policy::calendar`] over the activities found. Failovers and region drills are
-//!   not recorded by this lifeboat yet: their requirements show `never-done` until those
-//!   records exist, and they plug in as more [`Activity`]s.
+//!   [`crate::policy::calendar`] over the activities found: verifications and failovers
+//!   (each recorded term). Region drills are not recorded by this lifeboat yet: their
+//!   requirement shows `never-done` until the drill runner records them, and they plug in as
+//!   more [`Activity`]s.
 //! - Text from the catalog (error messages, check details) is already scrubbed of the
 //!   config's secrets by the catalog; the renderers escape it.
 //!
@@ -48,6 +49,10 @@ pub enum ReportError {
     NoVerification(String),
     #[error("the report period must be more than 0s (e.g. --since 30d)")]
     EmptyPeriod,
+    #[error(
+        "no failover `{0}` in the catalog; give its term as `lifeboat failover history` lists it"
+    )]
+    NoFailover(String),
 }
 
 impl ReportError {
@@ -56,7 +61,9 @@ impl ReportError {
         match self {
             ReportError::Status(StatusError::Catalog(e)) | ReportError::Catalog(e) => e.kind(),
             ReportError::Status(StatusError::BadTime { .. }) => ErrorKind::Corrupt,
-            ReportError::NoVerification(_) | ReportError::EmptyPeriod => ErrorKind::Config,
+            ReportError::NoVerification(_)
+            | ReportError::NoFailover(_)
+            | ReportError::EmptyPeriod => ErrorKind::Config,
         }
     }
 }
@@ -68,7 +75,7 @@ pub struct Origin {
     pub lifeboat_version: String,
 }
 
-fn origin() -> Origin {
+pub fn origin() -> Origin {
     Origin {
         host: crate::model::host::hostname(),
         lifeboat_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -284,7 +291,21 @@ pub async fn posture(app: &Ctx, period: Duration) -> Result<Posture, ReportError
             backups_failed,
         });
     }
-    let recorded = vec![ActivityKind::RestoreVerification];
+    // Failovers (every term the catalog recorded): a finished one passed, a failed one did
+    // not; one still running is not a test yet.
+    for f in app.catalog.failovers(MAX_VERIFICATIONS).await? {
+        let Some(at) = f.finished_at.as_deref().and_then(parse) else {
+            continue;
+        };
+        activities.push(Activity {
+            kind: ActivityKind::Failover,
+            scope: format!("{} → {}", f.from_site, f.to_site),
+            id: format!("failover-term-{}", f.term),
+            at,
+            passed: f.status == "done",
+        });
+    }
+    let recorded = vec![ActivityKind::RestoreVerification, ActivityKind::Failover];
     let requirements =
         calendar::default_requirements(app.config.sources.iter().map(|s| s.name.as_str()));
     let standings: Vec<Standing> = requirements

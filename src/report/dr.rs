@@ -16,11 +16,11 @@ use crate::ops::reports::{Finding, Posture, VerificationReport};
 use crate::policy::calendar::{SlotState, Standing};
 use crate::policy::objectives::human;
 
-fn dur(s: f64) -> String {
+pub(crate) fn dur(s: f64) -> String {
     human(Duration::from_secs_f64(s.max(0.0)))
 }
 
-fn opt_dur(s: Option<f64>) -> String {
+pub(crate) fn opt_dur(s: Option<f64>) -> String {
     s.map_or("–".to_string(), dur)
 }
 
@@ -60,11 +60,11 @@ pub fn verification(
     })
 }
 
-fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn text_time(t: &str) -> String {
+pub(crate) fn text_time(t: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(t)
         .map(|t| time(t.with_timezone(&chrono::Utc)))
         .unwrap_or_else(|_| t.to_string())
@@ -102,7 +102,7 @@ fn slot_class(s: SlotState) -> &'static str {
     }
 }
 
-fn findings_html(out: &mut String, findings: &[Finding]) {
+pub(crate) fn findings_html(out: &mut String, findings: &[Finding]) {
     if findings.is_empty() {
         out.push_str("<p class=\"v-ok\">No open findings.</p>");
         return;

@@ -60,6 +60,8 @@ th{font-size:.8rem;text-transform:uppercase;letter-spacing:.03em;color:var(--mut
 svg{width:100%;height:auto;display:block}svg.bars{max-width:40rem}svg.bars text{font-size:13px}
 svg text{fill:var(--fg);font-size:11px;font-family:system-ui,sans-serif}
 .bar{fill:var(--bar)}.obj{stroke:var(--obj);stroke-width:2;stroke-dasharray:4 3}
+.bar.v-breached,.cell.v-breached,.cell.v-lost{fill:var(--bad)}.bar.v-at-risk,.cell.v-indeterminate{fill:var(--risk)}
+.bar.v-skipped,.cell.v-failed{fill:var(--na)}.cell.v-acknowledged{fill:var(--ok)}svg.strip{max-width:40rem}
 .spark{fill:none;stroke:var(--bar);stroke-width:1.5}.dot{fill:var(--bar)}.axis{stroke:var(--line)}
 .cal{display:flex;flex-wrap:wrap;gap:3px}.cal span{display:inline-block;min-width:1.6rem;
 padding:0 .2rem;text-align:center;border-radius:3px;font-size:.7rem;border:1px solid}
@@ -215,6 +217,98 @@ pub fn sparkline(values: &[Option<f64>], objective: Option<f64>) -> String {
             "<line class=\"obj\" x1=\"0\" x2=\"{w}\" y1=\"{:.1}\" y2=\"{:.1}\"/>",
             y(o),
             y(o)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// One row of [`gantt`]: a label and its span in seconds from the start (none: not timed),
+/// and a CSS class (a verdict class, or empty).
+pub struct GanttRow<'a> {
+    pub label: &'a str,
+    pub span: Option<(f64, f64)>,
+    pub class: &'a str,
+}
+
+/// A timeline: one row per phase, its span drawn on a common axis from 0 to the latest end
+/// (at least `min_total` seconds), labelled with `fmt` of the duration.
+pub fn gantt(rows: &[GanttRow<'_>], min_total: f64, fmt: impl Fn(f64) -> String) -> String {
+    let row = 22.0;
+    let (w, label_w) = (480.0, 96.0);
+    let plot = w - label_w - 70.0;
+    let total = rows
+        .iter()
+        .filter_map(|r| r.span.map(|(_, e)| e))
+        .fold(min_total.max(f64::MIN_POSITIVE), f64::max);
+    let h = row * rows.len().max(1) as f64 + 18.0;
+    let mut s = format!(
+        "<svg class=\"bars gantt\" viewBox=\"0 0 {w} {h}\" role=\"img\" preserveAspectRatio=\"xMinYMin meet\">"
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let y = i as f64 * row + 2.0;
+        let _ = write!(
+            s,
+            "<text x=\"0\" y=\"{:.1}\">{}</text>",
+            y + 14.0,
+            esc(&truncate(r.label, 14))
+        );
+        match r.span {
+            Some((a, b)) => {
+                let x = label_w + a.max(0.0) / total * plot;
+                let bw = ((b - a).max(0.0) / total * plot).max(1.5);
+                let _ = write!(
+                    s,
+                    "<rect class=\"bar {}\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{bw:.1}\" height=\"12\" rx=\"2\"><title>{}</title></rect>\
+                     <text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                    esc(r.class),
+                    y + 3.0,
+                    esc(&fmt(b - a)),
+                    (x + bw + 4.0).min(w - 60.0),
+                    y + 14.0,
+                    esc(&fmt(b - a))
+                );
+            }
+            None => {
+                let _ = write!(
+                    s,
+                    "<text class=\"v-inconclusive\" x=\"{label_w}\" y=\"{:.1}\">not timed</text>",
+                    y + 14.0
+                );
+            }
+        }
+    }
+    let y = rows.len() as f64 * row + 4.0;
+    let _ = write!(
+        s,
+        "<line class=\"axis\" x1=\"{label_w}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
+         <text x=\"{label_w}\" y=\"{:.1}\">0</text><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+        label_w + plot,
+        y + 12.0,
+        label_w + plot - 30.0,
+        y + 12.0,
+        esc(&fmt(total))
+    );
+    s.push_str("</svg>");
+    s
+}
+
+/// A strip of small squares, one per item, each with its class (and a title).
+pub fn strip(cells: &[(&str, String)]) -> String {
+    let per_row = 50usize;
+    let size = 8.0;
+    let rows = cells.len().div_ceil(per_row).max(1);
+    let w = per_row as f64 * (size + 1.0);
+    let h = rows as f64 * (size + 1.0);
+    let mut s = format!("<svg class=\"strip\" viewBox=\"0 0 {w} {h}\" role=\"img\">");
+    for (i, (class, title)) in cells.iter().enumerate() {
+        let x = (i % per_row) as f64 * (size + 1.0);
+        let y = (i / per_row) as f64 * (size + 1.0);
+        let _ = write!(
+            s,
+            "<rect class=\"cell {}\" x=\"{x:.0}\" y=\"{y:.0}\" width=\"{size}\" height=\"{size}\"><title>{}</title></rect>",
+            esc(class),
+            esc(title)
         );
     }
     s.push_str("</svg>");

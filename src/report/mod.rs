@@ -2,8 +2,11 @@
 //! Renders values; does no I/O of its own.
 
 pub mod dr;
+pub mod drill;
+pub mod failover;
 pub mod html;
 pub mod output;
+pub mod publish;
 
 /// `--output` of the listing commands.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum, Default)]

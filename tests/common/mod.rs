@@ -7,6 +7,7 @@ pub mod browser;
 pub mod cloudflare;
 pub mod dns;
 pub mod etcd;
+pub mod failover;
 pub mod gcs;
 pub mod redis;
 pub mod route53;
