@@ -20,6 +20,16 @@ pub(crate) fn dur(s: f64) -> String {
     human(Duration::from_secs_f64(s.max(0.0)))
 }
 
+/// A measured duration: tenths of a second under a minute (`9.1s`), else as [`dur`].
+pub(crate) fn measured(s: f64) -> String {
+    if (1.0..60.0).contains(&s) {
+        let t = format!("{s:.1}");
+        format!("{}s", t.trim_end_matches(".0"))
+    } else {
+        dur(s)
+    }
+}
+
 pub(crate) fn opt_dur(s: Option<f64>) -> String {
     s.map_or("–".to_string(), dur)
 }
@@ -535,6 +545,14 @@ fn verification_md(r: &VerificationReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measured_durations_keep_tenths_under_a_minute() {
+        assert_eq!(measured(9.14), "9.1s");
+        assert_eq!(measured(10.0), "10s");
+        assert_eq!(measured(0.25), "250ms");
+        assert_eq!(measured(90.0), "1m30s");
+    }
 
     #[test]
     fn markdown_escapes_table_and_markup() {

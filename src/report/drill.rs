@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::ReportFormat;
-use super::dr::{dur, md, opt_dur, time};
+use super::dr::{dur, md, measured, opt_dur, time};
 use super::failover::clock;
 use super::html::{self, Bar, GanttRow, esc};
 use crate::model::journal::{DrillJournal, verify_chain};
@@ -184,9 +184,9 @@ fn page(r: &DrillReport<'_>) -> String {
              <td data-h=\"RTO\">{} / {}</td><td data-h=\"RPO\">{} / {}</td></tr>",
             esc(&s.service),
             esc(&s.verdict),
-            s.rto_seconds.map_or("not recovered".into(), dur),
+            s.rto_seconds.map_or("not recovered".into(), measured),
             opt_dur(s.rto_objective_seconds),
-            s.rpo_seconds.map_or("unbounded".into(), dur),
+            s.rpo_seconds.map_or("unbounded".into(), measured),
             opt_dur(s.rpo_objective_seconds),
         );
     }
@@ -213,8 +213,8 @@ fn page(r: &DrillReport<'_>) -> String {
         b,
         "<div class=\"grid\"><div class=\"card\"><h3>Measured RTO vs objective</h3>{}</div>\
          <div class=\"card\"><h3>Measured RPO vs objective</h3>{}</div></div>",
-        html::bars(&rto, dur),
-        html::bars(&rpo, dur)
+        html::bars(&rto, measured),
+        html::bars(&rpo, measured)
     );
 
     // Timeline: each phase drawn from the fault (or the start) to when it happened.
@@ -243,7 +243,7 @@ fn page(r: &DrillReport<'_>) -> String {
         b,
         "<h2>Timeline</h2><p class=\"muted\">From the fault; each bar runs from the previous phase.</p><div class=\"card\">{}</div>\
          <table class=\"wide\" id=\"timeline\"><thead><tr><th>Phase</th><th>At (UTC)</th><th>After the fault</th><th>Detail</th></tr></thead><tbody>",
-        html::gantt(&rows, 1.0, dur)
+        html::gantt(&rows, 1.0, measured)
     );
     for p in DRILL_PHASES {
         if !phases.iter().any(|e| e.phase == p) {
@@ -261,7 +261,7 @@ fn page(r: &DrillReport<'_>) -> String {
             esc(&e.phase),
             clock(e.at),
             if after < 0.0 { "−" } else { "+" },
-            dur(after.abs()),
+            measured(after.abs()),
             esc(&e.detail)
         );
     }
@@ -415,9 +415,9 @@ fn markdown(r: &DrillReport<'_>) -> String {
             "| {} | {} | {} / {} | {} / {} |",
             md(&s.service),
             md(&s.verdict),
-            s.rto_seconds.map_or("not recovered".into(), dur),
+            s.rto_seconds.map_or("not recovered".into(), measured),
             opt_dur(s.rto_objective_seconds),
-            s.rpo_seconds.map_or("unbounded".into(), dur),
+            s.rpo_seconds.map_or("unbounded".into(), measured),
             opt_dur(s.rpo_objective_seconds)
         );
     }

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::ReportFormat;
-use super::dr::{dur, findings_html, md, opt_dur, text_time, time};
+use super::dr::{dur, findings_html, md, measured, opt_dur, text_time, time};
 use super::html::{self, Bar, GanttRow, esc};
 use crate::ops::reports_failover::FailoverReport;
 
@@ -63,7 +63,10 @@ fn page(r: &FailoverReport) -> String {
     ));
     sum.push_str(&row(
         "Measured RTO (write outage)",
-        format!("<strong>{}</strong>", opt_dur(r.measured_rto_seconds)),
+        format!(
+            "<strong>{}</strong>",
+            r.measured_rto_seconds.map_or("–".into(), measured)
+        ),
     ));
     sum.push_str(&row(
         "Run by",
@@ -91,13 +94,9 @@ fn page(r: &FailoverReport) -> String {
             s.source
                 .as_deref()
                 .map_or(String::new(), |src| format!(" · source {}", esc(src))),
-            opt_dur(s.rto_seconds),
+            s.rto_seconds.map_or("–".into(), measured),
             opt_dur(s.rto_objective_seconds),
-            if s.rpo_seconds.is_none() {
-                "unknown".to_string()
-            } else {
-                opt_dur(s.rpo_seconds)
-            },
+            s.rpo_seconds.map_or("unknown".into(), measured),
             if s.zero_loss {
                 " <span class=\"muted\">(fenced, caught up)</span>"
             } else {
@@ -130,8 +129,8 @@ fn page(r: &FailoverReport) -> String {
         b,
         "<div class=\"grid\"><div class=\"card\"><h3>Measured RTO vs objective</h3>{}</div>\
          <div class=\"card\"><h3>Data lost (RPO) vs objective</h3>{}</div></div>",
-        html::bars(&rto, dur),
-        html::bars(&rpo, dur)
+        html::bars(&rto, measured),
+        html::bars(&rpo, measured)
     );
 
     // The timeline, relative to the first timed phase.
@@ -159,7 +158,7 @@ fn page(r: &FailoverReport) -> String {
         b,
         "<h2>Timeline</h2><div class=\"card\">{}</div><table class=\"wide\" id=\"timeline\"><thead><tr>\
          <th>Phase</th><th>Status</th><th>Started (UTC)</th><th>Finished</th><th>Took</th><th>Detail</th></tr></thead><tbody>",
-        html::gantt(&rows, 1.0, dur)
+        html::gantt(&rows, 1.0, measured)
     );
     for p in &r.timeline {
         let _ = write!(
@@ -169,7 +168,7 @@ fn page(r: &FailoverReport) -> String {
             esc(&p.phase),
             opt_clock(p.started_at),
             opt_clock(p.finished_at),
-            opt_dur(p.seconds),
+            p.seconds.map_or("–".into(), measured),
             esc(&p.detail),
             s = esc(&p.status),
         );
