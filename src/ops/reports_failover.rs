@@ -202,7 +202,14 @@ pub fn failover_outcome(status: &str, services: &[ServiceResult]) -> (Outcome, S
         .map(|s| s.verdict)
         .max_by_key(|o| rank(*o))
         .unwrap_or(Outcome::Inconclusive);
-    let h = |s: Option<f64>| s.map_or("unknown".to_string(), |s| human(dur(s)));
+    // Tenths of a second under a minute: a 4.6s failover is not "4s".
+    let h = |s: Option<f64>| match s {
+        None => "unknown".to_string(),
+        Some(s) if (1.0..60.0).contains(&s) => {
+            format!("{}s", format!("{s:.1}").trim_end_matches(".0"))
+        }
+        Some(s) => human(dur(s)),
+    };
     let why = services
         .iter()
         .map(|s| {

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::ReportFormat;
-use super::dr::{dur, findings_html, md, measured, opt_dur, text_time, time};
+use super::dr::{findings_html, md, measured, opt_dur, text_time, time};
 use super::html::{self, Bar, GanttRow, esc};
 use crate::ops::reports_failover::FailoverReport;
 
@@ -266,7 +266,7 @@ fn markdown(r: &FailoverReport) -> String {
             .finished_at
             .as_deref()
             .map_or("unfinished".into(), text_time)),
-        opt_dur(r.measured_rto_seconds),
+        r.measured_rto_seconds.map_or("–".into(), measured),
         md(r.run_by.as_deref().unwrap_or("not recorded"))
     );
     let _ = writeln!(
@@ -279,9 +279,9 @@ fn markdown(r: &FailoverReport) -> String {
             "| {} | {} | {} / {} | {} / {} |",
             md(&s.service),
             s.verdict.as_str(),
-            opt_dur(s.rto_seconds),
+            s.rto_seconds.map_or("–".into(), measured),
             opt_dur(s.rto_objective_seconds),
-            s.rpo_seconds.map_or("unknown".into(), dur),
+            s.rpo_seconds.map_or("unknown".into(), measured),
             opt_dur(s.rpo_objective_seconds)
         );
     }
@@ -296,7 +296,7 @@ fn markdown(r: &FailoverReport) -> String {
             md(&p.phase),
             md(&p.status),
             opt_clock(p.started_at),
-            opt_dur(p.seconds),
+            p.seconds.map_or("–".into(), measured),
             md(&p.detail)
         );
     }
