@@ -481,6 +481,35 @@ fn failover_report_from_a_real_switchover() {
         .clone();
     assert_eq!(fo["state"], "done", "{fo:#}");
     assert_eq!(fo["last_passed"]["id"], "failover-term-1", "{fo:#}");
+    // Killed between finishing and publishing (the rows are gone): the daemon publishes it.
+    let out = std::process::Command::new("sqlite3")
+        .arg(env.path("catalog.db"))
+        .arg("DELETE FROM published_reports")
+        .output()
+        .expect("sqlite3");
+    assert!(out.status.success());
+    {
+        let (_daemon, port) = daemon_with(env, "");
+        common::wait_until(
+            "the failover report to be published again",
+            std::time::Duration::from_secs(60),
+            || {
+                published(port)
+                    .iter()
+                    .any(|r| r["id"] == "failover-term-1" && r["format"] == "html")
+            },
+        );
+        let list = published(port);
+        let row = list
+            .iter()
+            .find(|r| r["id"] == "failover-term-1" && r["format"] == "html")
+            .unwrap();
+        assert_eq!(row["kind"], "failover");
+        assert_eq!(row["subject"], "1");
+        let (code, _, body) = http_get(port, row["href"].as_str().unwrap(), Some("s3cret"));
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("<strong>orders-db</strong>"), "{body}");
+    }
     let err = env.fails(&["report", "failover", "9"]);
     assert!(err.contains("no failover `9`"), "{err}");
 

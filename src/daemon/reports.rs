@@ -181,10 +181,32 @@ pub async fn published_one(
     }
 }
 
+/// Publishes the report of every finished failover that has none (`failover execute` killed
+/// between finishing and publishing): the report is safe to publish again.
+async fn catch_up_failovers(app: &crate::ops::Ctx) {
+    use crate::report::publish::{ReportKind, publish_after};
+    let Ok(rows) = app.catalog.failovers(1000).await else {
+        return;
+    };
+    for f in rows.iter().filter(|f| f.status == "done") {
+        let id = format!("failover-term-{}", f.term);
+        let missing = matches!(app.catalog.published_report(&id, "json").await, Ok(None))
+            || matches!(app.catalog.published_report(&id, "html").await, Ok(None));
+        if missing {
+            tracing::info!(
+                term = f.term,
+                "publishing the report of a failover that has none"
+            );
+            publish_after(app, ReportKind::Failover { term: f.term }).await;
+        }
+    }
+}
+
 /// Publishes the posture report on `reports.schedule` while this replica leads, until
 /// `stop`: at start when an occurrence passed since the newest one published (a daemon down
 /// on Monday publishes when it comes back), then at every occurrence. A failed publish is
-/// retried a minute later. Nothing without a `reports:` section.
+/// retried a minute later. Each time, finished failovers without a published report get
+/// one. Nothing without a `reports:` section.
 pub async fn schedule(
     app: std::sync::Arc<crate::ops::Ctx>,
     stop: tokio_util::sync::CancellationToken,
@@ -196,6 +218,7 @@ pub async fn schedule(
     let sched = cfg.schedule();
     tracing::info!(schedule = %sched.expr, "publishing the posture report on schedule");
     loop {
+        catch_up_failovers(&app).await;
         let now = app.now();
         let last = match app.catalog.published_reports(1000).await {
             Ok(rows) => rows
