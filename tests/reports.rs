@@ -584,6 +584,12 @@ fn failover_report_from_a_real_switchover() {
         "blank: {colours} colours, top {top}"
     );
     browser.print_to_pdf(&page, &env.path("failover.pdf"));
+    let phone = env.path("failover-phone.png");
+    browser.screenshot(&page, &phone, 390, 844);
+    assert!(
+        colour_stats(&std::fs::read(&phone).unwrap()).0 > 8,
+        "blank phone screenshot"
+    );
     // The CSP blocks an injected external image.
     let img = format!("<img src=\"http://127.0.0.1:{}/leak.png\">", probe.port);
     let injected = env.path("injected.html");
@@ -811,6 +817,21 @@ fn drill_report_from_a_journal_in_a_real_browser() {
         "blank: {colours} colours, top {top}"
     );
     browser.print_to_pdf(&page, &env.path("drill.pdf"));
+    // On a phone, and dark when the reader prefers it.
+    let phone = env.path("drill-phone.png");
+    browser.screenshot(&page, &phone, 390, 844);
+    assert!(
+        colour_stats(&std::fs::read(&phone).unwrap()).0 > 8,
+        "blank phone screenshot"
+    );
+    let luma = |c: [u8; 3]| u32::from(c[0]) + u32::from(c[1]) + u32::from(c[2]);
+    let dark = env.path("drill-dark.png");
+    browser.screenshot_with(&page, &dark, 1000, 1600, &["--force-dark-mode"]);
+    let (colours, _, bg) = browser::colours(&std::fs::read(&dark).unwrap());
+    assert!(
+        colours > 8 && luma(bg) < 150,
+        "dark: {colours} colours, background {bg:?}"
+    );
     let probe = Probe::start();
     let img = format!("<img src=\"http://127.0.0.1:{}/leak.png\">", probe.port);
     let injected = env.path("injected.html");
