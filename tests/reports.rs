@@ -886,6 +886,12 @@ fn published(port: u16) -> Vec<Value> {
 fn the_daemon_publishes_the_weekly_posture_report_into_the_store() {
     let (env, _) = setup();
     let (_daemon, port) = daemon_with(&env, "reports:\n  schedule: \"0 6 * * 1\"\n");
+    let check = env.ok(&["config", "check"]);
+    assert!(
+        check.contains("reports: posture report on \"0 6 * * 1\" (covering 7d)")
+            && check.contains("into store local"),
+        "{check}"
+    );
     // Never published: the missed occurrence is published at start.
     common::wait_until(
         "the posture report to be published",
@@ -959,6 +965,19 @@ fn reports_are_object_locked_on_a_locked_moto_store() {
     );
     std::fs::write(env.path("lifeboat.yaml"), config).unwrap();
     let (_daemon, port) = daemon_with(&env, extra);
+    let err = {
+        let yaml = std::fs::read_to_string(env.path("lifeboat.yaml")).unwrap();
+        std::fs::write(
+            env.path("bad.yaml"),
+            yaml.replace("store: audit", "store: audti"),
+        )
+        .unwrap();
+        env.fails(&["--config", "bad.yaml", "config", "check"])
+    };
+    assert!(
+        err.contains("reports.store") && err.contains("no store is called `audti`"),
+        "{err}"
+    );
     common::wait_until(
         "the posture report to be published",
         std::time::Duration::from_secs(60),

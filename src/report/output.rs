@@ -38,6 +38,14 @@ pub fn config_summary(path: &Path, config: &Config) {
             None => println!("store {name}: {}", store.url),
         }
     }
+    if let Some(r) = &config.reports {
+        println!(
+            "reports: posture report on \"{}\" (covering {}), and one after each failover, into store {}",
+            r.schedule().expr,
+            crate::policy::objectives::human(r.period()),
+            r.store(config.stores.keys()).unwrap_or("(none)")
+        );
+    }
     let enc = &config.encryption;
     if enc.signing_configured() {
         println!(
