@@ -1,5 +1,6 @@
-//! What people and machines read: tables, JSON, and the DR reports (HTML, Markdown, JSON).
-//! Renders values; does no I/O of its own.
+//! What people and machines read: tables, JSON, and the DR reports (HTML, Markdown, JSON:
+//! posture and verification in [`dr`], [`failover`], [`drill`]). The renderers do no I/O;
+//! [`publish`] is the one place that writes reports into a store and the catalog.
 
 pub mod dr;
 pub mod drill;
