@@ -106,6 +106,8 @@ fn posture_and_verification_in_every_format() {
 
     let err = env.fails(&["report", "verification", "verify-nope"]);
     assert!(err.contains("no verification `verify-nope`"), "{err}");
+    let err = env.fails(&["report", "publish", "posture"]);
+    assert!(err.contains("no `reports:` section"), "{err}");
 }
 
 #[test]
@@ -983,7 +985,38 @@ fn reports_are_object_locked_on_a_locked_moto_store() {
         std::time::Duration::from_secs(60),
         || published(port).len() == 2,
     );
+    // A drill's report, published by hand (as the drill runner does), locked too; again:
+    // nothing new.
+    let journal = env.path("journal.json");
+    std::fs::write(
+        &journal,
+        serde_json::to_string(&drill_journal("zone-loss")).unwrap(),
+    )
+    .unwrap();
+    let out = env.ok(&[
+        "report",
+        "publish",
+        "drill",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("published drill-20261205-0001 (html) to store audit: reports/drill/drill-20261205-0001.html")
+            && out.contains("locked until"),
+        "{out}"
+    );
+    assert_eq!(
+        env.ok(&[
+            "report",
+            "publish",
+            "drill",
+            "--journal",
+            journal.to_str().unwrap()
+        ]),
+        out
+    );
     let list = published(port);
+    assert_eq!(list.len(), 4, "{list:#?}");
     for row in &list {
         assert_eq!(row["store"], "audit");
         assert!(row["locked_until"].is_string(), "{row}");

@@ -50,6 +50,14 @@ pub enum ReportAction {
         #[command(flatten)]
         to: Destination,
     },
+    /// Write a report into the reports store now (as the daemon does on `reports.schedule`
+    /// and after each failover): HTML and JSON, object-locked where the store is, each
+    /// object's SHA-256 in the catalog. Safe to run again: a report already published is
+    /// left as it is.
+    Publish {
+        #[command(subcommand)]
+        what: PublishWhat,
+    },
     /// One drill from its journal (`lifeboat.drill-journal/v1`, e.g. fetched from the store):
     /// the verdict against its objectives, measured RTO/RPO per service, the timeline, the
     /// canary writes, findings, and the evidence (journal SHA-256, whether its hash chain
@@ -63,20 +71,71 @@ pub enum ReportAction {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum PublishWhat {
+    /// The posture over the period ending now.
+    Posture {
+        /// The period covered (default: `reports.period`, 7d).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+    },
+    /// The report of one failover (its term).
+    Failover { term: i64 },
+    /// The report of one drill, from its journal.
+    Drill {
+        #[arg(long)]
+        journal: PathBuf,
+    },
+}
+
+fn read_journal(journal: &Path) -> Result<crate::model::journal::DrillJournal> {
+    let text = std::fs::read_to_string(journal)
+        .with_context(|| format!("cannot read the drill journal {}", journal.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a drill journal (JSON, schema {}); fetch the drill's journal.json from the store",
+            journal.display(),
+            crate::model::journal::DRILL_JOURNAL_SCHEMA
+        )
+    })
+}
+
+async fn publish(app: &Ctx, what: PublishWhat) -> Result<()> {
+    use crate::report::publish::ReportKind;
+    let kind = match what {
+        PublishWhat::Posture { since } => ReportKind::Posture {
+            period: since.unwrap_or_else(|| {
+                app.config
+                    .reports
+                    .as_ref()
+                    .map_or(std::time::Duration::from_secs(7 * 86_400), |r| r.period())
+            }),
+        },
+        PublishWhat::Failover { term } => ReportKind::Failover { term },
+        PublishWhat::Drill { journal } => ReportKind::Drill(Box::new(read_journal(&journal)?)),
+    };
+    let published = crate::report::publish::publish(app, kind).await?;
+    for o in &published.objects {
+        println!(
+            "published {} ({}) to store {}: {} sha256 {}{}",
+            o.id,
+            o.format,
+            o.store,
+            o.object_key,
+            o.sha256,
+            o.locked_until
+                .as_deref()
+                .map_or(String::new(), |u| format!(", locked until {u}"))
+        );
+    }
+    Ok(())
+}
+
 /// `lifeboat report ...`: a drill journal file needs no config; the others read the catalog.
 pub(super) async fn dispatch(config: &super::ConfigArgs, action: ReportAction) -> Result<()> {
     match action {
         ReportAction::Drill { journal, to } => {
-            let text = std::fs::read_to_string(&journal)
-                .with_context(|| format!("cannot read the drill journal {}", journal.display()))?;
-            let j: crate::model::journal::DrillJournal = serde_json::from_str(&text)
-                .with_context(|| {
-                    format!(
-                        "{} is not a drill journal (JSON, schema {}); fetch the drill's journal.json from the store",
-                        journal.display(),
-                        crate::model::journal::DRILL_JOURNAL_SCHEMA
-                    )
-                })?;
+            let j = read_journal(&journal)?;
             let text = crate::report::drill::render_drill(&j, format(&to))?;
             emit(&to, &text)
         }
@@ -102,6 +161,7 @@ pub async fn run(app: &Ctx, action: ReportAction) -> Result<()> {
             emit(&to, &text)
         }
         ReportAction::Drill { .. } => dispatch_needs_no_ctx(),
+        ReportAction::Publish { what } => publish(app, what).await,
     }
 }
 

@@ -124,7 +124,9 @@ pub fn report_id(kind: &ReportKind, now: DateTime<Utc>) -> String {
         ReportKind::Failover { term } => format!("failover-term-{term}"),
         ReportKind::Drill(j) => format!(
             "drill-{}",
-            j.id.chars()
+            j.id.strip_prefix("drill-")
+                .unwrap_or(&j.id)
+                .chars()
                 .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                     c
                 } else {
@@ -295,6 +297,36 @@ mod tests {
         assert_eq!(
             report_id(&ReportKind::Failover { term: 3 }, t),
             "failover-term-3"
+        );
+        let mut j = crate::model::journal::DrillJournal {
+            schema: crate::model::journal::DRILL_JOURNAL_SCHEMA.into(),
+            id: "drill-20261205-0001".into(),
+            scenario: "s".into(),
+            tier: "pod".into(),
+            started_at: t,
+            finished_at: None,
+            run_by: "x".into(),
+            dry_run: false,
+            verdict: "pass".into(),
+            reasons: vec![],
+            objectives: Default::default(),
+            services: vec![],
+            timeline: vec![],
+            canary: None,
+            faults: vec![],
+            findings: vec![],
+            evidence: vec![],
+            events: vec![],
+            journal_sha256: crate::model::journal::GENESIS.into(),
+        };
+        assert_eq!(
+            report_id(&ReportKind::Drill(Box::new(j.clone())), t),
+            "drill-20261205-0001"
+        );
+        j.id = "zone/../x y".into();
+        assert_eq!(
+            report_id(&ReportKind::Drill(Box::new(j)), t),
+            "drill-zone____x_y"
         );
     }
 }
