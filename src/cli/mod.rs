@@ -6,6 +6,7 @@ mod drill;
 mod failover;
 mod report;
 mod runbook;
+mod trust;
 
 use crate::report::output;
 
@@ -454,6 +455,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => {
             let config = load(&config_args)?;
             output::config_summary(&cli.config, &config);
+            trust::check_object_lock(&config).await?;
         }
         Command::Keys {
             action: KeysAction::Generate { output, signing },
