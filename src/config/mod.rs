@@ -5,6 +5,7 @@
 
 pub mod failover;
 mod interpolate;
+pub mod job;
 mod verify;
 
 pub use verify::{KubernetesConfig, Probe, SandboxConfig, UserCheck, VerifyConfig, VerifySandbox};
