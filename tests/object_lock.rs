@@ -235,4 +235,27 @@ fn a_crash_between_write_and_lock_is_healed_by_settle() {
     let out = env.ok(&["catalog", "settle"]);
     assert!(!out.contains("1 recorded complete"), "{out}");
     restores_byte_for_byte(&src, &env, &id, "after_settle");
+
+    // The attacker overwrites and "deletes" it; prune (keep_last 1, a newer snapshot taken)
+    // would delete it: its keys read as gone, but the versions the backup wrote are still
+    // locked, so prune keeps it and says why.
+    for key in [&data_key, &manifest_key] {
+        s3.overwrite(BUCKET, key, b"encrypted by ransomware, pay up");
+        s3.delete_marker(BUCKET, key);
+    }
+    let yaml = std::fs::read_to_string(env.path("lifeboat.yaml")).unwrap();
+    std::fs::write(
+        env.path("lifeboat.yaml"),
+        yaml.replace(
+            "    store: vault\n",
+            "    store: vault\n    retention: { keep_last: 1 }\n",
+        ),
+    )
+    .unwrap();
+    env.backup();
+    let out = env.ok(&["prune"]);
+    assert!(out.contains("object lock (compliance) until"), "{out}");
+    assert!(out.contains("pruned 0 snapshot(s)"), "{out}");
+    assert_eq!(env.snapshots()[0]["id"], id.as_str());
+    restores_byte_for_byte(&src, &env, &id, "after_prune");
 }
