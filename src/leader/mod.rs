@@ -15,6 +15,9 @@
 //! [`renew`] and [`release`], which bound it; `run --once` renews like the daemon.
 //!
 //! [`Leader::kind`] names the lock in logs and `/readyz`.
+//!
+//! A workload of one job role (`run --jobs`, [`crate::policy::schedule::Role`]) takes that
+//! role's own lock (see [`build`]): the backup and verify workloads each have one leader.
 
 mod file;
 mod lease;
@@ -32,6 +35,7 @@ pub use postgres::PgAdvisory;
 use serde::Deserialize;
 
 use crate::model::SecretString;
+use crate::policy::schedule::Role;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
@@ -110,11 +114,15 @@ pub fn identity() -> String {
 }
 
 /// The lock `daemon.leader` asks for (`auto`: a Lease inside a cluster, an advisory lock with
-/// a PostgreSQL catalog, else a lock file).
+/// a PostgreSQL catalog, else a lock file). With a `role` (`run --jobs`), that role's own
+/// lock: the Lease `<lease_name>-<role>`, the lock file `<lock_file>-<role>`, the advisory
+/// key [`postgres::role_key`]; so a backup workload and a verify workload each elect one
+/// leader without waiting for each other.
 pub async fn build(
     cfg: &LeaderConfig,
     catalog: &SecretString,
     kube: std::sync::Arc<dyn crate::kube::KubeApi>,
+    role: Option<Role>,
 ) -> Result<Box<dyn Leader>, LeaderError> {
     let url = catalog.expose();
     let is_pg = url.starts_with("postgres://") || url.starts_with("postgresql://");
@@ -133,7 +141,10 @@ pub async fn build(
                     "daemon.leader.kind is postgres but the catalog is not PostgreSQL; use `file` or `kubernetes`".into(),
                 ));
             }
-            Box::new(PgAdvisory::new(catalog.clone()))
+            Box::new(PgAdvisory::with_key(
+                catalog.clone(),
+                postgres::role_key(role),
+            ))
         }
         LeaderKind::Kubernetes => {
             let ns = match &cfg.namespace {
@@ -148,8 +159,7 @@ pub async fn build(
                     ))
                 })?,
             };
-            let name = cfg.lease_name.clone().unwrap_or_else(|| "lifeboat".into());
-            Box::new(KubeLease::new(kube, ns, name, identity()))
+            Box::new(KubeLease::new(kube, ns, lease_name(cfg, role), identity()))
         }
         LeaderKind::File | LeaderKind::Auto => {
             let path = match &cfg.lock_file {
@@ -160,9 +170,31 @@ pub async fn build(
                     )
                 })?,
             };
-            Box::new(FileLock::new(path))
+            Box::new(FileLock::new(role_path(path, role)))
         }
     })
+}
+
+/// The Lease a workload of `role` takes: `daemon.leader.lease_name` (default `lifeboat`),
+/// suffixed `-backup` / `-verify` for a role.
+pub fn lease_name(cfg: &LeaderConfig, role: Option<Role>) -> String {
+    let base = cfg.lease_name.as_deref().unwrap_or("lifeboat");
+    match role {
+        Some(r) => r.lock_name(base),
+        None => base.to_string(),
+    }
+}
+
+/// The lock file of `role`: the role's suffix appended to `path`.
+fn role_path(path: PathBuf, role: Option<Role>) -> PathBuf {
+    match role {
+        Some(r) => {
+            let mut s = path.into_os_string();
+            s.push(format!("-{}", r.as_str()));
+            PathBuf::from(s)
+        }
+        None => path,
+    }
 }
 
 /// `<sqlite path>.leader.lock` for a `sqlite://PATH` catalog.

@@ -56,7 +56,7 @@ pub enum RestoreError {
         cause: String,
     },
     #[error(
-        "no age identity to decrypt with; set encryption.identity_file in the config or pass --identity FILE"
+        "no age identity to decrypt with; set encryption.identity_file in the config (and mount the identity there: on Kubernetes the Secret `lifeboat-age-identity`, in the verify/restore workload only) or pass --identity FILE"
     )]
     NoIdentity,
     #[error(transparent)]

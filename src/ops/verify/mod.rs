@@ -319,7 +319,7 @@ fn job_bundle(
     {
         Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
             Failure::new(format!(
-                "cannot read the age identity {} for the sandbox: {e}; pass --identity or fix `encryption.identity_file`",
+                "cannot read the age identity {} for the sandbox: {e}; verification needs it: mount the age identity Secret there (on Kubernetes only in the verify/restore workload, e.g. `lifeboat-age-identity` at /etc/lifeboat/identity: see deploy/README.md), or pass --identity / fix `encryption.identity_file`",
                 path.display()
             ))
         })?),
