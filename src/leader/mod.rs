@@ -228,3 +228,69 @@ pub struct LeaderConfig {
     /// File: the lock file (default: the SQLite catalog's path + `.leader.lock`).
     pub lock_file: Option<PathBuf>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::fake::Fake;
+    use std::sync::Arc;
+
+    /// Each role (`run --jobs`) locks apart: one leader per role, and neither role waits for
+    /// the other or for the unfiltered lock.
+    #[tokio::test]
+    async fn each_role_has_its_own_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = SecretString::new(format!("sqlite://{}/c.db", dir.path().display()));
+        let kube: Arc<dyn crate::kube::KubeApi> = Arc::new(Fake::default());
+        let file = LeaderConfig {
+            kind: LeaderKind::File,
+            ..LeaderConfig::default()
+        };
+        let lease = LeaderConfig {
+            kind: LeaderKind::Kubernetes,
+            namespace: Some("lifeboat".into()),
+            lease_name: Some("lb".into()),
+            ..LeaderConfig::default()
+        };
+        for cfg in [&file, &lease] {
+            let mut held = Vec::new();
+            for role in [Some(Role::Backup), Some(Role::Verify), None] {
+                let mut l = build(cfg, &catalog, kube.clone(), role)
+                    .await
+                    .expect("build");
+                assert!(acquire(l.as_mut()).await.expect("acquire"), "{role:?}");
+                held.push(l);
+            }
+            if cfg.kind == LeaderKind::File {
+                let mut again = build(cfg, &catalog, kube.clone(), Some(Role::Backup))
+                    .await
+                    .expect("build");
+                assert!(
+                    !acquire(again.as_mut()).await.expect("acquire"),
+                    "one backup leader"
+                );
+                assert!(dir.path().join("c.db.leader.lock-verify").exists());
+            } else {
+                let mut other = KubeLease::new(
+                    kube.clone(),
+                    "lifeboat".into(),
+                    lease_name(cfg, Some(Role::Verify)),
+                    "another-pod".into(),
+                );
+                assert!(
+                    !other.try_acquire().await.expect("acquire"),
+                    "one verify leader"
+                );
+                assert_eq!(lease_name(cfg, Some(Role::Backup)), "lb-backup");
+            }
+        }
+        assert_ne!(
+            postgres::role_key(Some(Role::Backup)),
+            postgres::role_key(None)
+        );
+        assert_ne!(
+            postgres::role_key(Some(Role::Backup)),
+            postgres::role_key(Some(Role::Verify))
+        );
+    }
+}
