@@ -384,17 +384,43 @@ fn a_leader_whose_lock_connection_is_killed_cancels_its_running_job() {
 #[test]
 fn job_roles_run_apart_under_their_own_locks_and_backups_need_no_identity() {
     let env = Env::new();
+    job_roles_run_apart(&env, "sqlite://./catalog.db", &|| {
+        assert!(
+            std::fs::metadata(env.path("catalog.db.leader.lock-backup")).is_ok(),
+            "the backup role's lock file"
+        );
+    });
+}
+
+/// The same on a PostgreSQL catalog: the roles' advisory locks are apart.
+#[test]
+fn job_roles_on_a_postgres_catalog_take_their_own_advisory_locks() {
+    let pg = PgServer::start();
+    pg.create_db("catalog");
+    let env = Env::new();
+    job_roles_run_apart(&env, &pg.url("catalog"), &|| {
+        // The backup role's key, LOCK_KEY + 1: its low 32 bits are pg_locks' objid.
+        let objids = pg.psql(
+            "catalog",
+            "SELECT string_agg(objid::text, ',') FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        );
+        assert_eq!(objids, "1651466613", "only the backup role's lock is held");
+    });
+}
+
+/// `backup_lock_held` checks the backup role's lock while its daemon leads.
+fn job_roles_run_apart(env: &Env, catalog: &str, backup_lock_held: &dyn Fn()) {
     std::fs::create_dir_all(env.path("data")).expect("data dir");
     std::fs::write(env.path("data/hello.txt"), "hello roles\n").expect("data file");
-    env.write_config(
-        "catalog: \"sqlite://./catalog.db\"\n\
-         stores:\n  local: { url: \"file://./store\" }\n  dr: { url: \"file://./dr\" }\n\
-         encryption:\n  recipients: [\"{recipient}\"]\n  identity_file: ./age.key\n\
+    env.write_config(&format!(
+        "catalog: \"{catalog}\"\n\
+         stores:\n  local: {{ url: \"file://./store\" }}\n  dr: {{ url: \"file://./dr\" }}\n\
+         encryption:\n  recipients: [\"{{recipient}}\"]\n  identity_file: ./age.key\n\
          sources:\n  - name: s0\n    kind: files\n    path: ./data\n    store: local\n    copies: [dr]\n    \
-         schedule: \"0 0 1 1 *\"\n    retention: { daily: 7, schedule: \"0 0 1 1 *\" }\n    \
-         verify: { schedule: \"* * * * * *\" }\n\
-         daemon:\n  shutdown_grace: 5s\n",
-    );
+         schedule: \"0 0 1 1 *\"\n    retention: {{ daily: 7, schedule: \"0 0 1 1 *\" }}\n    \
+         verify: {{ schedule: \"* * * * * *\" }}\n\
+         daemon:\n  shutdown_grace: 5s\n"
+    ));
     // The backup pod has no identity: no file, and lifeboat reads it from nowhere else.
     let key = std::fs::read(env.path("age.key")).expect("read age.key");
     std::fs::remove_file(env.path("age.key")).expect("remove age.key");
@@ -402,7 +428,7 @@ fn job_roles_run_apart_under_their_own_locks_and_backups_need_no_identity() {
     let out = env.ok(&["run", "--once", "--jobs", "backup,copy,prune"]);
     assert!(out.contains("3 job(s) succeeded, 0 failed"), "{out}");
     assert_eq!(env.snapshots().len(), 1);
-    let jobs: BTreeMap<String, String> = runs(&env)
+    let jobs: BTreeMap<String, String> = runs(env)
         .iter()
         .map(|r| {
             (
@@ -426,7 +452,7 @@ fn job_roles_run_apart_under_their_own_locks_and_backups_need_no_identity() {
 
     // A backup daemon holds the backup role's lock...
     let daemon = spawn(
-        &env,
+        env,
         "backup-daemon",
         &["run", "--jobs", "backup,copy,prune"],
     );
@@ -440,10 +466,7 @@ fn job_roles_run_apart_under_their_own_locks_and_backups_need_no_identity() {
         err.contains("another lifeboat replica holds the leader lock"),
         "{err}"
     );
-    assert!(
-        std::fs::metadata(env.path("catalog.db.leader.lock-backup")).is_ok(),
-        "the backup role's lock file"
-    );
+    backup_lock_held();
     // ...but a verify run is not blocked: without the identity it fails saying what to mount.
     std::thread::sleep(Duration::from_millis(1100));
     let err = env.fails(&["run", "--once", "--jobs", "verify"]);
