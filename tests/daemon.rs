@@ -476,6 +476,12 @@ fn job_roles_run_apart(env: &Env, catalog: &str, backup_lock_held: &dyn Fn()) {
         err.contains("age identity") && err.contains("mount the age identity"),
         "the error must say to mount the identity: {err}"
     );
+    let verifications = env.ok(&["verifications", "list", "--output", "json"]);
+    assert_eq!(
+        verifications.trim(),
+        "[]",
+        "a missing identity mount is not a failed verification of the snapshot"
+    );
     // With the identity mounted, the verify role verifies (still beside the backup leader).
     std::fs::write(env.path("age.key"), &key).expect("restore age.key");
     std::thread::sleep(Duration::from_millis(1100));

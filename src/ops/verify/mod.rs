@@ -55,6 +55,12 @@ pub enum VerifyError {
     /// Its manifest was found but is not trusted (forged, tampered, misplaced).
     #[error("{0}")]
     Refused(String),
+    /// The configured (or `--identity`) age identity cannot be read: a deployment problem,
+    /// not a finding about the snapshot, so no verification is recorded.
+    #[error(
+        "cannot read the age identity {path}: {reason}; verification needs it to decrypt: mount the age identity Secret there (on Kubernetes only in the verify workload, `run --jobs verify`, e.g. `lifeboat-age-identity` at /etc/lifeboat/identity: see deploy/README.md), or fix `encryption.identity_file` / pass --identity"
+    )]
+    Identity { path: String, reason: String },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 }
@@ -63,7 +69,9 @@ impl VerifyError {
     pub fn kind(&self) -> crate::model::ErrorKind {
         use crate::model::ErrorKind;
         match self {
-            VerifyError::Unknown(_) | VerifyError::NoSnapshot(_) => ErrorKind::Config,
+            VerifyError::Unknown(_) | VerifyError::NoSnapshot(_) | VerifyError::Identity { .. } => {
+                ErrorKind::Config
+            }
             VerifyError::Refused(_) => ErrorKind::Corrupt,
             VerifyError::Catalog(e) => e.kind(),
         }
@@ -105,6 +113,18 @@ pub async fn run(
     req: &Request,
     cancel: CancellationToken,
 ) -> Result<Report, VerifyError> {
+    // Before anything is recorded: a missing identity mount is not a failed snapshot.
+    if let Some(path) = req
+        .identity
+        .as_ref()
+        .or(app.config.encryption.identity_file.as_ref())
+        && let Err(e) = std::fs::File::open(path)
+    {
+        return Err(VerifyError::Identity {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        });
+    }
     let row = match app.config.source(&req.what) {
         Some(_) => app
             .catalog
