@@ -6,6 +6,9 @@
 //!
 //! # Guarantees
 //! - Only the leader starts jobs; a replica that loses leadership cancels its jobs at once.
+//! - With `--jobs` ([`Options::jobs`]) only those kinds are scheduled (copies follow
+//!   backups only where copies are listed); the caller takes that role's own leader lock,
+//!   so the backup and verify workloads each have one leader.
 //! - Never two jobs of one source at once (a source is *busy* while any of its jobs runs;
 //!   its other due jobs wait in the queue), and never more than `max_concurrent_jobs` jobs
 //!   (a [`Semaphore`]).
@@ -18,7 +21,12 @@
 //!
 //! # Caveats
 //! Retries in `--once` mode are left to the CronJob's Job (`backoffLimit`): `--once` tries
-//! each due job once and exits non-zero if any failed.
+//! each due job once and exits non-zero if any failed. "Never two jobs of one source at
+//! once" holds within one workload: a backup-role and a verify-role workload may back up
+//! and verify one source at the same time. That is safe (a verification reads the newest
+//! complete snapshot, which retention never deletes while it is the newest), except that a
+//! prune right after a newer backup may remove the snapshot a running verification reads;
+//! that verification fails and the next one verifies the newer snapshot.
 
 pub mod http;
 pub mod metrics;
