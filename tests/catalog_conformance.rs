@@ -38,6 +38,7 @@ suite!(
     snapshot_lifecycle,
     fail_snapshot_never_touches_a_complete_one,
     record_complete_replaces_the_row,
+    manifest_versions_are_kept_per_store,
     copies_start_and_finish,
     verifications_and_newest_passed,
     timestamps_round_trip_and_order,
@@ -198,6 +199,7 @@ fn manifest(id: &str, source: &str, created_at: DateTime<Utc>) -> Manifest {
             name: snapshot::DATA_OBJECT.into(),
             stored_bytes: 120,
             sha256: "ab".repeat(32),
+            version: None,
         }],
         compression: snapshot::Compression {
             algorithm: "zstd".into(),
@@ -385,6 +387,42 @@ async fn fail_snapshot_never_touches_a_complete_one(db: &Db) {
     assert_eq!(row.status, Status::Complete);
     assert_eq!(row.error, None);
     c.close().await;
+}
+
+/// Issue 9 (Object Lock for real): the manifest's version id is recorded with the snapshot;
+/// recording it again without one (rebuild, settle of an old run) keeps it, and a row moved
+/// to another store drops it (a version id means nothing in another bucket).
+async fn manifest_versions_are_kept_per_store(db: &Db) {
+    let c = db.open().await;
+    c.insert_snapshot("v1", "db", "postgres", "vault", at(0))
+        .await
+        .expect("insert snapshot");
+    let m = manifest("v1", "db", at(0));
+    assert_eq!(manifest_version(&c).await, None);
+    c.record_complete_at("vault", &m, Some("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"))
+        .await
+        .expect("record with a version");
+    assert_eq!(
+        manifest_version(&c).await.as_deref(),
+        Some("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY")
+    );
+    c.record_complete("vault", &m).await.expect("record again");
+    assert_eq!(
+        manifest_version(&c).await.as_deref(),
+        Some("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"),
+        "kept"
+    );
+    c.record_complete("elsewhere", &m).await.expect("moved");
+    assert_eq!(manifest_version(&c).await, None, "dropped with the store");
+    c.close().await;
+}
+
+async fn manifest_version(c: &Catalog) -> Option<String> {
+    c.snapshot("v1")
+        .await
+        .expect("snapshot")
+        .expect("row")
+        .manifest_version
 }
 
 async fn record_complete_replaces_the_row(db: &Db) {

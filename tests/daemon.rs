@@ -376,3 +376,131 @@ fn a_leader_whose_lock_connection_is_killed_cancels_its_running_job() {
         "{log}"
     );
 }
+
+/// `run --jobs`: a backup-role workload (`backup,copy,prune`) runs without the age identity
+/// (only the recipients), a verify-role one needs it and says what to mount, and each role
+/// elects its own leader: a backup daemon holding its lock blocks another backup run but
+/// not a verify run.
+#[test]
+fn job_roles_run_apart_under_their_own_locks_and_backups_need_no_identity() {
+    let env = Env::new();
+    job_roles_run_apart(&env, "sqlite://./catalog.db", &|| {
+        assert!(
+            std::fs::metadata(env.path("catalog.db.leader.lock-backup")).is_ok(),
+            "the backup role's lock file"
+        );
+    });
+}
+
+/// The same on a PostgreSQL catalog: the roles' advisory locks are apart.
+#[test]
+fn job_roles_on_a_postgres_catalog_take_their_own_advisory_locks() {
+    let pg = PgServer::start();
+    pg.create_db("catalog");
+    let env = Env::new();
+    job_roles_run_apart(&env, &pg.url("catalog"), &|| {
+        // The backup role's key, LOCK_KEY + 1: its low 32 bits are pg_locks' objid.
+        let objids = pg.psql(
+            "catalog",
+            "SELECT string_agg(objid::text, ',') FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        );
+        assert_eq!(objids, "1651466613", "only the backup role's lock is held");
+    });
+}
+
+/// `backup_lock_held` checks the backup role's lock while its daemon leads.
+fn job_roles_run_apart(env: &Env, catalog: &str, backup_lock_held: &dyn Fn()) {
+    std::fs::create_dir_all(env.path("data")).expect("data dir");
+    std::fs::write(env.path("data/hello.txt"), "hello roles\n").expect("data file");
+    env.write_config(&format!(
+        "catalog: \"{catalog}\"\n\
+         stores:\n  local: {{ url: \"file://./store\" }}\n  dr: {{ url: \"file://./dr\" }}\n\
+         encryption:\n  recipients: [\"{{recipient}}\"]\n  identity_file: ./age.key\n\
+         sources:\n  - name: s0\n    kind: files\n    path: ./data\n    store: local\n    copies: [dr]\n    \
+         schedule: \"0 0 1 1 *\"\n    retention: {{ daily: 7, schedule: \"0 0 1 1 *\" }}\n    \
+         verify: {{ schedule: \"* * * * * *\" }}\n\
+         daemon:\n  shutdown_grace: 5s\n"
+    ));
+    // The backup pod has no identity: no file, and lifeboat reads it from nowhere else.
+    let key = std::fs::read(env.path("age.key")).expect("read age.key");
+    std::fs::remove_file(env.path("age.key")).expect("remove age.key");
+
+    let out = env.ok(&["run", "--once", "--jobs", "backup,copy,prune"]);
+    assert!(out.contains("3 job(s) succeeded, 0 failed"), "{out}");
+    assert_eq!(env.snapshots().len(), 1);
+    let jobs: BTreeMap<String, String> = runs(env)
+        .iter()
+        .map(|r| {
+            (
+                r["job"].as_str().unwrap_or_default().to_string(),
+                r["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(!jobs.contains_key("verify"), "{jobs:?}");
+    assert_eq!(
+        jobs.get("backup").map(String::as_str),
+        Some("complete"),
+        "{jobs:?}"
+    );
+    let verifications = env.ok(&["verifications", "list", "--output", "json"]);
+    assert_eq!(
+        verifications.trim(),
+        "[]",
+        "the backup role verified: {verifications}"
+    );
+
+    // A backup daemon holds the backup role's lock...
+    let daemon = spawn(
+        env,
+        "backup-daemon",
+        &["run", "--jobs", "backup,copy,prune"],
+    );
+    let log = daemon.1.clone();
+    wait_until("the backup daemon to lead", Duration::from_secs(60), || {
+        !log_events(&log, "became leader").is_empty()
+    });
+    // ...so a second backup-role run finds its lock taken (one leader per role)...
+    let err = env.fails(&["run", "--once", "--jobs", "backup"]);
+    assert!(
+        err.contains("another lifeboat replica holds the leader lock"),
+        "{err}"
+    );
+    backup_lock_held();
+    // ...but a verify run is not blocked: without the identity it fails saying what to mount.
+    std::thread::sleep(Duration::from_millis(1100));
+    let err = env.fails(&["run", "--once", "--jobs", "verify"]);
+    assert!(!err.contains("holds the leader lock"), "{err}");
+    assert!(err.contains("verify s0"), "{err}");
+    assert!(
+        err.contains("age identity") && err.contains("mount the age identity"),
+        "the error must say to mount the identity: {err}"
+    );
+    let verifications = env.ok(&["verifications", "list", "--output", "json"]);
+    assert_eq!(
+        verifications.trim(),
+        "[]",
+        "a missing identity mount is not a failed verification of the snapshot"
+    );
+    // With the identity mounted, the verify role verifies (still beside the backup leader).
+    std::fs::write(env.path("age.key"), &key).expect("restore age.key");
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = env.ok(&["run", "--once", "--jobs", "verify"]);
+    assert!(out.contains("1 job(s) succeeded, 0 failed"), "{out}");
+    assert_eq!(env.snapshots().len(), 1, "the verify role backed up");
+    let verifications: Vec<serde_json::Value> =
+        serde_json::from_str(&env.ok(&["verifications", "list", "--output", "json"]))
+            .expect("verifications json");
+    assert!(
+        verifications.iter().any(|v| v["status"] == "passed"),
+        "{verifications:?}"
+    );
+
+    // Mixing the roles in one workload is refused, naming the split.
+    let err = env.fails(&["run", "--once", "--jobs", "backup,verify"]);
+    assert!(err.contains("two workloads"), "{err}");
+
+    sigterm(&daemon.0);
+    let (status, log, _) = wait_exit(daemon, Duration::from_secs(30));
+    assert!(status.success(), "{log}");
+}

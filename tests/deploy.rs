@@ -456,7 +456,7 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
     ] {
         assert!(kinds.contains_key(k), "deploy/ has no {k}: {kinds:?}");
     }
-    assert_eq!(pods, 2);
+    assert_eq!(pods, 4, "each overlay: a backup and a verify workload");
     assert_eq!(
         roles_seen.len(),
         expected_roles.len(),
@@ -614,6 +614,139 @@ fn the_shipped_overlays_verify_in_the_kubernetes_sandbox() {
             !image.is_empty() && !workload_images.contains(&image),
             "{o}: sandbox.kubernetes.image must be the sandbox image (`docker build --target sandbox`), not {workload_images:?}: {image:?}"
         );
+        seen += 1;
+    }
+    assert_eq!(seen, 2, "two overlays");
+}
+
+/// Issue 9, acceptance 8: in every overlay the workloads are split by job role (`run
+/// --jobs`): no backup-role workload mounts or references the age identity Secret (or any
+/// volume at the identity's directory), every verify-role one mounts it there and holds no
+/// signing key, there is no unfiltered workload beside them, and the roles take different
+/// Leases.
+#[test]
+fn backup_workloads_never_hold_the_age_identity() {
+    use lifeboat::policy::schedule::{JobFilter, Role};
+    const IDENTITY_SECRET: &str = "lifeboat-age-identity";
+    let overlays = deploy_dir().join("overlays");
+    let mut seen = 0;
+    for e in std::fs::read_dir(&overlays)
+        .expect("read overlays")
+        .flatten()
+    {
+        let dir = e.path();
+        let mut docs = Vec::new();
+        overlay_documents(&dir, &mut docs);
+        let o = dir.display();
+        let config = docs
+            .iter()
+            .find_map(|(_, d)| d["data"]["lifeboat.yaml"].as_str())
+            .map(|text| {
+                lifeboat::config::Config::parse_with_env(text, Path::new("configmap"), &|_| {
+                    Some("x".into())
+                })
+                .unwrap_or_else(|e| panic!("{o}: the config does not load: {e}"))
+            })
+            .unwrap_or_else(|| panic!("{o}: no lifeboat.yaml"));
+        let identity_dir = config
+            .encryption
+            .identity_file
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| panic!("{o}: the config sets no encryption.identity_file"));
+        let mut leases = BTreeMap::<String, Role>::new();
+        for (file, d) in docs
+            .iter()
+            .filter(|(_, d)| d["kind"] == "Deployment" || d["kind"] == "CronJob")
+        {
+            let f = format!("{o}: {}", file.display());
+            let pod = if d["kind"] == "CronJob" {
+                &d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            } else {
+                &d["spec"]["template"]["spec"]
+            };
+            let container = &pod["containers"][0];
+            let args: Vec<&str> = container["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            let jobs = args
+                .iter()
+                .position(|a| *a == "--jobs")
+                .and_then(|i| args.get(i + 1))
+                .unwrap_or_else(|| {
+                    panic!("{f}: every workload runs one job role (`run --jobs ...`): {args:?}")
+                });
+            let role = JobFilter::parse(jobs)
+                .unwrap_or_else(|e| panic!("{f}: {e}"))
+                .role()
+                .unwrap_or_else(|| panic!("{f}: --jobs {jobs} is not one role"));
+            let pod_text = serde_json::to_string(pod).expect("json");
+            let mounts: Vec<&str> = container["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["mountPath"].as_str())
+                .collect();
+            let at_identity = mounts.iter().any(|m| {
+                identity_dir == *m
+                    || identity_dir.starts_with(&format!("{m}/"))
+                    || m.starts_with(&format!("{identity_dir}/"))
+            });
+            match role {
+                Role::Backup => {
+                    assert_eq!(
+                        jobs, &"backup,copy,prune",
+                        "{f}: the backup role does all three"
+                    );
+                    assert!(
+                        !pod_text.contains(IDENTITY_SECRET),
+                        "{f}: a backup workload must not mount or reference the Secret {IDENTITY_SECRET}"
+                    );
+                    assert!(
+                        !at_identity,
+                        "{f}: a backup workload mounts something at the identity's directory {identity_dir}: {mounts:?}"
+                    );
+                }
+                Role::Verify => {
+                    let volume = pod["volumes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|v| v["secret"]["secretName"] == IDENTITY_SECRET)
+                        .unwrap_or_else(|| {
+                            panic!("{f}: the verify workload needs {IDENTITY_SECRET}")
+                        });
+                    let name = volume["name"].as_str().expect("volume name");
+                    assert!(
+                        container["volumeMounts"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|m| m["name"] == name && m["mountPath"] == identity_dir.as_str()),
+                        "{f}: the verify workload mounts {IDENTITY_SECRET} at {identity_dir}"
+                    );
+                    assert!(
+                        !pod_text.contains("signing"),
+                        "{f}: the verify workload needs no signing key"
+                    );
+                }
+            }
+            let lease = lifeboat::leader::lease_name(&config.daemon.leader, Some(role));
+            if let Some(other) = leases.insert(lease.clone(), role) {
+                assert_eq!(other, role, "{f}: two roles share the Lease {lease}");
+            }
+        }
+        let roles: BTreeSet<&str> = leases.values().map(|r| r.as_str()).collect();
+        assert_eq!(
+            roles,
+            ["backup", "verify"].into(),
+            "{o}: one backup and one verify workload: {leases:?}"
+        );
+        assert_eq!(leases.len(), 2, "{o}: each role its own Lease: {leases:?}");
         seen += 1;
     }
     assert_eq!(seen, 2, "two overlays");

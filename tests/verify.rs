@@ -670,10 +670,23 @@ mod kubernetes {
 
     /// Runs, for real, what the sandbox Job's container runs (a fresh throwaway catalog, so
     /// the snapshot must be found in the store); returns its log as the pod would show it.
-    /// The bundle `lifeboat verify --sandbox kubernetes` would send for this env's config.
+    /// The bundle `lifeboat verify --sandbox kubernetes` would send for this env's config:
+    /// the config cut down to the source (least privilege), which must still verify for real.
     fn env_bundle(env: &super::Env) -> Bundle {
+        let origin = lifeboat::config::Origin {
+            text: std::fs::read_to_string(env.path("lifeboat.yaml")).unwrap(),
+            vars: Default::default(),
+        };
+        let job = lifeboat::config::job::for_verification(
+            &origin,
+            "db",
+            &[],
+            "sqlite:///tmp/lifeboat-catalog.db",
+        )
+        .unwrap();
+        assert!(!job.text.contains("./catalog.db"), "{}", job.text);
         Bundle {
-            config_yaml: std::fs::read_to_string(env.path("lifeboat.yaml")).unwrap(),
+            config_yaml: job.text,
             identity: Some(std::fs::read_to_string(env.path("age.key")).unwrap()),
             env: Default::default(),
         }

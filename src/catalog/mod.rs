@@ -211,6 +211,10 @@ pub struct SnapshotRow {
     pub locations: Vec<String>,
     #[serde(skip)]
     pub manifest: Option<String>,
+    /// The version id of the manifest object as the backup wrote it (versioned S3 stores),
+    /// which restore and verify read instead of whatever the key holds now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_version: Option<String>,
 }
 
 impl SnapshotRow {
@@ -392,7 +396,8 @@ async fn sqlite_open_lock(path: &str) -> Result<std::fs::File, String> {
 }
 
 const SNAPSHOT_COLUMNS: &str = "id, source, kind, status, store, created_at, finished_at, \
-     raw_bytes, compressed_bytes, stored_bytes, sha256, duration_ms, error, manifest";
+     raw_bytes, compressed_bytes, stored_bytes, sha256, duration_ms, error, manifest, \
+     manifest_version";
 
 impl Catalog {
     pub async fn open(url: &SecretString) -> Result<Catalog, CatalogError> {
@@ -622,18 +627,33 @@ impl Catalog {
 
     /// Records a committed snapshot (its manifest is in `store`), inserting or replacing.
     pub async fn record_complete(&self, store: &str, m: &Manifest) -> Result<(), CatalogError> {
+        self.record_complete_at(store, m, None).await
+    }
+
+    /// [`Catalog::record_complete`], with the version id the store gave the manifest object
+    /// (`None` keeps the one already recorded, if any).
+    pub async fn record_complete_at(
+        &self,
+        store: &str,
+        m: &Manifest,
+        manifest_version: Option<&str>,
+    ) -> Result<(), CatalogError> {
         let manifest = serde_json::to_string(m).map_err(|e| CatalogError::BadManifest {
             id: m.id.clone(),
             reason: e.to_string(),
         })?;
         sqlx::query(
             "INSERT INTO snapshots (id, source, kind, store, status, created_at, finished_at, \
-               raw_bytes, compressed_bytes, stored_bytes, sha256, duration_ms, manifest, error) \
-             VALUES ($1, $2, $3, $4, 'complete', $5, $6, $7, $8, $9, $10, $11, $12, NULL) \
+               raw_bytes, compressed_bytes, stored_bytes, sha256, duration_ms, manifest, error, \
+               manifest_version) \
+             VALUES ($1, $2, $3, $4, 'complete', $5, $6, $7, $8, $9, $10, $11, $12, NULL, $13) \
              ON CONFLICT (id) DO UPDATE SET source = $2, kind = $3, store = $4, \
                status = 'complete', created_at = $5, finished_at = $6, raw_bytes = $7, \
                compressed_bytes = $8, stored_bytes = $9, sha256 = $10, duration_ms = $11, \
-               manifest = $12, error = NULL",
+               manifest = $12, error = NULL, \
+               manifest_version = CASE WHEN snapshots.store = $4 \
+                 THEN COALESCE(CAST($13 AS TEXT), snapshots.manifest_version) \
+                 ELSE CAST($13 AS TEXT) END",
         )
         .bind(&m.id)
         .bind(&m.source)
@@ -647,6 +667,7 @@ impl Catalog {
         .bind(&m.sha256)
         .bind(m.duration_ms as i64)
         .bind(manifest)
+        .bind(manifest_version)
         .execute(&self.pool)
         .await
         .map_err(q("record snapshot"))?;
@@ -1033,6 +1054,7 @@ fn snapshot_row(r: &sqlx::any::AnyRow) -> Result<SnapshotRow, CatalogError> {
         locations: vec![store.clone()],
         store,
         manifest: c.get("manifest")?,
+        manifest_version: c.get("manifest_version")?,
         id: c.id,
     })
 }

@@ -6,6 +6,7 @@ mod drill;
 mod failover;
 mod report;
 mod runbook;
+mod trust;
 
 use crate::report::output;
 
@@ -125,6 +126,12 @@ pub enum Command {
         /// if any job failed. For a Kubernetes CronJob.
         #[arg(long)]
         once: bool,
+        /// Only these kinds of job, comma-separated, all of one role: `backup,copy,prune`
+        /// (the backup side: needs the recipients and the signing key, never the age
+        /// identity) or `verify` (needs the identity). Each role elects its own leader (lock
+        /// name + `-backup` / `-verify`). Default: every kind, under the plain lock.
+        #[arg(long, value_name = "KIND,...", value_parser = parse_jobs)]
+        jobs: Option<crate::policy::schedule::JobFilter>,
     },
     /// Restore a snapshot into a scratch sandbox, check it, tear the sandbox down, record it.
     Verify(VerifyArgs),
@@ -301,7 +308,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The daemon logs JSON unless told otherwise: its logs go to a collector, not a person.
     let format = match (&cli.command, cli.log_format) {
-        (Command::Run { once: false }, LogFormat::Auto) => LogFormat::Json,
+        (Command::Run { once: false, .. }, LogFormat::Auto) => LogFormat::Json,
         (_, f) => f,
     };
     init_logging(format, &cli.log_level);
@@ -454,6 +461,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => {
             let config = load(&config_args)?;
             output::config_summary(&cli.config, &config);
+            trust::check_object_lock(&config).await?;
         }
         Command::Keys {
             action: KeysAction::Generate { output, signing },
@@ -617,7 +625,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
-        Command::Run { once } => return run_daemon(&config_args, once).await,
+        Command::Run { once, jobs } => {
+            return run_daemon(&config_args, once, jobs.unwrap_or_default()).await;
+        }
         Command::Dns { action } => return dns::run(&load(&config_args)?, action).await,
         Command::Report { action } => report::dispatch(&config_args, action).await?,
         Command::Failover { action } => {
@@ -700,8 +710,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `lifeboat run [--once]`.
-async fn run_daemon(args: &ConfigArgs, once: bool) -> Result<ExitCode> {
+/// `--jobs KIND,...`.
+fn parse_jobs(text: &str) -> Result<crate::policy::schedule::JobFilter, String> {
+    crate::policy::schedule::JobFilter::parse(text)
+}
+
+/// `lifeboat run [--once] [--jobs KIND,...]`.
+async fn run_daemon(
+    args: &ConfigArgs,
+    once: bool,
+    jobs: crate::policy::schedule::JobFilter,
+) -> Result<ExitCode> {
     use crate::daemon::{self, http, metrics::Metrics, status::ObjectiveStatus};
     use std::sync::Arc;
     let app = Arc::new(open(args).await?);
@@ -710,8 +729,12 @@ async fn run_daemon(args: &ConfigArgs, once: bool) -> Result<ExitCode> {
         &app.config.daemon.leader,
         &app.config.catalog,
         app.kube.clone(),
+        jobs.role(),
     )
     .await?;
+    if let Some(role) = jobs.role() {
+        tracing::info!(role = role.as_str(), kinds = ?jobs.kinds().collect::<Vec<_>>(), "running one job role under its own leader lock");
+    }
     let stop = shutdown_token();
     let http_stop = CancellationToken::new();
     let server = match (&app.config.daemon.listen, once) {
@@ -738,7 +761,7 @@ async fn run_daemon(args: &ConfigArgs, once: bool) -> Result<ExitCode> {
         leader,
         metrics,
         stop.cancelled_owned(),
-        daemon::Options { once },
+        daemon::Options { once, jobs },
     )
     .await;
     http_stop.cancel();

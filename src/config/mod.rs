@@ -5,6 +5,7 @@
 
 pub mod failover;
 mod interpolate;
+pub mod job;
 pub mod reports;
 mod verify;
 

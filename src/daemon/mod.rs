@@ -6,6 +6,9 @@
 //!
 //! # Guarantees
 //! - Only the leader starts jobs; a replica that loses leadership cancels its jobs at once.
+//! - With `--jobs` ([`Options::jobs`]) only those kinds are scheduled (copies follow
+//!   backups only where copies are listed); the caller takes that role's own leader lock,
+//!   so the backup and verify workloads each have one leader.
 //! - Never two jobs of one source at once (a source is *busy* while any of its jobs runs;
 //!   its other due jobs wait in the queue), and never more than `max_concurrent_jobs` jobs
 //!   (a [`Semaphore`]).
@@ -18,7 +21,12 @@
 //!
 //! # Caveats
 //! Retries in `--once` mode are left to the CronJob's Job (`backoffLimit`): `--once` tries
-//! each due job once and exits non-zero if any failed.
+//! each due job once and exits non-zero if any failed. "Never two jobs of one source at
+//! once" holds within one workload: a backup-role and a verify-role workload may back up
+//! and verify one source at the same time. That is safe (a verification reads the newest
+//! complete snapshot, which retention never deletes while it is the newest), except that a
+//! prune right after a newer backup may remove the snapshot a running verification reads;
+//! that verification fails and the next one verifies the newer snapshot.
 
 pub mod http;
 pub mod metrics;
@@ -42,7 +50,7 @@ use crate::leader::{Leader, RENEW_EVERY};
 use crate::model::ErrorKind;
 use crate::ops::Ctx;
 use crate::ops::OpError;
-use crate::policy::schedule::{Backoff, Due, Job, JobKind, Planner, Queue, Trigger};
+use crate::policy::schedule::{Backoff, Due, Job, JobFilter, JobKind, Planner, Queue, Trigger};
 use metrics::{Metrics, Outcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +67,9 @@ pub enum DaemonError {
 pub struct Options {
     /// Run what is due now (and what was missed), then return.
     pub once: bool,
+    /// The kinds of job this workload runs (`--jobs`; the leader lock is the role's, chosen
+    /// by the caller through [`crate::leader::build`]).
+    pub jobs: JobFilter,
 }
 
 /// What a `--once` run (or a whole daemon life) did.
@@ -167,13 +178,17 @@ async fn lead(
     } else {
         cfg.jitter.0
     };
-    let mut planner = Planner::new(app.config.cron_jobs(), jitter, &last, now);
+    let jobs = app
+        .config
+        .cron_jobs()
+        .filter(|(job, _)| opts.jobs.contains(job.kind));
+    let mut planner = Planner::new(jobs, jitter, &last, now);
     let backoff = Backoff {
         max_attempts: if opts.once { 1 } else { cfg.retry.max_attempts },
         base: cfg.retry.backoff.0,
         max: cfg.retry.max_backoff.0,
     };
-    tracing::info!(jobs = planner.len(), "schedule loaded");
+    tracing::info!(jobs = planner.len(), kinds = ?opts.jobs.kinds().collect::<Vec<_>>(), "schedule loaded");
     let mut queue = Queue::default();
     for d in planner.pop_due(now) {
         queue.push(d);
@@ -183,7 +198,7 @@ async fn lead(
         .config
         .jobs()
         .into_iter()
-        .filter(|(_, t)| matches!(t, Trigger::AfterBackup))
+        .filter(|(j, t)| matches!(t, Trigger::AfterBackup) && opts.jobs.contains(j.kind))
         .map(|(j, _)| j)
         .collect();
     for job in &followers {

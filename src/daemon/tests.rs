@@ -84,7 +84,10 @@ async fn scheduled_verifications_run_in_the_sandbox_of_daemon_verify_sandbox() {
         f.leader(),
         Arc::new(Metrics::default()),
         std::future::pending(),
-        Options { once: true },
+        Options {
+            once: true,
+            ..Default::default()
+        },
     )
     .await
     .expect("daemon");
@@ -459,7 +462,10 @@ async fn run_once_renews_its_lease_and_stops_its_jobs_when_another_replica_takes
         lease(kube.clone(), "me"),
         Arc::new(Metrics::default()),
         std::future::pending::<()>(),
-        Options { once: true },
+        Options {
+            once: true,
+            ..Default::default()
+        },
     ));
     wait_for_status(&f.app, |s| *s == Status::Running, Duration::from_secs(30)).await;
     // Renewed while the job runs: renewTime moves.

@@ -15,6 +15,9 @@
 //! [`renew`] and [`release`], which bound it; `run --once` renews like the daemon.
 //!
 //! [`Leader::kind`] names the lock in logs and `/readyz`.
+//!
+//! A workload of one job role (`run --jobs`, [`crate::policy::schedule::Role`]) takes that
+//! role's own lock (see [`build`]): the backup and verify workloads each have one leader.
 
 mod file;
 mod lease;
@@ -32,6 +35,7 @@ pub use postgres::PgAdvisory;
 use serde::Deserialize;
 
 use crate::model::SecretString;
+use crate::policy::schedule::Role;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
@@ -110,11 +114,15 @@ pub fn identity() -> String {
 }
 
 /// The lock `daemon.leader` asks for (`auto`: a Lease inside a cluster, an advisory lock with
-/// a PostgreSQL catalog, else a lock file).
+/// a PostgreSQL catalog, else a lock file). With a `role` (`run --jobs`), that role's own
+/// lock: the Lease `<lease_name>-<role>`, the lock file `<lock_file>-<role>`, the advisory
+/// key [`postgres::role_key`]; so a backup workload and a verify workload each elect one
+/// leader without waiting for each other.
 pub async fn build(
     cfg: &LeaderConfig,
     catalog: &SecretString,
     kube: std::sync::Arc<dyn crate::kube::KubeApi>,
+    role: Option<Role>,
 ) -> Result<Box<dyn Leader>, LeaderError> {
     let url = catalog.expose();
     let is_pg = url.starts_with("postgres://") || url.starts_with("postgresql://");
@@ -133,7 +141,10 @@ pub async fn build(
                     "daemon.leader.kind is postgres but the catalog is not PostgreSQL; use `file` or `kubernetes`".into(),
                 ));
             }
-            Box::new(PgAdvisory::new(catalog.clone()))
+            Box::new(PgAdvisory::with_key(
+                catalog.clone(),
+                postgres::role_key(role),
+            ))
         }
         LeaderKind::Kubernetes => {
             let ns = match &cfg.namespace {
@@ -148,8 +159,7 @@ pub async fn build(
                     ))
                 })?,
             };
-            let name = cfg.lease_name.clone().unwrap_or_else(|| "lifeboat".into());
-            Box::new(KubeLease::new(kube, ns, name, identity()))
+            Box::new(KubeLease::new(kube, ns, lease_name(cfg, role), identity()))
         }
         LeaderKind::File | LeaderKind::Auto => {
             let path = match &cfg.lock_file {
@@ -160,9 +170,31 @@ pub async fn build(
                     )
                 })?,
             };
-            Box::new(FileLock::new(path))
+            Box::new(FileLock::new(role_path(path, role)))
         }
     })
+}
+
+/// The Lease a workload of `role` takes: `daemon.leader.lease_name` (default `lifeboat`),
+/// suffixed `-backup` / `-verify` for a role.
+pub fn lease_name(cfg: &LeaderConfig, role: Option<Role>) -> String {
+    let base = cfg.lease_name.as_deref().unwrap_or("lifeboat");
+    match role {
+        Some(r) => r.lock_name(base),
+        None => base.to_string(),
+    }
+}
+
+/// The lock file of `role`: the role's suffix appended to `path`.
+fn role_path(path: PathBuf, role: Option<Role>) -> PathBuf {
+    match role {
+        Some(r) => {
+            let mut s = path.into_os_string();
+            s.push(format!("-{}", r.as_str()));
+            PathBuf::from(s)
+        }
+        None => path,
+    }
 }
 
 /// `<sqlite path>.leader.lock` for a `sqlite://PATH` catalog.
@@ -195,4 +227,70 @@ pub struct LeaderConfig {
     pub namespace: Option<String>,
     /// File: the lock file (default: the SQLite catalog's path + `.leader.lock`).
     pub lock_file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::fake::Fake;
+    use std::sync::Arc;
+
+    /// Each role (`run --jobs`) locks apart: one leader per role, and neither role waits for
+    /// the other or for the unfiltered lock.
+    #[tokio::test]
+    async fn each_role_has_its_own_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = SecretString::new(format!("sqlite://{}/c.db", dir.path().display()));
+        let kube: Arc<dyn crate::kube::KubeApi> = Arc::new(Fake::default());
+        let file = LeaderConfig {
+            kind: LeaderKind::File,
+            ..LeaderConfig::default()
+        };
+        let lease = LeaderConfig {
+            kind: LeaderKind::Kubernetes,
+            namespace: Some("lifeboat".into()),
+            lease_name: Some("lb".into()),
+            ..LeaderConfig::default()
+        };
+        for cfg in [&file, &lease] {
+            let mut held = Vec::new();
+            for role in [Some(Role::Backup), Some(Role::Verify), None] {
+                let mut l = build(cfg, &catalog, kube.clone(), role)
+                    .await
+                    .expect("build");
+                assert!(acquire(l.as_mut()).await.expect("acquire"), "{role:?}");
+                held.push(l);
+            }
+            if cfg.kind == LeaderKind::File {
+                let mut again = build(cfg, &catalog, kube.clone(), Some(Role::Backup))
+                    .await
+                    .expect("build");
+                assert!(
+                    !acquire(again.as_mut()).await.expect("acquire"),
+                    "one backup leader"
+                );
+                assert!(dir.path().join("c.db.leader.lock-verify").exists());
+            } else {
+                let mut other = KubeLease::new(
+                    kube.clone(),
+                    "lifeboat".into(),
+                    lease_name(cfg, Some(Role::Verify)),
+                    "another-pod".into(),
+                );
+                assert!(
+                    !other.try_acquire().await.expect("acquire"),
+                    "one verify leader"
+                );
+                assert_eq!(lease_name(cfg, Some(Role::Backup)), "lb-backup");
+            }
+        }
+        assert_ne!(
+            postgres::role_key(Some(Role::Backup)),
+            postgres::role_key(None)
+        );
+        assert_ne!(
+            postgres::role_key(Some(Role::Backup)),
+            postgres::role_key(Some(Role::Verify))
+        );
+    }
 }

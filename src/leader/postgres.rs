@@ -12,18 +12,35 @@ use crate::model::SecretString;
 /// The advisory lock key: "lifeboat" in ASCII, so it is recognisable in `pg_locks`.
 pub const LOCK_KEY: i64 = 0x6c69_6665_626f_6174;
 
+/// The key of a role's lock (`run --jobs`): [`LOCK_KEY`] + 1 for backup, + 2 for verify.
+pub fn role_key(role: Option<crate::policy::schedule::Role>) -> i64 {
+    use crate::policy::schedule::Role;
+    match role {
+        None => LOCK_KEY,
+        Some(Role::Backup) => LOCK_KEY + 1,
+        Some(Role::Verify) => LOCK_KEY + 2,
+    }
+}
+
 pub struct PgAdvisory {
     url: SecretString,
     conn: Option<PgConnection>,
     held: bool,
+    key: i64,
 }
 
 impl PgAdvisory {
     pub fn new(url: SecretString) -> PgAdvisory {
+        PgAdvisory::with_key(url, LOCK_KEY)
+    }
+
+    /// The lock under another key (a role's: [`role_key`]).
+    pub fn with_key(url: SecretString, key: i64) -> PgAdvisory {
         PgAdvisory {
             url,
             conn: None,
             held: false,
+            key,
         }
     }
 
@@ -56,7 +73,7 @@ impl Leader for PgAdvisory {
             return Ok(false);
         };
         let got: Result<bool, sqlx::Error> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LOCK_KEY)
+            .bind(self.key)
             .fetch_one(&mut *conn)
             .await;
         match got {
@@ -82,7 +99,7 @@ impl Leader for PgAdvisory {
              AND pid = pg_backend_pid() AND granted \
              AND ((classid::bigint << 32) | objid::bigint) = $1)",
         )
-        .bind(LOCK_KEY)
+        .bind(self.key)
         .fetch_one(&mut *conn)
         .await;
         match held {
@@ -102,7 +119,7 @@ impl Leader for PgAdvisory {
         if let Some(mut conn) = self.conn.take() {
             if self.held {
                 let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-                    .bind(LOCK_KEY)
+                    .bind(self.key)
                     .execute(&mut conn)
                     .await;
             }

@@ -95,6 +95,12 @@ struct Signed<'a> {
     objects: Vec<(&'a str, u64, &'a str)>,
     recipients: &'a [String],
     facts: serde_json::Value,
+    /// (object name, store URL, version id) of every object with a recorded version; left
+    /// out when none has one, so manifests signed before versions were recorded still
+    /// verify, and one cannot be stripped from a newer manifest without breaking its
+    /// signature.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    versions: Vec<(&'a str, &'a str, &'a str)>,
 }
 
 /// `v` with every object's keys sorted (whatever order the map kept).
@@ -118,6 +124,31 @@ pub struct ObjectEntry {
     pub name: String,
     pub stored_bytes: u64,
     pub sha256: String,
+    /// The object version the store created when the backup wrote it (S3 with versioning,
+    /// hence Object Lock), and the store it is a version in. Restore and verify read that
+    /// version, not whatever the key holds now. Absent in older manifests and on stores
+    /// without versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<ObjectVersion>,
+}
+
+/// One object version in one store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectVersion {
+    /// The store's URL (`s3://bucket/prefix`): a version id means nothing in another store
+    /// (a copy has versions of its own).
+    pub store: String,
+    pub id: String,
+}
+
+impl ObjectEntry {
+    /// The recorded version of this object, if it is a version in the store at `store_url`.
+    pub fn version_in(&self, store_url: &str) -> Option<&str> {
+        self.version
+            .as_ref()
+            .filter(|v| v.store == store_url)
+            .map(|v| v.id.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,7 +175,8 @@ impl Manifest {
     }
 
     /// The canonical encoding a signature covers: id, source, kind, created_at, every
-    /// object's name, size and SHA-256, the recipients and the facts (keys sorted).
+    /// object's name, size, SHA-256 and recorded version, the recipients and the facts (keys
+    /// sorted).
     pub fn signed_bytes(&self) -> Vec<u8> {
         let signed = Signed {
             domain: "lifeboat.manifest-signature/v1",
@@ -164,6 +196,15 @@ impl Manifest {
                 .collect(),
             recipients: &self.encryption.recipients,
             facts: canonical(&serde_json::Value::Object(self.facts.clone())),
+            versions: self
+                .objects
+                .iter()
+                .filter_map(|o| {
+                    o.version
+                        .as_ref()
+                        .map(|v| (o.name.as_str(), v.store.as_str(), v.id.as_str()))
+                })
+                .collect(),
         };
         // A struct of strings, numbers and JSON values always serializes.
         serde_json::to_vec(&signed).unwrap_or_default()
@@ -288,6 +329,7 @@ mod tests {
                 name: DATA_OBJECT.into(),
                 stored_bytes: 1,
                 sha256: "00".into(),
+                version: None,
             }],
             compression: Compression {
                 algorithm: "zstd".into(),
@@ -335,5 +377,37 @@ mod tests {
         let mut resized = m.clone();
         resized.objects[0].stored_bytes = 2;
         assert_ne!(m.signed_bytes(), resized.signed_bytes());
+    }
+
+    #[test]
+    fn versions_are_signed_and_older_manifests_keep_their_signed_bytes() {
+        let id = new_id(DateTime::UNIX_EPOCH + chrono::Duration::days(20_000));
+        let m = manifest(&id, "db");
+        // A manifest without versions encodes exactly as before versions existed (the
+        // text below is what a pre-version lifeboat signed), so old signatures still hold.
+        let text = String::from_utf8(m.signed_bytes()).unwrap();
+        assert!(!text.contains("versions"), "{text}");
+        assert!(
+            text.ends_with(r#""facts":{"a":{"x":1,"y":2},"b":1}}"#),
+            "{text}"
+        );
+        let old_json = serde_json::to_string(&m).unwrap();
+        assert!(!old_json.contains("\"version\""), "{old_json}");
+        let mut v = m.clone();
+        v.objects[0].version = Some(ObjectVersion {
+            store: "s3://b/p".into(),
+            id: "v1".into(),
+        });
+        assert_ne!(m.signed_bytes(), v.signed_bytes());
+        let mut other = v.clone();
+        other.objects[0].version.as_mut().unwrap().id = "v2".into();
+        assert_ne!(v.signed_bytes(), other.signed_bytes());
+        let back: Manifest = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(v.objects[0].version_in("s3://b/p"), Some("v1"));
+        assert_eq!(v.objects[0].version_in("s3://copy/p"), None);
+        // An older manifest (no `version` key) still parses.
+        let older: Manifest = serde_json::from_str(&old_json).unwrap();
+        assert_eq!(older.objects[0].version, None);
     }
 }

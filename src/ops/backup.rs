@@ -6,10 +6,18 @@
 //! records the run failed with the cause; a crash is settled by [`crate::ops::settle`] at the
 //! next start.
 //!
-//! On a store with `object_lock`, each object gets its retention right after it is written
-//! (the data object before the manifest is written, the manifest before the snapshot is
-//! recorded); if a retention cannot be set the backup fails: an "immutable" snapshot that
-//! is not locked would be a lie.
+//! On a store with `object_lock`, the bucket's default retention locks each object in the
+//! request that writes it (checked before anything is written, see [`Store::check`]); then,
+//! belt and braces, each object version gets an explicit retention after the manifest is
+//! written and before the snapshot is recorded complete. If a retention cannot be set the
+//! backup fails: an "immutable" snapshot that is not locked would be a lie. A crash between
+//! the write and the explicit retentions leaves a committed snapshot that
+//! [`crate::ops::settle`] records and locks.
+//!
+//! On a versioned store, the version id of every object is recorded: the data object's in
+//! the (signed) manifest, the manifest's in the catalog; restore and verify read those.
+//!
+//! [`Store::check`]: crate::store::Store::check
 
 use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
@@ -154,10 +162,7 @@ pub async fn run(
                 return Err(StepError::from(e));
             }
         };
-        upload.finish().await?;
-        if let Some(until) = store.lock(&data_key, app.now()).await? {
-            tracing::info!(key = %data_key, until = %until, "object lock retention set");
-        }
+        let data_version = upload.finish().await?.version;
         facts.extend(stats.facts.clone());
         failpoint::hit("before-manifest");
         let finished_at = app.now();
@@ -177,6 +182,10 @@ pub async fn run(
                 name: snapshot::DATA_OBJECT.into(),
                 stored_bytes: stats.stored_bytes,
                 sha256: stats.sha256,
+                version: data_version.clone().map(|id| snapshot::ObjectVersion {
+                    store: store.url.clone(),
+                    id,
+                }),
             }],
             compression: snapshot::Compression {
                 algorithm: "zstd".into(),
@@ -196,12 +205,15 @@ pub async fn run(
             StepError::Pipeline(PipelineError::Internal(format!("manifest: {e}")))
         })?;
         let manifest_key = format!("{dir}/{}", snapshot::MANIFEST);
-        store.put_bytes(&manifest_key, json.into()).await?;
-        if let Some(until) = store.lock(&manifest_key, app.now()).await? {
-            tracing::info!(key = %manifest_key, until = %until, "object lock retention set");
+        let manifest_version = store.put_bytes(&manifest_key, json.into()).await?.version;
+        failpoint::hit("before-lock");
+        for (key, version) in [(&data_key, &data_version), (&manifest_key, &manifest_version)] {
+            if let Some(until) = store.lock_at(key, version.as_deref(), app.now()).await? {
+                tracing::info!(key = %key, until = %until, "object lock retention set");
+            }
         }
         failpoint::hit("after-manifest");
-        Ok::<_, StepError>(manifest)
+        Ok::<_, StepError>((manifest, manifest_version))
     };
     let result = tokio::select! {
         r = work => r,
@@ -209,8 +221,12 @@ pub async fn run(
     };
     let now = app.now();
     match result {
-        Ok(manifest) => {
-            if let Err(cause) = app.catalog.record_complete(&store.name, &manifest).await {
+        Ok((manifest, manifest_version)) => {
+            if let Err(cause) = app
+                .catalog
+                .record_complete_at(&store.name, &manifest, manifest_version.as_deref())
+                .await
+            {
                 run.leave_to_settlement();
                 return Err(BackupError::Unrecorded {
                     id,

@@ -155,7 +155,8 @@ async fn transfer(app: &Ctx, m: &Manifest, from: &Store, to: &Store) -> Result<u
         let key = format!("{dir}/{}", obj.name);
         let mut upload = to.upload(&key).await?;
         let streamed: Result<(String, u64), StepError> = async {
-            let mut stream = from.get_stream(&key).await?;
+            // The version the backup wrote, when the manifest records one in `from`.
+            let mut stream = from.get_stream_at(&key, obj.version_in(&from.url)).await?;
             let (mut hasher, mut n) = (Sha256::new(), 0u64);
             let mut first_part = true;
             while let Some(chunk) = stream.try_next().await? {
@@ -187,10 +188,10 @@ async fn transfer(app: &Ctx, m: &Manifest, from: &Store, to: &Store) -> Result<u
                 obj.name, from.name
             )));
         }
-        upload.finish().await?;
+        let version = upload.finish().await?.version;
         // Read the copy back: what the target store holds is what counts.
         let (mut hasher, mut back) = (Sha256::new(), 0u64);
-        let mut stream = to.get_stream(&key).await?;
+        let mut stream = to.get_stream_at(&key, version.as_deref()).await?;
         while let Some(chunk) = stream.try_next().await? {
             hasher.update(&chunk);
             back += chunk.len() as u64;
@@ -202,14 +203,15 @@ async fn transfer(app: &Ctx, m: &Manifest, from: &Store, to: &Store) -> Result<u
                 obj.name, to.name
             )));
         }
-        to.lock(&key, app.now()).await?;
+        to.lock_at(&key, version.as_deref(), app.now()).await?;
         total += n;
     }
     let json =
         serde_json::to_vec_pretty(m).map_err(|e| StepError::Integrity(format!("manifest: {e}")))?;
     let manifest_key = format!("{dir}/{}", snapshot::MANIFEST);
-    to.put_bytes(&manifest_key, json.into()).await?;
-    to.lock(&manifest_key, app.now()).await?;
+    let version = to.put_bytes(&manifest_key, json.into()).await?.version;
+    to.lock_at(&manifest_key, version.as_deref(), app.now())
+        .await?;
     Ok(total)
 }
 

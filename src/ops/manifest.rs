@@ -5,6 +5,15 @@
 //! Whoever can write to a bucket can write a manifest: a manifest is acted on only if it is
 //! where it claims to be (its id and source are its directory's, its `created_at` its id's
 //! time) and, once signing is configured, carries a signature of a trusted signer.
+//!
+//! On a versioned store, a manifest can be read at the version the backup wrote
+//! (`*_at`, the version the catalog recorded), and its objects are checked at the versions
+//! it records for that store: what an attacker wrote over those keys later is not read.
+//! Where no version is known (no catalog row, after a disaster) and the store has
+//! `object_lock`, a current manifest that is missing, unreadable or untrusted is not the
+//! end: its older versions are tried, newest first, and the first trusted one is the
+//! snapshot's (an attacker's overwrite or delete marker does not hide it from
+//! `catalog rebuild`).
 
 use crate::model::ErrorKind;
 use crate::model::snapshot::{self, Manifest};
@@ -125,17 +134,33 @@ pub async fn read_committed(
     dir: &str,
     trust: &Trust,
 ) -> Result<Option<Manifest>, ManifestError> {
-    let Some(manifest) = read_manifest(store, dir, trust).await? else {
+    Ok(read_committed_at(store, dir, trust, None)
+        .await?
+        .map(|(m, _)| m))
+}
+
+/// [`read_committed`] of the manifest's version `version` (`None`: the current one); also
+/// returns the version read (`None` on unversioned stores). Objects are checked at the
+/// versions the manifest records for this store.
+pub async fn read_committed_at(
+    store: &Store,
+    dir: &str,
+    trust: &Trust,
+    version: Option<&str>,
+) -> Result<Option<(Manifest, Option<String>)>, ManifestError> {
+    let Some((manifest, read)) = read_manifest_at(store, dir, trust, version).await? else {
         return Ok(None);
     };
     for obj in &manifest.objects {
-        let size = store.size(&format!("{dir}/{}", obj.name)).await?;
+        let size = store
+            .size_at(&format!("{dir}/{}", obj.name), obj.version_in(&store.url))
+            .await?;
         if size != Some(obj.stored_bytes) {
             tracing::warn!(store = %store.name, dir, object = %obj.name, "manifest lists an object that is missing or has the wrong size; not a snapshot");
             return Ok(None);
         }
     }
-    Ok(Some(manifest))
+    Ok(Some((manifest, read)))
 }
 
 /// The manifest of `dir`, if it exists and parses, checked by `trust` (its objects are not
@@ -145,8 +170,55 @@ pub async fn read_manifest(
     dir: &str,
     trust: &Trust,
 ) -> Result<Option<Manifest>, ManifestError> {
-    let bytes = match store
-        .get_bytes(&format!("{dir}/{}", snapshot::MANIFEST))
+    Ok(read_manifest_at(store, dir, trust, None)
+        .await?
+        .map(|(m, _)| m))
+}
+
+/// [`read_manifest`] of version `version` of the manifest (`None`: the current one); also
+/// returns the version read (`None` on unversioned stores).
+pub async fn read_manifest_at(
+    store: &Store,
+    dir: &str,
+    trust: &Trust,
+    version: Option<&str>,
+) -> Result<Option<(Manifest, Option<String>)>, ManifestError> {
+    let current = read_one(store, dir, trust, version).await;
+    if version.is_some() || store.object_lock().is_none() {
+        return current;
+    }
+    let refused = match current {
+        Ok(Some(found)) => return Ok(Some(found)),
+        Ok(None) => None,
+        Err(e @ ManifestError::Untrusted { .. }) => Some(e),
+        Err(e) => return Err(e),
+    };
+    let key = format!("{dir}/{}", snapshot::MANIFEST);
+    for v in store.versions(&key).await? {
+        match read_one(store, dir, trust, Some(&v)).await {
+            Ok(Some(found)) => {
+                tracing::warn!(store = %store.name, dir, version = %v, "the current manifest is missing, unreadable or untrusted (overwritten or deleted after the backup?); using its newest trusted earlier version");
+                return Ok(Some(found));
+            }
+            Ok(None) | Err(ManifestError::Untrusted { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match refused {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
+}
+
+/// One version of the manifest of `dir` (`None`: the current one), checked by `trust`.
+async fn read_one(
+    store: &Store,
+    dir: &str,
+    trust: &Trust,
+    version: Option<&str>,
+) -> Result<Option<(Manifest, Option<String>)>, ManifestError> {
+    let (bytes, read) = match store
+        .get_bytes_at(&format!("{dir}/{}", snapshot::MANIFEST), version)
         .await
     {
         Ok(b) => b,
@@ -156,7 +228,7 @@ pub async fn read_manifest(
     match serde_json::from_slice::<Manifest>(&bytes) {
         Ok(m) => {
             trust.accept(store, dir, &m)?;
-            Ok(Some(m))
+            Ok(Some((m, read)))
         }
         Err(e) => {
             tracing::warn!(store = %store.name, dir, cause = %e, "unreadable manifest; not a snapshot");

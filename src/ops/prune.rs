@@ -224,15 +224,25 @@ fn item(row: &SnapshotRow, verified: Option<&str>) -> Result<Item, PruneError> {
     })
 }
 
-/// The latest-ending retention over the objects of a snapshot, if any.
+/// The latest-ending retention over the objects of a snapshot, if any: over every version
+/// of every key (a key whose current version is a delete marker or an attacker's overwrite
+/// still holds the locked versions the backup wrote).
 async fn snapshot_lock(store: &Store, source: &str, id: &str) -> Result<Option<Lock>, StoreError> {
     let dir = snapshot::dir(source, id);
     let mut latest: Option<Lock> = None;
-    for (key, _) in store.list(&dir).await? {
-        if let Some(lock) = store.locked_until(&key).await?
-            && latest.is_none_or(|l| lock.until > l.until)
-        {
-            latest = Some(lock);
+    for key in store.list_ever(&dir).await? {
+        let versions = store.versions(&key).await?;
+        let versions: Vec<Option<&str>> = if versions.is_empty() {
+            vec![None]
+        } else {
+            versions.iter().map(|v| Some(v.as_str())).collect()
+        };
+        for version in versions {
+            if let Some(lock) = store.locked_until_at(&key, version).await?
+                && latest.is_none_or(|l| lock.until > l.until)
+            {
+                latest = Some(lock);
+            }
         }
     }
     Ok(latest)

@@ -31,7 +31,9 @@ pub async fn run(app: &Ctx) -> Result<Rebuilt, SettleError> {
     let mut out = Rebuilt::default();
     let mut found: BTreeMap<String, Vec<(&Store, Manifest)>> = BTreeMap::new();
     for store in app.stores.values() {
-        let listing = match store.list("").await {
+        // A locked (versioned) store: keys behind a delete marker too (see
+        // `read_committed`, which then reads their newest trusted version).
+        let listing = match store.list_ever("").await {
             Ok(l) => l,
             Err(e) => {
                 out.unreachable.push(e.to_string());
@@ -40,7 +42,7 @@ pub async fn run(app: &Ctx) -> Result<Rebuilt, SettleError> {
         };
         let dirs: Vec<&str> = listing
             .iter()
-            .filter_map(|(key, _)| key.strip_suffix(&format!("/{}", snapshot::MANIFEST)))
+            .filter_map(|key| key.strip_suffix(&format!("/{}", snapshot::MANIFEST)))
             .filter(|dir| dir.split('/').count() == 2)
             .collect();
         for dir in dirs {

@@ -7,6 +7,11 @@
 //! empty), and the data object exists with its recorded size. While data moves: age
 //! authenticates every chunk and the SHA-256 is checked at the end, before the target may
 //! commit.
+//!
+//! On a versioned store, the manifest is read at the version the catalog recorded and the
+//! data object at the version the manifest records: overwriting the snapshot's keys or
+//! adding delete markers (what an attacker with write access can do to an Object Lock
+//! bucket) does not change what is restored.
 
 use std::path::PathBuf;
 
@@ -19,7 +24,7 @@ use crate::kinds::{RestoreOptions, RestoreTo, SourceError};
 use crate::model::ErrorKind;
 use crate::model::snapshot::{self, Manifest};
 use crate::ops::Ctx;
-use crate::ops::manifest::read_manifest;
+use crate::ops::manifest::{read_manifest, read_manifest_at};
 use crate::ops::{RunGuard, RunSpec};
 use crate::pipeline::crypto;
 use crate::pipeline::{self, Expected, PipelineError, RestoreStats};
@@ -51,7 +56,7 @@ pub enum RestoreError {
         cause: String,
     },
     #[error(
-        "no age identity to decrypt with; set encryption.identity_file in the config or pass --identity FILE"
+        "no age identity to decrypt with; set encryption.identity_file in the config (and mount the identity there: on Kubernetes the Secret `lifeboat-age-identity`, in the verify/restore workload only) or pass --identity FILE"
     )]
     NoIdentity,
     #[error(transparent)]
@@ -161,7 +166,8 @@ pub(crate) async fn restore(
             })?
             .clone();
         let key = format!("{}/{}", snapshot::dir(&manifest.source, id), data.name);
-        match store.size(&key).await.map_err(store_failed)? {
+        let version = data.version_in(&store.url);
+        match store.size_at(&key, version).await.map_err(store_failed)? {
             None => {
                 return Err(failed(
                     ErrorKind::Corrupt,
@@ -185,7 +191,10 @@ pub(crate) async fn restore(
         }
         tracing::info!(store = %store.name, kind = %manifest.kind, "restore started");
         progress.set_length(manifest.raw_bytes);
-        let stream = store.get_stream(&key).await.map_err(store_failed)?;
+        let stream = store
+            .get_stream_at(&key, version)
+            .await
+            .map_err(store_failed)?;
         let target: std::sync::Arc<dyn crate::kinds::Target> = target.into();
         let stats = pipeline::restore(
             stream,
@@ -222,13 +231,24 @@ async fn locate_in<'a>(
             format!("no store named `{name}` in the config"),
         )
     })?;
-    let known = app.catalog.snapshot(id).await?.map(|r| r.source);
+    let row = app.catalog.snapshot(id).await?;
+    // The catalog's manifest version, when this is the store it was recorded in.
+    let recorded = row
+        .as_ref()
+        .filter(|r| r.store == store.name)
+        .and_then(|r| r.manifest_version.clone().map(|v| (r.source.clone(), v)));
+    let known = row.map(|r| r.source);
     let sources = known
         .into_iter()
         .chain(app.config.sources.iter().map(|s| s.name.clone()));
     for source in sources {
-        match read_manifest(store, &snapshot::dir(&source, id), &app.trust).await {
-            Ok(Some(m)) => {
+        let dir = snapshot::dir(&source, id);
+        let version = recorded
+            .as_ref()
+            .filter(|(s, _)| *s == source)
+            .map(|(_, v)| v.as_str());
+        match read_manifest_at(store, &dir, &app.trust, version).await {
+            Ok(Some((m, _))) => {
                 witness(app, id, &m).await?;
                 return Ok((store, m));
             }
@@ -264,8 +284,9 @@ pub(crate) async fn locate<'a>(
         };
         let store = app.stores.get(&row.store).ok_or_else(missing)?;
         let dir = snapshot::dir(&row.source, id);
-        return match read_manifest(store, &dir, &app.trust).await {
-            Ok(Some(m)) => {
+        let version = row.manifest_version.as_deref();
+        return match read_manifest_at(store, &dir, &app.trust, version).await {
+            Ok(Some((m, _))) => {
                 witness(app, id, &m).await?;
                 Ok((store, m))
             }

@@ -5,7 +5,11 @@
 //!   died between writing the manifest and updating the catalog);
 //! - a run whose process is gone without a manifest is recorded failed, and every object
 //!   under its snapshot directory (including staging files of a local store) is removed;
-//! - a run whose process may still be alive is never touched.
+//! - a run whose process may still be alive is never touched;
+//! - on a store with `object_lock`, a committed snapshot is recorded complete only once
+//!   every object of it (at the versions the backup wrote) has a retention: a crash between
+//!   a write and its explicit retention is healed here ([`relock`]); the manifest's version
+//!   is recorded in the catalog as the backup would have.
 //!
 //! A process is known dead when it ran on this host and its pid is gone (or is now some
 //! other program, or is ourselves), or when its heartbeat is older than [`STALE_AFTER`].
@@ -16,7 +20,7 @@ use crate::catalog::{CatalogError, RunRow, Status};
 use crate::model::host::hostname;
 use crate::model::snapshot;
 use crate::ops::Ctx;
-use crate::ops::manifest::{ManifestError, read_committed};
+use crate::ops::manifest::{ManifestError, read_committed, read_committed_at};
 use crate::policy::liveness;
 use crate::store::{Store, StoreError};
 
@@ -174,9 +178,12 @@ async fn settle_snapshot(
     app: &Ctx,
 ) -> Result<Outcome, SettleError> {
     let dir = snapshot::dir(&run.source, id);
-    if let Some(manifest) = committed_or_untrusted(store, &dir, app).await? {
+    if let Some((manifest, version)) = committed_or_untrusted_at(store, &dir, app).await? {
         tracing::info!(snapshot_id = %id, "a crashed run had committed its snapshot; recording it complete");
-        app.catalog.record_complete(&store.name, &manifest).await?;
+        relock(store, &dir, &manifest, version.as_deref(), now).await?;
+        app.catalog
+            .record_complete_at(&store.name, &manifest, version.as_deref())
+            .await?;
         app.catalog
             .finish_run(
                 &run.id,
@@ -215,6 +222,53 @@ pub(crate) async fn committed_or_untrusted(
             Ok(None)
         }
     }
+}
+
+/// [`committed_or_untrusted`], with the version of the manifest read (versioned stores).
+async fn committed_or_untrusted_at(
+    store: &Store,
+    dir: &str,
+    app: &Ctx,
+) -> Result<Option<(crate::model::snapshot::Manifest, Option<String>)>, StoreError> {
+    match read_committed_at(store, dir, &app.trust, None).await {
+        Ok(m) => Ok(m),
+        Err(ManifestError::Store(e)) => Err(e),
+        Err(e @ ManifestError::Untrusted { .. }) => {
+            tracing::warn!(cause = %e, "ignoring an untrusted manifest");
+            Ok(None)
+        }
+    }
+}
+
+/// On a store with `object_lock`: puts the configured retention back on every object of a
+/// committed snapshot (each at its recorded version; the manifest at `manifest_version`)
+/// that has none, as a crash between the write and the explicit retention leaves it.
+/// Returns how many were re-locked. A store without `object_lock`: nothing to do.
+pub async fn relock(
+    store: &Store,
+    dir: &str,
+    manifest: &crate::model::snapshot::Manifest,
+    manifest_version: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    if store.object_lock().is_none() {
+        return Ok(0);
+    }
+    let objects = manifest
+        .objects
+        .iter()
+        .map(|o| (o.name.as_str(), o.version_in(&store.url)))
+        .chain([(snapshot::MANIFEST, manifest_version)]);
+    let mut relocked = 0;
+    for (name, version) in objects {
+        let key = format!("{dir}/{name}");
+        if store.locked_until_at(&key, version).await?.is_none() {
+            let until = store.lock_at(&key, version, now).await?;
+            tracing::warn!(key = %key, version = ?version, until = ?until, "object had no Object Lock retention (a crash between its write and its lock); retention re-applied");
+            relocked += 1;
+        }
+    }
+    Ok(relocked)
 }
 
 /// Is the process that owns `run` certainly gone? [`liveness::is_dead`] decides; this

@@ -13,7 +13,7 @@ pub enum CryptoError {
     )]
     BadRecipient { shown: String },
     #[error(
-        "cannot read the age identity file {path}: {reason}; set encryption.identity_file or pass --identity"
+        "cannot read the age identity file {path}: {reason}; restore and verify need it: mount the age identity Secret there (on Kubernetes only in the verify/restore workload, e.g. `lifeboat-age-identity` at /etc/lifeboat/identity: see deploy/README.md), or set encryption.identity_file / pass --identity"
     )]
     IdentityFile { path: PathBuf, reason: String },
     #[error("the age identity file {path} holds no identities")]

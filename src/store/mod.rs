@@ -6,7 +6,13 @@
 //!
 //! A store with `object_lock` also sets S3 Object Lock retentions ([`object_lock`]) through
 //! [`Store::lock`] and reads them through [`Store::locked_until`]; on other stores both are
-//! no-ops.
+//! no-ops. Its bucket must lock every object in the write request itself (a default
+//! retention, checked by [`Store::check`]), and its writes carry a checksum (S3 requires one
+//! on writes to such a bucket).
+//!
+//! Versions: writes return the object version the store created ([`Written::version`],
+//! S3 with versioning), and reads can ask for one exact version (`*_at`), so a snapshot is
+//! read as it was written even after someone overwrote its keys or added delete markers.
 
 pub mod gcs;
 pub mod object_lock;
@@ -61,6 +67,14 @@ pub enum StoreError {
         op: &'static str,
         key: String,
     },
+    #[error(
+        "store `{store}` ({url}) has `object_lock` but its bucket does not lock objects as they are written: {reason}; then run `lifeboat config check`"
+    )]
+    LockDefault {
+        store: String,
+        url: String,
+        reason: String,
+    },
     #[error("store `{store}` ({url}) has no object {key}")]
     NotFound {
         store: String,
@@ -73,7 +87,7 @@ impl StoreError {
     pub fn kind(&self) -> crate::model::ErrorKind {
         use crate::model::ErrorKind;
         match self {
-            StoreError::Open { .. } => ErrorKind::Config,
+            StoreError::Open { .. } | StoreError::LockDefault { .. } => ErrorKind::Config,
             StoreError::Unavailable { .. } | StoreError::Lock { .. } => ErrorKind::Unreachable,
             StoreError::NotFound { .. } | StoreError::OutsideStore { .. } => ErrorKind::Corrupt,
         }
@@ -144,10 +158,22 @@ impl Store {
                     (Arc::new(fs), String::new(), Some(root))
                 }
                 "s3" => {
+                    let mut client = client;
                     let mut b = object_store::aws::AmazonS3Builder::from_env()
                         .with_bucket_name(bucket)
-                        .with_retry(retry)
-                        .with_client_options(client);
+                        .with_retry(retry);
+                    if cfg.object_lock.is_some() {
+                        // S3 refuses writes to a bucket with a default retention unless they
+                        // carry an integrity checksum (Content-MD5 or a flexible checksum).
+                        b = b.with_checksum_algorithm(object_store::aws::Checksum::SHA256);
+                        let mut headers = reqwest::header::HeaderMap::new();
+                        headers.insert(
+                            "x-amz-sdk-checksum-algorithm",
+                            reqwest::header::HeaderValue::from_static("SHA256"),
+                        );
+                        client = client.with_default_headers(headers);
+                    }
+                    let mut b = b.with_client_options(client);
                     if let Some(region) = &cfg.region {
                         b = b.with_region(region);
                     }
@@ -248,18 +274,28 @@ impl Store {
         self.locker.as_ref().map(|l| l.config)
     }
 
-    /// Puts the configured Object Lock retention on `rel`; returns when it ends, or `None`
-    /// when the store has no `object_lock`.
+    /// Puts the configured Object Lock retention on `rel` (on its version `version` when
+    /// given); returns when it ends, or `None` when the store has no `object_lock`.
     pub async fn lock(
         &self,
         rel: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        self.lock_at(rel, None, now).await
+    }
+
+    /// [`Store::lock`] on one version of `rel` (`None`: the current one).
+    pub async fn lock_at(
+        &self,
+        rel: &str,
+        version: Option<&str>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
         let Some(locker) = &self.locker else {
             return Ok(None);
         };
         locker
-            .lock(self.key(rel).as_ref(), now)
+            .lock(self.key(rel).as_ref(), version, now)
             .await
             .map(Some)
             .map_err(|e| self.lock_err("set", rel, e.0))
@@ -268,13 +304,75 @@ impl Store {
     /// The Object Lock retention of `rel` (expired or not); `None` when it has none or the
     /// store has no `object_lock`.
     pub async fn locked_until(&self, rel: &str) -> Result<Option<Lock>, StoreError> {
+        self.locked_until_at(rel, None).await
+    }
+
+    /// [`Store::locked_until`] of one version of `rel` (`None`: the current one).
+    pub async fn locked_until_at(
+        &self,
+        rel: &str,
+        version: Option<&str>,
+    ) -> Result<Option<Lock>, StoreError> {
         let Some(locker) = &self.locker else {
             return Ok(None);
         };
         locker
-            .locked_until(self.key(rel).as_ref())
+            .locked_until(self.key(rel).as_ref(), version)
             .await
             .map_err(|e| self.lock_err("read", rel, e.0))
+    }
+
+    /// The version ids of `rel`, newest first, on a store with `object_lock` (a versioned
+    /// bucket); empty on other stores.
+    pub async fn versions(&self, rel: &str) -> Result<Vec<String>, StoreError> {
+        let Some(locker) = &self.locker else {
+            return Ok(Vec::new());
+        };
+        locker
+            .versions(self.key(rel).as_ref())
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                store: self.name.clone(),
+                url: self.url.clone(),
+                op: "list versions",
+                key: rel.to_string(),
+                reason: e.0,
+            })
+    }
+
+    /// Every key under `rel_prefix` that has a version, relative and sorted, on a store with
+    /// `object_lock`: keys whose current version is a delete marker included. On other
+    /// stores, what [`Store::list`] lists.
+    pub async fn list_ever(&self, rel_prefix: &str) -> Result<Vec<String>, StoreError> {
+        let Some(locker) = &self.locker else {
+            return Ok(self
+                .list(rel_prefix)
+                .await?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect());
+        };
+        let key = self.key(rel_prefix.trim_end_matches('/'));
+        let prefix = match key.as_ref() {
+            "" => String::new(),
+            k => format!("{k}/"),
+        };
+        let mut keys: Vec<String> = locker
+            .list_versions(&prefix)
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                store: self.name.clone(),
+                url: self.url.clone(),
+                op: "list versions",
+                key: rel_prefix.to_string(),
+                reason: e.0,
+            })?
+            .into_iter()
+            .map(|(k, _)| self.rel(&ObjPath::from(k)))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
     }
 
     fn lock_err(&self, op: &'static str, rel: &str, reason: String) -> StoreError {
@@ -323,7 +421,8 @@ impl Store {
         }
     }
 
-    /// Proves the store answers (and the bucket exists) before a run writes anything.
+    /// Proves the store answers (and the bucket exists) before a run writes anything; with
+    /// `object_lock`, also that the bucket locks what is written ([`Store::check_lock`]).
     pub async fn check(&self) -> Result<(), StoreError> {
         let key = self.key("");
         let prefix = (!self.prefix.is_empty()).then_some(&key);
@@ -331,29 +430,83 @@ impl Store {
             .list_with_delimiter(prefix)
             .await
             .map(|_| ())
-            .map_err(|e| self.err("list", "", e))
+            .map_err(|e| self.err("list", "", e))?;
+        self.check_lock().await
     }
 
-    pub async fn put_bytes(&self, rel: &str, bytes: Bytes) -> Result<(), StoreError> {
+    /// With `object_lock`: the bucket's default retention locks every object in the request
+    /// that writes it, at least as the config asks. Without `object_lock`: nothing to check.
+    pub async fn check_lock(&self) -> Result<(), StoreError> {
+        let Some(locker) = &self.locker else {
+            return Ok(());
+        };
+        locker
+            .check_default()
+            .await
+            .map_err(|e| StoreError::LockDefault {
+                store: self.name.clone(),
+                url: self.url.clone(),
+                reason: e.0,
+            })
+    }
+
+    /// Writes `rel`; returns the version the store created (`None` on unversioned stores).
+    pub async fn put_bytes(&self, rel: &str, bytes: Bytes) -> Result<Written, StoreError> {
         self.inner
             .put(&self.key(rel), bytes.into())
             .await
-            .map(|_| ())
+            .map(|r| Written::new(r.version))
             .map_err(|e| self.err("put", rel, e))
     }
 
     pub async fn get_bytes(&self, rel: &str) -> Result<Bytes, StoreError> {
+        self.get_bytes_at(rel, None).await.map(|(b, _)| b)
+    }
+
+    /// The bytes of one version of `rel` (`None`: the current one), and the version read.
+    pub async fn get_bytes_at(
+        &self,
+        rel: &str,
+        version: Option<&str>,
+    ) -> Result<(Bytes, Option<String>), StoreError> {
         let got = self
             .inner
-            .get(&self.key(rel))
+            .get_opts(&self.key(rel), Self::at(version, false))
             .await
             .map_err(|e| self.err("get", rel, e))?;
-        got.bytes().await.map_err(|e| self.err("get", rel, e))
+        let read = real_version(got.meta.version.clone()).or(version.map(str::to_string));
+        let bytes = got.bytes().await.map_err(|e| self.err("get", rel, e))?;
+        Ok((bytes, read))
+    }
+
+    fn at(version: Option<&str>, head: bool) -> object_store::GetOptions {
+        object_store::GetOptions {
+            version: version.map(str::to_string),
+            head,
+            ..Default::default()
+        }
     }
 
     /// Size of an object, `None` if it does not exist.
     pub async fn size(&self, rel: &str) -> Result<Option<u64>, StoreError> {
-        match self.inner.head(&self.key(rel)).await {
+        self.size_at(rel, None).await
+    }
+
+    /// Size of one version of `rel` (`None`: the current one), `None` if it does not exist.
+    pub async fn size_at(
+        &self,
+        rel: &str,
+        version: Option<&str>,
+    ) -> Result<Option<u64>, StoreError> {
+        let got = match version {
+            None => self.inner.head(&self.key(rel)).await,
+            Some(_) => self
+                .inner
+                .get_opts(&self.key(rel), Self::at(version, true))
+                .await
+                .map(|g| g.meta),
+        };
+        match got {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err("head", rel, e)),
@@ -364,9 +517,18 @@ impl Store {
         &self,
         rel: &str,
     ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
+        self.get_stream_at(rel, None).await
+    }
+
+    /// The bytes of one version of `rel` (`None`: the current one), as they arrive.
+    pub async fn get_stream_at(
+        &self,
+        rel: &str,
+        version: Option<&str>,
+    ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
         let got = self
             .inner
-            .get(&self.key(rel))
+            .get_opts(&self.key(rel), Self::at(version, false))
             .await
             .map_err(|e| self.err("get", rel, e))?;
         let this = self.clone();
@@ -473,6 +635,27 @@ impl Store {
     }
 }
 
+/// What a completed write created.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// The object version (S3 with versioning, which Object Lock implies); `None` elsewhere.
+    pub version: Option<String>,
+}
+
+impl Written {
+    fn new(version: Option<String>) -> Written {
+        Written {
+            version: real_version(version),
+        }
+    }
+}
+
+/// A version id that names one version: S3 (and look-alikes) answer `null` for objects of
+/// a bucket without versioning, which is no version to read back.
+fn real_version(version: Option<String>) -> Option<String> {
+    version.filter(|v| !v.is_empty() && v != "null")
+}
+
 /// A multipart upload in progress. Dropping it without [`Upload::finish`] leaves no object
 /// (parts already sent are cleaned up by [`Upload::abort`], or by the bucket's
 /// AbortIncompleteMultipartUpload lifecycle rule if the process dies).
@@ -500,12 +683,14 @@ impl Upload {
             .map_err(|e| self.store.err("upload part", &self.rel, e))
     }
 
-    pub async fn finish(self) -> Result<(), StoreError> {
+    /// Completes the object; returns the version the store created (`None` on unversioned
+    /// stores).
+    pub async fn finish(self) -> Result<Written, StoreError> {
         let Upload { store, rel, writer } = self;
         writer
             .finish()
             .await
-            .map(|_| ())
+            .map(|r| Written::new(r.version))
             .map_err(|e| store.err("complete upload", &rel, e))
     }
 

@@ -203,6 +203,7 @@ impl Env {
                 name: lifeboat::model::snapshot::DATA_OBJECT.into(),
                 stored_bytes: data.len() as u64,
                 sha256: "00".repeat(32),
+                version: None,
             }],
             compression: lifeboat::model::snapshot::Compression {
                 algorithm: "zstd".into(),

@@ -126,4 +126,79 @@ impl S3 {
             .map(|_| ())
             .map_err(|e| format!("{e:?}"))
     }
+
+    /// Sets `bucket`'s default retention (`mode` COMPLIANCE/GOVERNANCE, `days`): S3 then
+    /// locks every object version in the request that writes it.
+    pub fn set_default_retention(&self, bucket: &str, mode: &str, days: i32) {
+        use aws_sdk_s3::types::{
+            DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
+            ObjectLockRule,
+        };
+        let conf = ObjectLockConfiguration::builder()
+            .object_lock_enabled(ObjectLockEnabled::Enabled)
+            .rule(
+                ObjectLockRule::builder()
+                    .default_retention(
+                        DefaultRetention::builder()
+                            .mode(ObjectLockRetentionMode::from(mode))
+                            .days(days)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        self.rt
+            .block_on(
+                self.client
+                    .put_object_lock_configuration()
+                    .bucket(bucket)
+                    .object_lock_configuration(conf)
+                    .send(),
+            )
+            .unwrap_or_else(|e| panic!("default retention of {bucket}: {e:?}"));
+    }
+
+    /// The retention of one version of `key`, `None` if it has none.
+    pub fn retention_at(&self, bucket: &str, key: &str, version: &str) -> Option<Retention> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .head_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .version_id(version)
+                    .send(),
+            )
+            .unwrap_or_else(|e| panic!("head {key}@{version}: {e:?}"));
+        let until = out.object_lock_retain_until_date()?;
+        Some(Retention {
+            mode: out.object_lock_mode()?.as_str().to_string(),
+            until: chrono::DateTime::from_timestamp(until.secs(), 0)?,
+        })
+    }
+
+    /// The attacker overwrites `key` with `body` (a new current version; with a checksum,
+    /// as S3 requires in a bucket with a default retention).
+    pub fn overwrite(&self, bucket: &str, key: &str, body: &[u8]) {
+        self.rt
+            .block_on(
+                self.client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+                    .body(body.to_vec().into())
+                    .send(),
+            )
+            .unwrap_or_else(|e| panic!("overwrite {key}: {e:?}"));
+    }
+
+    /// The attacker "deletes" `key` without a version id: S3 adds a delete marker, the key
+    /// then reads as missing.
+    pub fn delete_marker(&self, bucket: &str, key: &str) {
+        self.rt
+            .block_on(self.client.delete_object().bucket(bucket).key(key).send())
+            .unwrap_or_else(|e| panic!("delete {key}: {e:?}"));
+    }
 }

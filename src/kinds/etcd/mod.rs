@@ -50,7 +50,7 @@ use super::{RestoreOptions, Source, SourceError, Target};
 use crate::model::{SecretString, Span};
 
 pub use backup::Etcd;
-pub use checks::observe;
+pub use checks::{enable_auth, observe, observe_as};
 pub use restore::EtcdTarget;
 pub use snapshot::TrailerCheck;
 

@@ -55,6 +55,12 @@ pub enum VerifyError {
     /// Its manifest was found but is not trusted (forged, tampered, misplaced).
     #[error("{0}")]
     Refused(String),
+    /// The configured (or `--identity`) age identity cannot be read: a deployment problem,
+    /// not a finding about the snapshot, so no verification is recorded.
+    #[error(
+        "cannot read the age identity {path}: {reason}; verification needs it to decrypt: mount the age identity Secret there (on Kubernetes only in the verify workload, `run --jobs verify`, e.g. `lifeboat-age-identity` at /etc/lifeboat/identity: see deploy/README.md), or fix `encryption.identity_file` / pass --identity"
+    )]
+    Identity { path: String, reason: String },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 }
@@ -63,7 +69,9 @@ impl VerifyError {
     pub fn kind(&self) -> crate::model::ErrorKind {
         use crate::model::ErrorKind;
         match self {
-            VerifyError::Unknown(_) | VerifyError::NoSnapshot(_) => ErrorKind::Config,
+            VerifyError::Unknown(_) | VerifyError::NoSnapshot(_) | VerifyError::Identity { .. } => {
+                ErrorKind::Config
+            }
             VerifyError::Refused(_) => ErrorKind::Corrupt,
             VerifyError::Catalog(e) => e.kind(),
         }
@@ -105,6 +113,18 @@ pub async fn run(
     req: &Request,
     cancel: CancellationToken,
 ) -> Result<Report, VerifyError> {
+    // Before anything is recorded: a missing identity mount is not a failed snapshot.
+    if let Some(path) = req
+        .identity
+        .as_ref()
+        .or(app.config.encryption.identity_file.as_ref())
+        && let Err(e) = std::fs::File::open(path)
+    {
+        return Err(VerifyError::Identity {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        });
+    }
     let row = match app.config.source(&req.what) {
         Some(_) => app
             .catalog
@@ -155,8 +175,7 @@ pub async fn run(
     );
 
     let user_checks = verify_cfg.map(|v| v.checks).unwrap_or_default();
-    let work =
-        verify_snapshot(app, req, &row.id, &row.kind, &user_checks, &id).instrument(span.clone());
+    let work = verify_snapshot(app, req, &row, &user_checks, &id).instrument(span.clone());
     let outcome = tokio::select! {
         r = work => r,
         _ = cancel.cancelled() => Err(Failure::new(
@@ -237,26 +256,55 @@ pub async fn run(
     })
 }
 
-/// Store credentials the object-store and S3 clients read from the environment, carried into
-/// a Kubernetes sandbox when set (its Job has no service account token: IRSA and workload
-/// identity do not reach it).
-const STORE_CREDENTIAL_VARS: &[&str] = &[
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ENDPOINT_URL",
-    "AZURE_STORAGE_ACCOUNT_NAME",
-    "AZURE_STORAGE_ACCOUNT_KEY",
-    "AZURE_STORAGE_SAS_KEY",
-    "GOOGLE_SERVICE_ACCOUNT_KEY",
+/// Store credentials the object-store and S3 clients read from the environment, by store
+/// URL scheme, carried into a Kubernetes sandbox when set and a store of the verified source
+/// has that scheme (its Job has no service account token: IRSA and workload identity do not
+/// reach it).
+const STORE_CREDENTIAL_VARS: &[(&str, &[&str])] = &[
+    (
+        "s3",
+        &[
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL",
+        ],
+    ),
+    (
+        "az",
+        &[
+            "AZURE_STORAGE_ACCOUNT_NAME",
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            "AZURE_STORAGE_SAS_KEY",
+        ],
+    ),
+    ("gs", &["GOOGLE_SERVICE_ACCOUNT_KEY"]),
 ];
 
-/// What the Job's `lifeboat` needs: this config's text, the values of its `${VAR}`s, the
-/// store credentials in our environment, and the age identity.
-fn job_bundle(app: &Ctx, req: &Request) -> Result<sandbox::kubernetes::Bundle, Failure> {
-    let mut env = app.config.origin.vars.clone();
+/// What the Job's `lifeboat` needs, and no more (least privilege): the config cut down to
+/// `source` and its stores ([`crate::config::job::for_verification`]), the values of the
+/// `${VAR}`s that cut references, the credentials in our environment for those stores'
+/// kinds, the trusted signers, and the age identity.
+fn job_bundle(
+    app: &Ctx,
+    req: &Request,
+    row: &crate::catalog::SnapshotRow,
+) -> Result<sandbox::kubernetes::Bundle, Failure> {
+    let source = row.source.as_str();
+    let job = crate::config::job::for_verification(
+        &app.config.origin,
+        source,
+        &row.locations,
+        sandbox::kubernetes::INNER_CATALOG,
+    )
+    .map_err(|e| {
+        Failure::new(format!(
+            "cannot prepare the config for the sandbox Job: {e}"
+        ))
+    })?;
+    let mut env = job.vars;
     // The Job has no signing key: it trusts the public keys this process trusts.
     if !app.trust.signers.is_empty() {
         let signers: Vec<String> = app.trust.signers.iter().map(ToString::to_string).collect();
@@ -265,9 +313,23 @@ fn job_bundle(app: &Ctx, req: &Request) -> Result<sandbox::kubernetes::Bundle, F
             signers.join(","),
         );
     }
-    for name in STORE_CREDENTIAL_VARS {
-        if let Ok(v) = std::env::var(name) {
-            env.entry(name.to_string()).or_insert(v);
+    let schemes: Vec<&str> = app
+        .config
+        .source(source)
+        .into_iter()
+        .flat_map(|s| std::iter::once(&s.store).chain(&s.copies))
+        .chain(&row.locations)
+        .filter_map(|name| app.config.stores.get(name))
+        .filter_map(|store| store.url.split_once("://").map(|(scheme, _)| scheme))
+        .collect();
+    for (scheme, names) in STORE_CREDENTIAL_VARS {
+        if !schemes.contains(scheme) {
+            continue;
+        }
+        for name in *names {
+            if let Ok(v) = std::env::var(name) {
+                env.entry(name.to_string()).or_insert(v);
+            }
         }
     }
     let identity = match req
@@ -277,14 +339,14 @@ fn job_bundle(app: &Ctx, req: &Request) -> Result<sandbox::kubernetes::Bundle, F
     {
         Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
             Failure::new(format!(
-                "cannot read the age identity {} for the sandbox: {e}; pass --identity or fix `encryption.identity_file`",
+                "cannot read the age identity {} for the sandbox: {e}; verification needs it: mount the age identity Secret there (on Kubernetes only in the verify/restore workload, e.g. `lifeboat-age-identity` at /etc/lifeboat/identity: see deploy/README.md), or pass --identity / fix `encryption.identity_file`",
                 path.display()
             ))
         })?),
         None => None,
     };
     Ok(sandbox::kubernetes::Bundle {
-        config_yaml: app.config.origin.text.clone(),
+        config_yaml: job.text,
         identity,
         env,
     })
@@ -341,11 +403,11 @@ impl<E: std::fmt::Display> From<E> for Failure {
 async fn verify_snapshot(
     app: &Ctx,
     req: &Request,
-    snapshot_id: &str,
-    kind: &str,
+    row: &crate::catalog::SnapshotRow,
     user: &[UserCheck],
     verification_id: &str,
 ) -> Result<Done, Failure> {
+    let (snapshot_id, kind) = (row.id.as_str(), row.kind.as_str());
     match req.sandbox {
         Sandbox::Local => local(app, req, snapshot_id, kind, user).await,
         Sandbox::Kubernetes => {
@@ -359,7 +421,7 @@ async fn verify_snapshot(
                         "no `sandbox.kubernetes` in the config; set at least its `image` to verify in Kubernetes",
                     )
                 })?;
-            let bundle = job_bundle(app, req)?;
+            let bundle = job_bundle(app, req, row)?;
             let started = Instant::now();
             let outcome = sandbox::kubernetes::verify(
                 app.kube.clone(),

@@ -35,6 +35,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::model::Schedule;
 
+mod roles;
+pub use roles::{JobFilter, Role};
+
 /// The kinds of work the daemon does. Adding one is a variant here, its trigger in
 /// [`Planner::from_config`] and its call in `daemon::execute`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

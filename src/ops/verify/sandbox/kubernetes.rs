@@ -34,7 +34,7 @@ pub const ROLE: &str = "verify-sandbox";
 pub const EXPIRES_LABEL: &str = "lifeboat.dev/expires";
 const JOB_NAME: &str = "restore";
 /// The catalog of the `lifeboat verify` inside the Job (on its emptyDir).
-const INNER_CATALOG: &str = "sqlite:///tmp/lifeboat-catalog.db";
+pub(crate) const INNER_CATALOG: &str = "sqlite:///tmp/lifeboat-catalog.db";
 
 /// A DNS-1123 label from the prefix and the verification id.
 pub fn namespace_name(prefix: &str, verification_id: &str) -> String {
