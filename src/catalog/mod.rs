@@ -19,8 +19,10 @@ use sqlx::{AnyPool, Row};
 
 use crate::model::SecretString;
 
+mod drills;
 mod failover;
 use crate::model::snapshot::Manifest;
+pub use drills::{DrillFaultRow, DrillRunRow};
 pub use failover::{FailoverRow, StepRow};
 
 #[derive(Debug, thiserror::Error)]

@@ -3,13 +3,16 @@
 //! [`crate::policy::drill`].
 //!
 //! # State
-//! What exists: the scenario schema and its validation ([`scenario`]), the canary writer
-//! ([`canary`], PostgreSQL), the in-process TCP proxy for network faults ([`proxy`]); the
-//! measurements and verdicts are in [`crate::policy::drill`]. The drill runner (faults with
-//! persisted intent and TTL, probes, aborts, `lifeboat drill ...`) is not built yet.
+//! The scenario schema and its validation ([`scenario`]), the canary writer ([`canary`],
+//! PostgreSQL), the in-process TCP proxy for network faults ([`proxy`]), and the runner
+//! ([`run`]: faults with persisted intent and TTL, the detached watchdog, the startup sweep,
+//! probes and abort conditions); the measurements and verdicts are in
+//! [`crate::policy::drill`]. Store, Kubernetes and complete-disaster faults are not built
+//! yet (refused before anything is touched).
 
 pub mod canary;
 pub mod proxy;
+pub mod run;
 pub mod scenario;
 
 /// The shipped scenarios: (name, YAML), sorted by name.
