@@ -615,3 +615,56 @@ async fn drill_catalog_on_sqlite_and_postgres() {
         );
     }
 }
+
+/// SIGKILL of PostgreSQL's whole family (the postmaster's group and its backends), restarted
+/// after 2 s by the scenario's `restart:`: no acknowledged write is lost with synchronous
+/// commit (RPO 0), and the RTO is the 2 s outage plus the restart (crash recovery).
+#[test]
+fn a_killed_and_restarted_postgres_loses_no_acknowledged_write() {
+    let pg = PgServer::start();
+    pg.create_db("app");
+    pg.psql("postgres", "ALTER DATABASE app SET synchronous_commit = on");
+    let env = drill_env();
+    let restart = serde_json::to_string(&pg.start_argv()).unwrap();
+    let scenario = write_scenario(
+        &env,
+        &format!(
+            "tier: pod\n\
+             targets:\n  - name: pg\n    allowed: true\n    process_group: {{ pidfile: \"{}\", restart: {restart} }}\n\
+             faults:\n  - {{ name: kill-pg, target: pg, action: kill, duration: 2s, ttl: 60s }}\n\
+             canary: {{ url: \"{}\", interval: 100ms, timeout: 1s }}\n\
+             expect: {{ rpo: 1s, rto: 30s }}\n",
+            pg.data_dir().join("postmaster.pid").display(),
+            pg.url("app"),
+        ),
+    );
+    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    let s = &j["services"][0];
+    assert_eq!(s["rpo_seconds"].as_f64(), Some(0.0), "{j:#}");
+    assert_eq!(j["canary"]["lost"], 0, "{j:#}");
+    let rto = s["rto_seconds"].as_f64().expect("rto");
+    assert!(
+        (1.9..=8.0).contains(&rto),
+        "RTO {rto} s for a 2 s kill + restart: {j:#}"
+    );
+    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    // Every acknowledged write is in the table after the restart.
+    let acked = j["canary"]["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["outcome"] == "acknowledged")
+        .count();
+    let id = j["id"].as_str().unwrap();
+    let rows: usize = pg
+        .psql(
+            "app",
+            &format!("SELECT count(*) FROM lifeboat_canary WHERE run = '{id}'"),
+        )
+        .parse()
+        .unwrap();
+    assert!(rows >= acked, "{rows} rows for {acked} acknowledged writes");
+}

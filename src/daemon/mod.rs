@@ -154,6 +154,10 @@ async fn lead(
 ) -> Result<Ended, DaemonError> {
     let cfg = &app.config.daemon;
     crate::ops::settle::before_work(app).await;
+    // Drills a crash left running: their faults reverted, recorded aborted.
+    if let Err(e) = crate::ops::drill::run::sweep(app).await {
+        tracing::warn!(cause = %e, "could not sweep drills left by crashed runs");
+    }
     let now = app.now();
     let mut last = BTreeMap::new();
     for (source, job, at) in app.catalog.last_runs().await? {
