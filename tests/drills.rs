@@ -288,6 +288,30 @@ fn a_paused_postgres_measures_rto_two_seconds_and_rpo_zero() {
         pg.psql("app", "SELECT count(*) > 20 FROM lifeboat_canary"),
         "t"
     );
+    // The drill is RTO/RPO evidence in `lifeboat status`, with its age.
+    let out = env.run(&["status", "--output", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let d = &status["drills"][0];
+    assert_eq!(d["id"], j["id"], "{status:#}");
+    assert_eq!(d["verdict"], "pass");
+    assert_eq!(d["rto_seconds"].as_f64(), Some(rto));
+    assert_eq!(d["rpo_seconds"].as_f64(), Some(0.0));
+    assert!(
+        d["age_seconds"]
+            .as_f64()
+            .is_some_and(|a| (0.0..120.0).contains(&a)),
+        "{d}"
+    );
+    let table = common::text(&env.run(&["status"]).stdout);
+    assert!(
+        table.contains("DRILL") && table.contains("scenario"),
+        "{table}"
+    );
+    let prom = common::text(&env.run(&["status", "--output", "prometheus"]).stdout);
+    assert!(
+        prom.contains("lifeboat_drill_rto_seconds{scenario=\"scenario\"}"),
+        "{prom}"
+    );
 }
 
 #[test]
