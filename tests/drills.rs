@@ -692,3 +692,66 @@ fn a_killed_and_restarted_postgres_loses_no_acknowledged_write() {
         .unwrap();
     assert!(rows >= acked, "{rows} rows for {acked} acknowledged writes");
 }
+
+/// complete-disaster on a config with two sources: the catalog rebuilt from the store alone
+/// into a throwaway catalog, both restored (verified) in parallel from it; the real catalog
+/// is not written, the throwaway one is removed.
+#[test]
+fn complete_disaster_restores_every_source_from_the_store_alone() {
+    let env = common::Env::new();
+    for name in ["alpha", "beta"] {
+        std::fs::create_dir_all(env.path(&format!("data-{name}"))).unwrap();
+        std::fs::write(
+            env.path(&format!("data-{name}/file.txt")),
+            format!("{name}\n"),
+        )
+        .unwrap();
+    }
+    env.write_config(
+        "catalog: sqlite://./catalog.db\n\
+         stores:\n  local: { url: \"file://./store\" }\n\
+         encryption:\n  recipients: [\"{recipient}\"]\n  identity_file: ./age.key\n\
+         sources:\n\
+         \x20 - { name: alpha, kind: files, path: ./data-alpha, store: local, schedule: \"0 * * * *\", objectives: { rpo: 1h, rto: 30m } }\n\
+         \x20 - { name: beta, kind: files, path: ./data-beta, store: local, schedule: \"0 * * * *\", objectives: { rpo: 1h, rto: 30m } }\n",
+    );
+    env.ok(&["backup", "alpha"]);
+    env.ok(&["backup", "beta"]);
+    let snapshots = env.snapshots().len();
+    let plan = env.ok(&["drill", "run", "complete-disaster", "--dry-run"]);
+    assert!(plan.contains("every configured source"), "{plan}");
+    let out = env.run(&[
+        "drill",
+        "run",
+        "complete-disaster",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    assert_eq!(
+        j["faults"][0]["targets"],
+        serde_json::json!(["source alpha", "source beta"])
+    );
+    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    let services = j["services"].as_array().unwrap();
+    assert_eq!(services.len(), 2, "{j:#}");
+    for s in services {
+        let rto = s["rto_seconds"].as_f64().expect("rto");
+        let rpo = s["rpo_seconds"].as_f64().expect("rpo");
+        assert!(rto > 0.0 && rto < 600.0, "{s}");
+        assert!((0.0..600.0).contains(&rpo), "{s}");
+        assert_eq!(s["verdict"], "pass", "{s}");
+    }
+    // The real catalog was only read; the throwaway one is gone.
+    assert_eq!(env.snapshots().len(), snapshots);
+    let id = j["id"].as_str().unwrap();
+    assert!(!std::env::temp_dir().join(format!("lifeboat-{id}")).exists());
+    assert!(
+        j["evidence"].to_string().contains("(alpha)"),
+        "{:#}",
+        j["evidence"]
+    );
+}

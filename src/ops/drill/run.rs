@@ -22,8 +22,13 @@
 //! # Caveats
 //! - A pid file naming a pid reused by another process is taken at its word.
 //! - In-process faults (proxy) end with the drill's process: there is nothing to revert.
-//! - Store, Kubernetes and complete-disaster faults are not built yet: such scenarios are
-//!   refused before anything is touched.
+//! - Store and Kubernetes faults are not built yet: such scenarios are refused before
+//!   anything is touched.
+//! - complete-disaster (`restore-all`) is a simulation on the side: the catalog rebuilt from
+//!   the stores alone into a throwaway catalog, every source verified (restored into a
+//!   scratch sandbox, checked, torn down) in parallel from it; the real catalog, stores and
+//!   services are only read. Its RTO is the total time, its RPO per source the age of the
+//!   snapshot restored.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -121,6 +126,8 @@ pub enum FaultSpec {
     },
     /// Lives in the drill's process (a proxy mode): ends with it.
     InProcess { target: String },
+    /// A throwaway directory (complete-disaster's rebuilt catalog): reverted by removing it.
+    Scratch { dir: PathBuf },
 }
 
 // ---------------------------------------------------------------------------------------
@@ -289,6 +296,18 @@ pub async fn revert_once(spec: &FaultSpec) -> Result<String, String> {
         FaultSpec::InProcess { target } => Ok(format!(
             "in-process fault on `{target}` ended with the drill's process"
         )),
+        FaultSpec::Scratch { dir } => {
+            if let Err(e) = std::fs::remove_dir_all(dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(format!("cannot remove {}: {e}", dir.display()));
+            }
+            if dir.exists() {
+                Err(format!("{} is still there", dir.display()))
+            } else {
+                Ok(format!("{} removed", dir.display()))
+            }
+        }
     }
 }
 
@@ -399,6 +418,27 @@ struct Drill<'a> {
     aborted: Vec<String>,
     /// Catalog writes that failed mid-drill (the drill goes on rolling back).
     save_errors: Vec<String>,
+    /// complete-disaster: what each source's restore gave.
+    disaster: Option<Disaster>,
+}
+
+/// One source restored by complete-disaster.
+#[derive(Debug, Clone)]
+struct Restored {
+    source: String,
+    /// Why it did not restore and check out (None: it did).
+    error: Option<String>,
+    /// From the fault to this source verified.
+    done_ms: u64,
+    /// The age of the snapshot restored at the fault.
+    rpo_ms: Option<u64>,
+    snapshot_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Disaster {
+    total_ms: u64,
+    restored: Vec<Restored>,
 }
 
 /// Runs drill `name` of scenario `s` to its end (or abort) and returns its journal.
@@ -453,6 +493,7 @@ pub async fn run(
         proxies: BTreeMap::new(),
         aborted: vec![],
         save_errors: vec![],
+        disaster: None,
     };
     d.event("started", &format!("scenario {name} by {}", opts.who));
     ctx.catalog.put_drill_journal(&d.j).await?;
@@ -469,7 +510,7 @@ fn check_supported(name: &str, s: &Scenario) -> Result<(), DrillError> {
     };
     for t in &s.targets {
         match t.kind() {
-            Ok(TargetKind::ProcessGroup | TargetKind::Proxy) => {}
+            Ok(TargetKind::ProcessGroup | TargetKind::Proxy | TargetKind::AllSources) => {}
             Ok(k) => {
                 return Err(unsupported(format!(
                     "target `{}` ({k:?}): this lifeboat cannot run such faults yet; `lifeboat drill plan {name}` shows what it would do",
@@ -743,7 +784,9 @@ impl<'a> Drill<'a> {
             if fault_at.is_none() {
                 fault_at = at;
             }
-            if at.is_some() {
+            if let (Some(at), Some(FaultSpec::Scratch { dir })) = (at, &r.spec) {
+                self.disaster = Some(self.restore_all(r.fault, dir, at).await);
+            } else if at.is_some() {
                 self.hold(r.fault.duration).await;
             }
             self.revert(i, r).await;
@@ -855,6 +898,17 @@ impl<'a> Drill<'a> {
                         pause: f.action == Action::Pause,
                         restart: pg.restart.clone(),
                     });
+                } else if t.all_sources {
+                    r.targets = self
+                        .ctx
+                        .config
+                        .sources
+                        .iter()
+                        .map(|s| format!("source {}", s.name))
+                        .collect();
+                    r.spec = Some(FaultSpec::Scratch {
+                        dir: std::env::temp_dir().join(format!("lifeboat-{}", self.j.id)),
+                    });
                 } else if let Some(proxy) = self.proxies.get(&t.name) {
                     r.targets = vec![format!(
                         "connections through {} to {}",
@@ -868,6 +922,155 @@ impl<'a> Drill<'a> {
                 r
             })
             .collect()
+    }
+
+    /// complete-disaster: the catalog rebuilt from the stores alone into a throwaway catalog
+    /// in `dir`, then every source verified from it in parallel (bounded by the fault's
+    /// duration and the abort conditions).
+    async fn restore_all(
+        &mut self,
+        fault: &Fault,
+        dir: &std::path::Path,
+        at: DateTime<Utc>,
+    ) -> Disaster {
+        let started = Instant::now();
+        let url = format!("sqlite://{}", dir.join("catalog.db").display());
+        let limit = started + fault.duration;
+        let since = |t: Instant| t.duration_since(started).as_millis() as u64;
+        let mut rebuild = self.opts.launcher.command(&["catalog", "rebuild"]);
+        rebuild
+            .env("LIFEBOAT_CATALOG", &url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let failed_all = |why: String, sources: &[crate::config::SourceConfig]| Disaster {
+            total_ms: since(Instant::now()),
+            restored: sources
+                .iter()
+                .map(|s| Restored {
+                    source: s.name.clone(),
+                    error: Some(why.clone()),
+                    done_ms: since(Instant::now()),
+                    rpo_ms: None,
+                    snapshot_id: None,
+                })
+                .collect(),
+        };
+        let sources = &self.ctx.config.sources;
+        match tokio::time::timeout(fault.duration, rebuild.output()).await {
+            Ok(Ok(out)) if out.status.success() => {
+                self.event(
+                    "catalog-rebuilt",
+                    &format!("throwaway catalog in {}", dir.display()),
+                );
+            }
+            Ok(Ok(out)) => {
+                let why = format!(
+                    "catalog rebuild from the stores failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                );
+                self.event("catalog-rebuilt", &why);
+                return failed_all(why, sources);
+            }
+            Ok(Err(e)) => return failed_all(format!("cannot run catalog rebuild: {e}"), sources),
+            Err(_) => {
+                return failed_all(
+                    "catalog rebuild ran over the fault's duration".into(),
+                    sources,
+                );
+            }
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for source in sources {
+            let mut cmd = self
+                .opts
+                .launcher
+                .command(&["verify", &source.name, "--output", "json"]);
+            cmd.env("LIFEBOAT_CATALOG", &url)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            let name = source.name.clone();
+            set.spawn(async move {
+                let out = cmd.output().await;
+                (name, out, Instant::now())
+            });
+        }
+        let mut restored = Vec::new();
+        loop {
+            tokio::select! {
+                next = set.join_next() => {
+                    let Some(joined) = next else { break };
+                    let Ok((source, out, done)) = joined else { continue };
+                    let (error, snapshot_id) = match out {
+                        Ok(out) => {
+                            let report: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+                            let snap = report.as_ref().and_then(|r| r["snapshot_id"].as_str()).map(str::to_string);
+                            if out.status.success() {
+                                (None, snap)
+                            } else {
+                                let why = report
+                                    .as_ref()
+                                    .and_then(|r| r["error"].as_str().map(str::to_string))
+                                    .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").to_string());
+                                (Some(format!("did not restore and check out: {why}")), snap)
+                            }
+                        }
+                        Err(e) => (Some(format!("cannot run verify: {e}")), None),
+                    };
+                    let detail = format!("{source}: {}", error.as_deref().unwrap_or("restored and checked"));
+                    self.event("restored", &detail);
+                    restored.push(Restored { source, error, done_ms: since(done), rpo_ms: None, snapshot_id });
+                }
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    let reasons = self.abort_now().await;
+                    if !reasons.is_empty() {
+                        self.event("abort", &reasons.join("; "));
+                        self.aborted = reasons;
+                        set.abort_all();
+                    } else if Instant::now() > limit {
+                        let text = format!("restores still running after the fault's {}", humantime::format_duration(fault.duration));
+                        self.event("abort", &text);
+                        self.aborted.push(text);
+                        set.abort_all();
+                    }
+                }
+            }
+        }
+        let total_ms = since(Instant::now());
+        // The age of each snapshot restored, from the throwaway catalog.
+        if let Ok(c) = crate::catalog::Catalog::open(&crate::model::SecretString::new(url)).await {
+            for r in &mut restored {
+                if let Some(id) = &r.snapshot_id
+                    && let Ok(rows) = c.snapshots(Some(&r.source)).await
+                    && let Some(row) = rows.iter().find(|s| &s.id == id)
+                    && let Ok(created) = chrono::DateTime::parse_from_rfc3339(&row.created_at)
+                {
+                    r.rpo_ms =
+                        Some((at - created.with_timezone(&Utc)).num_milliseconds().max(0) as u64);
+                    self.j
+                        .evidence
+                        .push(format!("snapshot {id} ({})", r.source));
+                }
+            }
+            c.close().await;
+        }
+        for s in sources {
+            if !restored.iter().any(|r| r.source == s.name) {
+                restored.push(Restored {
+                    source: s.name.clone(),
+                    error: Some("not restored (aborted)".into()),
+                    done_ms: total_ms,
+                    rpo_ms: None,
+                    snapshot_id: None,
+                });
+            }
+        }
+        restored.sort_by(|a, b| a.source.cmp(&b.source));
+        Disaster { total_ms, restored }
     }
 
     fn spawn_watchdog(&mut self) {
@@ -940,6 +1143,8 @@ impl<'a> Drill<'a> {
                     rustix::process::Signal::KILL
                 },
             ),
+            FaultSpec::Scratch { dir } => std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display())),
             FaultSpec::InProcess { target } => match self.proxies.get(target) {
                 Some(p) => {
                     p.set(match r.fault.action {
@@ -1074,14 +1279,67 @@ impl<'a> Drill<'a> {
                 None
             }
         };
-        let m = measure(
+        let mut m = measure(
             canaries,
             survived.as_ref().unwrap_or(&Default::default()),
             fault_at,
             resolution,
         );
+        if let Some(d) = &self.disaster {
+            // Measured by the restores, not by canaries: RTO is the total time (every source
+            // back), RPO the oldest snapshot restored; one "write" per source.
+            let ok = d.restored.iter().filter(|r| r.error.is_none()).count();
+            m.rto_ms = (ok == d.restored.len()).then_some(d.total_ms);
+            m.rpo_ms = d
+                .restored
+                .iter()
+                .map(|r| r.rpo_ms)
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|v| v.into_iter().max());
+            m.resolution_ms = 1;
+            m.sent = d.restored.len();
+            m.acknowledged = ok;
+        }
         let judgement = judge(&m, &expected, counts);
         let mut verdict = judgement.verdict.as_str().to_string();
+        if let Some(d) = self.disaster.clone() {
+            let secs = |v: Option<u64>| v.map(|ms| ms as f64 / 1000.0);
+            for r in &d.restored {
+                let one = crate::policy::drill::Measurement {
+                    rpo_ms: r.rpo_ms,
+                    rto_ms: r.error.is_none().then_some(r.done_ms),
+                    resolution_ms: 1,
+                    gaps: vec![],
+                    lost: vec![],
+                    indeterminate: 0,
+                    acknowledged: usize::from(r.error.is_none()),
+                    sent: 1,
+                };
+                let v = judge(&one, &expected, counts).verdict;
+                self.j.services.push(ServiceMeasure {
+                    service: r.source.clone(),
+                    rto_seconds: secs(one.rto_ms),
+                    rpo_seconds: secs(r.rpo_ms),
+                    rto_objective_seconds: s.expect.rto.map(|d| d.as_secs_f64()),
+                    rpo_objective_seconds: s.expect.rpo.map(|d| d.as_secs_f64()),
+                    verdict: v.as_str().into(),
+                });
+                if let Some(e) = &r.error {
+                    reasons.push(format!("source {}: {e}", r.source));
+                    self.finding("critical", format!("source {} {e}", r.source));
+                }
+            }
+            self.j.timeline.push(TimelineEntry {
+                phase: "first-write".into(),
+                at: fault_at + chrono::TimeDelta::milliseconds(d.total_ms as i64),
+                detail: format!(
+                    "{} of {} source(s) restored and checked in {} ms",
+                    d.restored.iter().filter(|r| r.error.is_none()).count(),
+                    d.restored.len(),
+                    d.total_ms
+                ),
+            });
+        }
         if let Some(c) = &s.canary {
             let secs = |v: Option<u64>| v.map(|ms| ms as f64 / 1000.0);
             self.j.services.push(ServiceMeasure {
