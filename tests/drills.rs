@@ -755,3 +755,119 @@ fn complete_disaster_restores_every_source_from_the_store_alone() {
         j["evidence"]
     );
 }
+
+/// A config with one files source `alpha` on store `local`, backed up `n` times.
+fn files_env(n: usize) -> common::Env {
+    let env = common::Env::new();
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    env.write_config(
+        "catalog: sqlite://./catalog.db\n\
+         stores:\n  local: { url: \"file://./store\" }\n\
+         encryption:\n  recipients: [\"{recipient}\"]\n  identity_file: ./age.key\n\
+         sources:\n\
+         \x20 - { name: alpha, kind: files, path: ./data, store: local, schedule: \"0 * * * *\", objectives: { rpo: 1h, rto: 30m } }\n",
+    );
+    for i in 0..n {
+        std::fs::write(env.path("data/file.txt"), format!("version {i}\n")).unwrap();
+        env.ok(&["backup", "alpha"]);
+    }
+    env
+}
+
+/// Every object under the store, with its bytes: the drill must not change any.
+fn store_objects(env: &common::Env) -> Vec<(String, Vec<u8>)> {
+    common::files_under(&env.path("store"))
+        .into_iter()
+        .filter(|f| !f.starts_with("drills/"))
+        .map(|f| {
+            let bytes = std::fs::read(env.path(&format!("store/{f}"))).unwrap();
+            (f, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn corrupt_latest_snapshot_is_refused_and_the_previous_one_restores() {
+    let env = files_env(2);
+    let before = store_objects(&env);
+    let snaps = env.snapshots();
+    let out = env.run(&[
+        "drill",
+        "run",
+        "corrupt-latest-snapshot",
+        "--var",
+        "STORE=local",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    let events = j["events"].to_string();
+    assert!(events.contains("was refused"), "{events}");
+    let s = &j["services"][0];
+    assert_eq!(s["service"], "alpha");
+    assert!(
+        s["rto_seconds"].as_f64().is_some() && s["rpo_seconds"].as_f64().is_some(),
+        "{s}"
+    );
+    let previous = snaps[snaps.len() - 2]["id"].as_str().unwrap();
+    assert!(
+        j["evidence"].to_string().contains(previous),
+        "{:#}",
+        j["evidence"]
+    );
+    // The real objects were never touched.
+    assert_eq!(store_objects(&env), before);
+}
+
+#[test]
+fn hide_latest_snapshot_restores_the_previous_one() {
+    let env = files_env(2);
+    let before = store_objects(&env);
+    let scenario = write_scenario(
+        &env,
+        "tier: data\n\
+         targets:\n  - { name: store, allowed: true, store: local }\n\
+         faults:\n  - { name: hide, target: store, action: hide-latest, duration: 1m }\n\
+         expect: { rto: 10m, rpo: 1h }\n",
+    );
+    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    assert!(j["services"][0]["rpo_seconds"].as_f64().is_some(), "{j:#}");
+    assert_eq!(store_objects(&env), before);
+}
+
+#[test]
+fn store_outage_fails_backups_loudly_then_they_recover() {
+    let env = files_env(1);
+    let scenario = write_scenario(
+        &env,
+        "tier: data\n\
+         targets:\n  - { name: store, allowed: true, store: local }\n\
+         faults:\n  - { name: down, target: store, action: unavailable, duration: 1s, ttl: 5m }\n\
+         expect: { rto: 5m }\n",
+    );
+    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    let events = j["events"].to_string();
+    assert!(
+        events.contains("the backup failed loudly") && events.contains("unavailable"),
+        "{events}"
+    );
+    assert!(events.contains("backed up again"), "{events}");
+    // A store named nowhere in the config: the fault matches nothing.
+    let scenario = write_scenario(
+        &env,
+        "tier: data\n\
+         targets:\n  - { name: store, allowed: true, store: nope }\n\
+         faults:\n  - { name: down, target: store, action: unavailable, duration: 1s }\n",
+    );
+    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
+    assert_eq!(journal_of(&out)["verdict"], "inconclusive");
+}

@@ -22,8 +22,13 @@
 //! # Caveats
 //! - A pid file naming a pid reused by another process is taken at its word.
 //! - In-process faults (proxy) end with the drill's process: there is nothing to revert.
-//! - Store and Kubernetes faults are not built yet: such scenarios are refused before
-//!   anything is touched.
+//! - Store faults (`unavailable`, `corrupt`, `hide-latest`) are a wrapper in the lifeboat
+//!   commands the drill starts ([`crate::store::DRILL_FAULT_ENV`]): the store's objects are
+//!   never touched. `unavailable`: a backup of each source on the store must fail, and succeed
+//!   again once the fault is reverted (RTO: fault to that backup). `corrupt`/`hide-latest`:
+//!   the newest snapshot of each source is served corrupt or hidden, from a throwaway catalog
+//!   rebuilt from the store; verifying it must fail (corrupt) and the previous snapshot must
+//!   restore (RTO: fault to that restore verified; RPO: the age of the snapshot restored).
 //! - complete-disaster (`restore-all`) is a simulation on the side: the catalog rebuilt from
 //!   the stores alone into a throwaway catalog, every source verified (restored into a
 //!   scratch sandbox, checked, torn down) in parallel from it; the real catalog, stores and
@@ -43,7 +48,7 @@ use tracing::Instrument;
 
 use super::canary::{CanaryError, PgCanary, write_observed};
 use super::proxy::{Mode, Proxy};
-use super::scenario::{Action, Fault, MAX_TTL, Probe, Scenario, TargetKind};
+use super::scenario::{Action, Fault, MAX_TTL, Probe, Scenario};
 use crate::catalog::CatalogError;
 use crate::model::journal::{
     CanaryStrip, CanaryWrite, DRILL_JOURNAL_SCHEMA, DrillJournal, FaultRecord, GENESIS,
@@ -510,13 +515,7 @@ fn check_supported(name: &str, s: &Scenario) -> Result<(), DrillError> {
     };
     for t in &s.targets {
         match t.kind() {
-            Ok(TargetKind::ProcessGroup | TargetKind::Proxy | TargetKind::AllSources) => {}
-            Ok(k) => {
-                return Err(unsupported(format!(
-                    "target `{}` ({k:?}): this lifeboat cannot run such faults yet; `lifeboat drill plan {name}` shows what it would do",
-                    t.name
-                )));
-            }
+            Ok(_) => {}
             Err(e) => return Err(unsupported(e)),
         }
     }
@@ -784,7 +783,15 @@ impl<'a> Drill<'a> {
             if fault_at.is_none() {
                 fault_at = at;
             }
-            if let (Some(at), Some(FaultSpec::Scratch { dir })) = (at, &r.spec) {
+            let store = s
+                .targets
+                .iter()
+                .find(|t| t.name == r.fault.target)
+                .and_then(|t| t.store.clone());
+            if let (Some(at), Some(FaultSpec::Scratch { dir }), Some(store)) = (at, &r.spec, &store)
+            {
+                self.disaster = Some(self.store_fault(r.fault, store, dir, at).await);
+            } else if let (Some(at), Some(FaultSpec::Scratch { dir })) = (at, &r.spec) {
                 self.disaster = Some(self.restore_all(r.fault, dir, at).await);
             } else if at.is_some() {
                 self.hold(r.fault.duration).await;
@@ -897,6 +904,22 @@ impl<'a> Drill<'a> {
                         pidfile: pg.pidfile.clone(),
                         pause: f.action == Action::Pause,
                         restart: pg.restart.clone(),
+                    });
+                } else if let Some(store) = &t.store {
+                    if self.ctx.stores.contains_key(store) {
+                        r.targets = self
+                            .ctx
+                            .config
+                            .sources
+                            .iter()
+                            .filter(|s| &s.store == store)
+                            .map(|s| format!("source {} on store {store}", s.name))
+                            .collect();
+                    } else {
+                        tracing::warn!(store = %store, "no store by that name in the config");
+                    }
+                    r.spec = Some(FaultSpec::Scratch {
+                        dir: std::env::temp_dir().join(format!("lifeboat-{}", self.j.id)),
                     });
                 } else if t.all_sources {
                     r.targets = self
@@ -1071,6 +1094,269 @@ impl<'a> Drill<'a> {
         }
         restored.sort_by(|a, b| a.source.cmp(&b.source));
         Disaster { total_ms, restored }
+    }
+
+    /// Runs `lifeboat ARGS` with `env`, bounded by `limit`: (exited 0, stdout as JSON if it
+    /// is, the last line of stderr, when it ended).
+    async fn lifeboat(
+        &self,
+        args: &[&str],
+        env: &[(&str, String)],
+        limit: Duration,
+    ) -> (bool, Option<serde_json::Value>, String, Instant) {
+        let mut cmd = self.opts.launcher.command(args);
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        match tokio::time::timeout(limit, cmd.output()).await {
+            Ok(Ok(out)) => {
+                let err = String::from_utf8_lossy(&out.stderr);
+                let last = err
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .to_string();
+                (
+                    out.status.success(),
+                    serde_json::from_slice(&out.stdout).ok(),
+                    crate::model::redact::scrub_registered(&last),
+                    Instant::now(),
+                )
+            }
+            Ok(Err(e)) => (
+                false,
+                None,
+                format!("cannot run lifeboat: {e}"),
+                Instant::now(),
+            ),
+            Err(_) => (
+                false,
+                None,
+                format!(
+                    "lifeboat {} ran over {}",
+                    args.join(" "),
+                    humantime::format_duration(limit)
+                ),
+                Instant::now(),
+            ),
+        }
+    }
+
+    /// A store fault (see the module doc), source by source; one [`Restored`] each.
+    async fn store_fault(
+        &mut self,
+        fault: &Fault,
+        store: &str,
+        dir: &std::path::Path,
+        at: DateTime<Utc>,
+    ) -> Disaster {
+        use crate::store::{DRILL_FAULT_ENV, DrillFault};
+        let started = Instant::now();
+        let since = |t: Instant| t.duration_since(started).as_millis() as u64;
+        let limit = fault.ttl();
+        let url = format!("sqlite://{}", dir.join("catalog.db").display());
+        let sources: Vec<String> = self
+            .ctx
+            .config
+            .sources
+            .iter()
+            .filter(|s| s.store == store)
+            .map(|s| s.name.clone())
+            .collect();
+        let mut restored = Vec::new();
+        if fault.action == Action::Unavailable {
+            let env = [(DRILL_FAULT_ENV, DrillFault::Unavailable.env_value(store))];
+            for src in &sources {
+                let (ok, _, why, _) = self.lifeboat(&["backup", src], &env, limit).await;
+                let detail = if ok {
+                    format!("{src}: a backup SUCCEEDED while the store was unavailable")
+                } else {
+                    format!("{src}: the backup failed loudly: {why}")
+                };
+                self.event("observed", &detail);
+                if ok {
+                    self.finding("critical", detail);
+                }
+            }
+            let rest = fault.duration.saturating_sub(started.elapsed());
+            self.hold(rest).await;
+            // From here on the commands run without the fault.
+            self.event(
+                "fault-lifted",
+                &format!("store {store} available again to lifeboat"),
+            );
+            for src in &sources {
+                let (ok, _, why, done) = self.lifeboat(&["backup", src], &[], limit).await;
+                let error = (!ok).then(|| format!("no backup after the outage: {why}"));
+                let detail = format!("{src}: {}", error.as_deref().unwrap_or("backed up again"));
+                self.event("recovered", &detail);
+                restored.push(Restored {
+                    source: src.clone(),
+                    error,
+                    done_ms: since(done),
+                    rpo_ms: None,
+                    snapshot_id: None,
+                });
+            }
+            return Disaster {
+                total_ms: since(Instant::now()),
+                restored,
+            };
+        }
+        // corrupt / hide-latest: each source's newest complete snapshot and the one before.
+        let mut newest = BTreeMap::new();
+        for src in &sources {
+            let rows = self
+                .ctx
+                .catalog
+                .snapshots(Some(src))
+                .await
+                .unwrap_or_default();
+            let complete: Vec<_> = rows
+                .iter()
+                .filter(|r| r.status == crate::catalog::Status::Complete)
+                .collect();
+            let n = complete.len();
+            newest.insert(
+                src.clone(),
+                (
+                    complete.last().map(|r| r.id.clone()),
+                    (n >= 2).then(|| {
+                        (
+                            complete[n - 2].id.clone(),
+                            complete[n - 2].created_at.clone(),
+                        )
+                    }),
+                ),
+            );
+        }
+        let faults: Vec<String> = newest
+            .iter()
+            .filter_map(|(src, (id, _))| {
+                let dir = crate::model::snapshot::dir(src, id.as_deref()?);
+                Some(
+                    match fault.action {
+                        Action::Corrupt => DrillFault::Corrupt(format!("{dir}/")),
+                        _ => DrillFault::Hide(format!("{dir}/")),
+                    }
+                    .env_value(store),
+                )
+            })
+            .collect();
+        let env = [
+            (DRILL_FAULT_ENV, faults.join(",")),
+            ("LIFEBOAT_CATALOG", url.clone()),
+        ];
+        // The throwaway catalog, from the store as the fault shows it.
+        let rebuild_env: &[(&str, String)] = if fault.action == Action::HideLatest {
+            &env
+        } else {
+            &env[1..]
+        };
+        let (ok, _, why, _) = self
+            .lifeboat(&["catalog", "rebuild"], rebuild_env, limit)
+            .await;
+        if !ok {
+            let error = Some(format!("catalog rebuild from the store failed: {why}"));
+            return Disaster {
+                total_ms: since(Instant::now()),
+                restored: sources
+                    .iter()
+                    .map(|s| Restored {
+                        source: s.clone(),
+                        error: error.clone(),
+                        done_ms: since(Instant::now()),
+                        rpo_ms: None,
+                        snapshot_id: None,
+                    })
+                    .collect(),
+            };
+        }
+        for src in &sources {
+            let (latest, previous) = newest.get(src).cloned().unwrap_or((None, None));
+            let mut error = None;
+            let mut snapshot_id = None;
+            let mut rpo_ms = None;
+            let mut done = Instant::now();
+            if fault.action == Action::Corrupt
+                && let Some(latest) = &latest
+            {
+                let (ok, _, why, _) = self
+                    .lifeboat(&["verify", latest, "--output", "json"], &env, limit)
+                    .await;
+                let detail = if ok {
+                    format!("{src}: the corrupt snapshot {latest} VERIFIED as good")
+                } else {
+                    format!("{src}: the corrupt snapshot {latest} was refused: {why}")
+                };
+                self.event("observed", &detail);
+                if ok {
+                    self.finding("critical", detail.clone());
+                    error = Some(detail);
+                }
+            }
+            let fallback = match fault.action {
+                Action::Corrupt => previous.as_ref().map(|(id, _)| id.clone()),
+                _ => Some(src.clone()),
+            };
+            match fallback {
+                None => {
+                    error.get_or_insert_with(|| {
+                        "no older complete snapshot to fall back on".to_string()
+                    });
+                }
+                Some(what) => {
+                    let (ok, report, why, end) = self
+                        .lifeboat(&["verify", &what, "--output", "json"], &env, limit)
+                        .await;
+                    done = end;
+                    let id = report
+                        .as_ref()
+                        .and_then(|r| r["snapshot_id"].as_str())
+                        .map(str::to_string);
+                    if !ok {
+                        error.get_or_insert(format!("the fallback did not restore: {why}"));
+                    } else if id.is_some() && id == latest {
+                        error.get_or_insert(format!(
+                            "the hidden snapshot {} was restored anyway",
+                            latest.clone().unwrap_or_default()
+                        ));
+                    }
+                    let created = previous
+                        .as_ref()
+                        .filter(|(pid, _)| Some(pid) == id.as_ref())
+                        .and_then(|(_, c)| chrono::DateTime::parse_from_rfc3339(c).ok());
+                    rpo_ms = created
+                        .map(|c| (at - c.with_timezone(&Utc)).num_milliseconds().max(0) as u64);
+                    if let Some(id) = &id {
+                        self.j
+                            .evidence
+                            .push(format!("snapshot {id} ({src}) restored instead"));
+                    }
+                    snapshot_id = id;
+                }
+            }
+            let detail = format!(
+                "{src}: {}",
+                error
+                    .as_deref()
+                    .unwrap_or("fell back to the previous snapshot")
+            );
+            self.event("restored", &detail);
+            restored.push(Restored {
+                source: src.clone(),
+                error,
+                done_ms: since(done),
+                rpo_ms,
+                snapshot_id,
+            });
+        }
+        Disaster {
+            total_ms: since(Instant::now()),
+            restored,
+        }
     }
 
     fn spawn_watchdog(&mut self) {
