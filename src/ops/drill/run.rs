@@ -1283,9 +1283,13 @@ impl<'a> Drill<'a> {
             if fault.action == Action::Corrupt
                 && let Some(latest) = &latest
             {
-                let (ok, _, why, _) = self
+                let (ok, report, why, _) = self
                     .lifeboat(&["verify", latest, "--output", "json"], &env, limit)
                     .await;
+                let why = report
+                    .as_ref()
+                    .and_then(|r| r["error"].as_str())
+                    .map_or(why, str::to_string);
                 let detail = if ok {
                     format!("{src}: the corrupt snapshot {latest} VERIFIED as good")
                 } else {
