@@ -871,3 +871,41 @@ fn store_outage_fails_backups_loudly_then_they_recover() {
     let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
     assert_eq!(journal_of(&out)["verdict"], "inconclusive");
 }
+
+/// A canary URL's password never reaches the output, the journal, the catalog or the store,
+/// and a canary that cannot connect fails the drill before any fault is applied.
+#[test]
+fn canary_secrets_stay_out_and_an_unreachable_canary_touches_nothing() {
+    let env = drill_env();
+    let sleeper = Sleeper::start(&env);
+    let port = common::servers::free_port();
+    let scenario = pause_scenario(&env, &sleeper, "canary: { url: \"${URL}\", timeout: 2s }\n");
+    let out = env.run(&[
+        "drill",
+        "run",
+        &scenario,
+        "--var",
+        &format!("URL=postgres://canary:hunter2@127.0.0.1:{port}/app"),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out.stderr));
+    let j = journal_of(&out);
+    assert_eq!(j["verdict"], "failed", "{j:#}");
+    assert!(j["reasons"].to_string().contains("canary"), "{j:#}");
+    assert!(!sleeper.stopped());
+    assert_eq!(j["faults"][0]["applied_at"], serde_json::Value::Null);
+    let mut everything = common::text(&out.stdout) + &common::text(&out.stderr);
+    for f in ["catalog.db", "catalog.db-wal"] {
+        everything += &String::from_utf8_lossy(&std::fs::read(env.path(f)).unwrap_or_default());
+    }
+    for f in common::files_under(&env.path("store")) {
+        everything +=
+            &String::from_utf8_lossy(&std::fs::read(env.path(&format!("store/{f}"))).unwrap());
+    }
+    assert!(
+        !everything.contains("hunter2"),
+        "the canary password leaked"
+    );
+}
