@@ -909,3 +909,81 @@ fn canary_secrets_stay_out_and_an_unreachable_canary_touches_nothing() {
         "the canary password leaked"
     );
 }
+
+/// The daemon runs a scheduled drill on its cron (in a time zone), one at a time, and
+/// suspends the schedule after `suspend_after` consecutive failures (here: inconclusive
+/// drills, no canary).
+#[test]
+fn the_daemon_runs_scheduled_drills_and_suspends_failing_ones() {
+    let env = common::Env::new();
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    std::fs::write(env.path("data/f"), "x\n").unwrap();
+    let sleeper = Sleeper::start(&env);
+    std::fs::write(
+        env.path("freeze.yaml"),
+        format!(
+            "tier: pod\n\
+             targets:\n  - name: app\n    allowed: true\n    process_group: {{ pidfile: \"{}\" }}\n\
+             faults:\n  - {{ name: freeze, target: app, action: pause, duration: 1s, ttl: 10s }}\n",
+            sleeper.pidfile.display()
+        ),
+    )
+    .unwrap();
+    env.write_config(
+        "catalog: sqlite://./catalog.db\n\
+         stores:\n  local: { url: \"file://./store\" }\n\
+         encryption:\n  recipients: [\"{recipient}\"]\n  identity_file: ./age.key\n\
+         sources:\n\
+         \x20 - { name: alpha, kind: files, path: ./data, store: local, schedule: \"0 3 * * *\", objectives: { rpo: 1d, rto: 30m } }\n\
+         drills:\n  schedules:\n\
+         \x20   - { scenario: ./freeze.yaml, schedule: \"*/2 * * * * *\", timezone: Europe/Paris, suspend_after: 2 }\n",
+    );
+    env.ok(&["config", "check"]);
+    let log = std::fs::File::create(env.path("daemon.log")).unwrap();
+    let mut daemon = env
+        .command(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the daemon");
+    let done = |env: &common::Env| -> Vec<serde_json::Value> {
+        let out = env.run(&["drill", "history", "--output", "json"]);
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|j| j["finished_at"].is_string())
+            .collect()
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        common::wait_until("two scheduled drills", Duration::from_secs(90), || {
+            done(&env).len() >= 2
+        });
+        // Suspended: no third drill.
+        std::thread::sleep(Duration::from_secs(6));
+        let h = done(&env);
+        assert_eq!(h.len(), 2, "{h:#?}");
+        for j in &h {
+            assert!(
+                j["run_by"].as_str().unwrap().starts_with("daemon@"),
+                "{j:#}"
+            );
+            assert_eq!(j["verdict"], "inconclusive", "{j:#}");
+            assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+        }
+        // One at a time: the second started after the first finished.
+        assert!(
+            h[1]["started_at"].as_str() >= h[0]["finished_at"].as_str(),
+            "{h:#?}"
+        );
+        assert!(!sleeper.stopped());
+        let log = std::fs::read_to_string(env.path("daemon.log")).unwrap();
+        assert!(log.contains("SUSPENDED"), "{log}");
+    }));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    if let Err(e) = result {
+        let log = std::fs::read_to_string(env.path("daemon.log")).unwrap_or_default();
+        eprintln!("daemon log:\n{log}");
+        std::panic::resume_unwind(e);
+    }
+}

@@ -3,6 +3,7 @@
 //!
 //! Every error names the file, the key path and what to write instead.
 
+pub mod drills;
 pub mod failover;
 mod interpolate;
 mod verify;
@@ -73,6 +74,9 @@ pub struct Config {
     #[serde(default)]
     pub sites: Vec<failover::SiteConfig>,
     pub failover: Option<failover::FailoverConfig>,
+    /// `drills:`: drill schedules the daemon runs (see [`drills`]).
+    #[serde(default)]
+    pub drills: drills::DrillsConfig,
     /// The text this config was parsed from and the `${VAR}` values it used: what a
     /// `lifeboat` elsewhere (a Kubernetes verification Job) needs to load the same config.
     #[serde(skip)]
@@ -583,6 +587,7 @@ impl Config {
             ));
         }
         self.dns.validate()?;
+        self.drills.validate()?;
         failover::validate(
             &self.sites,
             self.failover.as_ref(),

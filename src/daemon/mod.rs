@@ -20,6 +20,7 @@
 //! Retries in `--once` mode are left to the CronJob's Job (`backoffLimit`): `--once` tries
 //! each due job once and exits non-zero if any failed.
 
+mod drills;
 pub mod http;
 pub mod metrics;
 pub mod reports;
@@ -158,6 +159,7 @@ async fn lead(
     if let Err(e) = crate::ops::drill::run::sweep(app).await {
         tracing::warn!(cause = %e, "could not sweep drills left by crashed runs");
     }
+    let _drills = drills::start(app, &opts, stop);
     let now = app.now();
     let mut last = BTreeMap::new();
     for (source, job, at) in app.catalog.last_runs().await? {
