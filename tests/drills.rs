@@ -987,3 +987,38 @@ fn the_daemon_runs_scheduled_drills_and_suspends_failing_ones() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// A network fault through the drill's in-process proxy: the canary writes through it, the
+/// proxy blackholes for 2 s, the measured RTO is 2 s within the resolution.
+#[test]
+fn a_blackholed_proxy_measures_rto_two_seconds() {
+    let pg = PgServer::start();
+    pg.create_db("app");
+    let env = drill_env();
+    let port = common::servers::free_port();
+    let url = pg
+        .url("app")
+        .replacen(&format!(":{}/", pg.port()), &format!(":{port}/"), 1);
+    let scenario = write_scenario(
+        &env,
+        &format!(
+            "tier: zone\n\
+             targets:\n  - name: path\n    allowed: true\n    proxy: {{ listen: \"127.0.0.1:{port}\", upstream: \"127.0.0.1:{}\" }}\n\
+             faults:\n  - {{ name: cut, target: path, action: blackhole, duration: 2s }}\n\
+             canary: {{ url: \"{url}\", timeout: 10s }}\n\
+             expect: {{ rto: 30s, rpo: 1s }}\n",
+            pg.port()
+        ),
+    );
+    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    let rto = j["services"][0]["rto_seconds"].as_f64().expect("rto");
+    assert!(
+        (1.9..=2.5).contains(&rto),
+        "RTO {rto} s for a 2 s blackhole: {j:#}"
+    );
+    assert_eq!(j["faults"][0]["action"], "blackhole");
+    assert_eq!(j["faults"][0]["reverted"], true);
+}
