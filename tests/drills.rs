@@ -123,3 +123,902 @@ fn drill_list_and_plan() {
     let err = env.fails(&["drill", "plan", "./bad.yaml"]);
     assert!(err.contains("not `allowed: true`"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------
+// `lifeboat drill run`: real processes, real PostgreSQL, the real binary.
+
+/// A `sleep` in its own process group, with a pid file; the group is killed on drop.
+struct Sleeper {
+    child: std::process::Child,
+    pidfile: std::path::PathBuf,
+}
+
+impl Sleeper {
+    fn start(env: &common::Env) -> Sleeper {
+        use std::os::unix::process::CommandExt;
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .process_group(0)
+            .spawn()
+            .expect("start sleep");
+        let pidfile = env.path("sleeper.pid");
+        std::fs::write(&pidfile, format!("{}\n", child.id())).expect("pid file");
+        Sleeper { child, pidfile }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stopped(&self) -> bool {
+        proc_state(self.pid()) == Some('T')
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let pid = self.pid().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &format!("-{pid}")])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proc_state(pid: u32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// An env whose config has a file store (where journals go) and a source that is never
+/// contacted.
+fn drill_env() -> common::Env {
+    let env = common::Env::new();
+    env.pg_config(
+        "sqlite://./catalog.db",
+        "postgres://nobody@127.0.0.1:1/none",
+        "local",
+        "  local: { url: \"file://./store\" }",
+    );
+    env
+}
+
+fn write_scenario(env: &common::Env, yaml: &str) -> String {
+    std::fs::write(env.path("scenario.yaml"), yaml).expect("write scenario");
+    "./scenario.yaml".into()
+}
+
+fn journal_of(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "drill run --output json printed no journal ({e}):\nstdout: {}\nstderr: {}",
+            common::text(&out.stdout),
+            common::text(&out.stderr)
+        )
+    })
+}
+
+fn history(env: &common::Env) -> Vec<serde_json::Value> {
+    let out = env.ok(&["drill", "history", "--output", "json"]);
+    serde_json::from_str(&out).expect("history json")
+}
+
+#[test]
+fn a_paused_postgres_measures_rto_two_seconds_and_rpo_zero() {
+    let pg = PgServer::start();
+    pg.create_db("app");
+    // Acknowledged means durable: the canary's writes commit synchronously.
+    pg.psql("postgres", "ALTER DATABASE app SET synchronous_commit = on");
+    let env = drill_env();
+    let pidfile = pg.data_dir().join("postmaster.pid");
+    let scenario = write_scenario(
+        &env,
+        &format!(
+            "tier: pod\n\
+             targets:\n  - name: pg\n    allowed: true\n    process_group: {{ pidfile: \"{}\" }}\n\
+             faults:\n  - {{ name: freeze-pg, target: pg, action: pause, duration: 2s, ttl: 20s }}\n\
+             canary: {{ url: \"{}\", interval: 100ms, timeout: 10s }}\n\
+             probes:\n  - {{ name: pg-port, tcp: \"127.0.0.1:{}\" }}\n\
+             expect: {{ rpo: 1s, rto: 30s }}\n",
+            pidfile.display(),
+            pg.url("app"),
+            pg.port()
+        ),
+    );
+    // A dry run touches and records nothing.
+    let dry = env.ok(&["drill", "run", "--file", &scenario, "--dry-run"]);
+    assert!(
+        dry.contains("nothing is touched") && dry.contains("postmaster.pid"),
+        "{dry}"
+    );
+    assert!(history(&env).is_empty());
+    // Without a terminal and without --yes: refused.
+    let err = env.fails(&["drill", "run", &scenario]);
+    assert!(err.contains("--yes"), "{err}");
+
+    let out = env.run(&[
+        "drill", "run", "--file", &scenario, "--yes", "--output", "json",
+    ]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    let s = &j["services"][0];
+    let rto = s["rto_seconds"].as_f64().expect("rto");
+    // 2.0 s outage, 100 ms canary resolution, plus scheduling slack on a busy machine.
+    assert!(
+        (1.9..=2.5).contains(&rto),
+        "RTO {rto} s for a 2.0 s pause: {j:#}"
+    );
+    assert_eq!(s["rpo_seconds"].as_f64(), Some(0.0), "{j:#}");
+    assert_eq!(j["canary"]["lost"], 0, "{j:#}");
+    assert_eq!(j["canary"]["resolution_ms"], 100);
+    let f = &j["faults"][0];
+    assert_eq!(f["action"], "pause");
+    assert_eq!(f["reverted"], true, "{j:#}");
+    assert!(
+        f["applied_at"].is_string() && f["reverted_at"].is_string(),
+        "{j:#}"
+    );
+    let mut phases: Vec<&str> = j["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases[0], "fault", "{j:#}");
+    // The first write may be acknowledged before the rollback's confirmation is recorded.
+    phases.sort();
+    assert_eq!(phases, ["fault", "first-write", "rollback"], "{j:#}");
+    // The chain verifies, the store and the catalog hold the same journal.
+    let parsed: lifeboat::model::journal::DrillJournal =
+        serde_json::from_value(j.clone()).expect("journal schema");
+    lifeboat::model::journal::verify_chain(&parsed).expect("chain");
+    let id = j["id"].as_str().unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.path(&format!("store/drills/{id}/journal.json"))).expect("in store"),
+    )
+    .unwrap();
+    assert_eq!(stored["journal_sha256"], j["journal_sha256"]);
+    let h = history(&env);
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0]["journal_sha256"], j["journal_sha256"]);
+    // PostgreSQL is not left stopped.
+    assert_eq!(
+        pg.psql("app", "SELECT count(*) > 20 FROM lifeboat_canary"),
+        "t"
+    );
+    // The drill is RTO/RPO evidence in `lifeboat status`, with its age.
+    let out = env.run(&["status", "--output", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let d = &status["drills"][0];
+    assert_eq!(d["id"], j["id"], "{status:#}");
+    assert_eq!(d["verdict"], "pass");
+    assert_eq!(d["rto_seconds"].as_f64(), Some(rto));
+    assert_eq!(d["rpo_seconds"].as_f64(), Some(0.0));
+    assert!(
+        d["age_seconds"]
+            .as_f64()
+            .is_some_and(|a| (0.0..120.0).contains(&a)),
+        "{d}"
+    );
+    let table = common::text(&env.run(&["status"]).stdout);
+    assert!(
+        table.contains("DRILL") && table.contains("scenario"),
+        "{table}"
+    );
+    let prom = common::text(&env.run(&["status", "--output", "prometheus"]).stdout);
+    assert!(
+        prom.contains("lifeboat_drill_rto_seconds{scenario=\"scenario\"}"),
+        "{prom}"
+    );
+}
+
+#[test]
+fn a_fault_matching_nothing_is_inconclusive_and_touches_nothing() {
+    let env = drill_env();
+    let scenario = write_scenario(
+        &env,
+        "tier: pod\n\
+         targets:\n  - name: gone\n    allowed: true\n    process_group: { pidfile: \"./no-such.pid\" }\n\
+         faults:\n  - { name: kill-gone, target: gone, action: kill, duration: 1s }\n\
+         expect: { rto: 30s }\n",
+    );
+    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out.stderr));
+    let j = journal_of(&out);
+    assert_eq!(j["verdict"], "inconclusive", "{j:#}");
+    assert!(
+        j["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("matched no target"),
+        "{j:#}"
+    );
+    assert_eq!(j["faults"][0]["applied_at"], serde_json::Value::Null);
+    assert_eq!(history(&env)[0]["verdict"], "inconclusive");
+}
+
+/// Starts `drill run` of `scenario` in the background and waits until `sleeper` is stopped.
+fn start_drill(env: &common::Env, scenario: &str, sleeper: &Sleeper) -> std::process::Child {
+    let child = env
+        .command(&["drill", "run", scenario, "--yes", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start drill");
+    common::wait_until(
+        "the fault to stop the target",
+        Duration::from_secs(60),
+        || sleeper.stopped(),
+    );
+    child
+}
+
+fn pause_scenario(env: &common::Env, sleeper: &Sleeper, extra: &str) -> String {
+    write_scenario(
+        env,
+        &format!(
+            "tier: pod\n\
+             targets:\n  - name: app\n    allowed: true\n    process_group: {{ pidfile: \"{}\" }}\n\
+             faults:\n  - {{ name: freeze, target: app, action: pause, duration: 8s, ttl: 10s }}\n{extra}",
+            sleeper.pidfile.display()
+        ),
+    )
+}
+
+#[test]
+fn a_killed_drill_is_rolled_back_by_its_watchdog_and_recorded_aborted() {
+    let env = drill_env();
+    let sleeper = Sleeper::start(&env);
+    let scenario = pause_scenario(&env, &sleeper, "");
+    let drill = start_drill(&env, &scenario, &sleeper);
+    let killed_at = std::time::Instant::now();
+    common::kill9(drill);
+    // The watchdog resumes the process within the TTL (10 s).
+    common::wait_until(
+        "the watchdog to resume the target",
+        Duration::from_secs(10),
+        || !sleeper.stopped(),
+    );
+    assert!(killed_at.elapsed() < Duration::from_secs(10));
+    // The next start records the drill aborted, its fault reverted.
+    let h = history(&env);
+    assert_eq!(h.len(), 1, "{h:#?}");
+    assert_eq!(h[0]["verdict"], "aborted", "{:#}", h[0]);
+    assert_eq!(h[0]["faults"][0]["reverted"], true, "{:#}", h[0]);
+    let parsed: lifeboat::model::journal::DrillJournal =
+        serde_json::from_value(h[0].clone()).expect("schema");
+    lifeboat::model::journal::verify_chain(&parsed).expect("chain");
+    // Asked again: nothing more to do, still one aborted drill.
+    assert_eq!(history(&env)[0]["verdict"], "aborted");
+}
+
+/// Waits for a background drill, checks it was aborted for `why` and rolled back.
+fn assert_aborted(child: std::process::Child, sleeper: &Sleeper, why: &str) {
+    let out = child.wait_with_output().expect("drill ends");
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out.stderr));
+    let j = journal_of(&out);
+    assert_eq!(j["verdict"], "aborted", "{j:#}");
+    let reasons = j["reasons"].to_string();
+    assert!(reasons.contains(why), "{why} not in {reasons}");
+    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    assert!(!sleeper.stopped(), "the target is still stopped");
+}
+
+#[test]
+fn abort_past_max_elapsed_rolls_back() {
+    let env = drill_env();
+    let sleeper = Sleeper::start(&env);
+    let scenario = pause_scenario(&env, &sleeper, "abort: { max_elapsed: 3s }\n");
+    let started = std::time::Instant::now();
+    let drill = start_drill(&env, &scenario, &sleeper);
+    assert_aborted(drill, &sleeper, "past its limit");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "not aborted early"
+    );
+}
+
+#[test]
+fn abort_on_ctrl_c_rolls_back() {
+    let env = drill_env();
+    let sleeper = Sleeper::start(&env);
+    let scenario = pause_scenario(&env, &sleeper, "");
+    let drill = start_drill(&env, &scenario, &sleeper);
+    std::process::Command::new("kill")
+        .args(["-INT", &drill.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert_aborted(drill, &sleeper, "interrupted");
+}
+
+#[test]
+fn abort_when_the_blast_radius_is_hit_rolls_back() {
+    let env = drill_env();
+    let sleeper = Sleeper::start(&env);
+    let bystander = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let addr = bystander.local_addr().unwrap();
+    let scenario = pause_scenario(
+        &env,
+        &sleeper,
+        &format!("probes:\n  - {{ name: bystander, tcp: \"{addr}\", blast_radius: true }}\n"),
+    );
+    let drill = start_drill(&env, &scenario, &sleeper);
+    drop(bystander);
+    assert_aborted(drill, &sleeper, "blast radius: probe `bystander`");
+}
+
+#[test]
+fn abort_when_a_failover_starts_rolls_back() {
+    let env = drill_env();
+    let sleeper = Sleeper::start(&env);
+    let scenario = pause_scenario(&env, &sleeper, "");
+    let drill = start_drill(&env, &scenario, &sleeper);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", env.path("catalog.db").display());
+        let c = lifeboat::catalog::Catalog::open(&lifeboat::config::SecretString::new(url))
+            .await
+            .expect("catalog");
+        c.failover_begin(
+            7,
+            "a",
+            "b",
+            "manual",
+            &serde_json::json!({}),
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("failover");
+    });
+    assert_aborted(drill, &sleeper, "failover of term 7");
+}
+
+#[test]
+fn abort_while_a_prometheus_alert_fires_rolls_back() {
+    let Some(prometheus) = common::servers::bin_on_path("prometheus") else {
+        assert!(
+            std::env::var_os("LIFEBOAT_REQUIRE_PROMETHEUS").is_none(),
+            "LIFEBOAT_REQUIRE_PROMETHEUS is set but prometheus is not on PATH"
+        );
+        eprintln!("SKIPPED: no prometheus on PATH (scripts/setup.sh installs it)");
+        return;
+    };
+    let env = drill_env();
+    let port = common::servers::free_port();
+    std::fs::write(env.path("rules.yml"), "groups: []\n").unwrap();
+    std::fs::write(
+        env.path("prometheus.yml"),
+        format!(
+            "global:\n  evaluation_interval: 1s\nrule_files: [\"{}\"]\n",
+            env.path("rules.yml").display()
+        ),
+    )
+    .unwrap();
+    let mut prom = std::process::Command::new(prometheus)
+        .arg(format!(
+            "--config.file={}",
+            env.path("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            env.path("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    common::wait_until("prometheus to be ready", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && common::servers::http_get(port, "/-/ready", None).0 == 200
+    });
+    let sleeper = Sleeper::start(&env);
+    let scenario = pause_scenario(
+        &env,
+        &sleeper,
+        &format!("abort: {{ prometheus: \"http://127.0.0.1:{port}\" }}\n"),
+    );
+    let drill = start_drill(&env, &scenario, &sleeper);
+    // While the fault is active, an alert starts firing (rules reloaded on SIGHUP).
+    std::fs::write(
+        env.path("rules.yml"),
+        "groups:\n  - name: drill\n    rules:\n      - alert: AlwaysFiring\n        expr: vector(1)\n",
+    )
+    .unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &prom.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_aborted(drill, &sleeper, "AlwaysFiring")
+    }));
+    let _ = prom.kill();
+    let _ = prom.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// The drill tables behave the same on SQLite and PostgreSQL: journals upserted with their
+/// events appended (never rewritten), fault intents, reverts recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_catalog_on_sqlite_and_postgres() {
+    use lifeboat::catalog::Catalog;
+    use lifeboat::config::SecretString;
+    use lifeboat::model::journal::{DRILL_JOURNAL_SCHEMA, DrillJournal, GENESIS};
+    let pg = PgServer::start();
+    pg.create_db("catalog");
+    let dir = tempfile::tempdir().expect("dir");
+    for url in [
+        format!("sqlite://{}", dir.path().join("c.db").display()),
+        pg.url("catalog"),
+    ] {
+        let c = Catalog::open(&SecretString::new(url.clone()))
+            .await
+            .expect("open");
+        let t0 = chrono::Utc::now();
+        let mut j = DrillJournal {
+            schema: DRILL_JOURNAL_SCHEMA.into(),
+            id: "d1".into(),
+            scenario: "pod-kill".into(),
+            tier: "pod".into(),
+            started_at: t0,
+            finished_at: None,
+            run_by: "t@h".into(),
+            dry_run: false,
+            verdict: "running".into(),
+            reasons: vec![],
+            objectives: Default::default(),
+            services: vec![],
+            timeline: vec![],
+            canary: None,
+            faults: vec![],
+            findings: vec![],
+            evidence: vec![],
+            events: vec![],
+            journal_sha256: GENESIS.into(),
+        };
+        j.push_event(t0, "started", "");
+        c.put_drill_journal(&j).await.expect("put");
+        assert_eq!(
+            c.drill_runs_running().await.expect("running").len(),
+            1,
+            "{url}"
+        );
+        c.drill_fault_intent(
+            "d1",
+            "f",
+            "pause",
+            &serde_json::json!({"type": "in-process", "target": "x"}),
+            t0,
+        )
+        .await
+        .expect("intent");
+        c.drill_fault_applied("d1", "f", t0).await.expect("applied");
+        c.drill_fault_attempt("d1", "f", "not yet")
+            .await
+            .expect("attempt");
+        assert!(
+            c.drill_fault_reverted("d1", "f", "drill", t0)
+                .await
+                .expect("reverted")
+        );
+        assert!(
+            !c.drill_fault_reverted("d1", "f", "watchdog", t0)
+                .await
+                .expect("again")
+        );
+        let faults = c.drill_faults("d1").await.expect("faults");
+        assert_eq!(faults.len(), 1);
+        assert!(faults[0].reverted(), "{url}");
+        assert_eq!(faults[0].reverted_by.as_deref(), Some("drill"));
+        assert_eq!(faults[0].attempts, 2);
+        j.push_event(t0, "finished", "verdict pass");
+        j.verdict = "pass".into();
+        j.finished_at = Some(t0);
+        c.put_drill_journal(&j).await.expect("put again");
+        assert!(c.drill_runs_running().await.expect("running").is_empty());
+        let back = c.drill_journal("d1").await.expect("get").expect("some");
+        assert_eq!(back, j, "{url}");
+        assert!(c.drill_journal("nope").await.expect("get").is_none());
+        let events = c.drill_events("d1").await.expect("events");
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].2, j.journal_sha256);
+        let since = c
+            .drill_journals(t0 - chrono::TimeDelta::seconds(1))
+            .await
+            .expect("since");
+        assert_eq!(since.len(), 1);
+        assert!(
+            c.drill_journals(t0 + chrono::TimeDelta::seconds(1))
+                .await
+                .expect("later")
+                .is_empty()
+        );
+    }
+}
+
+/// SIGKILL of PostgreSQL's whole family (the postmaster's group and its backends), restarted
+/// after 2 s by the scenario's `restart:`: no acknowledged write is lost with synchronous
+/// commit (RPO 0), and the RTO is the 2 s outage plus the restart (crash recovery).
+#[test]
+fn a_killed_and_restarted_postgres_loses_no_acknowledged_write() {
+    let pg = PgServer::start();
+    pg.create_db("app");
+    pg.psql("postgres", "ALTER DATABASE app SET synchronous_commit = on");
+    let env = drill_env();
+    let restart = serde_json::to_string(&pg.start_argv()).unwrap();
+    let scenario = write_scenario(
+        &env,
+        &format!(
+            "tier: pod\n\
+             targets:\n  - name: pg\n    allowed: true\n    process_group: {{ pidfile: \"{}\", restart: {restart} }}\n\
+             faults:\n  - {{ name: kill-pg, target: pg, action: kill, duration: 2s, ttl: 60s }}\n\
+             canary: {{ url: \"{}\", interval: 100ms, timeout: 1s }}\n\
+             expect: {{ rpo: 1s, rto: 30s }}\n",
+            pg.data_dir().join("postmaster.pid").display(),
+            pg.url("app"),
+        ),
+    );
+    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    let s = &j["services"][0];
+    assert_eq!(s["rpo_seconds"].as_f64(), Some(0.0), "{j:#}");
+    assert_eq!(j["canary"]["lost"], 0, "{j:#}");
+    let rto = s["rto_seconds"].as_f64().expect("rto");
+    assert!(
+        (1.9..=8.0).contains(&rto),
+        "RTO {rto} s for a 2 s kill + restart: {j:#}"
+    );
+    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    // Every acknowledged write is in the table after the restart.
+    let acked = j["canary"]["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["outcome"] == "acknowledged")
+        .count();
+    let id = j["id"].as_str().unwrap();
+    let rows: usize = pg
+        .psql(
+            "app",
+            &format!("SELECT count(*) FROM lifeboat_canary WHERE run = '{id}'"),
+        )
+        .parse()
+        .unwrap();
+    assert!(rows >= acked, "{rows} rows for {acked} acknowledged writes");
+}
+
+/// complete-disaster on a config with two sources: the catalog rebuilt from the store alone
+/// into a throwaway catalog, both restored (verified) in parallel from it; the real catalog
+/// is not written, the throwaway one is removed.
+#[test]
+fn complete_disaster_restores_every_source_from_the_store_alone() {
+    let env = common::Env::new();
+    for name in ["alpha", "beta"] {
+        std::fs::create_dir_all(env.path(&format!("data-{name}"))).unwrap();
+        std::fs::write(
+            env.path(&format!("data-{name}/file.txt")),
+            format!("{name}\n"),
+        )
+        .unwrap();
+    }
+    env.write_config(
+        "catalog: sqlite://./catalog.db\n\
+         stores:\n  local: { url: \"file://./store\" }\n\
+         encryption:\n  recipients: [\"{recipient}\"]\n  identity_file: ./age.key\n\
+         sources:\n\
+         \x20 - { name: alpha, kind: files, path: ./data-alpha, store: local, schedule: \"0 * * * *\", objectives: { rpo: 1h, rto: 30m } }\n\
+         \x20 - { name: beta, kind: files, path: ./data-beta, store: local, schedule: \"0 * * * *\", objectives: { rpo: 1h, rto: 30m } }\n",
+    );
+    env.ok(&["backup", "alpha"]);
+    env.ok(&["backup", "beta"]);
+    let snapshots = env.snapshots().len();
+    let plan = env.ok(&["drill", "run", "complete-disaster", "--dry-run"]);
+    assert!(plan.contains("every configured source"), "{plan}");
+    let out = env.run(&[
+        "drill",
+        "run",
+        "complete-disaster",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    assert_eq!(
+        j["faults"][0]["targets"],
+        serde_json::json!(["source alpha", "source beta"])
+    );
+    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    let services = j["services"].as_array().unwrap();
+    assert_eq!(services.len(), 2, "{j:#}");
+    for s in services {
+        let rto = s["rto_seconds"].as_f64().expect("rto");
+        let rpo = s["rpo_seconds"].as_f64().expect("rpo");
+        assert!(rto > 0.0 && rto < 600.0, "{s}");
+        assert!((0.0..600.0).contains(&rpo), "{s}");
+        assert_eq!(s["verdict"], "pass", "{s}");
+    }
+    // The real catalog was only read; the throwaway one is gone.
+    assert_eq!(env.snapshots().len(), snapshots);
+    let id = j["id"].as_str().unwrap();
+    assert!(!std::env::temp_dir().join(format!("lifeboat-{id}")).exists());
+    assert!(
+        j["evidence"].to_string().contains("(alpha)"),
+        "{:#}",
+        j["evidence"]
+    );
+}
+
+/// A config with one files source `alpha` on store `local`, backed up `n` times.
+fn files_env(n: usize) -> common::Env {
+    let env = common::Env::new();
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    env.write_config(
+        "catalog: sqlite://./catalog.db\n\
+         stores:\n  local: { url: \"file://./store\" }\n\
+         encryption:\n  recipients: [\"{recipient}\"]\n  identity_file: ./age.key\n\
+         sources:\n\
+         \x20 - { name: alpha, kind: files, path: ./data, store: local, schedule: \"0 * * * *\", objectives: { rpo: 1h, rto: 30m } }\n",
+    );
+    for i in 0..n {
+        std::fs::write(env.path("data/file.txt"), format!("version {i}\n")).unwrap();
+        env.ok(&["backup", "alpha"]);
+    }
+    env
+}
+
+/// Every object under the store, with its bytes: the drill must not change any.
+fn store_objects(env: &common::Env) -> Vec<(String, Vec<u8>)> {
+    common::files_under(&env.path("store"))
+        .into_iter()
+        .filter(|f| !f.starts_with("drills/"))
+        .map(|f| {
+            let bytes = std::fs::read(env.path(&format!("store/{f}"))).unwrap();
+            (f, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn corrupt_latest_snapshot_is_refused_and_the_previous_one_restores() {
+    let env = files_env(2);
+    let before = store_objects(&env);
+    let snaps = env.snapshots();
+    let out = env.run(&[
+        "drill",
+        "run",
+        "corrupt-latest-snapshot",
+        "--var",
+        "STORE=local",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    let events = j["events"].to_string();
+    assert!(events.contains("was refused"), "{events}");
+    let s = &j["services"][0];
+    assert_eq!(s["service"], "alpha");
+    assert!(
+        s["rto_seconds"].as_f64().is_some() && s["rpo_seconds"].as_f64().is_some(),
+        "{s}"
+    );
+    let previous = snaps[snaps.len() - 2]["id"].as_str().unwrap();
+    assert!(
+        j["evidence"].to_string().contains(previous),
+        "{:#}",
+        j["evidence"]
+    );
+    // The real objects were never touched.
+    assert_eq!(store_objects(&env), before);
+}
+
+#[test]
+fn hide_latest_snapshot_restores_the_previous_one() {
+    let env = files_env(2);
+    let before = store_objects(&env);
+    let scenario = write_scenario(
+        &env,
+        "tier: data\n\
+         targets:\n  - { name: store, allowed: true, store: local }\n\
+         faults:\n  - { name: hide, target: store, action: hide-latest, duration: 1m }\n\
+         expect: { rto: 10m, rpo: 1h }\n",
+    );
+    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    assert!(j["services"][0]["rpo_seconds"].as_f64().is_some(), "{j:#}");
+    assert_eq!(store_objects(&env), before);
+}
+
+#[test]
+fn store_outage_fails_backups_loudly_then_they_recover() {
+    let env = files_env(1);
+    let scenario = write_scenario(
+        &env,
+        "tier: data\n\
+         targets:\n  - { name: store, allowed: true, store: local }\n\
+         faults:\n  - { name: down, target: store, action: unavailable, duration: 1s, ttl: 5m }\n\
+         expect: { rto: 5m }\n",
+    );
+    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    let events = j["events"].to_string();
+    assert!(
+        events.contains("the backup failed loudly") && events.contains("unavailable"),
+        "{events}"
+    );
+    assert!(events.contains("backed up again"), "{events}");
+    // A store named nowhere in the config: the fault matches nothing.
+    let scenario = write_scenario(
+        &env,
+        "tier: data\n\
+         targets:\n  - { name: store, allowed: true, store: nope }\n\
+         faults:\n  - { name: down, target: store, action: unavailable, duration: 1s }\n",
+    );
+    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
+    assert_eq!(journal_of(&out)["verdict"], "inconclusive");
+}
+
+/// A canary URL's password never reaches the output, the journal, the catalog or the store,
+/// and a canary that cannot connect fails the drill before any fault is applied.
+#[test]
+fn canary_secrets_stay_out_and_an_unreachable_canary_touches_nothing() {
+    let env = drill_env();
+    let sleeper = Sleeper::start(&env);
+    let port = common::servers::free_port();
+    let scenario = pause_scenario(&env, &sleeper, "canary: { url: \"${URL}\", timeout: 2s }\n");
+    let out = env.run(&[
+        "drill",
+        "run",
+        &scenario,
+        "--var",
+        &format!("URL=postgres://canary:hunter2@127.0.0.1:{port}/app"),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out.stderr));
+    let j = journal_of(&out);
+    assert_eq!(j["verdict"], "failed", "{j:#}");
+    assert!(j["reasons"].to_string().contains("canary"), "{j:#}");
+    assert!(!sleeper.stopped());
+    assert_eq!(j["faults"][0]["applied_at"], serde_json::Value::Null);
+    let mut everything = common::text(&out.stdout) + &common::text(&out.stderr);
+    for f in ["catalog.db", "catalog.db-wal"] {
+        everything += &String::from_utf8_lossy(&std::fs::read(env.path(f)).unwrap_or_default());
+    }
+    for f in common::files_under(&env.path("store")) {
+        everything +=
+            &String::from_utf8_lossy(&std::fs::read(env.path(&format!("store/{f}"))).unwrap());
+    }
+    assert!(
+        !everything.contains("hunter2"),
+        "the canary password leaked"
+    );
+}
+
+/// The daemon runs a scheduled drill on its cron (in a time zone), one at a time, and
+/// suspends the schedule after `suspend_after` consecutive failures (here: inconclusive
+/// drills, no canary).
+#[test]
+fn the_daemon_runs_scheduled_drills_and_suspends_failing_ones() {
+    let env = common::Env::new();
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    std::fs::write(env.path("data/f"), "x\n").unwrap();
+    let sleeper = Sleeper::start(&env);
+    std::fs::write(
+        env.path("freeze.yaml"),
+        format!(
+            "tier: pod\n\
+             targets:\n  - name: app\n    allowed: true\n    process_group: {{ pidfile: \"{}\" }}\n\
+             faults:\n  - {{ name: freeze, target: app, action: pause, duration: 1s, ttl: 10s }}\n",
+            sleeper.pidfile.display()
+        ),
+    )
+    .unwrap();
+    env.write_config(
+        "catalog: sqlite://./catalog.db\n\
+         stores:\n  local: { url: \"file://./store\" }\n\
+         encryption:\n  recipients: [\"{recipient}\"]\n  identity_file: ./age.key\n\
+         sources:\n\
+         \x20 - { name: alpha, kind: files, path: ./data, store: local, schedule: \"0 3 * * *\", objectives: { rpo: 1d, rto: 30m } }\n\
+         drills:\n  schedules:\n\
+         \x20   - { scenario: ./freeze.yaml, schedule: \"*/2 * * * * *\", timezone: Europe/Paris, suspend_after: 2 }\n",
+    );
+    env.ok(&["config", "check"]);
+    let log = std::fs::File::create(env.path("daemon.log")).unwrap();
+    let mut daemon = env
+        .command(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the daemon");
+    let done = |env: &common::Env| -> Vec<serde_json::Value> {
+        let out = env.run(&["drill", "history", "--output", "json"]);
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|j| j["finished_at"].is_string())
+            .collect()
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        common::wait_until("two scheduled drills", Duration::from_secs(90), || {
+            done(&env).len() >= 2
+        });
+        // Suspended: no third drill.
+        std::thread::sleep(Duration::from_secs(6));
+        let h = done(&env);
+        assert_eq!(h.len(), 2, "{h:#?}");
+        for j in &h {
+            assert!(
+                j["run_by"].as_str().unwrap().starts_with("daemon@"),
+                "{j:#}"
+            );
+            assert_eq!(j["verdict"], "inconclusive", "{j:#}");
+            assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+        }
+        // One at a time: the second started after the first finished.
+        assert!(
+            h[1]["started_at"].as_str() >= h[0]["finished_at"].as_str(),
+            "{h:#?}"
+        );
+        assert!(!sleeper.stopped());
+        let log = std::fs::read_to_string(env.path("daemon.log")).unwrap();
+        assert!(log.contains("SUSPENDED"), "{log}");
+    }));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    if let Err(e) = result {
+        let log = std::fs::read_to_string(env.path("daemon.log")).unwrap_or_default();
+        eprintln!("daemon log:\n{log}");
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// A network fault through the drill's in-process proxy: the canary writes through it, the
+/// proxy blackholes for 2 s, the measured RTO is 2 s within the resolution.
+#[test]
+fn a_blackholed_proxy_measures_rto_two_seconds() {
+    let pg = PgServer::start();
+    pg.create_db("app");
+    let env = drill_env();
+    let port = common::servers::free_port();
+    let url = pg
+        .url("app")
+        .replacen(&format!(":{}/", pg.port()), &format!(":{port}/"), 1);
+    let scenario = write_scenario(
+        &env,
+        &format!(
+            "tier: zone\n\
+             targets:\n  - name: path\n    allowed: true\n    proxy: {{ listen: \"127.0.0.1:{port}\", upstream: \"127.0.0.1:{}\" }}\n\
+             faults:\n  - {{ name: cut, target: path, action: blackhole, duration: 2s }}\n\
+             canary: {{ url: \"{url}\", timeout: 10s }}\n\
+             expect: {{ rto: 30s, rpo: 1s }}\n",
+            pg.port()
+        ),
+    );
+    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    let rto = j["services"][0]["rto_seconds"].as_f64().expect("rto");
+    assert!(
+        (1.9..=2.5).contains(&rto),
+        "RTO {rto} s for a 2 s blackhole: {j:#}"
+    );
+    assert_eq!(j["faults"][0]["action"], "blackhole");
+    assert_eq!(j["faults"][0]["reverted"], true);
+}

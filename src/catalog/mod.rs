@@ -19,9 +19,11 @@ use sqlx::{AnyPool, Row};
 
 use crate::model::SecretString;
 
+mod drills;
 mod failover;
 mod reports;
 use crate::model::snapshot::Manifest;
+pub use drills::{DrillFaultRow, DrillRunRow};
 pub use failover::{FailoverRow, StepRow};
 pub use reports::PublishedReport;
 

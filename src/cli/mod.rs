@@ -162,7 +162,7 @@ pub enum Command {
         #[command(subcommand)]
         action: failover::FailoverAction,
     },
-    /// Chaos drills: the shipped scenarios and what a drill would touch.
+    /// Chaos drills: the shipped scenarios, what a drill would touch, running one, history.
     Drill {
         #[command(subcommand)]
         action: drill::DrillAction,
@@ -633,7 +633,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Failover { action } => {
             return failover::run(open(&config_args).await?, action).await;
         }
-        Command::Drill { action } => return drill::run(action),
+        Command::Drill { action } => return drill::run(&config_args, action).await,
         Command::Runbook { action } => {
             return runbook::run(&config_args, &cli.log_level, action).await;
         }

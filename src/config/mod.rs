@@ -3,6 +3,7 @@
 //!
 //! Every error names the file, the key path and what to write instead.
 
+pub mod drills;
 pub mod failover;
 mod interpolate;
 pub mod job;
@@ -77,6 +78,9 @@ pub struct Config {
     pub failover: Option<failover::FailoverConfig>,
     /// `reports:`: the reports the daemon writes into a store (see [`reports`]).
     pub reports: Option<reports::ReportsConfig>,
+    /// `drills:`: drill schedules the daemon runs (see [`drills`]).
+    #[serde(default)]
+    pub drills: drills::DrillsConfig,
     /// The text this config was parsed from and the `${VAR}` values it used: what a
     /// `lifeboat` elsewhere (a Kubernetes verification Job) needs to load the same config.
     #[serde(skip)]
@@ -588,6 +592,7 @@ impl Config {
         }
         self.dns.validate()?;
         reports::validate(self.reports.as_ref(), &self.stores)?;
+        self.drills.validate()?;
         failover::validate(
             &self.sites,
             self.failover.as_ref(),

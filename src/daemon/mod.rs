@@ -28,6 +28,7 @@
 //! prune right after a newer backup may remove the snapshot a running verification reads;
 //! that verification fails and the next one verifies the newer snapshot.
 
+mod drills;
 pub mod http;
 pub mod metrics;
 pub mod reports;
@@ -138,7 +139,15 @@ async fn run_inner(
         }
         metrics.leader.store(true, Ordering::Relaxed);
         tracing::info!(lock = leader.kind(), identity = %crate::leader::identity(), "became leader");
-        let ended = lead(&app, leader.as_mut(), &metrics, &stop, opts, &mut summary).await;
+        let ended = Box::pin(lead(
+            &app,
+            leader.as_mut(),
+            &metrics,
+            &stop,
+            opts,
+            &mut summary,
+        ))
+        .await;
         metrics.leader.store(false, Ordering::Relaxed);
         match ended? {
             Ended::Stopped => {
@@ -165,6 +174,11 @@ async fn lead(
 ) -> Result<Ended, DaemonError> {
     let cfg = &app.config.daemon;
     crate::ops::settle::before_work(app).await;
+    // Drills a crash left running: their faults reverted, recorded aborted.
+    if let Err(e) = crate::ops::drill::run::sweep(app).await {
+        tracing::warn!(cause = %e, "could not sweep drills left by crashed runs");
+    }
+    let _drills = drills::start(app, &opts, stop);
     let now = app.now();
     let mut last = BTreeMap::new();
     for (source, job, at) in app.catalog.last_runs().await? {

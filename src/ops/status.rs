@@ -4,6 +4,10 @@
 //! `/api/v1/status`), [`Report::prometheus`] the text exposition format for the
 //! node-exporter textfile collector.
 //!
+//! Drills are evidence too: the newest finished drill of each scenario (in the last
+//! [`DRILL_EVIDENCE_DAYS`] days) with its measured RTO/RPO, objectives and age, shown beside
+//! the sources; they do not change the sources' verdicts.
+//!
 //! Only the catalog is read (never a store), so `status` is cheap enough for a CronJob or
 //! a scrape. The catalog is a cache of the stores: after losing it, run
 //! `lifeboat catalog rebuild` first, or every source looks breached.
@@ -35,6 +39,72 @@ pub struct Report {
     /// The worst verdict of any source (`ok` when there are no sources).
     pub verdict: Verdict,
     pub sources: Vec<SourceStatus>,
+    /// The newest finished drill of each scenario: measured RTO/RPO evidence, with its age.
+    pub drills: Vec<DrillEvidence>,
+}
+
+/// How far back `status` looks for drills.
+pub const DRILL_EVIDENCE_DAYS: i64 = 400;
+
+/// One scenario's newest finished drill (see `lifeboat drill history`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillEvidence {
+    pub scenario: String,
+    pub id: String,
+    /// pass | at-risk | breached | inconclusive | aborted | failed
+    pub verdict: String,
+    pub finished_at: DateTime<Utc>,
+    pub age_seconds: f64,
+    pub rto_seconds: Option<f64>,
+    pub rpo_seconds: Option<f64>,
+    pub rto_objective_seconds: Option<f64>,
+    pub rpo_objective_seconds: Option<f64>,
+}
+
+/// The newest finished drill of each scenario, by scenario name.
+pub fn drill_evidence(
+    journals: &[crate::model::journal::DrillJournal],
+    now: DateTime<Utc>,
+) -> Vec<DrillEvidence> {
+    let mut newest: std::collections::BTreeMap<&str, &crate::model::journal::DrillJournal> =
+        Default::default();
+    for j in journals
+        .iter()
+        .filter(|j| j.finished_at.is_some() && !j.dry_run)
+    {
+        let e = newest.entry(j.scenario.as_str()).or_insert(j);
+        if (j.finished_at, &j.id) > (e.finished_at, &e.id) {
+            *e = j;
+        }
+    }
+    newest
+        .into_values()
+        .filter_map(|j| {
+            let finished_at = j.finished_at?;
+            // The worst service measured (the first when all are alike).
+            let rto = j
+                .services
+                .iter()
+                .filter_map(|s| s.rto_seconds)
+                .reduce(f64::max);
+            let rpo = j
+                .services
+                .iter()
+                .filter_map(|s| s.rpo_seconds)
+                .reduce(f64::max);
+            Some(DrillEvidence {
+                scenario: j.scenario.clone(),
+                id: j.id.clone(),
+                verdict: j.verdict.clone(),
+                finished_at,
+                age_seconds: (now - finished_at).num_milliseconds().max(0) as f64 / 1000.0,
+                rto_seconds: rto,
+                rpo_seconds: rpo,
+                rto_objective_seconds: j.objectives.rto_seconds,
+                rpo_objective_seconds: j.objectives.rpo_seconds,
+            })
+        })
+        .collect()
 }
 
 /// One source: what it promises, what the catalog shows, the verdict and why. Durations are
@@ -157,8 +227,13 @@ pub async fn gather(app: &Ctx, now: DateTime<Utc>) -> Result<Report, StatusError
             verify_max_age_seconds: secs(targets.verify_max_age),
         });
     }
+    let journals = app
+        .catalog
+        .drill_journals(now - chrono::Duration::days(DRILL_EVIDENCE_DAYS))
+        .await?;
     Ok(Report {
         generated_at: now,
+        drills: drill_evidence(&journals, now),
         verdict: sources
             .iter()
             .map(|s| s.verdict)
@@ -224,6 +299,41 @@ const FAMILIES: &[Family] = &[
     ),
 ];
 
+/// A drill metric family: name, help, and each scenario's value (absent: no sample).
+type DrillFamily = (
+    &'static str,
+    &'static str,
+    fn(&DrillEvidence) -> Option<f64>,
+);
+
+const DRILL_FAMILIES: &[DrillFamily] = &[
+    (
+        "lifeboat_drill_rto_seconds",
+        "The RTO measured by the newest finished drill of the scenario.",
+        |d| d.rto_seconds,
+    ),
+    (
+        "lifeboat_drill_rpo_seconds",
+        "The RPO measured by the newest finished drill of the scenario.",
+        |d| d.rpo_seconds,
+    ),
+    (
+        "lifeboat_drill_age_seconds",
+        "Seconds since the newest drill of the scenario finished.",
+        |d| Some(d.age_seconds),
+    ),
+    (
+        "lifeboat_drill_passed",
+        "1 when the newest drill of the scenario passed (or was at risk), else 0.",
+        |d| {
+            Some(f64::from(u8::from(matches!(
+                d.verdict.as_str(),
+                "pass" | "at-risk"
+            ))))
+        },
+    ),
+];
+
 fn unix(t: DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }
@@ -247,6 +357,22 @@ impl Report {
             for s in &self.sources {
                 if let Some(v) = value(s) {
                     let _ = writeln!(out, "{name}{{source=\"{}\"}} {v}", label_value(&s.source));
+                }
+            }
+        }
+        for (name, help, value) in DRILL_FAMILIES {
+            if self.drills.is_empty() {
+                break;
+            }
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for d in &self.drills {
+                if let Some(v) = value(d) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{scenario=\"{}\"}} {v}",
+                        label_value(&d.scenario)
+                    );
                 }
             }
         }
@@ -286,6 +412,7 @@ mod tests {
             generated_at: chrono::DateTime::UNIX_EPOCH,
             verdict: Verdict::Breached,
             sources: vec![row("a", Verdict::Ok), row("we\"ird\\", Verdict::Breached)],
+            drills: vec![],
         };
         let text = report.prometheus();
         assert!(text.contains("# TYPE lifeboat_rpo_exposure_seconds gauge\n"));
@@ -298,5 +425,82 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with('\n'));
+        assert!(!text.contains("lifeboat_drill_"), "{text}");
+    }
+
+    fn journal(
+        id: &str,
+        scenario: &str,
+        finished_s: Option<i64>,
+        rto: f64,
+    ) -> crate::model::journal::DrillJournal {
+        use crate::model::journal::*;
+        let t = |s: i64| DateTime::UNIX_EPOCH + chrono::Duration::seconds(s);
+        DrillJournal {
+            schema: DRILL_JOURNAL_SCHEMA.into(),
+            id: id.into(),
+            scenario: scenario.into(),
+            tier: "pod".into(),
+            started_at: t(0),
+            finished_at: finished_s.map(t),
+            run_by: "t@h".into(),
+            dry_run: false,
+            verdict: "pass".into(),
+            reasons: vec![],
+            objectives: JournalObjectives {
+                rto_seconds: Some(30.0),
+                rpo_seconds: None,
+            },
+            services: vec![ServiceMeasure {
+                service: "db".into(),
+                rto_seconds: Some(rto),
+                rpo_seconds: Some(0.0),
+                rto_objective_seconds: Some(30.0),
+                rpo_objective_seconds: None,
+                verdict: "pass".into(),
+            }],
+            timeline: vec![],
+            canary: None,
+            faults: vec![],
+            findings: vec![],
+            evidence: vec![],
+            events: vec![],
+            journal_sha256: GENESIS.into(),
+        }
+    }
+
+    #[test]
+    fn newest_finished_drill_per_scenario_is_the_evidence() {
+        let now = DateTime::UNIX_EPOCH + chrono::Duration::seconds(1000);
+        let all = [
+            journal("a1", "pod-kill", Some(100), 2.0),
+            journal("a2", "pod-kill", Some(300), 3.0),
+            journal("a3", "pod-kill", None, 9.0), // still running: not evidence
+            journal("b1", "store-outage", Some(200), 1.0),
+        ];
+        let e = drill_evidence(&all, now);
+        assert_eq!(e.len(), 2);
+        assert_eq!((e[0].id.as_str(), e[0].rto_seconds), ("a2", Some(3.0)));
+        assert_eq!(e[0].age_seconds, 700.0);
+        assert_eq!(e[1].scenario, "store-outage");
+        let report = Report {
+            generated_at: now,
+            verdict: Verdict::Ok,
+            sources: vec![],
+            drills: e,
+        };
+        let text = report.prometheus();
+        assert!(
+            text.contains("lifeboat_drill_rto_seconds{scenario=\"pod-kill\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lifeboat_drill_age_seconds{scenario=\"store-outage\"} 800\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lifeboat_drill_passed{scenario=\"pod-kill\"} 1\n"),
+            "{text}"
+        );
     }
 }

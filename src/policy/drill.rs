@@ -9,7 +9,8 @@
 //!   never counted as lost nor as a gap.
 //! - **Actual RPO** = fault time − send time of the newest acknowledged canary sent before the
 //!   fault that survived (is found after recovery); zero when the newest acknowledged one
-//!   survived right up to the fault. No surviving acknowledged canary: unbounded (`None`).
+//!   survived (nothing acknowledged was lost). No surviving acknowledged canary while some
+//!   were acknowledged: unbounded (`None`).
 //! - **Actual RTO** = ack time of the first acknowledged canary sent at or after the fault −
 //!   fault time; `None` while no write has been acknowledged since.
 //! - **Integrity**: an acknowledged canary missing *inside* the surviving sequence (between its
@@ -82,12 +83,20 @@ pub fn measure(
         .filter(acked)
         .filter(|c| c.sent_at < fault_at)
         .collect();
-    let rpo_ms = before
+    let newest_acked = before.iter().map(|c| c.sent_at).max();
+    let newest_survivor = before
         .iter()
         .filter(|c| survived.contains(&c.seq))
         .map(|c| c.sent_at)
-        .max()
-        .map(|newest| ms(fault_at - newest));
+        .max();
+    let rpo_ms = match (newest_survivor, newest_acked) {
+        // The newest acknowledged write before the fault survived: nothing acknowledged was lost.
+        (Some(s), Some(a)) if s == a => Some(0),
+        (Some(s), _) => Some(ms(fault_at - s)),
+        // Nothing acknowledged before the fault (the drill started with the fault): no loss.
+        (None, None) => Some(0),
+        (None, Some(_)) => None,
+    };
     let rto_ms = canaries
         .iter()
         .filter(|c| c.sent_at >= fault_at)
@@ -248,6 +257,67 @@ pub fn judge(
     Judgement { verdict, reasons }
 }
 
+/// What the drill runner saw at one abort check: every condition that stops a drill.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AbortInputs {
+    pub elapsed: Duration,
+    /// `abort.max_elapsed`, else k × the expected RTO (see [`elapsed_limit`]).
+    pub limit: Option<Duration>,
+    /// Ctrl-C / SIGTERM.
+    pub interrupted: bool,
+    /// Blast-radius probes (on non-targets) that failed, with why.
+    pub blast_radius_failures: Vec<String>,
+    /// Prometheus alerts firing (their names).
+    pub alerts_firing: Vec<String>,
+    /// A failover in progress (its term).
+    pub failover_running: Option<i64>,
+}
+
+/// How many times the expected RTO a drill may run (past its faults' durations) when the
+/// scenario sets no `abort.max_elapsed`.
+pub const RTO_FACTOR: u32 = 3;
+
+/// The longest a drill may run: `max_elapsed` when set, else [`RTO_FACTOR`] × the expected
+/// RTO plus the time the faults are held; `None`: no limit but the faults' TTLs.
+pub fn elapsed_limit(
+    max_elapsed: Option<Duration>,
+    expected_rto: Option<Duration>,
+    faults_held: Duration,
+) -> Option<Duration> {
+    max_elapsed.or_else(|| expected_rto.map(|r| r.saturating_mul(RTO_FACTOR) + faults_held))
+}
+
+/// Why the drill must stop now and roll back, or `None` to go on. Every reason is listed
+/// (the journal keeps them all).
+pub fn abort_reasons(i: &AbortInputs) -> Vec<String> {
+    let mut out = Vec::new();
+    if i.interrupted {
+        out.push("interrupted (Ctrl-C or SIGTERM)".to_string());
+    }
+    if let Some(limit) = i.limit
+        && i.elapsed > limit
+    {
+        out.push(format!(
+            "the drill ran {} ms, past its limit of {}",
+            i.elapsed.as_millis(),
+            crate::policy::objectives::human(limit)
+        ));
+    }
+    for f in &i.blast_radius_failures {
+        out.push(format!("blast radius: {f}"));
+    }
+    if !i.alerts_firing.is_empty() {
+        out.push(format!(
+            "Prometheus alert(s) firing: {}",
+            i.alerts_firing.join(", ")
+        ));
+    }
+    if let Some(term) = i.failover_running {
+        out.push(format!("failover of term {term} is in progress"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,8 +367,8 @@ mod tests {
         let c = series(5000, 1000, 3000);
         let m = measure(&c, &acked_seqs(&c), at(1000), RES);
         assert_eq!(m.rto_ms, Some(2005));
-        // The newest acknowledged write before the fault was sent at 900 ms.
-        assert_eq!(m.rpo_ms, Some(100));
+        // The newest acknowledged write before the fault (sent at 900 ms) survived.
+        assert_eq!(m.rpo_ms, Some(0));
         assert!(m.gaps.is_empty() && m.lost.is_empty());
     }
 
@@ -389,7 +459,60 @@ mod tests {
         assert_eq!(j.verdict, DrillVerdict::Breached);
     }
 
+    #[test]
+    fn every_abort_condition_is_named() {
+        assert!(abort_reasons(&AbortInputs::default()).is_empty());
+        let within = AbortInputs {
+            elapsed: Duration::from_secs(10),
+            limit: Some(Duration::from_secs(10)),
+            ..Default::default()
+        };
+        assert!(abort_reasons(&within).is_empty());
+        let all = AbortInputs {
+            elapsed: Duration::from_secs(11),
+            limit: Some(Duration::from_secs(10)),
+            interrupted: true,
+            blast_radius_failures: vec!["probe api: refused".into()],
+            alerts_firing: vec!["PostgresDown".into()],
+            failover_running: Some(7),
+        };
+        let r = abort_reasons(&all).join("; ");
+        for part in [
+            "interrupted",
+            "past its limit",
+            "probe api",
+            "PostgresDown",
+            "term 7",
+        ] {
+            assert!(r.contains(part), "{r}");
+        }
+        assert_eq!(
+            elapsed_limit(None, Some(Duration::from_secs(30)), Duration::from_secs(5)),
+            Some(Duration::from_secs(95))
+        );
+        assert_eq!(
+            elapsed_limit(
+                Some(Duration::from_secs(60)),
+                Some(Duration::from_secs(30)),
+                Duration::ZERO
+            ),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(elapsed_limit(None, None, Duration::from_secs(5)), None);
+    }
+
     proptest! {
+        /// Past the limit always aborts; within it, nothing else set, never.
+        #[test]
+        fn elapsed_limit_aborts_exactly_past_it(elapsed in 0u64..100_000, limit in 0u64..100_000) {
+            let i = AbortInputs {
+                elapsed: Duration::from_millis(elapsed),
+                limit: Some(Duration::from_millis(limit)),
+                ..Default::default()
+            };
+            prop_assert_eq!(abort_reasons(&i).is_empty(), elapsed <= limit);
+        }
+
         /// For any outage window, the measured RTO is within one canary interval (plus the ack
         /// latency) of what was injected, and nothing acknowledged is reported lost.
         #[test]
@@ -399,7 +522,7 @@ mod tests {
             let rto = m.rto_ms.expect("recovered") as i64;
             prop_assert!(rto >= len && rto <= len + 100 + 5, "rto {rto} for {len}");
             prop_assert!(m.gaps.is_empty());
-            prop_assert!(m.rpo_ms.expect("rpo") <= 100);
+            prop_assert_eq!(m.rpo_ms, Some(0));
         }
 
         /// The verdict never improves when a measure grows.

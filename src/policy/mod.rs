@@ -3,6 +3,7 @@
 
 pub mod calendar;
 pub mod drill;
+pub mod drill_schedule;
 pub mod failover;
 pub mod liveness;
 pub mod objectives;

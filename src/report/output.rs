@@ -301,6 +301,24 @@ pub fn status(report: &crate::ops::status::Report) {
             &s.reasons.join("; "),
         ]);
     }
+    if !report.drills.is_empty() {
+        println!();
+        println!(
+            "{:<24} {:<12} {:>12} {:>17} {:>17}",
+            "DRILL", "VERDICT", "AGE", "RTO/OBJECTIVE", "RPO/OBJECTIVE"
+        );
+        for dr in &report.drills {
+            let measured = |v: Option<f64>| v.map(|s| format!("{s:.1}s"));
+            println!(
+                "{:<24} {:<12} {:>12} {:>17} {:>17}",
+                dr.scenario,
+                dr.verdict,
+                human(std::time::Duration::from_secs_f64(dr.age_seconds)),
+                vs(measured(dr.rto_seconds), d(dr.rto_objective_seconds)),
+                vs(measured(dr.rpo_seconds), d(dr.rpo_objective_seconds)),
+            );
+        }
+    }
     println!("overall: {}", report.verdict);
 }
 

@@ -4,6 +4,12 @@
 //!
 //! Every error names the store (its URL without credentials) and says what to check.
 //!
+//! **Drill faults** (`LIFEBOAT_DRILL_STORE_FAULT=STORE=unavailable|corrupt:PREFIX|hide:PREFIX`,
+//! comma-separated; set only by `lifeboat drill run` on the commands it starts): this
+//! process' view of a store refuses every call, serves the objects under `PREFIX` with bytes
+//! flipped (manifests excepted), or hides them (absent from listings, not found). The real
+//! objects are never touched: it is a wrapper around the reads and writes of this process.
+//!
 //! A store with `object_lock` also sets S3 Object Lock retentions ([`object_lock`]) through
 //! [`Store::lock`] and reads them through [`Store::locked_until`]; on other stores both are
 //! no-ops. Its bucket must lock every object in the write request itself (a default
@@ -120,6 +126,57 @@ pub struct Store {
     pub upload_concurrency: usize,
     /// Set when the store config has `object_lock` (s3:// only).
     locker: Option<Arc<ObjectLocker>>,
+    /// A drill's fault on this process' view of the store (see the module doc).
+    drill: Option<DrillFault>,
+}
+
+/// The environment variable a drill sets on the lifeboat commands it starts.
+pub const DRILL_FAULT_ENV: &str = "LIFEBOAT_DRILL_STORE_FAULT";
+
+/// A drill's fault on a store, as this process sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DrillFault {
+    Unavailable,
+    /// Objects under this prefix (manifests excepted) read back with bytes flipped.
+    Corrupt(String),
+    /// Objects under this prefix are absent.
+    Hide(String),
+}
+
+impl DrillFault {
+    /// The fault `store` has in `env` (the value of [`DRILL_FAULT_ENV`]).
+    pub fn parse(env: &str, store: &str) -> Option<DrillFault> {
+        env.split(',').find_map(|one| {
+            let (name, fault) = one.split_once('=')?;
+            if name.trim() != store {
+                return None;
+            }
+            match fault.trim().split_once(':') {
+                None if fault.trim() == "unavailable" => Some(DrillFault::Unavailable),
+                Some(("corrupt", p)) if !p.is_empty() => Some(DrillFault::Corrupt(p.into())),
+                Some(("hide", p)) if !p.is_empty() => Some(DrillFault::Hide(p.into())),
+                _ => None,
+            }
+        })
+    }
+
+    /// The value of [`DRILL_FAULT_ENV`] that puts this fault on `store`.
+    pub fn env_value(&self, store: &str) -> String {
+        match self {
+            DrillFault::Unavailable => format!("{store}=unavailable"),
+            DrillFault::Corrupt(p) => format!("{store}=corrupt:{p}"),
+            DrillFault::Hide(p) => format!("{store}=hide:{p}"),
+        }
+    }
+}
+
+/// Flips every 64th byte (from the 17th on): enough for any checksum or AEAD to refuse it.
+fn corrupted(bytes: Bytes) -> Bytes {
+    let mut v = bytes.to_vec();
+    for b in v.iter_mut().skip(16).step_by(64) {
+        *b ^= 0x5a;
+    }
+    Bytes::from(v)
 }
 
 impl Store {
@@ -266,7 +323,35 @@ impl Store {
             part_size: cfg.part_size.0,
             upload_concurrency: cfg.upload_concurrency,
             locker,
+            drill: std::env::var(DRILL_FAULT_ENV)
+                .ok()
+                .and_then(|v| DrillFault::parse(&v, name)),
         })
+    }
+
+    /// Refuses the call when a drill fault says this store (or this object) is not there.
+    fn drill_guard(&self, op: &'static str, rel: &str) -> Result<(), StoreError> {
+        match &self.drill {
+            Some(DrillFault::Unavailable) => Err(StoreError::Unavailable {
+                store: self.name.clone(),
+                url: self.url.clone(),
+                op,
+                key: rel.to_string(),
+                reason: "drill fault: the store is unavailable to this process (the objects are untouched)".into(),
+            }),
+            Some(DrillFault::Hide(p)) if rel.starts_with(p.as_str()) => Err(StoreError::NotFound {
+                store: self.name.clone(),
+                url: self.url.clone(),
+                key: rel.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a drill fault serves `rel` corrupt.
+    fn drill_corrupts(&self, rel: &str) -> bool {
+        matches!(&self.drill, Some(DrillFault::Corrupt(p))
+            if rel.starts_with(p.as_str()) && !rel.ends_with("manifest.json"))
     }
 
     /// The store's Object Lock settings, if it has any.
@@ -424,6 +509,7 @@ impl Store {
     /// Proves the store answers (and the bucket exists) before a run writes anything; with
     /// `object_lock`, also that the bucket locks what is written ([`Store::check_lock`]).
     pub async fn check(&self) -> Result<(), StoreError> {
+        self.drill_guard("list", "")?;
         let key = self.key("");
         let prefix = (!self.prefix.is_empty()).then_some(&key);
         self.inner
@@ -452,6 +538,7 @@ impl Store {
 
     /// Writes `rel`; returns the version the store created (`None` on unversioned stores).
     pub async fn put_bytes(&self, rel: &str, bytes: Bytes) -> Result<Written, StoreError> {
+        self.drill_guard("put", rel)?;
         self.inner
             .put(&self.key(rel), bytes.into())
             .await
@@ -469,6 +556,7 @@ impl Store {
         rel: &str,
         version: Option<&str>,
     ) -> Result<(Bytes, Option<String>), StoreError> {
+        self.drill_guard("get", rel)?;
         let got = self
             .inner
             .get_opts(&self.key(rel), Self::at(version, false))
@@ -476,6 +564,11 @@ impl Store {
             .map_err(|e| self.err("get", rel, e))?;
         let read = real_version(got.meta.version.clone()).or(version.map(str::to_string));
         let bytes = got.bytes().await.map_err(|e| self.err("get", rel, e))?;
+        let bytes = if self.drill_corrupts(rel) {
+            corrupted(bytes)
+        } else {
+            bytes
+        };
         Ok((bytes, read))
     }
 
@@ -498,6 +591,12 @@ impl Store {
         rel: &str,
         version: Option<&str>,
     ) -> Result<Option<u64>, StoreError> {
+        if let Err(e) = self.drill_guard("head", rel) {
+            return match e {
+                StoreError::NotFound { .. } => Ok(None),
+                e => Err(e),
+            };
+        }
         let got = match version {
             None => self.inner.head(&self.key(rel)).await,
             Some(_) => self
@@ -526,6 +625,8 @@ impl Store {
         rel: &str,
         version: Option<&str>,
     ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
+        self.drill_guard("get", rel)?;
+        let corrupt = self.drill_corrupts(rel);
         let got = self
             .inner
             .get_opts(&self.key(rel), Self::at(version, false))
@@ -536,10 +637,12 @@ impl Store {
         Ok(got
             .into_stream()
             .map_err(move |e| this.err("get", &rel, e))
+            .map_ok(move |b| if corrupt { corrupted(b) } else { b })
             .boxed())
     }
 
     pub async fn upload(&self, rel: &str) -> Result<Upload, StoreError> {
+        self.drill_guard("start upload", rel)?;
         let up = self
             .inner
             .put_multipart(&self.key(rel))
@@ -554,6 +657,9 @@ impl Store {
 
     /// Every object under `rel_prefix`, as (relative key, size), sorted by key.
     pub async fn list(&self, rel_prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        if let Some(DrillFault::Unavailable) = &self.drill {
+            self.drill_guard("list", rel_prefix)?;
+        }
         let key = self.key(rel_prefix.trim_end_matches('/'));
         let prefix = (!key.as_ref().is_empty()).then_some(&key);
         let mut out: Vec<(String, u64)> = self
@@ -564,6 +670,9 @@ impl Store {
             .await
             .map_err(|e| self.err("list", rel_prefix, e))?;
         out.sort();
+        if let Some(DrillFault::Hide(p)) = &self.drill {
+            out.retain(|(k, _)| !k.starts_with(p.as_str()));
+        }
         Ok(out)
     }
 
@@ -601,6 +710,7 @@ impl Store {
     /// Deletes one object; a missing object is not an error.
     pub async fn delete(&self, rel: &str) -> Result<(), StoreError> {
         self.check_inside("delete", rel)?;
+        self.drill_guard("delete", rel)?;
         match self.inner.delete(&self.key(rel)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err("delete", rel, e)),
@@ -713,4 +823,37 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drill_faults_parse_per_store_and_round_trip() {
+        let env = "a=unavailable,b=corrupt:src/id1/,c=hide:src/id2/,d=bogus";
+        assert_eq!(DrillFault::parse(env, "a"), Some(DrillFault::Unavailable));
+        assert_eq!(
+            DrillFault::parse(env, "b"),
+            Some(DrillFault::Corrupt("src/id1/".into()))
+        );
+        assert_eq!(
+            DrillFault::parse(env, "c"),
+            Some(DrillFault::Hide("src/id2/".into()))
+        );
+        assert_eq!(DrillFault::parse(env, "d"), None);
+        assert_eq!(DrillFault::parse(env, "e"), None);
+        for f in [
+            DrillFault::Unavailable,
+            DrillFault::Corrupt("x/1/".into()),
+            DrillFault::Hide("x/2/".into()),
+        ] {
+            assert_eq!(DrillFault::parse(&f.env_value("s"), "s"), Some(f));
+        }
+        let b = Bytes::from(vec![0u8; 200]);
+        let c = corrupted(b.clone());
+        assert_eq!(c.len(), b.len());
+        assert_ne!(c, b);
+        assert_eq!(&c[..16], &b[..16]);
+    }
 }

@@ -409,7 +409,21 @@ impl PgServer {
         panic!("initdb failed:\n{}", failures.join("\n\n"));
     }
 
+    /// The argv that starts this server again (`runuser -u postgres -- pg_ctl start ...` when
+    /// we are root): what a drill's `restart:` runs to bring a killed server back.
+    pub fn start_argv(&self) -> Vec<String> {
+        let cmd = self.pg_ctl_start_cmd();
+        std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
     fn pg_ctl_start(&self) -> Output {
+        run(&mut self.pg_ctl_start_cmd(), "pg_ctl start")
+    }
+
+    fn pg_ctl_start_cmd(&self) -> Command {
         let socket_dir = self.data_dir.parent().expect("data dir has a parent");
         let options = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories='{}' \
@@ -424,7 +438,7 @@ impl PgServer {
             .arg(&self.log_file)
             .arg("-o")
             .arg(options);
-        run(&mut cmd, "pg_ctl start")
+        cmd
     }
 
     fn pg_ctl_stop(&self, mode: &str) -> Output {

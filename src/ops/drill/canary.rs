@@ -106,6 +106,21 @@ pub async fn write_until(
     timeout: Duration,
     stop: CancellationToken,
 ) -> Vec<Canary> {
+    let (acks, _) = tokio::sync::watch::channel(None);
+    write_observed(canary, clock, interval, timeout, stop, acks).await
+}
+
+/// [`write_until`], publishing the send time of the newest acknowledged write on `acks` as
+/// it happens (the drill runner waits on it for the service to be back).
+pub async fn write_observed(
+    canary: Arc<PgCanary>,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+    timeout: Duration,
+    stop: CancellationToken,
+    acks: tokio::sync::watch::Sender<Option<chrono::DateTime<chrono::Utc>>>,
+) -> Vec<Canary> {
+    let acks = Arc::new(acks);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut tasks = tokio::task::JoinSet::new();
@@ -115,13 +130,20 @@ pub async fn write_until(
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let (canary, clock) = (canary.clone(), clock.clone());
+        let (canary, clock, acks) = (canary.clone(), clock.clone(), acks.clone());
         let n = seq;
         seq += 1;
         tasks.spawn(async move {
             let sent_at = clock.now();
             let ack = match tokio::time::timeout(timeout, canary.write(n)).await {
-                Ok(Ok(())) => Ack::Acknowledged { at: clock.now() },
+                Ok(Ok(())) => {
+                    acks.send_modify(|newest| {
+                        if newest.is_none_or(|t| t < sent_at) {
+                            *newest = Some(sent_at);
+                        }
+                    });
+                    Ack::Acknowledged { at: clock.now() }
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(seq = n, cause = %e, "canary write failed");
                     Ack::Failed

@@ -3,17 +3,49 @@
 //! [`crate::policy::drill`].
 //!
 //! # State
-//! What exists: the scenario schema and its validation ([`scenario`]), the canary writer
-//! ([`canary`], PostgreSQL), the in-process TCP proxy for network faults ([`proxy`]); the
-//! measurements and verdicts are in [`crate::policy::drill`]. The drill runner (faults with
-//! persisted intent and TTL, probes, aborts, `lifeboat drill ...`) is not built yet.
+//! The scenario schema and its validation ([`scenario`]), the canary writer ([`canary`],
+//! PostgreSQL), the in-process TCP proxy for network faults ([`proxy`]), and the runner
+//! ([`run`]: faults with persisted intent and TTL, the detached watchdog, the startup sweep,
+//! probes and abort conditions); the measurements and verdicts are in
+//! [`crate::policy::drill`]. Store, Kubernetes and complete-disaster faults are not built
+//! yet (refused before anything is touched).
 
 pub mod canary;
 pub mod proxy;
+pub mod run;
 pub mod scenario;
 
 /// The shipped scenarios: (name, YAML), sorted by name.
 pub const SHIPPED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/chaos.rs"));
+
+/// A scenario's (name, YAML): a path when `name` holds a `/` or ends with `.yaml`/`.yml` (the
+/// name is then the file's stem), else a shipped one.
+pub fn scenario_text(name: &str) -> Result<(String, String), String> {
+    if name.contains('/') || name.ends_with(".yaml") || name.ends_with(".yml") {
+        let text = std::fs::read_to_string(name)
+            .map_err(|e| format!("cannot read scenario file {name}: {e}"))?;
+        let stem = std::path::Path::new(name)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or(name)
+            .to_string();
+        return Ok((stem, text));
+    }
+    SHIPPED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .ok_or_else(|| {
+            format!(
+                "no scenario named `{name}`; shipped: {} (or give a path to a YAML file)",
+                SHIPPED
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
 
 #[cfg(test)]
 mod tests {

@@ -238,6 +238,10 @@ pub struct Abort {
     /// Abort (and roll back) when the drill has run this long.
     #[serde(default, deserialize_with = "opt_duration")]
     pub max_elapsed: Option<Duration>,
+    /// A Prometheus base URL: any alert firing there (`ALERTS{alertstate="firing"}`) aborts
+    /// the drill, as does that Prometheus being unreachable (the drill cannot tell).
+    #[serde(default)]
+    pub prometheus: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -375,6 +379,13 @@ impl Scenario {
                     p.name
                 ));
             }
+        }
+        if let Some(p) = &self.abort.prometheus
+            && !(p.starts_with("http://") || p.starts_with("https://"))
+        {
+            return Err(format!(
+                "abort.prometheus must be an http:// or https:// URL, not `{p}`"
+            ));
         }
         if let Some(c) = &self.canary {
             if !(c.url.starts_with("postgres://")

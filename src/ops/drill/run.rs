@@ -1,0 +1,1959 @@
+//! The drill runner: `lifeboat drill run`. Steady-state probes, then each fault applied,
+//! held and rolled back while canary writes measure the service through its own endpoint,
+//! then probes again; the canaries measured and judged by [`crate::policy::drill`]; the
+//! journal ([`DrillJournal`]) kept in the catalog as the drill goes and, at the end, written
+//! to the store at `drills/<id>/journal.json`.
+//!
+//! # Guarantees
+//! - **Intent before action**: a fault's row (what it touches, how to revert it, its TTL) is
+//!   in the catalog before the fault is applied.
+//! - **Always rolled back**: a detached watchdog (`lifeboat drill watchdog ID`, its own
+//!   process group) reverts every fault whose TTL passed or whose drill died; a revert is
+//!   retried until a probe confirms it ([`revert_once`]) and only then recorded reverted;
+//!   [`sweep`] (at `drill run`, `drill history` and daemon start) reverts what a crash left and
+//!   records the dead drill `aborted`. An abort (Ctrl-C, blast radius, time limit, a
+//!   Prometheus alert, a failover in progress) rolls back like the normal end.
+//! - **Nothing proves nothing**: a fault that matches zero targets is not applied at all and
+//!   the drill is `inconclusive`, never `pass`.
+//! - A process-group fault signals the group and every descendant of its processes (workers
+//!   that made their own groups, like PostgreSQL backends), never lifeboat's own group nor a
+//!   family lifeboat belongs to, nor pids 0 and 1.
+//!
+//! # Caveats
+//! - A pid file naming a pid reused by another process is taken at its word.
+//! - In-process faults (proxy) end with the drill's process: there is nothing to revert.
+//! - Store faults (`unavailable`, `corrupt`, `hide-latest`) are a wrapper in the lifeboat
+//!   commands the drill starts ([`crate::store::DRILL_FAULT_ENV`]): the store's objects are
+//!   never touched. `unavailable`: a backup of each source on the store must fail, and succeed
+//!   again once the fault is reverted (RTO: fault to that backup). `corrupt`/`hide-latest`:
+//!   the newest snapshot of each source is served corrupt or hidden, from a throwaway catalog
+//!   rebuilt from the store; verifying it must fail (corrupt) and the previous snapshot must
+//!   restore (RTO: fault to that restore verified; RPO: the age of the snapshot restored).
+//! - complete-disaster (`restore-all`) is a simulation on the side: the catalog rebuilt from
+//!   the stores alone into a throwaway catalog, every source verified (restored into a
+//!   scratch sandbox, checked, torn down) in parallel from it; the real catalog, stores and
+//!   services are only read. Its RTO is the total time, its RPO per source the age of the
+//!   snapshot restored.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use super::canary::{CanaryError, PgCanary, write_observed};
+use super::proxy::{Mode, Proxy};
+use super::scenario::{Action, Fault, MAX_TTL, Probe, Scenario};
+use crate::catalog::CatalogError;
+use crate::model::journal::{
+    CanaryStrip, CanaryWrite, DRILL_JOURNAL_SCHEMA, DrillJournal, FaultRecord, GENESIS,
+    JournalFinding, JournalObjectives, ServiceMeasure, TimelineEntry,
+};
+use crate::ops::Ctx;
+use crate::policy::drill::{
+    AbortInputs, Ack, Canary, Expected, abort_reasons, elapsed_limit, judge, measure,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("scenario `{scenario}`: {message}")]
+    Unsupported { scenario: String, message: String },
+    #[error(transparent)]
+    Canary(#[from] CanaryError),
+    #[error("no drill {id} in the catalog; `lifeboat drill history` lists them")]
+    NotFound { id: String },
+    #[error(
+        "the watchdog of drill {id} gave up with faults not reverted: {faults}; revert them by hand (see `lifeboat drill history --output json`)"
+    )]
+    GaveUp { id: String, faults: String },
+}
+
+impl DrillError {
+    pub fn kind(&self) -> crate::model::ErrorKind {
+        use crate::model::ErrorKind;
+        match self {
+            DrillError::Catalog(e) => e.kind(),
+            DrillError::Unsupported { .. } | DrillError::NotFound { .. } => ErrorKind::Config,
+            DrillError::Canary(_) => ErrorKind::Unreachable,
+            DrillError::GaveUp { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+/// How the runner starts lifeboat itself: for `lifeboat:` probes and the watchdog.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    pub exe: PathBuf,
+    /// Global arguments (`--config PATH ...`).
+    pub global_args: Vec<OsString>,
+    /// Environment (e.g. `LIFEBOAT_CATALOG`, kept out of argv).
+    pub env: Vec<(OsString, OsString)>,
+}
+
+impl Launcher {
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.args(&self.global_args)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+pub struct Options {
+    pub launcher: Launcher,
+    /// `user@host`.
+    pub who: String,
+    /// How long the canary writes before the first fault (the "before" of the RPO).
+    pub steady: Duration,
+}
+
+/// What a fault touched and how to revert it: stored as JSON with the fault's intent, read
+/// by the watchdog and the sweep (other processes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum FaultSpec {
+    ProcessGroup {
+        pgid: u32,
+        leader: u32,
+        pidfile: String,
+        /// SIGSTOP (reverted by SIGCONT); else SIGKILL (reverted by `restart`).
+        pause: bool,
+        restart: Vec<String>,
+    },
+    /// Lives in the drill's process (a proxy mode): ends with it.
+    InProcess { target: String },
+    /// A throwaway directory (complete-disaster's rebuilt catalog): reverted by removing it.
+    Scratch { dir: PathBuf },
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes
+
+/// The state letter of `/proc/PID/stat` (R, S, D, T, t, Z, X ...).
+fn proc_state(pid: u32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 1..];
+    rest.trim_start().chars().next()
+}
+
+/// The process group of `pid`, from `/proc/PID/stat` (field 5).
+fn proc_pgid(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// A live process (zombies are dead).
+pub fn pid_alive(pid: u32) -> bool {
+    pid > 0 && matches!(proc_state(pid), Some(c) if c != 'Z' && c != 'X')
+}
+
+/// (pid, ppid, pgid, state) of every process, from `/proc`.
+fn processes() -> Vec<(u32, u32, u32, char)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let mut f = s[s.rfind(')')? + 1..].split_whitespace();
+            let state = f.next()?.chars().next()?;
+            let ppid = f.next()?.parse().ok()?;
+            let pgid = f.next()?.parse().ok()?;
+            Some((pid, ppid, pgid, state))
+        })
+        .collect()
+}
+
+/// The states of every process of group `pgid` and of all their descendants (a service's
+/// workers may have made their own groups, as PostgreSQL backends do).
+fn group_states(pgid: u32) -> Vec<(u32, char)> {
+    let all = processes();
+    let mut members: std::collections::BTreeMap<u32, char> = all
+        .iter()
+        .filter(|p| p.2 == pgid)
+        .map(|p| (p.0, p.3))
+        .collect();
+    loop {
+        let more: Vec<(u32, char)> = all
+            .iter()
+            .filter(|p| members.contains_key(&p.1) && !members.contains_key(&p.0))
+            .map(|p| (p.0, p.3))
+            .collect();
+        if more.is_empty() {
+            return members.into_iter().collect();
+        }
+        members.extend(more);
+    }
+}
+
+/// Signals group `pgid` and every descendant of its processes (twice: a process forked
+/// meanwhile gets it too).
+fn signal_family(pgid: u32, sig: rustix::process::Signal) -> Result<(), String> {
+    signal_group(pgid, sig)?;
+    for _ in 0..2 {
+        for (pid, _) in group_states(pgid) {
+            if let Some(p) = i32::try_from(pid)
+                .ok()
+                .filter(|&p| p > 1)
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(p, sig);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_pidfile(path: &str) -> Result<u32, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("pid file {path}: {e}"))?;
+    text.lines()
+        .next()
+        .map(str::trim)
+        .and_then(|l| l.parse::<u32>().ok())
+        .filter(|&p| p > 1)
+        .ok_or_else(|| format!("pid file {path} does not start with a pid"))
+}
+
+fn signal_group(pgid: u32, sig: rustix::process::Signal) -> Result<(), String> {
+    let pid = i32::try_from(pgid)
+        .ok()
+        .filter(|&p| p > 1)
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| format!("refusing to signal process group {pgid}"))?;
+    rustix::process::kill_process_group(pid, sig).map_err(|e| format!("process group {pgid}: {e}"))
+}
+
+/// Reverts `spec` if it is not reverted already, then checks: `Ok(what the probe saw)` only
+/// when a probe confirms the revert. Safe to repeat, from any process.
+pub async fn revert_once(spec: &FaultSpec) -> Result<String, String> {
+    match spec {
+        FaultSpec::ProcessGroup {
+            pgid, pause: true, ..
+        } => {
+            let _ = signal_family(*pgid, rustix::process::Signal::CONT);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let stopped: Vec<u32> = group_states(*pgid)
+                .into_iter()
+                .filter(|(_, s)| *s == 'T')
+                .map(|(p, _)| p)
+                .collect();
+            if stopped.is_empty() {
+                Ok(format!("no process of group {pgid} is stopped"))
+            } else {
+                Err(format!(
+                    "process(es) {stopped:?} of group {pgid} still stopped after SIGCONT"
+                ))
+            }
+        }
+        FaultSpec::ProcessGroup {
+            pidfile, restart, ..
+        } => {
+            let running = || {
+                read_pidfile(pidfile)
+                    .ok()
+                    .filter(|&p| pid_alive(p) && proc_state(p) != Some('T'))
+            };
+            if let Some(pid) = running() {
+                return Ok(format!("pid {pid} of {pidfile} is running"));
+            }
+            let Some((program, args)) = restart.split_first() else {
+                return Err(format!(
+                    "{pidfile} names no running process and the target has no `restart` command: start it by hand"
+                ));
+            };
+            let status = tokio::time::timeout(
+                Duration::from_secs(120),
+                tokio::process::Command::new(program)
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true)
+                    .status(),
+            )
+            .await;
+            match status {
+                Ok(Ok(s)) if s.success() => {}
+                Ok(Ok(s)) => return Err(format!("restart command `{program}` exited with {s}")),
+                Ok(Err(e)) => return Err(format!("cannot run restart command `{program}`: {e}")),
+                Err(_) => return Err(format!("restart command `{program}` ran over 120 s")),
+            }
+            for _ in 0..100 {
+                if let Some(pid) = running() {
+                    return Ok(format!("restarted: pid {pid} of {pidfile} is running"));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(format!(
+                "restart command `{program}` succeeded but {pidfile} names no running process"
+            ))
+        }
+        FaultSpec::InProcess { target } => Ok(format!(
+            "in-process fault on `{target}` ended with the drill's process"
+        )),
+        FaultSpec::Scratch { dir } => {
+            if let Err(e) = std::fs::remove_dir_all(dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(format!("cannot remove {}: {e}", dir.display()));
+            }
+            if dir.exists() {
+                Err(format!("{} is still there", dir.display()))
+            } else {
+                Ok(format!("{} removed", dir.display()))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Probes and abort conditions
+
+async fn probe(launcher: &Launcher, p: &Probe) -> Result<(), String> {
+    if let Some(addr) = &p.tcp {
+        return match tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(addr.as_str()),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("probe `{}`: tcp {addr}: {e}", p.name)),
+            Err(_) => Err(format!("probe `{}`: tcp {addr}: no answer in 2 s", p.name)),
+        };
+    }
+    let args: Vec<&str> = p.lifeboat.iter().map(String::as_str).collect();
+    let mut cmd = launcher.command(&args);
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    match tokio::time::timeout(Duration::from_secs(60), cmd.output()).await {
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            Err(crate::model::redact::scrub_registered(&format!(
+                "probe `{}`: lifeboat {} exited with {}: {last}",
+                p.name,
+                p.lifeboat.join(" "),
+                out.status
+            )))
+        }
+        Ok(Err(e)) => Err(format!("probe `{}`: cannot run lifeboat: {e}", p.name)),
+        Err(_) => Err(format!("probe `{}`: ran over 60 s", p.name)),
+    }
+}
+
+/// The names of the alerts firing at Prometheus `base`.
+async fn firing_alerts(base: &str) -> Result<Vec<String>, String> {
+    let url = format!(
+        "{}/api/v1/query?query=ALERTS%7Balertstate%3D%22firing%22%7D",
+        base.trim_end_matches('/')
+    );
+    let shown = crate::model::redact::url(base);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = client.get(&url).send().await.map_err(|e| {
+        format!("Prometheus {shown} unreachable ({e}): cannot tell whether alerts fire")
+    })?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!(
+            "Prometheus {shown} answered {status}: cannot tell whether alerts fire"
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("Prometheus {shown} answered no JSON: {e}"))?;
+    Ok(v["data"]["result"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|a| a["metric"]["alertname"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The slow abort inputs (probes, Prometheus, catalog), refreshed at most every second.
+#[derive(Default)]
+struct Watch {
+    last: Option<Instant>,
+    blast: Vec<String>,
+    alerts: Vec<String>,
+    failover: Option<i64>,
+}
+
+// ---------------------------------------------------------------------------------------
+// The runner
+
+struct Resolved<'s> {
+    fault: &'s Fault,
+    spec: Option<FaultSpec>,
+    /// What it matched (empty: nothing).
+    targets: Vec<String>,
+}
+
+struct Drill<'a> {
+    ctx: &'a Ctx,
+    s: &'a Scenario,
+    opts: &'a Options,
+    j: DrillJournal,
+    started: Instant,
+    limit: Option<Duration>,
+    watch: Watch,
+    proxies: BTreeMap<String, Proxy>,
+    /// Why the drill stopped early (empty: it did not).
+    aborted: Vec<String>,
+    /// Catalog writes that failed mid-drill (the drill goes on rolling back).
+    save_errors: Vec<String>,
+    /// complete-disaster: what each source's restore gave.
+    disaster: Option<Disaster>,
+}
+
+/// One source restored by complete-disaster.
+#[derive(Debug, Clone)]
+struct Restored {
+    source: String,
+    /// Why it did not restore and check out (None: it did).
+    error: Option<String>,
+    /// From the fault to this source verified.
+    done_ms: u64,
+    /// The age of the snapshot restored at the fault.
+    rpo_ms: Option<u64>,
+    snapshot_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Disaster {
+    total_ms: u64,
+    restored: Vec<Restored>,
+}
+
+/// Runs drill `name` of scenario `s` to its end (or abort) and returns its journal.
+pub async fn run(
+    ctx: &Ctx,
+    name: &str,
+    s: &Scenario,
+    opts: &Options,
+) -> Result<DrillJournal, DrillError> {
+    check_supported(name, s)?;
+    if let Err(e) = sweep(ctx).await {
+        tracing::warn!(cause = %e, "could not sweep drills left by crashed runs");
+    }
+    let now = ctx.now();
+    let id = format!(
+        "drill-{}-{:04x}",
+        now.format("%Y%m%dT%H%M%S%.3fZ"),
+        rand::random::<u16>()
+    );
+    let held: Duration = s.faults.iter().map(|f| f.duration).sum();
+    let mut d = Drill {
+        ctx,
+        s,
+        opts,
+        j: DrillJournal {
+            schema: DRILL_JOURNAL_SCHEMA.into(),
+            id: id.clone(),
+            scenario: name.to_string(),
+            tier: format!("{:?}", s.tier).to_lowercase(),
+            started_at: now,
+            finished_at: None,
+            run_by: opts.who.clone(),
+            dry_run: false,
+            verdict: "running".into(),
+            reasons: vec![],
+            objectives: JournalObjectives {
+                rto_seconds: s.expect.rto.map(|d| d.as_secs_f64()),
+                rpo_seconds: s.expect.rpo.map(|d| d.as_secs_f64()),
+            },
+            services: vec![],
+            timeline: vec![],
+            canary: None,
+            faults: vec![],
+            findings: vec![],
+            evidence: vec![],
+            events: vec![],
+            journal_sha256: GENESIS.into(),
+        },
+        started: Instant::now(),
+        limit: elapsed_limit(s.abort.max_elapsed, s.expect.rto, held),
+        watch: Watch::default(),
+        proxies: BTreeMap::new(),
+        aborted: vec![],
+        save_errors: vec![],
+        disaster: None,
+    };
+    d.event("started", &format!("scenario {name} by {}", opts.who));
+    ctx.catalog.put_drill_journal(&d.j).await?;
+    let span = tracing::info_span!("drill", id = %id, scenario = %name);
+    d.go().instrument(span).await?;
+    Ok(d.j)
+}
+
+/// Refuses, before anything is touched, what this runner cannot do yet.
+fn check_supported(name: &str, s: &Scenario) -> Result<(), DrillError> {
+    let unsupported = |message: String| DrillError::Unsupported {
+        scenario: name.to_string(),
+        message,
+    };
+    for t in &s.targets {
+        match t.kind() {
+            Ok(_) => {}
+            Err(e) => return Err(unsupported(e)),
+        }
+    }
+    if let Some(c) = &s.canary
+        && c.url.starts_with("redis://")
+    {
+        return Err(unsupported(
+            "a redis:// canary is not built yet; use a postgres:// canary".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl<'a> Drill<'a> {
+    fn now(&self) -> DateTime<Utc> {
+        self.ctx.now()
+    }
+
+    fn event(&mut self, kind: &str, detail: &str) {
+        let detail = crate::model::redact::scrub_registered(detail);
+        tracing::info!(event = kind, "{detail}");
+        let now = self.now();
+        self.j.push_event(now, kind, &detail);
+    }
+
+    fn finding(&mut self, severity: &str, text: String) {
+        self.j.findings.push(JournalFinding {
+            severity: severity.into(),
+            text,
+        });
+    }
+
+    async fn save(&mut self) {
+        if let Err(e) = self.ctx.catalog.put_drill_journal(&self.j).await {
+            tracing::warn!(cause = %e, "could not store the drill journal in the catalog");
+            self.save_errors.push(e.to_string());
+        }
+    }
+
+    /// Every abort reason now (the slow checks at most once a second).
+    async fn abort_now(&mut self) -> Vec<String> {
+        if self
+            .watch
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.watch.last = Some(Instant::now());
+            let mut blast = Vec::new();
+            for p in self.s.probes.iter().filter(|p| p.blast_radius) {
+                if let Err(e) = probe(&self.opts.launcher, p).await {
+                    blast.push(e);
+                }
+            }
+            self.watch.blast = blast;
+            self.watch.alerts = match &self.s.abort.prometheus {
+                Some(url) => firing_alerts(url).await.unwrap_or_else(|e| vec![e]),
+                None => vec![],
+            };
+            self.watch.failover = match self.ctx.catalog.failovers(5).await {
+                Ok(rows) => rows.iter().find(|f| f.status == "running").map(|f| f.term),
+                Err(e) => {
+                    tracing::warn!(cause = %e, "cannot read failovers from the catalog");
+                    None
+                }
+            };
+        }
+        abort_reasons(&AbortInputs {
+            elapsed: self.started.elapsed(),
+            limit: self.limit,
+            interrupted: self.ctx.cancel.is_cancelled(),
+            blast_radius_failures: self.watch.blast.clone(),
+            alerts_firing: self.watch.alerts.clone(),
+            failover_running: self.watch.failover,
+        })
+    }
+
+    /// Waits `d`, checking the abort conditions every 100 ms; false (and the reasons
+    /// recorded) when the drill must abort.
+    async fn hold(&mut self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        loop {
+            if !self.aborted.is_empty() {
+                return false;
+            }
+            let reasons = self.abort_now().await;
+            if !reasons.is_empty() {
+                self.event("abort", &reasons.join("; "));
+                self.aborted = reasons;
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(left.min(Duration::from_millis(100))) => {}
+                _ = self.ctx.cancel.cancelled() => {}
+            }
+        }
+    }
+
+    /// Ends the drill with `verdict` before any fault was applied.
+    async fn finish_early(
+        &mut self,
+        verdict: &str,
+        reasons: Vec<String>,
+    ) -> Result<(), DrillError> {
+        self.j.verdict = verdict.into();
+        self.j.reasons = reasons;
+        self.finish().await
+    }
+
+    async fn finish(&mut self) -> Result<(), DrillError> {
+        self.j.finished_at = Some(self.now());
+        let detail = format!("verdict {}", self.j.verdict);
+        self.event("finished", &detail);
+        self.store_journal().await;
+        self.ctx.catalog.put_drill_journal(&self.j).await?;
+        Ok(())
+    }
+
+    /// Writes the journal to the store (`drills/<id>/journal.json`); a failure is a finding.
+    async fn store_journal(&mut self) {
+        let Some((name, store)) = journal_store(self.ctx) else {
+            return;
+        };
+        let rel = format!("drills/{}/journal.json", self.j.id);
+        let bytes = match serde_json::to_vec_pretty(&self.j) {
+            Ok(b) => b,
+            Err(e) => {
+                self.finding("warning", format!("journal not serialisable: {e}"));
+                return;
+            }
+        };
+        let text = crate::model::redact::scrub_registered(&String::from_utf8_lossy(&bytes));
+        match store.put_bytes(&rel, bytes::Bytes::from(text)).await {
+            Ok(w) => self.j.evidence.push(match w.version {
+                Some(v) => format!("store {name}: {rel} (version {v})"),
+                None => format!("store {name}: {rel}"),
+            }),
+            Err(e) => {
+                self.finding(
+                    "warning",
+                    format!("the journal could not be written to store {name} at {rel}: {e}"),
+                );
+                let detail = format!("store {name}: {e}");
+                self.event("journal-not-stored", &detail);
+            }
+        }
+    }
+
+    async fn go(&mut self) -> Result<(), DrillError> {
+        let s: &'a Scenario = self.s;
+        // Proxies first: the probes and the canary may go through them.
+        for t in &s.targets {
+            if let Some(p) = &t.proxy {
+                match Proxy::start(&p.listen, p.upstream.clone()).await {
+                    Ok(proxy) => {
+                        let detail = format!("proxy {} -> {}", proxy.addr, p.upstream);
+                        self.event("proxy-started", &detail);
+                        self.proxies.insert(t.name.clone(), proxy);
+                    }
+                    Err(e) => {
+                        return self
+                            .finish_early(
+                                "failed",
+                                vec![format!(
+                                    "target `{}`: cannot listen on {}: {e}; pick a free address",
+                                    t.name, p.listen
+                                )],
+                            )
+                            .await;
+                    }
+                }
+            }
+        }
+        // Steady state.
+        let mut failed = Vec::new();
+        for p in &s.probes {
+            match probe(&self.opts.launcher, p).await {
+                Ok(()) => self.event("probe-before", &format!("{}: ok", p.name)),
+                Err(e) => {
+                    self.event("probe-before", &e);
+                    failed.push(e);
+                }
+            }
+        }
+        if !failed.is_empty() {
+            failed.insert(
+                0,
+                "the steady state does not hold before the drill: nothing was touched".into(),
+            );
+            return self.finish_early("failed", failed).await;
+        }
+        // Targets.
+        let resolved = self.resolve();
+        for r in &resolved {
+            let detail = if r.targets.is_empty() {
+                format!("{}: matched nothing", r.fault.name)
+            } else {
+                format!("{}: {}", r.fault.name, r.targets.join(", "))
+            };
+            self.event("targets", &detail);
+            self.j.faults.push(FaultRecord {
+                name: r.fault.name.clone(),
+                action: action_name(r.fault.action),
+                targets: r.targets.clone(),
+                applied_at: None,
+                reverted_at: None,
+                reverted: false,
+            });
+        }
+        let counts: Vec<(String, usize)> = resolved
+            .iter()
+            .map(|r| (r.fault.name.clone(), r.targets.len()))
+            .collect();
+        if counts.iter().any(|(_, n)| *n == 0) {
+            let j = judge(
+                &measure(&[], &Default::default(), self.now(), Duration::ZERO),
+                &Expected::default(),
+                &counts,
+            );
+            for r in &j.reasons {
+                self.finding("warning", r.clone());
+            }
+            return self.finish_early(j.verdict.as_str(), j.reasons).await;
+        }
+        self.save().await;
+        if resolved
+            .iter()
+            .any(|r| matches!(r.spec, Some(FaultSpec::ProcessGroup { .. })))
+        {
+            self.spawn_watchdog();
+        }
+        // Canary.
+        let (acks_tx, mut acks) = tokio::sync::watch::channel(None);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let mut writer = None;
+        let mut pg = None;
+        if let Some(c) = &s.canary {
+            let canary = match PgCanary::connect(&c.url, &self.j.id, c.timeout).await {
+                Ok(c) => Arc::new(c),
+                Err(e) => return self.finish_early("failed", vec![e.to_string()]).await,
+            };
+            self.j.evidence.push(format!(
+                "canary rows of run {} in lifeboat_canary at {}",
+                self.j.id,
+                crate::model::redact::url(&c.url)
+            ));
+            writer = Some(tokio::spawn(write_observed(
+                canary.clone(),
+                self.ctx.clock.clone(),
+                c.interval,
+                c.timeout,
+                stop.clone(),
+                acks_tx,
+            )));
+            pg = Some(canary);
+        }
+        self.hold(self.opts.steady).await;
+        // Faults, one after the other, each rolled back before the next.
+        let mut fault_at = None;
+        for (i, r) in resolved.iter().enumerate() {
+            if !self.aborted.is_empty() {
+                break;
+            }
+            let at = self.apply(i, r).await;
+            if fault_at.is_none() {
+                fault_at = at;
+            }
+            let store = s
+                .targets
+                .iter()
+                .find(|t| t.name == r.fault.target)
+                .and_then(|t| t.store.clone());
+            if let (Some(at), Some(FaultSpec::Scratch { dir }), Some(store)) = (at, &r.spec, &store)
+            {
+                self.disaster = Some(self.store_fault(r.fault, store, dir, at).await);
+            } else if let (Some(at), Some(FaultSpec::Scratch { dir })) = (at, &r.spec) {
+                self.disaster = Some(self.restore_all(r.fault, dir, at).await);
+            } else if at.is_some() {
+                self.hold(r.fault.duration).await;
+            }
+            self.revert(i, r).await;
+        }
+        // Recovery: the first write sent after the rollback acknowledged, a little more.
+        let fault_at = fault_at.unwrap_or_else(|| self.now());
+        if let Some(c) = &s.canary {
+            let back_since = self.now();
+            let limit = Instant::now() + s.expect.rto.unwrap_or(Duration::from_secs(60));
+            while self.aborted.is_empty()
+                && !acks.borrow_and_update().is_some_and(|t| t >= back_since)
+                && Instant::now() < limit
+            {
+                tokio::select! {
+                    _ = acks.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                let reasons = self.abort_now().await;
+                if !reasons.is_empty() {
+                    self.event("abort", &reasons.join("; "));
+                    self.aborted = reasons;
+                }
+            }
+            tokio::time::sleep(c.interval * 5).await;
+        }
+        stop.cancel();
+        let canaries = match writer {
+            Some(w) => w.await.unwrap_or_default(),
+            None => vec![],
+        };
+        // After: the steady state again.
+        let mut after_failed = Vec::new();
+        for p in &s.probes {
+            match probe(&self.opts.launcher, p).await {
+                Ok(()) => self.event("probe-after", &format!("{}: ok", p.name)),
+                Err(e) => {
+                    self.event("probe-after", &e);
+                    after_failed.push(e);
+                }
+            }
+        }
+        let survived = match &pg {
+            Some(pg) => {
+                let mut out = Err(String::new());
+                for _ in 0..10 {
+                    out = pg.survivors().await.map_err(|e| e.to_string());
+                    if out.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                pg.close().await;
+                out
+            }
+            None => Ok(Default::default()),
+        };
+        self.conclude(&canaries, survived, fault_at, &counts, after_failed)
+            .await
+    }
+
+    fn resolve(&self) -> Vec<Resolved<'a>> {
+        let own_pgid = proc_pgid(std::process::id());
+        let s: &'a Scenario = self.s;
+        s
+            .faults
+            .iter()
+            .map(|f| {
+                let mut r = Resolved {
+                    fault: f,
+                    spec: None,
+                    targets: vec![],
+                };
+                let Some(t) = s.targets.iter().find(|t| t.name == f.target) else {
+                    return r;
+                };
+                if let Some(pg) = &t.process_group {
+                    let pid = match read_pidfile(&pg.pidfile) {
+                        Ok(pid) if pid_alive(pid) => pid,
+                        Ok(pid) => {
+                            tracing::warn!(pid, pidfile = %pg.pidfile, "the pid file names no running process");
+                            return r;
+                        }
+                        Err(e) => {
+                            tracing::warn!(cause = %e, "no process group to touch");
+                            return r;
+                        }
+                    };
+                    let Some(pgid) = proc_pgid(pid).filter(|&g| g > 1) else {
+                        return r;
+                    };
+                    if Some(pgid) == own_pgid {
+                        tracing::error!(pgid, "refusing: the target's process group is lifeboat's own");
+                        return r;
+                    }
+                    let family = group_states(pgid);
+                    if family.iter().any(|(p, _)| *p == std::process::id()) {
+                        tracing::error!(pgid, "refusing: lifeboat itself descends from the target's process group");
+                        return r;
+                    }
+                    let members = family.len();
+                    r.targets = vec![format!(
+                        "process group {pgid} and its descendants ({members} process(es), leader {pid} from {})",
+                        pg.pidfile
+                    )];
+                    r.spec = Some(FaultSpec::ProcessGroup {
+                        pgid,
+                        leader: pid,
+                        pidfile: pg.pidfile.clone(),
+                        pause: f.action == Action::Pause,
+                        restart: pg.restart.clone(),
+                    });
+                } else if let Some(store) = &t.store {
+                    if self.ctx.stores.contains_key(store) {
+                        r.targets = self
+                            .ctx
+                            .config
+                            .sources
+                            .iter()
+                            .filter(|s| &s.store == store)
+                            .map(|s| format!("source {} on store {store}", s.name))
+                            .collect();
+                    } else {
+                        tracing::warn!(store = %store, "no store by that name in the config");
+                    }
+                    r.spec = Some(FaultSpec::Scratch {
+                        dir: std::env::temp_dir().join(format!("lifeboat-{}", self.j.id)),
+                    });
+                } else if t.all_sources {
+                    r.targets = self
+                        .ctx
+                        .config
+                        .sources
+                        .iter()
+                        .map(|s| format!("source {}", s.name))
+                        .collect();
+                    r.spec = Some(FaultSpec::Scratch {
+                        dir: std::env::temp_dir().join(format!("lifeboat-{}", self.j.id)),
+                    });
+                } else if let Some(proxy) = self.proxies.get(&t.name) {
+                    r.targets = vec![format!(
+                        "connections through {} to {}",
+                        proxy.addr,
+                        t.proxy.as_ref().map_or("", |p| p.upstream.as_str())
+                    )];
+                    r.spec = Some(FaultSpec::InProcess {
+                        target: t.name.clone(),
+                    });
+                }
+                r
+            })
+            .collect()
+    }
+
+    /// complete-disaster: the catalog rebuilt from the stores alone into a throwaway catalog
+    /// in `dir`, then every source verified from it in parallel (bounded by the fault's
+    /// duration and the abort conditions).
+    async fn restore_all(
+        &mut self,
+        fault: &Fault,
+        dir: &std::path::Path,
+        at: DateTime<Utc>,
+    ) -> Disaster {
+        let started = Instant::now();
+        let url = format!("sqlite://{}", dir.join("catalog.db").display());
+        let limit = started + fault.duration;
+        let since = |t: Instant| t.duration_since(started).as_millis() as u64;
+        let mut rebuild = self.opts.launcher.command(&["catalog", "rebuild"]);
+        rebuild
+            .env("LIFEBOAT_CATALOG", &url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let failed_all = |why: String, sources: &[crate::config::SourceConfig]| Disaster {
+            total_ms: since(Instant::now()),
+            restored: sources
+                .iter()
+                .map(|s| Restored {
+                    source: s.name.clone(),
+                    error: Some(why.clone()),
+                    done_ms: since(Instant::now()),
+                    rpo_ms: None,
+                    snapshot_id: None,
+                })
+                .collect(),
+        };
+        let sources = &self.ctx.config.sources;
+        match tokio::time::timeout(fault.duration, rebuild.output()).await {
+            Ok(Ok(out)) if out.status.success() => {
+                self.event(
+                    "catalog-rebuilt",
+                    &format!("throwaway catalog in {}", dir.display()),
+                );
+            }
+            Ok(Ok(out)) => {
+                let why = format!(
+                    "catalog rebuild from the stores failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                );
+                self.event("catalog-rebuilt", &why);
+                return failed_all(why, sources);
+            }
+            Ok(Err(e)) => return failed_all(format!("cannot run catalog rebuild: {e}"), sources),
+            Err(_) => {
+                return failed_all(
+                    "catalog rebuild ran over the fault's duration".into(),
+                    sources,
+                );
+            }
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for source in sources {
+            let mut cmd = self
+                .opts
+                .launcher
+                .command(&["verify", &source.name, "--output", "json"]);
+            cmd.env("LIFEBOAT_CATALOG", &url)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            let name = source.name.clone();
+            set.spawn(async move {
+                let out = cmd.output().await;
+                (name, out, Instant::now())
+            });
+        }
+        let mut restored = Vec::new();
+        loop {
+            tokio::select! {
+                next = set.join_next() => {
+                    let Some(joined) = next else { break };
+                    let Ok((source, out, done)) = joined else { continue };
+                    let (error, snapshot_id) = match out {
+                        Ok(out) => {
+                            let report: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+                            let snap = report.as_ref().and_then(|r| r["snapshot_id"].as_str()).map(str::to_string);
+                            if out.status.success() {
+                                (None, snap)
+                            } else {
+                                let why = report
+                                    .as_ref()
+                                    .and_then(|r| r["error"].as_str().map(str::to_string))
+                                    .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").to_string());
+                                (Some(format!("did not restore and check out: {why}")), snap)
+                            }
+                        }
+                        Err(e) => (Some(format!("cannot run verify: {e}")), None),
+                    };
+                    let detail = format!("{source}: {}", error.as_deref().unwrap_or("restored and checked"));
+                    self.event("restored", &detail);
+                    restored.push(Restored { source, error, done_ms: since(done), rpo_ms: None, snapshot_id });
+                }
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    let reasons = self.abort_now().await;
+                    if !reasons.is_empty() {
+                        self.event("abort", &reasons.join("; "));
+                        self.aborted = reasons;
+                        set.abort_all();
+                    } else if Instant::now() > limit {
+                        let text = format!("restores still running after the fault's {}", humantime::format_duration(fault.duration));
+                        self.event("abort", &text);
+                        self.aborted.push(text);
+                        set.abort_all();
+                    }
+                }
+            }
+        }
+        let total_ms = since(Instant::now());
+        // The age of each snapshot restored, from the throwaway catalog.
+        if let Ok(c) = crate::catalog::Catalog::open(&crate::model::SecretString::new(url)).await {
+            for r in &mut restored {
+                if let Some(id) = &r.snapshot_id
+                    && let Ok(rows) = c.snapshots(Some(&r.source)).await
+                    && let Some(row) = rows.iter().find(|s| &s.id == id)
+                    && let Ok(created) = chrono::DateTime::parse_from_rfc3339(&row.created_at)
+                {
+                    r.rpo_ms =
+                        Some((at - created.with_timezone(&Utc)).num_milliseconds().max(0) as u64);
+                    self.j
+                        .evidence
+                        .push(format!("snapshot {id} ({})", r.source));
+                }
+            }
+            c.close().await;
+        }
+        for s in sources {
+            if !restored.iter().any(|r| r.source == s.name) {
+                restored.push(Restored {
+                    source: s.name.clone(),
+                    error: Some("not restored (aborted)".into()),
+                    done_ms: total_ms,
+                    rpo_ms: None,
+                    snapshot_id: None,
+                });
+            }
+        }
+        restored.sort_by(|a, b| a.source.cmp(&b.source));
+        Disaster { total_ms, restored }
+    }
+
+    /// Runs `lifeboat ARGS` with `env`, bounded by `limit`: (exited 0, stdout as JSON if it
+    /// is, the last line of stderr, when it ended).
+    async fn lifeboat(
+        &self,
+        args: &[&str],
+        env: &[(&str, String)],
+        limit: Duration,
+    ) -> (bool, Option<serde_json::Value>, String, Instant) {
+        let mut cmd = self.opts.launcher.command(args);
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        match tokio::time::timeout(limit, cmd.output()).await {
+            Ok(Ok(out)) => {
+                let err = String::from_utf8_lossy(&out.stderr);
+                let last = err
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .to_string();
+                (
+                    out.status.success(),
+                    serde_json::from_slice(&out.stdout).ok(),
+                    crate::model::redact::scrub_registered(&last),
+                    Instant::now(),
+                )
+            }
+            Ok(Err(e)) => (
+                false,
+                None,
+                format!("cannot run lifeboat: {e}"),
+                Instant::now(),
+            ),
+            Err(_) => (
+                false,
+                None,
+                format!(
+                    "lifeboat {} ran over {}",
+                    args.join(" "),
+                    humantime::format_duration(limit)
+                ),
+                Instant::now(),
+            ),
+        }
+    }
+
+    /// A store fault (see the module doc), source by source; one [`Restored`] each.
+    async fn store_fault(
+        &mut self,
+        fault: &Fault,
+        store: &str,
+        dir: &std::path::Path,
+        at: DateTime<Utc>,
+    ) -> Disaster {
+        use crate::store::{DRILL_FAULT_ENV, DrillFault};
+        let started = Instant::now();
+        let since = |t: Instant| t.duration_since(started).as_millis() as u64;
+        let limit = fault.ttl();
+        let url = format!("sqlite://{}", dir.join("catalog.db").display());
+        let sources: Vec<String> = self
+            .ctx
+            .config
+            .sources
+            .iter()
+            .filter(|s| s.store == store)
+            .map(|s| s.name.clone())
+            .collect();
+        let mut restored = Vec::new();
+        if fault.action == Action::Unavailable {
+            let env = [(DRILL_FAULT_ENV, DrillFault::Unavailable.env_value(store))];
+            for src in &sources {
+                let (ok, _, why, _) = self.lifeboat(&["backup", src], &env, limit).await;
+                let detail = if ok {
+                    format!("{src}: a backup SUCCEEDED while the store was unavailable")
+                } else {
+                    format!("{src}: the backup failed loudly: {why}")
+                };
+                self.event("observed", &detail);
+                if ok {
+                    self.finding("critical", detail);
+                }
+            }
+            let rest = fault.duration.saturating_sub(started.elapsed());
+            self.hold(rest).await;
+            // From here on the commands run without the fault.
+            self.event(
+                "fault-lifted",
+                &format!("store {store} available again to lifeboat"),
+            );
+            for src in &sources {
+                let (ok, _, why, done) = self.lifeboat(&["backup", src], &[], limit).await;
+                let error = (!ok).then(|| format!("no backup after the outage: {why}"));
+                let detail = format!("{src}: {}", error.as_deref().unwrap_or("backed up again"));
+                self.event("recovered", &detail);
+                restored.push(Restored {
+                    source: src.clone(),
+                    error,
+                    done_ms: since(done),
+                    rpo_ms: None,
+                    snapshot_id: None,
+                });
+            }
+            return Disaster {
+                total_ms: since(Instant::now()),
+                restored,
+            };
+        }
+        // corrupt / hide-latest: each source's newest complete snapshot and the one before.
+        let mut newest = BTreeMap::new();
+        for src in &sources {
+            let rows = self
+                .ctx
+                .catalog
+                .snapshots(Some(src))
+                .await
+                .unwrap_or_default();
+            let complete: Vec<_> = rows
+                .iter()
+                .filter(|r| r.status == crate::catalog::Status::Complete)
+                .collect();
+            let n = complete.len();
+            newest.insert(
+                src.clone(),
+                (
+                    complete.last().map(|r| r.id.clone()),
+                    (n >= 2).then(|| {
+                        (
+                            complete[n - 2].id.clone(),
+                            complete[n - 2].created_at.clone(),
+                        )
+                    }),
+                ),
+            );
+        }
+        let faults: Vec<String> = newest
+            .iter()
+            .filter_map(|(src, (id, _))| {
+                let dir = crate::model::snapshot::dir(src, id.as_deref()?);
+                Some(
+                    match fault.action {
+                        Action::Corrupt => DrillFault::Corrupt(format!("{dir}/")),
+                        _ => DrillFault::Hide(format!("{dir}/")),
+                    }
+                    .env_value(store),
+                )
+            })
+            .collect();
+        let env = [
+            (DRILL_FAULT_ENV, faults.join(",")),
+            ("LIFEBOAT_CATALOG", url.clone()),
+        ];
+        // The throwaway catalog, from the store as the fault shows it.
+        let rebuild_env: &[(&str, String)] = if fault.action == Action::HideLatest {
+            &env
+        } else {
+            &env[1..]
+        };
+        let (ok, _, why, _) = self
+            .lifeboat(&["catalog", "rebuild"], rebuild_env, limit)
+            .await;
+        if !ok {
+            let error = Some(format!("catalog rebuild from the store failed: {why}"));
+            return Disaster {
+                total_ms: since(Instant::now()),
+                restored: sources
+                    .iter()
+                    .map(|s| Restored {
+                        source: s.clone(),
+                        error: error.clone(),
+                        done_ms: since(Instant::now()),
+                        rpo_ms: None,
+                        snapshot_id: None,
+                    })
+                    .collect(),
+            };
+        }
+        for src in &sources {
+            let (latest, previous) = newest.get(src).cloned().unwrap_or((None, None));
+            let mut error = None;
+            let mut snapshot_id = None;
+            let mut rpo_ms = None;
+            let mut done = Instant::now();
+            if fault.action == Action::Corrupt
+                && let Some(latest) = &latest
+            {
+                let (ok, report, why, _) = self
+                    .lifeboat(&["verify", latest, "--output", "json"], &env, limit)
+                    .await;
+                let why = report
+                    .as_ref()
+                    .and_then(|r| r["error"].as_str())
+                    .map_or(why, str::to_string);
+                let detail = if ok {
+                    format!("{src}: the corrupt snapshot {latest} VERIFIED as good")
+                } else {
+                    format!("{src}: the corrupt snapshot {latest} was refused: {why}")
+                };
+                self.event("observed", &detail);
+                if ok {
+                    self.finding("critical", detail.clone());
+                    error = Some(detail);
+                }
+            }
+            let fallback = match fault.action {
+                Action::Corrupt => previous.as_ref().map(|(id, _)| id.clone()),
+                _ => Some(src.clone()),
+            };
+            match fallback {
+                None => {
+                    error.get_or_insert_with(|| {
+                        "no older complete snapshot to fall back on".to_string()
+                    });
+                }
+                Some(what) => {
+                    let (ok, report, why, end) = self
+                        .lifeboat(&["verify", &what, "--output", "json"], &env, limit)
+                        .await;
+                    done = end;
+                    let id = report
+                        .as_ref()
+                        .and_then(|r| r["snapshot_id"].as_str())
+                        .map(str::to_string);
+                    if !ok {
+                        error.get_or_insert(format!("the fallback did not restore: {why}"));
+                    } else if id.is_some() && id == latest {
+                        error.get_or_insert(format!(
+                            "the hidden snapshot {} was restored anyway",
+                            latest.clone().unwrap_or_default()
+                        ));
+                    }
+                    let created = previous
+                        .as_ref()
+                        .filter(|(pid, _)| Some(pid) == id.as_ref())
+                        .and_then(|(_, c)| chrono::DateTime::parse_from_rfc3339(c).ok());
+                    rpo_ms = created
+                        .map(|c| (at - c.with_timezone(&Utc)).num_milliseconds().max(0) as u64);
+                    if let Some(id) = &id {
+                        self.j
+                            .evidence
+                            .push(format!("snapshot {id} ({src}) restored instead"));
+                    }
+                    snapshot_id = id;
+                }
+            }
+            let detail = format!(
+                "{src}: {}",
+                error
+                    .as_deref()
+                    .unwrap_or("fell back to the previous snapshot")
+            );
+            self.event("restored", &detail);
+            restored.push(Restored {
+                source: src.clone(),
+                error,
+                done_ms: since(done),
+                rpo_ms,
+                snapshot_id,
+            });
+        }
+        Disaster {
+            total_ms: since(Instant::now()),
+            restored,
+        }
+    }
+
+    fn spawn_watchdog(&mut self) {
+        let mut cmd = match crate::kinds::process::find_program(None, "setsid") {
+            Some(setsid) => {
+                let mut c = std::process::Command::new(setsid);
+                c.arg(&self.opts.launcher.exe);
+                c
+            }
+            None => std::process::Command::new(&self.opts.launcher.exe),
+        };
+        use std::os::unix::process::CommandExt;
+        cmd.args(&self.opts.launcher.global_args)
+            .args(["drill", "watchdog", &self.j.id])
+            .envs(self.opts.launcher.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        match cmd.spawn() {
+            Ok(child) => {
+                let detail = format!("watchdog pid {} reverts any fault past its TTL", child.id());
+                self.event("watchdog", &detail);
+            }
+            Err(e) => {
+                let text = format!(
+                    "no watchdog could be started ({e}): a fault would outlive this process if it died; the next `lifeboat drill` reverts it"
+                );
+                self.finding("warning", text.clone());
+                self.event("watchdog", &text);
+            }
+        }
+    }
+
+    /// Persists the intent, then applies fault `i`; its time when applied.
+    async fn apply(&mut self, i: usize, r: &Resolved<'_>) -> Option<DateTime<Utc>> {
+        let spec = r.spec.as_ref()?;
+        let ttl_at = self.now() + chrono::TimeDelta::from_std(r.fault.ttl()).unwrap_or_default();
+        let spec_json = serde_json::to_value(spec).unwrap_or_default();
+        if let Err(e) = self
+            .ctx
+            .catalog
+            .drill_fault_intent(
+                &self.j.id,
+                &r.fault.name,
+                &action_name(r.fault.action),
+                &spec_json,
+                ttl_at,
+            )
+            .await
+        {
+            // No persisted intent: the fault is not applied.
+            let text = format!(
+                "fault {} not applied: its intent could not be recorded: {e}",
+                r.fault.name
+            );
+            self.event("abort", &text);
+            self.aborted.push(text);
+            return None;
+        }
+        let detail = format!("{} until {}", r.fault.name, crate::catalog::ts(ttl_at));
+        self.event("fault-intent", &detail);
+        self.save().await;
+        let result = match spec {
+            FaultSpec::ProcessGroup { pgid, pause, .. } => signal_family(
+                *pgid,
+                if *pause {
+                    rustix::process::Signal::STOP
+                } else {
+                    rustix::process::Signal::KILL
+                },
+            ),
+            FaultSpec::Scratch { dir } => std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display())),
+            FaultSpec::InProcess { target } => match self.proxies.get(target) {
+                Some(p) => {
+                    p.set(match r.fault.action {
+                        Action::Blackhole => Mode::Blackhole,
+                        Action::Reset => Mode::Reset,
+                        _ => Mode::Delay(r.fault.delay.unwrap_or(Duration::from_millis(500))),
+                    });
+                    Ok(())
+                }
+                None => Err(format!("no proxy for target {target}")),
+            },
+        };
+        let at = self.now();
+        match result {
+            Ok(()) => {
+                if let Err(e) = self
+                    .ctx
+                    .catalog
+                    .drill_fault_applied(&self.j.id, &r.fault.name, at)
+                    .await
+                {
+                    self.save_errors.push(e.to_string());
+                }
+                self.j.faults[i].applied_at = Some(at);
+                self.j.timeline.push(TimelineEntry {
+                    phase: "fault".into(),
+                    at,
+                    detail: format!("{} {}", action_name(r.fault.action), r.targets.join(", ")),
+                });
+                let detail = format!("{}: {}", r.fault.name, r.targets.join(", "));
+                self.event("fault-applied", &detail);
+                self.save().await;
+                Some(at)
+            }
+            Err(e) => {
+                let text = format!("fault {} could not be applied: {e}", r.fault.name);
+                self.finding("warning", text.clone());
+                self.event("fault-not-applied", &text);
+                self.j.faults[i].targets.clear();
+                None
+            }
+        }
+    }
+
+    /// Reverts fault `i` until a probe confirms it (or its TTL passes: then the watchdog
+    /// keeps trying and the drill records it not reverted).
+    async fn revert(&mut self, i: usize, r: &Resolved<'_>) {
+        let Some(spec) = &r.spec else { return };
+        if let FaultSpec::InProcess { target } = spec
+            && let Some(p) = self.proxies.get(target)
+        {
+            p.set(Mode::Pass);
+        }
+        let deadline = Instant::now() + r.fault.ttl();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let outcome = match spec {
+                FaultSpec::InProcess { target } => match self.proxies.get(target) {
+                    Some(p) if p.mode() == Mode::Pass => Ok(format!("proxy {} passes", p.addr)),
+                    Some(p) => Err(format!("proxy {} is still {:?}", p.addr, p.mode())),
+                    None => Ok("proxy gone".into()),
+                },
+                other => revert_once(other).await,
+            };
+            match outcome {
+                Ok(how) => {
+                    let at = self.now();
+                    match self
+                        .ctx
+                        .catalog
+                        .drill_fault_reverted(&self.j.id, &r.fault.name, "drill", at)
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(e) => self.save_errors.push(e.to_string()),
+                    }
+                    self.j.faults[i].reverted = true;
+                    self.j.faults[i].reverted_at = Some(at);
+                    self.j.timeline.push(TimelineEntry {
+                        phase: "rollback".into(),
+                        at,
+                        detail: format!("{}: {how}", r.fault.name),
+                    });
+                    self.event("fault-reverted", &format!("{}: {how}", r.fault.name));
+                    self.save().await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = self
+                        .ctx
+                        .catalog
+                        .drill_fault_attempt(&self.j.id, &r.fault.name, &e)
+                        .await;
+                    self.event("revert-unconfirmed", &format!("{}: {e}", r.fault.name));
+                    if Instant::now() >= deadline {
+                        let text = format!(
+                            "fault {} is NOT confirmed reverted ({e}); the watchdog keeps trying; check the target by hand",
+                            r.fault.name
+                        );
+                        self.finding("critical", text);
+                        self.save().await;
+                        return;
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    async fn conclude(
+        &mut self,
+        canaries: &[Canary],
+        survived: Result<std::collections::BTreeSet<u64>, String>,
+        fault_at: DateTime<Utc>,
+        counts: &[(String, usize)],
+        after_failed: Vec<String>,
+    ) -> Result<(), DrillError> {
+        let s: &'a Scenario = self.s;
+        let resolution = s.canary.as_ref().map_or(Duration::ZERO, |c| c.interval);
+        let expected = Expected {
+            rpo: s.expect.rpo,
+            rto: s.expect.rto,
+        };
+        let mut reasons = Vec::new();
+        let survived = match survived {
+            Ok(s) => Some(s),
+            Err(e) => {
+                reasons.push(format!(
+                    "the surviving canaries could not be read back: {e}"
+                ));
+                None
+            }
+        };
+        let mut m = measure(
+            canaries,
+            survived.as_ref().unwrap_or(&Default::default()),
+            fault_at,
+            resolution,
+        );
+        if let Some(d) = &self.disaster {
+            // Measured by the restores, not by canaries: RTO is the total time (every source
+            // back), RPO the oldest snapshot restored; one "write" per source.
+            let ok = d.restored.iter().filter(|r| r.error.is_none()).count();
+            m.rto_ms = (ok == d.restored.len()).then_some(d.total_ms);
+            m.rpo_ms = d
+                .restored
+                .iter()
+                .map(|r| r.rpo_ms)
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|v| v.into_iter().max());
+            m.resolution_ms = 1;
+            m.sent = d.restored.len();
+            m.acknowledged = ok;
+        }
+        let judgement = judge(&m, &expected, counts);
+        let mut verdict = judgement.verdict.as_str().to_string();
+        if let Some(d) = self.disaster.clone() {
+            let secs = |v: Option<u64>| v.map(|ms| ms as f64 / 1000.0);
+            for r in &d.restored {
+                let one = crate::policy::drill::Measurement {
+                    rpo_ms: r.rpo_ms,
+                    rto_ms: r.error.is_none().then_some(r.done_ms),
+                    resolution_ms: 1,
+                    gaps: vec![],
+                    lost: vec![],
+                    indeterminate: 0,
+                    acknowledged: usize::from(r.error.is_none()),
+                    sent: 1,
+                };
+                let v = judge(&one, &expected, counts).verdict;
+                self.j.services.push(ServiceMeasure {
+                    service: r.source.clone(),
+                    rto_seconds: secs(one.rto_ms),
+                    rpo_seconds: secs(r.rpo_ms),
+                    rto_objective_seconds: s.expect.rto.map(|d| d.as_secs_f64()),
+                    rpo_objective_seconds: s.expect.rpo.map(|d| d.as_secs_f64()),
+                    verdict: v.as_str().into(),
+                });
+                if let Some(e) = &r.error {
+                    reasons.push(format!("source {}: {e}", r.source));
+                    self.finding("critical", format!("source {} {e}", r.source));
+                }
+            }
+            self.j.timeline.push(TimelineEntry {
+                phase: "first-write".into(),
+                at: fault_at + chrono::TimeDelta::milliseconds(d.total_ms as i64),
+                detail: format!(
+                    "{} of {} source(s) restored and checked in {} ms",
+                    d.restored.iter().filter(|r| r.error.is_none()).count(),
+                    d.restored.len(),
+                    d.total_ms
+                ),
+            });
+        }
+        if let Some(c) = &s.canary {
+            let secs = |v: Option<u64>| v.map(|ms| ms as f64 / 1000.0);
+            self.j.services.push(ServiceMeasure {
+                service: crate::model::redact::url(&c.url),
+                rto_seconds: secs(m.rto_ms),
+                rpo_seconds: secs(m.rpo_ms),
+                rto_objective_seconds: s.expect.rto.map(|d| d.as_secs_f64()),
+                rpo_objective_seconds: s.expect.rpo.map(|d| d.as_secs_f64()),
+                verdict: verdict.clone(),
+            });
+            let lost: std::collections::BTreeSet<u64> = m.lost.iter().copied().collect();
+            self.j.canary = Some(CanaryStrip {
+                resolution_ms: m.resolution_ms,
+                sent: m.sent,
+                acknowledged: m.acknowledged,
+                lost: m.lost.len(),
+                indeterminate: m.indeterminate,
+                writes: canaries
+                    .iter()
+                    .map(|w| CanaryWrite {
+                        seq: w.seq,
+                        sent_at: w.sent_at,
+                        outcome: match w.ack {
+                            _ if lost.contains(&w.seq) => "lost",
+                            Ack::Acknowledged { .. } => "acknowledged",
+                            Ack::Timeout => "indeterminate",
+                            Ack::Failed => "failed",
+                        }
+                        .into(),
+                    })
+                    .collect(),
+            });
+            if let Some(first) = canaries
+                .iter()
+                .filter(|w| w.sent_at >= fault_at)
+                .filter_map(|w| match w.ack {
+                    Ack::Acknowledged { at } => Some(at),
+                    _ => None,
+                })
+                .min()
+            {
+                self.j.timeline.push(TimelineEntry {
+                    phase: "first-write".into(),
+                    at: first,
+                    detail: format!("RTO {} ms ±{} ms", m.rto_ms.unwrap_or(0), m.resolution_ms),
+                });
+            }
+            if !m.gaps.is_empty() {
+                self.finding(
+                    "critical",
+                    format!("integrity: acknowledged canaries {:?} are missing inside the surviving sequence", m.gaps),
+                );
+            }
+        }
+        self.j.timeline.sort_by_key(|t| t.at);
+        reasons.extend(judgement.reasons);
+        if !after_failed.is_empty() {
+            verdict = "failed".into();
+            reasons.push("the steady state does not hold after the drill:".into());
+            reasons.extend(after_failed);
+        }
+        let unreverted: Vec<String> = self
+            .j
+            .faults
+            .iter()
+            .filter(|f| f.applied_at.is_some() && !f.reverted)
+            .map(|f| f.name.clone())
+            .collect();
+        if !unreverted.is_empty() {
+            verdict = "failed".into();
+            reasons.push(format!(
+                "fault(s) {} not confirmed reverted: check the targets by hand",
+                unreverted.join(", ")
+            ));
+        }
+        if !self.aborted.is_empty() {
+            verdict = "aborted".into();
+            let why = self.aborted.join("; ");
+            reasons.insert(0, format!("aborted and rolled back: {why}"));
+            self.finding("warning", format!("aborted: {why}"));
+        }
+        if !self.save_errors.is_empty() {
+            let text = format!(
+                "catalog writes failed during the drill: {}",
+                self.save_errors.join("; ")
+            );
+            self.finding("warning", text);
+        }
+        let info: Vec<String> = reasons.clone();
+        for r in info {
+            self.finding("info", r);
+        }
+        self.j.verdict = verdict;
+        self.j.reasons = reasons;
+        self.finish().await
+    }
+}
+
+fn action_name(a: Action) -> String {
+    serde_yaml::to_value(format!("{a:?}"))
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .map(|s| {
+            let mut out = String::new();
+            for (i, c) in s.chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    out.push('-');
+                }
+                out.push(c.to_ascii_lowercase());
+            }
+            out
+        })
+        .unwrap_or_default()
+}
+
+/// Where journals go: the store of the first source, else the first store.
+fn journal_store(ctx: &Ctx) -> Option<(&str, &crate::store::Store)> {
+    let name = ctx
+        .config
+        .sources
+        .first()
+        .map(|s| s.store.as_str())
+        .or_else(|| ctx.config.stores.keys().next().map(String::as_str))?;
+    ctx.stores.get(name).map(|s| (name, s))
+}
+
+// ---------------------------------------------------------------------------------------
+// Watchdog and sweep
+
+/// `lifeboat drill watchdog ID`: until drill `id` is over and every fault of it reverted,
+/// reverts each fault whose TTL passed or whose drill died. Runs detached from the drill.
+pub async fn watchdog(ctx: &Ctx, id: &str) -> Result<(), DrillError> {
+    let give_up = Instant::now() + MAX_TTL + Duration::from_secs(600);
+    let host = crate::model::host::hostname();
+    loop {
+        let step = async {
+            let run = ctx
+                .catalog
+                .drill_run(id)
+                .await?
+                .ok_or_else(|| DrillError::NotFound { id: id.into() })?;
+            let faults = ctx.catalog.drill_faults(id).await?;
+            let alive = run.status == "running"
+                && (run.host != host || pid_alive(u32::try_from(run.pid).unwrap_or(0)));
+            let now = ctx.now();
+            for f in faults.iter().filter(|f| !f.reverted()) {
+                if alive && now < f.ttl_at {
+                    continue;
+                }
+                let Ok(spec) = serde_json::from_value::<FaultSpec>(f.spec.clone()) else {
+                    tracing::error!(fault = %f.fault, "unreadable fault spec: revert it by hand");
+                    continue;
+                };
+                match revert_once(&spec).await {
+                    Ok(how) => {
+                        if ctx
+                            .catalog
+                            .drill_fault_reverted(id, &f.fault, "watchdog", ctx.now())
+                            .await?
+                        {
+                            tracing::warn!(fault = %f.fault, drill_alive = alive, "watchdog reverted: {how}");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(fault = %f.fault, cause = %e, "revert not confirmed yet");
+                        ctx.catalog.drill_fault_attempt(id, &f.fault, &e).await?;
+                    }
+                }
+            }
+            let faults = ctx.catalog.drill_faults(id).await?;
+            let pending: Vec<String> = faults
+                .iter()
+                .filter(|f| !f.reverted())
+                .map(|f| f.fault.clone())
+                .collect();
+            Ok::<_, DrillError>((alive, pending))
+        };
+        match step.await {
+            Ok((alive, pending)) => {
+                if !alive && pending.is_empty() {
+                    return Ok(());
+                }
+                if Instant::now() > give_up {
+                    return Err(DrillError::GaveUp {
+                        id: id.into(),
+                        faults: pending.join(", "),
+                    });
+                }
+            }
+            Err(DrillError::NotFound { id }) => return Err(DrillError::NotFound { id }),
+            Err(e) => tracing::warn!(cause = %e, "watchdog: catalog not readable; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Drills left `running` by a process that died (on this host; elsewhere once older than
+/// twice the longest TTL): their faults reverted where a probe confirms it, and the drill
+/// recorded `aborted`. Returns the drills it recorded aborted.
+pub async fn sweep(ctx: &Ctx) -> Result<Vec<String>, DrillError> {
+    let host = crate::model::host::hostname();
+    let mut out = Vec::new();
+    for run in ctx.catalog.drill_runs_running().await? {
+        let pid = u32::try_from(run.pid).unwrap_or(0);
+        let dead = if run.host == host {
+            pid != std::process::id() && !pid_alive(pid)
+        } else {
+            ctx.now() - run.started_at
+                > chrono::TimeDelta::from_std(MAX_TTL * 2).unwrap_or_default()
+        };
+        if !dead {
+            continue;
+        }
+        let faults = ctx.catalog.drill_faults(&run.id).await?;
+        let mut unreverted = Vec::new();
+        for f in faults.iter().filter(|f| !f.reverted()) {
+            let outcome = match serde_json::from_value::<FaultSpec>(f.spec.clone()) {
+                Ok(spec) => revert_once(&spec).await,
+                Err(e) => Err(format!("unreadable fault spec: {e}")),
+            };
+            match outcome {
+                Ok(_) => {
+                    ctx.catalog
+                        .drill_fault_reverted(&run.id, &f.fault, "sweep", ctx.now())
+                        .await?;
+                }
+                Err(e) => {
+                    ctx.catalog
+                        .drill_fault_attempt(&run.id, &f.fault, &e)
+                        .await?;
+                    unreverted.push(format!("{}: {e}", f.fault));
+                }
+            }
+        }
+        let faults = ctx.catalog.drill_faults(&run.id).await?;
+        let Some(mut j) = ctx.catalog.drill_journal(&run.id).await? else {
+            continue;
+        };
+        for f in &faults {
+            if let Some(rec) = j.faults.iter_mut().find(|r| r.name == f.fault) {
+                rec.applied_at = rec.applied_at.or(f.applied_at);
+                if f.reverted() {
+                    rec.reverted = true;
+                    rec.reverted_at = f.reverted_at;
+                }
+            }
+            if f.reverted() && f.reverted_by.as_deref() != Some("drill") {
+                let at = f.reverted_at.unwrap_or_else(|| ctx.now());
+                let detail = format!(
+                    "{} reverted by the {}",
+                    f.fault,
+                    f.reverted_by.as_deref().unwrap_or("?")
+                );
+                j.push_event(at, "fault-reverted", &detail);
+                j.timeline.push(TimelineEntry {
+                    phase: "rollback".into(),
+                    at,
+                    detail,
+                });
+            }
+        }
+        let why = format!(
+            "the drill process (pid {} on {}) died before it finished; recorded aborted by {}",
+            run.pid, run.host, host
+        );
+        j.verdict = "aborted".into();
+        j.reasons.insert(0, why.clone());
+        j.findings.push(JournalFinding {
+            severity: "warning".into(),
+            text: why.clone(),
+        });
+        for u in &unreverted {
+            j.findings.push(JournalFinding {
+                severity: "critical".into(),
+                text: format!("fault {u} is NOT reverted: revert it by hand"),
+            });
+        }
+        let now = ctx.now();
+        j.finished_at = Some(now);
+        j.push_event(now, "aborted", &why);
+        ctx.catalog.put_drill_journal(&j).await?;
+        if let Some((name, store)) = journal_store(ctx) {
+            let rel = format!("drills/{}/journal.json", j.id);
+            if let Ok(bytes) = serde_json::to_vec_pretty(&j)
+                && let Err(e) = store.put_bytes(&rel, bytes::Bytes::from(bytes)).await
+            {
+                tracing::warn!(store = name, cause = %e, "aborted drill's journal not written to the store");
+            }
+        }
+        tracing::warn!(drill = %run.id, "{why}");
+        out.push(run.id);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_names_are_the_scenario_words() {
+        assert_eq!(action_name(Action::Pause), "pause");
+        assert_eq!(action_name(Action::HideLatest), "hide-latest");
+        assert_eq!(action_name(Action::RestoreAll), "restore-all");
+    }
+
+    #[test]
+    fn own_process_is_alive_and_in_a_group() {
+        let me = std::process::id();
+        assert!(pid_alive(me));
+        assert!(proc_pgid(me).is_some());
+        assert!(!pid_alive(0));
+    }
+
+    #[tokio::test]
+    async fn in_process_faults_need_no_revert() {
+        let spec = FaultSpec::InProcess {
+            target: "db".into(),
+        };
+        assert!(revert_once(&spec).await.is_ok());
+        let text = serde_json::to_value(&spec).expect("json");
+        assert_eq!(text["type"], "in-process");
+    }
+}
