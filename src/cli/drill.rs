@@ -329,6 +329,10 @@ pub async fn run(args: &ConfigArgs, action: DrillAction) -> Result<ExitCode> {
                 steady: std::time::Duration::from_secs(1),
             };
             let j = crate::ops::drill::run::run(&app, &name, &s, &opts).await?;
+            if !j.dry_run {
+                let kind = crate::report::publish::ReportKind::Drill(Box::new(j.clone()));
+                crate::report::publish::publish_after(&app, kind).await;
+            }
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&j)?),
                 Output::Table => print_journal(&j),

@@ -58,14 +58,18 @@ pub enum ReportAction {
         #[command(subcommand)]
         what: PublishWhat,
     },
-    /// One drill from its journal (`lifeboat.drill-journal/v1`, e.g. fetched from the store):
-    /// the verdict against its objectives, measured RTO/RPO per service, the timeline, the
-    /// canary writes, findings, and the evidence (journal SHA-256, whether its hash chain
-    /// holds). Needs no config.
+    /// One drill (its id from `lifeboat drill history`, read from the catalog), or a journal
+    /// file (`--journal`, `lifeboat.drill-journal/v1`, e.g. fetched from the store; needs no
+    /// config): the verdict against its objectives, measured RTO/RPO per service, the
+    /// timeline, the canary writes, findings, and the evidence (journal SHA-256, whether its
+    /// hash chain holds).
     Drill {
+        /// The drill's id (see `lifeboat drill history`).
+        #[arg(required_unless_present = "journal", conflicts_with = "journal")]
+        id: Option<String>,
         /// The drill journal, as JSON.
         #[arg(long)]
-        journal: PathBuf,
+        journal: Option<PathBuf>,
         #[command(flatten)]
         to: Destination,
     },
@@ -81,10 +85,12 @@ pub enum PublishWhat {
     },
     /// The report of one failover (its term).
     Failover { term: i64 },
-    /// The report of one drill, from its journal.
+    /// The report of one drill: its id (from the catalog) or its journal file.
     Drill {
+        #[arg(required_unless_present = "journal", conflicts_with = "journal")]
+        id: Option<String>,
         #[arg(long)]
-        journal: PathBuf,
+        journal: Option<PathBuf>,
     },
 }
 
@@ -112,7 +118,9 @@ async fn publish(app: &Ctx, what: PublishWhat) -> Result<()> {
             }),
         },
         PublishWhat::Failover { term } => ReportKind::Failover { term },
-        PublishWhat::Drill { journal } => ReportKind::Drill(Box::new(read_journal(&journal)?)),
+        PublishWhat::Drill { id, journal } => {
+            ReportKind::Drill(Box::new(drill_journal(Some(app), id, journal).await?))
+        }
     };
     let published = crate::report::publish::publish(app, kind).await?;
     for o in &published.objects {
@@ -134,7 +142,11 @@ async fn publish(app: &Ctx, what: PublishWhat) -> Result<()> {
 /// `lifeboat report ...`: a drill journal file needs no config; the others read the catalog.
 pub(super) async fn dispatch(config: &super::ConfigArgs, action: ReportAction) -> Result<()> {
     match action {
-        ReportAction::Drill { journal, to } => {
+        ReportAction::Drill {
+            id: None,
+            journal: Some(journal),
+            to,
+        } => {
             let j = read_journal(&journal)?;
             let text = crate::report::drill::render_drill(&j, format(&to))?;
             emit(&to, &text)
@@ -160,13 +172,30 @@ pub async fn run(app: &Ctx, action: ReportAction) -> Result<()> {
             let text = crate::report::failover::render(&report, format(&to))?;
             emit(&to, &text)
         }
-        ReportAction::Drill { .. } => dispatch_needs_no_ctx(),
+        ReportAction::Drill { id, journal, to } => {
+            let j = drill_journal(Some(app), id, journal).await?;
+            let text = crate::report::drill::render_drill(&j, format(&to))?;
+            emit(&to, &text)
+        }
         ReportAction::Publish { what } => publish(app, what).await,
     }
 }
 
-fn dispatch_needs_no_ctx() -> Result<()> {
-    anyhow::bail!("internal: `report drill --journal` is handled by `dispatch`")
+/// The journal of a drill: from a file, or by id from the catalog.
+async fn drill_journal(
+    app: Option<&Ctx>,
+    id: Option<String>,
+    journal: Option<PathBuf>,
+) -> Result<crate::model::journal::DrillJournal> {
+    match (id, journal, app) {
+        (_, Some(path), _) => read_journal(&path),
+        (Some(id), None, Some(app)) => app.catalog.drill_journal(&id).await?.with_context(|| {
+            format!(
+                "no drill `{id}` in the catalog; `lifeboat drill history` lists the drills, or pass the journal from the store with --journal"
+            )
+        }),
+        _ => anyhow::bail!("name a drill: its id (see `lifeboat drill history`) or --journal FILE"),
+    }
 }
 
 fn format(to: &Destination) -> ReportFormat {

@@ -161,6 +161,8 @@ async fn tick(
                 .await
                 .map_err(|e| e.to_string())?;
             tracing::info!(scenario = %name, drill = %j.id, verdict = %j.verdict, "scheduled drill finished");
+            let kind = crate::report::publish::ReportKind::Drill(Box::new(j));
+            crate::report::publish::publish_after(app, kind).await;
         }
     }
     Ok(())

@@ -7,9 +7,9 @@
 //! - Only the catalog is read (never a store): a report is as cheap as `lifeboat status`.
 //! - The posture's verdicts are those of [`crate::ops::status`]; the calendar is
 //!   [`crate::policy::calendar`] over the activities found: verifications and failovers
-//!   (each recorded term). Region drills are not recorded by this lifeboat yet: their
-//!   requirement shows `never-done` until the drill runner records them, and they plug in as
-//!   more [`Activity`]s.
+//!   (each recorded term) and drills (a finished drill of tier `region` or `disaster` with
+//!   verdict `pass` or `at-risk` is a passed region drill). The newest drill of each
+//!   scenario is listed with its measured RTO/RPO.
 //! - Text from the catalog (error messages, check details) is already scrubbed of the
 //!   config's secrets by the catalog; the renderers escape it.
 //!
@@ -105,6 +105,29 @@ pub struct Posture {
     pub findings: Vec<Finding>,
     /// The kinds of test this lifeboat records; the others count as never done.
     pub recorded_activity_kinds: Vec<ActivityKind>,
+    /// The newest finished drill of each scenario, by scenario name.
+    #[serde(default)]
+    pub drills: Vec<DrillSummary>,
+}
+
+/// One drill, as the posture shows it (the full story is `lifeboat report drill ID`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillSummary {
+    pub id: String,
+    pub scenario: String,
+    pub tier: String,
+    pub finished_at: DateTime<Utc>,
+    pub verdict: String,
+    /// The worst measured RTO / RPO over the drill's services (`None`: not measured).
+    pub rto_seconds: Option<f64>,
+    pub rpo_seconds: Option<f64>,
+    pub rto_objective_seconds: Option<f64>,
+    pub rpo_objective_seconds: Option<f64>,
+}
+
+/// A drill counts as a region drill when its tier is `region` or `disaster`.
+fn is_region_drill(tier: &str) -> bool {
+    matches!(tier, "region" | "disaster")
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -305,7 +328,49 @@ pub async fn posture(app: &Ctx, period: Duration) -> Result<Posture, ReportError
             passed: f.status == "done",
         });
     }
-    let recorded = vec![ActivityKind::RestoreVerification, ActivityKind::Failover];
+    // Drills: the newest of each scenario is shown; region/disaster ones are calendar
+    // activities (passed when the verdict is pass or at-risk).
+    let mut drills: BTreeMap<String, DrillSummary> = BTreeMap::new();
+    for j in app.catalog.drill_journals(since).await? {
+        let Some(at) = j.finished_at else { continue };
+        if j.dry_run || j.verdict == "running" {
+            continue;
+        }
+        if is_region_drill(&j.tier) {
+            activities.push(Activity {
+                kind: ActivityKind::RegionDrill,
+                scope: j.scenario.clone(),
+                id: j.id.clone(),
+                at,
+                passed: matches!(j.verdict.as_str(), "pass" | "at-risk"),
+            });
+        }
+        let worst = |f: fn(&crate::model::journal::ServiceMeasure) -> Option<f64>| {
+            j.services.iter().filter_map(f).reduce(f64::max)
+        };
+        let summary = DrillSummary {
+            id: j.id.clone(),
+            scenario: j.scenario.clone(),
+            tier: j.tier.clone(),
+            finished_at: at,
+            verdict: j.verdict.clone(),
+            rto_seconds: worst(|m| m.rto_seconds),
+            rpo_seconds: worst(|m| m.rpo_seconds),
+            rto_objective_seconds: j.objectives.rto_seconds,
+            rpo_objective_seconds: j.objectives.rpo_seconds,
+        };
+        match drills.get(&j.scenario) {
+            Some(d) if d.finished_at >= at => {}
+            _ => {
+                drills.insert(j.scenario.clone(), summary);
+            }
+        }
+    }
+    let recorded = vec![
+        ActivityKind::RestoreVerification,
+        ActivityKind::Failover,
+        ActivityKind::RegionDrill,
+    ];
     let requirements =
         calendar::default_requirements(app.config.sources.iter().map(|s| s.name.as_str()));
     let standings: Vec<Standing> = requirements
@@ -358,6 +423,7 @@ pub async fn posture(app: &Ctx, period: Duration) -> Result<Posture, ReportError
         calendar: standings,
         findings,
         recorded_activity_kinds: recorded,
+        drills: drills.into_values().collect(),
     })
 }
 

@@ -30,9 +30,9 @@ use serde::Serialize;
 pub enum ActivityKind {
     /// A test restore with checks (`lifeboat verify`).
     RestoreVerification,
-    /// A failover to the standby region (issue 11; not recorded yet).
+    /// A failover to another site (each finished term).
     Failover,
-    /// A whole-region disaster drill (issue 12; not recorded yet).
+    /// A whole-region disaster drill (a drill of tier `region` or `disaster`).
     RegionDrill,
 }
 

@@ -280,6 +280,29 @@ fn posture_html(p: &Posture) -> String {
     }
     b.push_str("</tbody></table>");
 
+    b.push_str("<h2>Last drill per scenario</h2>");
+    if p.drills.is_empty() {
+        b.push_str("<p class=\"muted\">No drill finished in the period (<code>lifeboat drill run NAME</code>).</p>");
+    } else {
+        b.push_str("<table class=\"wide\" id=\"drills\"><thead><tr><th>Scenario</th><th>Verdict</th><th>RTO</th><th>RPO</th><th>Finished</th><th>Drill</th></tr></thead><tbody>");
+        for d in &p.drills {
+            let _ = write!(
+                b,
+                "<tr><td data-h=\"Scenario\">{} <span class=\"muted\">({})</span></td><td data-h=\"Verdict\" class=\"v-{v}\">{v}</td><td data-h=\"RTO\">{} / {}</td><td data-h=\"RPO\">{} / {}</td><td data-h=\"Finished\">{}</td><td data-h=\"Drill\"><code>{}</code></td></tr>",
+                esc(&d.scenario),
+                esc(&d.tier),
+                opt_dur(d.rto_seconds),
+                opt_dur(d.rto_objective_seconds),
+                opt_dur(d.rpo_seconds),
+                opt_dur(d.rpo_objective_seconds),
+                time(d.finished_at),
+                esc(&d.id),
+                v = esc(&d.verdict),
+            );
+        }
+        b.push_str("</tbody></table>");
+    }
+
     b.push_str("<h2>Open findings</h2>");
     findings_html(&mut b, &p.findings);
     let _ = write!(
@@ -344,6 +367,27 @@ fn posture_md(p: &Posture) -> String {
                 .map_or("never".into(), |a| time(a.at)),
             time(st.due_by)
         );
+    }
+    if !p.drills.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n## Last drill per scenario\n\n| Scenario | Verdict | RTO | RPO | Finished | Drill |\n|---|---|---|---|---|---|"
+        );
+        for d in &p.drills {
+            let _ = writeln!(
+                o,
+                "| {} ({}) | {} | {} / {} | {} / {} | {} | `{}` |",
+                md(&d.scenario),
+                md(&d.tier),
+                md(&d.verdict),
+                opt_dur(d.rto_seconds),
+                opt_dur(d.rto_objective_seconds),
+                opt_dur(d.rpo_seconds),
+                opt_dur(d.rpo_objective_seconds),
+                time(d.finished_at),
+                md(&d.id)
+            );
+        }
     }
     let _ = writeln!(o, "\n## Open findings\n");
     if p.findings.is_empty() {
