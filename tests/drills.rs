@@ -312,6 +312,25 @@ fn a_paused_postgres_measures_rto_two_seconds_and_rpo_zero() {
         prom.contains("lifeboat_drill_rto_seconds{scenario=\"scenario\"}"),
         "{prom}"
     );
+
+    // The drill's report comes from the catalog by id; the posture lists it.
+    let id = j["id"].as_str().expect("id");
+    let out = env.run(&["report", "drill", id, "--output", "json"]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report json");
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    let html = common::text(&env.run(&["report", "drill", id, "--output", "html"]).stdout);
+    assert!(html.contains(id) && html.contains("pass"), "{html}");
+    let out = env.run(&["report", "drill", "no-such-drill"]);
+    assert!(!out.status.success());
+    assert!(
+        common::text(&out.stderr).contains("drill history"),
+        "{}",
+        common::text(&out.stderr)
+    );
+    let posture = env.run(&["report", "posture", "--output", "json"]);
+    let posture: serde_json::Value = serde_json::from_slice(&posture.stdout).expect("posture");
+    assert_eq!(posture["drills"][0]["id"], j["id"], "{posture:#}");
 }
 
 #[test]
