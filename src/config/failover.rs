@@ -81,6 +81,9 @@ pub struct ServiceConfig {
     pub url: SecretString,
     /// The backup source of this service: its RPO gates promotion.
     pub source: Option<String>,
+    /// PostgreSQL: the server's data directory on the host that runs `failover rejoin`
+    /// (it runs `pg_rewind` or `pg_basebackup` there to make an old primary a standby).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// `sites[i].fence[j]` / `sites[i].promote[j]`: exactly one of `command` or `kube_scale`.
@@ -282,6 +285,15 @@ pub fn validate(
                     at(&format!("services.{name}.source")),
                     format!(
                         "a {} service is probe-only and has no data to back up; remove `source:`",
+                        service.kind.as_str()
+                    ),
+                ));
+            }
+            if service.data_dir.is_some() && service.kind != ServiceKind::Postgres {
+                return Err((
+                    at(&format!("services.{name}.data_dir")),
+                    format!(
+                        "only postgres services have a data directory to rewind; remove `data_dir:` from this {} service",
                         service.kind.as_str()
                     ),
                 ));

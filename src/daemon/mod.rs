@@ -20,6 +20,7 @@
 //! Retries in `--once` mode are left to the CronJob's Job (`backoffLimit`): `--once` tries
 //! each due job once and exits non-zero if any failed.
 
+pub mod failover;
 pub mod http;
 pub mod metrics;
 pub mod reports;
