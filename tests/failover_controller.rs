@@ -300,6 +300,28 @@ fn controller_fails_over_on_a_quorum_and_never_on_a_short_stall() {
         observations(c.ports[2]).is_some_and(|o| o["term"] == 1 && o["primary"] == "secondary")
     });
 
+    // The metrics say it too.
+    let (code, metrics) = http_get(c.ports[1], "/metrics", None);
+    assert_eq!(code, 200);
+    for line in [
+        "lifeboat_failover_term 1",
+        "lifeboat_primary_site{site=\"secondary\"} 1",
+        "lifeboat_site_up{site=\"primary\",vantage=\"secondary\"} 0",
+        "lifeboat_site_up{site=\"secondary\",vantage=\"dr\"} 1",
+        "lifeboat_failovers_total{outcome=\"done\"} 1",
+        "lifeboat_failover_duration_seconds_count 1",
+        "lifeboat_failover_rpo_seconds{service=\"orders-db\"} 60",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("lifeboat_replication_lag_seconds{service=\"orders-db\",site=\"dr\"}"),
+        "{metrics}"
+    );
+
     // DR was repointed at the new primary.
     wait_until(
         "DR streams from the secondary",

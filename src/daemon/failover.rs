@@ -59,6 +59,7 @@ struct Inner {
     state: State,
     ballot: Ballot,
     report: Option<Report>,
+    gauges: super::metrics::FailoverGauges,
 }
 
 /// A vote request (`POST /api/v1/failover/vote`).
@@ -78,6 +79,16 @@ impl Shared {
     /// The term, primary and phase this controller holds now.
     pub async fn state(&self) -> State {
         self.inner.lock().await.state.clone()
+    }
+
+    /// The failover metrics (`lifeboat_site_up`, `lifeboat_failover_term`, ...) as
+    /// Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        let inner = self.inner.lock().await;
+        let mut g = inner.gauges.clone();
+        g.primary = inner.state.primary.clone();
+        g.term = inner.state.term;
+        super::metrics::render_failover(&g)
     }
 
     /// This controller's latest published report.
@@ -177,6 +188,20 @@ pub async fn start(
         here,
         token: fc.peer_token.as_ref().map(|t| t.expose().to_string()),
         inner: Mutex::new(Inner {
+            gauges: super::metrics::FailoverGauges {
+                rpo_seconds: app
+                    .config
+                    .sites
+                    .iter()
+                    .flat_map(|s| s.services.iter())
+                    .filter_map(|(name, svc)| {
+                        let src = app.config.source(svc.source.as_deref()?)?;
+                        let rpo = app.config.targets(src).objectives?.rpo.0;
+                        Some((name.clone(), rpo.as_secs_f64()))
+                    })
+                    .collect(),
+                ..Default::default()
+            },
             state,
             ballot,
             report: None,
@@ -471,6 +496,22 @@ async fn run(
                 Err(e) => tracing::debug!(peer = %name, cause = %e, "peer did not answer"),
             }
         }
+        inner.gauges.site_up = round
+            .iter()
+            .flat_map(|(vantage, r)| {
+                r.sites
+                    .iter()
+                    .map(|(site, v)| ((site.clone(), vantage.clone()), v.failures_in_a_row == 0))
+            })
+            .collect();
+        inner.gauges.lag_seconds = seen
+            .iter()
+            .filter_map(|s| {
+                let p = s.probe.as_ref()?;
+                (p.role == crate::kinds::probe::Role::Replica)
+                    .then_some(((s.service.clone(), s.site.clone()), p.lag_seconds?))
+            })
+            .collect();
         if !acting() {
             continue;
         }
@@ -564,7 +605,27 @@ async fn run(
             };
             if let Some(input) = input {
                 let mut inner = shared.inner.lock().await;
-                let (next, more) = decide(&params, &inner.state, &input, &shared.here, app.now());
+                let now = app.now();
+                let (next, more) = decide(&params, &inner.state, &input, &shared.here, now);
+                let finished = match (&inner.state.phase, &next.phase) {
+                    (Phase::FailingOver { started, .. }, Phase::FailedOver { .. }) => {
+                        Some(*started)
+                    }
+                    _ => None,
+                };
+                if let Some(started) = finished {
+                    *inner.gauges.failovers.entry("done".into()).or_default() += 1;
+                    inner.gauges.duration_sum +=
+                        (now - started).to_std().unwrap_or_default().as_secs_f64();
+                    inner.gauges.duration_count += 1;
+                }
+                if matches!(input, Input::StepFailed { .. }) {
+                    *inner
+                        .gauges
+                        .failovers
+                        .entry("step_failed".into())
+                        .or_default() += 1;
+                }
                 if next != inner.state {
                     inner.state = next;
                     shared.save(&inner).await;

@@ -240,6 +240,9 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         Ok(t) => text.push_str(&t),
         Err(e) => tracing::warn!(cause = %e, "status metrics unavailable"),
     }
+    if let Some(failover) = &s.failover {
+        text.push_str(&failover.metrics_text().await);
+    }
     (
         [(
             header::CONTENT_TYPE,
