@@ -18,12 +18,15 @@
 //! - `observe` probes, publishes and logs what it would do, and acts on nothing.
 //! - Split-brain guard: the primary site's controller, with a quorum and no newer term in
 //!   sight, fences any other site's service that answers as a writable primary (an old
-//!   primary restarted before it could fence itself).
+//!   primary restarted before it could fence itself), provided its own services answer as
+//!   writable primaries.
 //!
 //! # Caveats
 //! With several daemon replicas at one site only the leader decides and acts; the others
 //! publish their probes with the term their catalog holds. `manual` mode does not run the
-//! controller (`failover execute` moves the primary). The old primary is not rejoined
+//! controller (`failover execute` moves the primary). A `failover execute` run while the
+//! controllers run does not tell them: their term stays behind until the next automatic move
+//! (stop the daemons' controllers, `mode: manual`, for planned switchovers). The old primary is not rejoined
 //! automatically: `lifeboat failover rejoin SITE` does it.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -380,12 +383,27 @@ pub fn strays(
     let current = round
         .values()
         .all(|r| r.term <= state.term && r.promised <= state.term);
+    // This site's own replicated services must answer as writable primaries: after a
+    // `failover execute` run outside the controller, the stale "primary" is fenced itself
+    // and must not fence the real one.
+    let replicated = |s: &&Seen| s.kind == "postgres" || s.kind == "redis";
+    let really_primary = seen.iter().filter(replicated).any(|s| s.site == here)
+        && seen
+            .iter()
+            .filter(replicated)
+            .filter(|s| s.site == here)
+            .all(|s| {
+                s.probe
+                    .as_ref()
+                    .is_some_and(|p| p.role == crate::kinds::probe::Role::Primary && !p.fenced)
+            });
     if params.mode != Mode::Automatic
         || state.primary != here
         || state.self_fenced
         || !settled
         || round.len() < params.quorum
         || !current
+        || !really_primary
     {
         return Vec::new();
     }
@@ -809,8 +827,18 @@ mod tests {
         .into();
         assert!(strays(&p, &s, "b", &newer, &probes).is_empty());
         // A fenced old primary is no stray.
-        let fenced = [seen("a", Some(pg(Role::Primary, true, 10)))];
+        let fenced = [
+            seen("a", Some(pg(Role::Primary, true, 10))),
+            seen("b", Some(pg(Role::Primary, false, 10))),
+        ];
         assert!(strays(&p, &s, "b", &round, &fenced).is_empty());
+        // This site's own primary is fenced (moved away by `failover execute`): it is no
+        // primary, and fences nobody.
+        let moved = [
+            seen("a", Some(pg(Role::Primary, false, 10))),
+            seen("b", Some(pg(Role::Primary, true, 10))),
+        ];
+        assert!(strays(&p, &s, "b", &round, &moved).is_empty());
     }
 
     #[test]

@@ -149,8 +149,9 @@ fn site<'a>(ctx: &'a Ctx, name: &str) -> Result<&'a SiteConfig, FailoverError> {
         .ok_or_else(|| FailoverError::UnknownSite(name.to_string()))
 }
 
-/// The current primary site: the one whose replicated services answer as writable primaries,
-/// else the newest completed failover's target, else the first of `order`.
+/// The current primary site: the one whose replicated services answer as writable primaries
+/// (of several, the newest completed failover's target), else the newest completed
+/// failover's target, else the first of `order`.
 async fn current_primary(ctx: &Ctx, seen: &[Seen]) -> Result<String, OpError> {
     let mut by_site: BTreeMap<&str, bool> = BTreeMap::new();
     for s in seen
@@ -164,12 +165,30 @@ async fn current_primary(ctx: &Ctx, seen: &[Seen]) -> Result<String, OpError> {
         let e = by_site.entry(s.site.as_str()).or_insert(true);
         *e = *e && primary;
     }
-    if let Some((site, _)) = by_site.iter().find(|(_, p)| **p) {
+    let writable: Vec<&str> = by_site
+        .iter()
+        .filter(|(_, p)| **p)
+        .map(|(s, _)| *s)
+        .collect();
+    let history = ctx.catalog.failovers(1).await?;
+    let last_done = history
+        .last()
+        .filter(|f| f.status == "done")
+        .map(|f| f.to_site.clone());
+    // Two writable primaries (an old primary restarted before it was fenced): the newest
+    // completed failover's target is the primary; the other is what `rejoin` is for.
+    if writable.len() > 1
+        && let Some(to) = last_done
+            .as_ref()
+            .filter(|t| writable.contains(&t.as_str()))
+    {
+        return Ok(to.clone());
+    }
+    if let Some(site) = writable.first() {
         return Ok(site.to_string());
     }
-    let history = ctx.catalog.failovers(1).await?;
-    if let Some(last) = history.last().filter(|f| f.status == "done") {
-        return Ok(last.to_site.clone());
+    if let Some(to) = last_done {
+        return Ok(to);
     }
     let order = ctx
         .config
