@@ -179,7 +179,11 @@ YML
       psql_at "${P[1]}" "CREATE TABLE acked (id bigint PRIMARY KEY, at timestamptz DEFAULT now())" >/dev/null
     fi
   done
-  wait_for "patroni node2 as a streaming replica" 120 curl -sf "http://127.0.0.1:${R[2]}/replica?lag=0"
+  wait_for "patroni node2 as a replica" 120 curl -sf "http://127.0.0.1:${R[2]}/replica?lag=0"
+  # Really streaming before the first write: Patroni's switchover checks the candidate's lag
+  # as last written to the DCS (up to loop_wait old), not that it streams; without this wait
+  # the defaults lost the writes made before node2 connected (see bench/RESULTS.md).
+  wait_for "node2 streaming from node1" 120 streaming "${P[2]}"
   local log="$d/writer.log" t0 t1 tk
   start_writer "$log" "$(dsn "${P[1]}")" "$(dsn "${P[2]}")"
   sleep 3

@@ -506,3 +506,23 @@ fn switchover_repoints_dr_then_rejoin_and_failback_lose_nothing() {
     assert_eq!(h[1]["term"], 2);
     assert_eq!(h[1]["status"], "done");
 }
+
+/// The etcd probe (`GET /health`) against a real etcd: healthy while it runs, unreachable
+/// once it is stopped.
+#[test]
+fn etcd_probe_sees_a_healthy_member_and_a_dead_one() {
+    let mut etcd = common::etcd::EtcdServer::start();
+    let url = etcd.endpoint();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let up = rt.block_on(lifeboat::kinds::probe::probe("etcd", &url));
+    assert!(up.is_ok(), "{up:?}");
+    etcd.stop();
+    let down = rt.block_on(lifeboat::kinds::probe::probe("etcd", &url));
+    assert!(
+        matches!(
+            down,
+            Err(lifeboat::kinds::probe::ProbeError::Unreachable { .. })
+        ),
+        "{down:?}"
+    );
+}
