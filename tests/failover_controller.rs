@@ -299,6 +299,12 @@ fn controller_fails_over_on_a_quorum_and_never_on_a_short_stall() {
     wait_until("DR knows term 1", Duration::from_secs(10), || {
         observations(c.ports[2]).is_some_and(|o| o["term"] == 1 && o["primary"] == "secondary")
     });
+    // `failover status` at DR (which took no step) shows the term its controller learned.
+    let status: serde_json::Value =
+        serde_json::from_str(&c.envs[2].ok(&["failover", "status", "--output", "json"]))
+            .expect("status json");
+    assert_eq!(status["primary"], "secondary", "{status}");
+    assert_eq!(status["term"], 1, "{status}");
 
     // The metrics say it too.
     let (code, metrics) = http_get(c.ports[1], "/metrics", None);

@@ -8,7 +8,8 @@
 //!   service names, unknown service kinds, services naming unknown sources, `order` naming
 //!   unknown sites or a site twice, a `failover.site` that is not a site, `dns:` names that
 //!   are not in `dns.records`, sites disagreeing on which names they serve, a quorum larger
-//!   than the vantage points, zero intervals, and peers without a `peer_token`.
+//!   than the vantage points, zero intervals, peers without a `peer_token`, and a `data_dir`
+//!   on a service that is not PostgreSQL.
 //!
 //! # Caveats
 //! A quorum below the majority is accepted (it must be written explicitly) but warned about:
@@ -610,6 +611,13 @@ failover:
                     "web: { kind: http, url: \"https://web/healthz\", source: orders-db }",
                 ),
                 "probe-only",
+            ),
+            (
+                SITES.replace(
+                    "web:       { kind: http, url: \"https://web.us-east-1.internal/healthz\" }",
+                    "web: { kind: http, url: \"https://web/healthz\", data_dir: /srv/pg }",
+                ),
+                "sites[0].services.web.data_dir: only postgres services have a data directory",
             ),
         ];
         for (text, want) in cases {

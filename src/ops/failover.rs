@@ -736,11 +736,25 @@ pub async fn status(ctx: &Ctx) -> Result<Status, OpError> {
     }
     let history = ctx.catalog.failovers(1).await?;
     let failover = ctx.config.failover.as_ref();
+    let here = failover.and_then(|f| f.here(&|n| std::env::var(n).ok()));
+    // The daemon's controller may know a newer term (learned from its peers).
+    let controller_term = match &here {
+        Some(h) => ctx
+            .catalog
+            .controller_load(h)
+            .await?
+            .and_then(|(state, _)| serde_json::from_str::<serde_json::Value>(&state).ok())
+            .and_then(|v| v["term"].as_i64()),
+        None => None,
+    };
     Ok(Status {
-        site: failover.and_then(|f| f.here(&|n| std::env::var(n).ok())),
+        site: here,
         mode: failover.map(|f| f.mode),
         primary: current_primary(ctx, &seen).await?,
-        term: history.last().map_or(0, |f| f.term),
+        term: history
+            .last()
+            .map_or(0, |f| f.term)
+            .max(controller_term.unwrap_or(0)),
         services: seen,
         unfinished: unfinished(ctx).await?,
     })
