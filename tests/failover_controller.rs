@@ -532,3 +532,85 @@ fn etcd_probe_sees_a_healthy_member_and_a_dead_one() {
         "{down:?}"
     );
 }
+
+/// The secondary's controller killed right after it promoted (failpoint), then restarted: it
+/// resumes the persisted failover at the next step (DNS switched, verified), the promotion
+/// recorded once and not taken again.
+#[test]
+fn controller_killed_after_promote_resumes_without_promoting_again() {
+    let mut c = setup("automatic");
+    let mut primary = Daemon::start(&c.envs[0], SITES[0]);
+    let _dr = Daemon::start(&c.envs[2], SITES[2]);
+    let ports = c.ports.clone();
+    let pg0_dir = c.pgs[0].data_dir().to_path_buf();
+    // Once every vantage point sees every site, crash the primary site (PostgreSQL + its
+    // lifeboat); meanwhile the secondary's daemon runs with the failpoint armed.
+    let killer = std::thread::spawn(move || {
+        wait_until(
+            "every daemon sees every site up",
+            Duration::from_secs(60),
+            || {
+                ports.iter().all(|p| {
+                    observations(*p).is_some_and(|o| {
+                        SITES.iter().all(|s| {
+                            o["sites"][s]["successes_in_a_row"]
+                                .as_u64()
+                                .is_some_and(|n| n >= 3)
+                        })
+                    })
+                })
+            },
+        );
+        let pid: u32 = std::fs::read_to_string(pg0_dir.join("postmaster.pid"))
+            .expect("postmaster.pid")
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("pid");
+        primary.kill9();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    });
+    let stalled = c.envs[1].stalled_at(&["run"], "failover-after-promote");
+    killer.join().expect("killer");
+    common::kill9(stalled);
+    // Promoted, recorded, but DNS not switched yet.
+    assert!(!in_recovery(&c.pgs[1]));
+    assert_eq!(dig(c.ns.addr(), "api.example.test.", "A"), ["192.0.2.10"]);
+    let h = history(&c.envs[1]);
+    assert_eq!(h[0]["status"], "running", "{h:?}");
+    let detail = |h: &[serde_json::Value], step: &str| {
+        h[0]["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .find(|s| s["step"] == step)
+            .map(|s| (s["status"].clone(), s["detail"].clone()))
+    };
+    let promoted = detail(&h, "promote").expect("promote recorded");
+    assert_eq!(promoted.0, "done");
+    // Restarted: it finishes the failover of term 1.
+    let _secondary = Daemon::start(&c.envs[1], SITES[1]);
+    wait_until(
+        "DNS switched by the resumed controller",
+        Duration::from_secs(60),
+        || dig(c.ns.addr(), "api.example.test.", "A") == ["192.0.2.20"],
+    );
+    wait_until(
+        "the failover recorded done",
+        Duration::from_secs(30),
+        || {
+            history(&c.envs[1])
+                .first()
+                .is_some_and(|f| f["status"] == "done")
+        },
+    );
+    let h = history(&c.envs[1]);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0]["term"], 1);
+    // The promotion's record is the first one: it was not taken again.
+    assert_eq!(detail(&h, "promote"), Some(promoted));
+    assert!(insert(&c.pgs[1], 7), "{}", log_tails(&c));
+    c.pgs[0].kill9();
+}
