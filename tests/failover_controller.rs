@@ -8,7 +8,11 @@
 //! - kill -9 of the primary PostgreSQL and of its site's lifeboat: the secondary is promoted,
 //!   DNS switched on the nameserver, writes accepted there; the DR site learns the new term;
 //!   the old primary, restarted, is fenced read-only (and its restarted lifeboat, whose
-//!   catalog says it is primary, learns the new term from its peers and fences it too).
+//!   catalog says it is primary, learns the new term from its peers and fences it too);
+//! - the controller killed after its promote step resumes when restarted, promoting once;
+//! - a planned switchover repoints DR; `failover rejoin` (pg_rewind) makes the old primary a
+//!   standby; failing back loses no acknowledged write;
+//! - the etcd probe against a real etcd.
 
 mod common;
 
