@@ -16,7 +16,9 @@ DNS_PACKAGES=(bind9 bind9-utils bind9-dnsutils knot knot-dnsutils pdns-server pd
 # Reports (tests/reports.rs): headless Chromium renders them; Prometheus and promtool check
 # the Grafana dashboard's queries and the alert rules (tests/dashboards.rs).
 REPORT_PACKAGES=(chromium prometheus)
-APT_PACKAGES=(postgresql postgresql-client redis-server redis-tools etcd-server etcd-client protobuf-compiler zstd age python3-venv time "${DNS_PACKAGES[@]}" "${REPORT_PACKAGES[@]}")
+# bench/failover.sh runs Patroni (with its psycopg2, used by the bench's writer) beside lifeboat.
+BENCH_PACKAGES=(patroni)
+APT_PACKAGES=(postgresql postgresql-client redis-server redis-tools etcd-server etcd-client protobuf-compiler zstd age python3-venv time "${DNS_PACKAGES[@]}" "${REPORT_PACKAGES[@]}" "${BENCH_PACKAGES[@]}")
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

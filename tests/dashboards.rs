@@ -179,22 +179,36 @@ fn every_dashboard_panel_returns_series_from_a_real_daemon() {
 
 #[test]
 fn promtool_unit_tests_cover_every_alert() {
+    promtool_test(
+        "deploy/overlays/daemon/prometheusrule.yaml",
+        "tests/promtool/prometheusrule_test.yaml",
+    );
+}
+
+#[test]
+fn promtool_unit_tests_cover_every_failover_alert() {
+    promtool_test(
+        "deploy/overlays/daemon/prometheusrule-failover.yaml",
+        "tests/promtool/failover_test.yaml",
+    );
+}
+
+/// `promtool check rules` and `promtool test rules` of the PrometheusRule `rule_file` with
+/// the unit tests `tests_file`, which must name every alert.
+fn promtool_test(rule_file: &str, tests_file: &str) {
     let Some(promtool) = tool("promtool") else {
         return;
     };
-    let rule: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(repo("deploy/overlays/daemon/prometheusrule.yaml")).unwrap(),
-    )
-    .unwrap();
+    let rule: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo(rule_file)).unwrap()).unwrap();
     let spec = &rule["spec"];
-    let tests_text =
-        std::fs::read_to_string(repo("tests/promtool/prometheusrule_test.yaml")).unwrap();
+    let tests_text = std::fs::read_to_string(repo(tests_file)).unwrap();
     for group in spec["groups"].as_sequence().expect("groups") {
         for r in group["rules"].as_sequence().expect("rules") {
             if let Some(alert) = r["alert"].as_str() {
                 assert!(
                     tests_text.contains(&format!("alertname: {alert}\n")),
-                    "alert {alert} has no promtool test in tests/promtool/prometheusrule_test.yaml"
+                    "alert {alert} has no promtool test in {tests_file}"
                 );
             }
         }

@@ -304,6 +304,19 @@ fn failover_rows_on_sqlite_and_postgres() {
             assert_eq!(rows[0].status, "done");
             assert_eq!(rows[0].timeline, Some(serde_json::json!({"total": 12})));
             assert_eq!(rows[0].plan, Some(plan));
+            // The controller's state and vote book (migration 0015): saved, replaced, read.
+            assert_eq!(c.controller_load("primary").await.expect("load"), None);
+            c.controller_save("primary", "{\"term\":1}", "{}", now)
+                .await
+                .expect("save");
+            c.controller_save("primary", "{\"term\":2}", "{\"voted\":null}", later)
+                .await
+                .expect("save again");
+            assert_eq!(
+                c.controller_load("primary").await.expect("load"),
+                Some(("{\"term\":2}".to_string(), "{\"voted\":null}".to_string())),
+                "{url}"
+            );
         });
     }
 }

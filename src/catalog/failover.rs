@@ -5,6 +5,8 @@
 //! - [`Catalog::failover_begin`] and [`Catalog::failover_step_start`] insert only once
 //!   (repeating them is harmless); a step marked `done` stays done.
 //! - Details and errors are scrubbed of secrets before they are stored.
+//! - The controller's state and vote book ([`Catalog::controller_save`]) are written in one
+//!   statement: a vote is never granted without being recorded.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -214,5 +216,49 @@ impl Catalog {
                 })
             })
             .collect()
+    }
+
+    /// The failover controller's persisted `(state, ballot)` JSON at `site`, if any.
+    pub async fn controller_load(
+        &self,
+        site: &str,
+    ) -> Result<Option<(String, String)>, CatalogError> {
+        let row = sqlx::query("SELECT state, ballot FROM failover_controller WHERE site = $1")
+            .bind(site)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read failover controller"))?;
+        row.map(|r| {
+            Ok((
+                r.try_get::<String, _>("state")
+                    .map_err(q("read failover controller"))?,
+                r.try_get::<String, _>("ballot")
+                    .map_err(q("read failover controller"))?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Stores the failover controller's `state` and `ballot` JSON at `site`.
+    pub async fn controller_save(
+        &self,
+        site: &str,
+        state: &str,
+        ballot: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
+        sqlx::query(
+            "INSERT INTO failover_controller (site, state, ballot, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (site) DO UPDATE SET \
+             state = excluded.state, ballot = excluded.ballot, updated_at = excluded.updated_at",
+        )
+        .bind(site)
+        .bind(state)
+        .bind(ballot)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .map_err(q("save failover controller"))?;
+        Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! `lifeboat failover status | plan | execute | history`: moving the primary between the
+//! `lifeboat failover status | plan | execute | rejoin | history`: moving the primary between the
 //! `sites:` (see `ops::failover`).
 //!
 //! Exit codes of `execute`: 0 done (or resumed and done); 1 failed (run it again to resume);
@@ -49,6 +49,10 @@ pub enum FailoverAction {
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Turn a recovered old primary SITE into a replica of the current primary (PostgreSQL:
+    /// pg_rewind, else a fresh base backup, in the service's `data_dir`; Redis: REPLICAOF).
+    /// Then failing back is a planned `execute --to SITE`.
+    Rejoin { site: String },
     /// Past failovers with their steps and measured timeline.
     History {
         #[arg(long, default_value_t = 20)]
@@ -223,6 +227,18 @@ pub async fn run(app: Ctx, action: FailoverAction) -> Result<ExitCode> {
                 Err(e) => return Err(e.into()),
             }
         }
+        FailoverAction::Rejoin { site } => match failover::rejoin(&app, &site).await {
+            Ok(done) => {
+                for d in done {
+                    println!("{d}");
+                }
+            }
+            Err(e) if e.kind() == crate::model::ErrorKind::Conflict => {
+                eprintln!("lifeboat: {e}");
+                return Ok(ExitCode::from(EXIT_REFUSED));
+            }
+            Err(e) => return Err(e.into()),
+        },
         FailoverAction::History { limit, output } => {
             let h = failover::history(&app, limit).await?;
             match output {

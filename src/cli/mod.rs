@@ -737,6 +737,18 @@ async fn run_daemon(
     }
     let stop = shutdown_token();
     let http_stop = CancellationToken::new();
+    let controller = match once {
+        true => None,
+        false => {
+            let m = metrics.clone();
+            daemon::failover::start(
+                app.clone(),
+                Arc::new(move || m.is_leader()),
+                http_stop.clone(),
+            )
+            .await?
+        }
+    };
     let server = match (&app.config.daemon.listen, once) {
         (Some(addr), false) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -748,6 +760,7 @@ async fn run_daemon(
                 metrics: metrics.clone(),
                 status: Arc::new(ObjectiveStatus),
                 token: app.config.daemon.api_token().map(str::to_string),
+                failover: controller.as_ref().map(|(shared, _)| shared.clone()),
             };
             let until = http_stop.clone();
             Some(tokio::spawn(http::serve(listener, state, async move {

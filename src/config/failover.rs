@@ -8,7 +8,8 @@
 //!   service names, unknown service kinds, services naming unknown sources, `order` naming
 //!   unknown sites or a site twice, a `failover.site` that is not a site, `dns:` names that
 //!   are not in `dns.records`, sites disagreeing on which names they serve, a quorum larger
-//!   than the vantage points, zero intervals, and peers without a `peer_token`.
+//!   than the vantage points, zero intervals, peers without a `peer_token`, and a `data_dir`
+//!   on a service that is not PostgreSQL.
 //!
 //! # Caveats
 //! A quorum below the majority is accepted (it must be written explicitly) but warned about:
@@ -81,6 +82,9 @@ pub struct ServiceConfig {
     pub url: SecretString,
     /// The backup source of this service: its RPO gates promotion.
     pub source: Option<String>,
+    /// PostgreSQL: the server's data directory on the host that runs `failover rejoin`
+    /// (it runs `pg_rewind` or `pg_basebackup` there to make an old primary a standby).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// `sites[i].fence[j]` / `sites[i].promote[j]`: exactly one of `command` or `kube_scale`.
@@ -282,6 +286,15 @@ pub fn validate(
                     at(&format!("services.{name}.source")),
                     format!(
                         "a {} service is probe-only and has no data to back up; remove `source:`",
+                        service.kind.as_str()
+                    ),
+                ));
+            }
+            if service.data_dir.is_some() && service.kind != ServiceKind::Postgres {
+                return Err((
+                    at(&format!("services.{name}.data_dir")),
+                    format!(
+                        "only postgres services have a data directory to rewind; remove `data_dir:` from this {} service",
                         service.kind.as_str()
                     ),
                 ));
@@ -598,6 +611,13 @@ failover:
                     "web: { kind: http, url: \"https://web/healthz\", source: orders-db }",
                 ),
                 "probe-only",
+            ),
+            (
+                SITES.replace(
+                    "web:       { kind: http, url: \"https://web.us-east-1.internal/healthz\" }",
+                    "web: { kind: http, url: \"https://web/healthz\", data_dir: /srv/pg }",
+                ),
+                "sites[0].services.web.data_dir: only postgres services have a data directory",
             ),
         ];
         for (text, want) in cases {

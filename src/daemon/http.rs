@@ -2,7 +2,8 @@
 //! primary stores answer, each within [`READY_CHECK_TIMEOUT`], all at once; says leader or
 //! standby), `/metrics` (Prometheus), and behind the optional bearer token
 //! `daemon.api_token`: `/api/v1/status` and `/api/v1/snapshots` (JSON), `/reports/...` (the
-//! DR reports, [`super::reports`]).
+//! DR reports, [`super::reports`]); behind `failover.peer_token`: the failover controller's
+//! peer endpoints (`/api/v1/failover/...`, [`super::failover`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     pub status: Arc<dyn StatusProvider>,
     pub token: Option<String>,
+    /// The failover controller's peer endpoints (`failover.mode: automatic | observe`).
+    pub failover: Option<Arc<super::failover::Shared>>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -43,12 +46,15 @@ pub fn router(state: HttpState) -> Router {
             get(super::reports::verification),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), bearer));
-    Router::new()
+    let mut r = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(api)
-        .with_state(state)
+        .merge(api);
+    if let Some(failover) = &state.failover {
+        r = r.merge(super::failover::router(failover.clone()));
+    }
+    r.with_state(state)
 }
 
 /// A request's head (request line and headers) must arrive within this.
@@ -125,7 +131,7 @@ async fn limits(req: Request, next: Next) -> Response {
 }
 
 /// Compares without an early exit, so the time taken says nothing about the token.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -238,6 +244,9 @@ async fn metrics(State(s): State<HttpState>) -> Response {
     match s.status.prometheus(&s.app, s.app.now()).await {
         Ok(t) => text.push_str(&t),
         Err(e) => tracing::warn!(cause = %e, "status metrics unavailable"),
+    }
+    if let Some(failover) = &s.failover {
+        text.push_str(&failover.metrics_text().await);
     }
     (
         [(

@@ -1,5 +1,6 @@
 //! The daemon's own Prometheus metrics (job counters and durations, bytes, leadership),
-//! kept in plain atomics and a mutex-guarded map and rendered as Prometheus text.
+//! kept in plain atomics and a mutex-guarded map and rendered as Prometheus text; and the
+//! failover controller's gauges ([`render_failover`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -149,9 +150,140 @@ impl Metrics {
     }
 }
 
+/// What the failover controller exposes ([`super::failover`]), rendered by
+/// [`render_failover`].
+#[derive(Debug, Clone, Default)]
+pub struct FailoverGauges {
+    /// (site, vantage) → up, from the latest round (every vantage point's report).
+    pub site_up: BTreeMap<(String, String), bool>,
+    pub primary: String,
+    pub term: u64,
+    /// (service, site) → replication lag in seconds, as this vantage point probed it.
+    pub lag_seconds: BTreeMap<(String, String), f64>,
+    /// service → the RPO of its backup source, in seconds (for the lag-above-RPO alert).
+    pub rpo_seconds: BTreeMap<String, f64>,
+    /// outcome (`done`, `step_failed`) → count since start.
+    pub failovers: BTreeMap<String, u64>,
+    /// Failovers this controller finished, and the seconds they took in all.
+    pub duration_sum: f64,
+    pub duration_count: u64,
+}
+
+/// Label values are site and service names (checked at config load: no quotes or
+/// backslashes), escaped anyway.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The failover metrics as Prometheus text.
+pub fn render_failover(g: &FailoverGauges) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP lifeboat_site_up 1 if the vantage point saw every service of the site answer in its latest round.\n# TYPE lifeboat_site_up gauge"
+    );
+    for ((site, vantage), up) in &g.site_up {
+        let _ = writeln!(
+            out,
+            "lifeboat_site_up{{site=\"{}\",vantage=\"{}\"}} {}",
+            label(site),
+            label(vantage),
+            u8::from(*up)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lifeboat_primary_site 1 for the site this controller holds as primary.\n# TYPE lifeboat_primary_site gauge\nlifeboat_primary_site{{site=\"{}\"}} 1",
+        label(&g.primary)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP lifeboat_failover_term The failover term this controller knows (a fencing token).\n# TYPE lifeboat_failover_term gauge\nlifeboat_failover_term {}",
+        g.term
+    );
+    let _ = writeln!(
+        out,
+        "# HELP lifeboat_replication_lag_seconds Replay lag of a replica, as this vantage point probed it.\n# TYPE lifeboat_replication_lag_seconds gauge"
+    );
+    for ((service, site), lag) in &g.lag_seconds {
+        let _ = writeln!(
+            out,
+            "lifeboat_replication_lag_seconds{{service=\"{}\",site=\"{}\"}} {lag}",
+            label(service),
+            label(site)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lifeboat_failover_rpo_seconds The RPO of the backup source of a failover service.\n# TYPE lifeboat_failover_rpo_seconds gauge"
+    );
+    for (service, rpo) in &g.rpo_seconds {
+        let _ = writeln!(
+            out,
+            "lifeboat_failover_rpo_seconds{{service=\"{}\"}} {rpo}",
+            label(service)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lifeboat_failovers_total Failovers this controller took part in, by outcome (done; step_failed: a step failed and is retried).\n# TYPE lifeboat_failovers_total counter"
+    );
+    for outcome in ["done", "step_failed"] {
+        let _ = writeln!(
+            out,
+            "lifeboat_failovers_total{{outcome=\"{outcome}\"}} {}",
+            g.failovers.get(outcome).copied().unwrap_or(0)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lifeboat_failover_duration_seconds Time from the decision to the verified new primary.\n# TYPE lifeboat_failover_duration_seconds summary\nlifeboat_failover_duration_seconds_sum {}\nlifeboat_failover_duration_seconds_count {}",
+        g.duration_sum, g.duration_count
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_failover_metrics() {
+        let mut g = FailoverGauges {
+            primary: "secondary".into(),
+            term: 3,
+            duration_sum: 5.5,
+            duration_count: 1,
+            ..FailoverGauges::default()
+        };
+        g.site_up.insert(("primary".into(), "dr".into()), false);
+        g.site_up.insert(("secondary".into(), "dr".into()), true);
+        g.lag_seconds
+            .insert(("orders-db".into(), "dr".into()), 0.25);
+        g.rpo_seconds.insert("orders-db".into(), 60.0);
+        g.failovers.insert("done".into(), 1);
+        let text = render_failover(&g);
+        for line in [
+            "lifeboat_site_up{site=\"primary\",vantage=\"dr\"} 0",
+            "lifeboat_site_up{site=\"secondary\",vantage=\"dr\"} 1",
+            "lifeboat_primary_site{site=\"secondary\"} 1",
+            "lifeboat_failover_term 3",
+            "lifeboat_replication_lag_seconds{service=\"orders-db\",site=\"dr\"} 0.25",
+            "lifeboat_failover_rpo_seconds{service=\"orders-db\"} 60",
+            "lifeboat_failovers_total{outcome=\"done\"} 1",
+            "lifeboat_failovers_total{outcome=\"step_failed\"} 0",
+            "lifeboat_failover_duration_seconds_sum 5.5",
+            "lifeboat_failover_duration_seconds_count 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in:\n{text}"
+            );
+        }
+        assert_eq!(label("a\"b"), "a\\\"b");
+    }
 
     #[test]
     fn renders_prometheus_text() {

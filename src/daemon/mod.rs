@@ -29,6 +29,7 @@
 //! that verification fails and the next one verifies the newer snapshot.
 
 mod drills;
+pub mod failover;
 pub mod http;
 pub mod metrics;
 pub mod reports;

@@ -156,6 +156,7 @@ async fn serve(app: Arc<Ctx>) -> u16 {
         metrics: Arc::new(Metrics::default()),
         status: Arc::new(super::status::ObjectiveStatus),
         token: None,
+        failover: None,
     };
     tokio::spawn(super::http::serve(listener, state, std::future::pending()));
     port

@@ -247,6 +247,37 @@ pub trait Kind: Send + Sync {
         })
     }
 
+    /// Makes the replica at `url` follow the primary at `primary_url` (PostgreSQL
+    /// `primary_conninfo` + reload, Redis `REPLICAOF`) and returns once it streams from it,
+    /// within `wait`. Safe to repeat.
+    async fn repoint(
+        &self,
+        _url: &str,
+        _primary_url: &str,
+        _wait: Duration,
+    ) -> Result<(), probe::ProbeError> {
+        Err(probe::ProbeError::Unsupported {
+            kind: self.name().to_string(),
+            what: "repointed",
+        })
+    }
+
+    /// Turns the old primary at `url` into a replica of the primary at `primary_url`
+    /// (`data_dir`: its data directory on this host, where the kind needs one, e.g.
+    /// PostgreSQL's `pg_rewind`). Returns what it did. Safe to repeat.
+    async fn rejoin(
+        &self,
+        _url: &str,
+        _primary_url: &str,
+        _data_dir: Option<&std::path::Path>,
+        _wait: Duration,
+    ) -> Result<String, probe::ProbeError> {
+        Err(probe::ProbeError::Unsupported {
+            kind: self.name().to_string(),
+            what: "rejoined",
+        })
+    }
+
     /// Proves the primary at `url` takes writes: a write and a read back that leave nothing.
     async fn verify_writable(&self, _url: &str) -> Result<(), probe::ProbeError> {
         Err(probe::ProbeError::Unsupported {

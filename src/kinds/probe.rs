@@ -124,6 +124,49 @@ pub async fn http(url: &str) -> Result<Probe, ProbeError> {
     }
 }
 
+/// An etcd member's health: `GET URL/health` answering `"health":"true"` (the member has a
+/// leader and serves reads). `url` is the member's client URL, e.g. `http://etcd-0:2379`.
+pub async fn etcd(url: &str) -> Result<Probe, ProbeError> {
+    let base = url.trim_end_matches('/');
+    let shown = crate::model::redact::url(base);
+    let fail = |reason: String| ProbeError::Unreachable {
+        service: shown.clone(),
+        reason,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let resp = client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .map_err(|e| fail(crate::model::redact::url(&e.to_string())))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| fail(e.to_string()))?;
+    let healthy = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.get("health")
+                .and_then(|h| h.as_str().map(|s| s == "true"))
+        })
+        .unwrap_or(false);
+    if status.is_success() && healthy {
+        Ok(Probe::up())
+    } else {
+        Err(ProbeError::Failed {
+            service: shown.clone(),
+            reason: format!(
+                "not healthy (answered {status}: {})",
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ),
+        })
+    }
+}
+
 /// Whether a replica that replayed up to `replayed` holds everything a primary inserted up to
 /// `inserted` (PostgreSQL LSNs as numbers). An insert position just past a WAL page header
 /// (24 or 40 bytes into an 8 KiB page) counts as the page boundary a replica's replay stops at.
@@ -139,6 +182,7 @@ pub async fn probe(kind: &str, url: &str) -> Result<Probe, ProbeError> {
     match kind {
         "http" => http(url).await,
         "tcp" => tcp(url).await,
+        "etcd" => etcd(url).await,
         other => match super::kind(other) {
             Some(k) => k.probe(url).await,
             None => Err(ProbeError::Unsupported {

@@ -15,9 +15,9 @@
 //!   resumed run already moved it), verified on every authoritative nameserver.
 //!
 //! # Caveats
-//! PostgreSQL and Redis services are fenced and promoted (etcd, http, tcp are probe-only);
-//! repointing the remaining replicas at the new primary is not done yet (the step records
-//! that it skipped).
+//! PostgreSQL and Redis services are fenced and promoted (etcd, http, tcp are probe-only).
+//! A remaining replica that cannot be repointed does not fail the failover (the primary has
+//! moved): the `repoint` step's detail says so and names `failover rejoin`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -149,8 +149,9 @@ fn site<'a>(ctx: &'a Ctx, name: &str) -> Result<&'a SiteConfig, FailoverError> {
         .ok_or_else(|| FailoverError::UnknownSite(name.to_string()))
 }
 
-/// The current primary site: the one whose replicated services answer as writable primaries,
-/// else the newest completed failover's target, else the first of `order`.
+/// The current primary site: the one whose replicated services answer as writable primaries
+/// (of several, the newest completed failover's target), else the newest completed
+/// failover's target, else the first of `order`.
 async fn current_primary(ctx: &Ctx, seen: &[Seen]) -> Result<String, OpError> {
     let mut by_site: BTreeMap<&str, bool> = BTreeMap::new();
     for s in seen
@@ -164,12 +165,30 @@ async fn current_primary(ctx: &Ctx, seen: &[Seen]) -> Result<String, OpError> {
         let e = by_site.entry(s.site.as_str()).or_insert(true);
         *e = *e && primary;
     }
-    if let Some((site, _)) = by_site.iter().find(|(_, p)| **p) {
+    let writable: Vec<&str> = by_site
+        .iter()
+        .filter(|(_, p)| **p)
+        .map(|(s, _)| *s)
+        .collect();
+    let history = ctx.catalog.failovers(1).await?;
+    let last_done = history
+        .last()
+        .filter(|f| f.status == "done")
+        .map(|f| f.to_site.clone());
+    // Two writable primaries (an old primary restarted before it was fenced): the newest
+    // completed failover's target is the primary; the other is what `rejoin` is for.
+    if writable.len() > 1
+        && let Some(to) = last_done
+            .as_ref()
+            .filter(|t| writable.contains(&t.as_str()))
+    {
+        return Ok(to.clone());
+    }
+    if let Some(site) = writable.first() {
         return Ok(site.to_string());
     }
-    let history = ctx.catalog.failovers(1).await?;
-    if let Some(last) = history.last().filter(|f| f.status == "done") {
-        return Ok(last.to_site.clone());
+    if let Some(to) = last_done {
+        return Ok(to);
     }
     let order = ctx
         .config
@@ -417,7 +436,7 @@ pub async fn execute(ctx: &Ctx, to: &str, opts: &Options) -> Result<Outcome, OpE
         let detail = match step {
             Step::Fence => fence(&old, opts).await?,
             Step::Promote => promote(ctx, &old, &new, opts).await?,
-            Step::Repoint => "skipped: repointing the other replicas is not implemented yet; point them at the new primary by hand".to_string(),
+            Step::Repoint => repoint(ctx, &old, &new).await?,
             Step::Dns => switch_dns(ctx, &old, &new).await?,
             Step::Verify => verify(&new).await?,
         };
@@ -563,6 +582,44 @@ async fn promote(
     Ok(detail.join("; "))
 }
 
+/// How long a repointed replica may take to stream from the new primary.
+const REPOINT_WAIT: Duration = Duration::from_secs(30);
+
+/// Points the replicas of the sites other than `old` and `new` (e.g. DR) at the new
+/// primary. A replica that cannot be repointed (unreachable, or replayed past the promotion)
+/// does not stop the failover, which has already moved the primary: the step's detail names
+/// it and what to run (`failover rejoin`), and the log warns.
+async fn repoint(ctx: &Ctx, old: &SiteConfig, new: &SiteConfig) -> Result<String, OpError> {
+    let mut detail = Vec::new();
+    for other in sites(ctx)?
+        .iter()
+        .filter(|s| s.name != old.name && s.name != new.name)
+    {
+        for (name, kind, url) in replicated(other)? {
+            let Some(primary) = new.services.get(name.as_str()) else {
+                continue;
+            };
+            match kind.repoint(url, primary.url.expose(), REPOINT_WAIT).await {
+                Ok(()) => detail.push(format!(
+                    "{name} at {}: streams from {}",
+                    other.name, new.name
+                )),
+                Err(e) => {
+                    tracing::warn!(site = %other.name, service = %name, cause = %e, "replica not repointed");
+                    detail.push(format!(
+                        "{name} at {}: NOT repointed ({e}); run `lifeboat failover rejoin {}` once it is reachable",
+                        other.name, other.name
+                    ));
+                }
+            }
+        }
+    }
+    if detail.is_empty() {
+        detail.push("no other replicas to repoint".into());
+    }
+    Ok(detail.join("; "))
+}
+
 async fn run_action(step: Step, action: &ActionConfig) -> Result<String, OpError> {
     if let Some(k) = &action.kube_scale {
         return Err(step_err(
@@ -681,11 +738,25 @@ pub async fn status(ctx: &Ctx) -> Result<Status, OpError> {
     }
     let history = ctx.catalog.failovers(1).await?;
     let failover = ctx.config.failover.as_ref();
+    let here = failover.and_then(|f| f.here(&|n| std::env::var(n).ok()));
+    // The daemon's controller may know a newer term (learned from its peers).
+    let controller_term = match &here {
+        Some(h) => ctx
+            .catalog
+            .controller_load(h)
+            .await?
+            .and_then(|(state, _)| serde_json::from_str::<serde_json::Value>(&state).ok())
+            .and_then(|v| v["term"].as_i64()),
+        None => None,
+    };
     Ok(Status {
-        site: failover.and_then(|f| f.here(&|n| std::env::var(n).ok())),
+        site: here,
         mode: failover.map(|f| f.mode),
         primary: current_primary(ctx, &seen).await?,
-        term: history.last().map_or(0, |f| f.term),
+        term: history
+            .last()
+            .map_or(0, |f| f.term)
+            .max(controller_term.unwrap_or(0)),
         services: seen,
         unfinished: unfinished(ctx).await?,
     })
@@ -693,4 +764,258 @@ pub async fn status(ctx: &Ctx) -> Result<Status, OpError> {
 
 pub async fn history(ctx: &Ctx, limit: i64) -> Result<Vec<FailoverRow>, OpError> {
     Ok(ctx.catalog.failovers(limit).await?)
+}
+
+/// What one step taken for the daemon's controller did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Taken {
+    /// Done (recorded `done` in the catalog). A fence that could not reach the old primary
+    /// is not done: `confirmed` is false and the controller waits (see `policy::failover`).
+    pub done: bool,
+    /// For the fence: the old primary was reached and confirmed read-only.
+    pub confirmed: bool,
+    pub detail: String,
+    pub ms: u128,
+}
+
+/// Takes one `step` of the automatic failover of `term` from `from` to `to`, for the daemon's
+/// controller: recorded `started` before and `done` after, never taken again once `done`
+/// (the fence excepted: it is idempotent and tried until it is confirmed or the controller
+/// moves on, which records it done as unconfirmed). The failover is recorded `done` after
+/// its `verify` step.
+#[tracing::instrument(skip(ctx, step), fields(step = step.as_str()))]
+pub async fn take_step(
+    ctx: &Ctx,
+    term: u64,
+    from: &str,
+    to: &str,
+    step: Step,
+) -> Result<Taken, OpError> {
+    let t = Instant::now();
+    let term_i = i64::try_from(term)
+        .map_err(|_| OpError::new(ErrorKind::Internal, format!("term {term} is out of range")))?;
+    let old = site(ctx, from)?.clone();
+    let new = site(ctx, to)?.clone();
+    let plan = serde_json::json!({ "term": term, "from": from, "to": to, "by": "controller" });
+    ctx.catalog
+        .failover_begin(term_i, from, to, "automatic", &plan, ctx.now())
+        .await?;
+    let recorded: BTreeMap<String, bool> = ctx
+        .catalog
+        .failover_steps(term_i)
+        .await?
+        .into_iter()
+        .map(|s| (s.step.clone(), s.done()))
+        .collect();
+    let is_done = |s: Step| recorded.get(s.as_str()).copied().unwrap_or(false);
+    if is_done(step) {
+        return Ok(Taken {
+            done: true,
+            confirmed: true,
+            detail: format!("already done in term {term}: not taken again"),
+            ms: 0,
+        });
+    }
+    // The controller moved past an unconfirmed fence (fence_after + margin passed since the
+    // old primary was last seen up): record the fence as done, saying so.
+    for earlier in Step::ALL.iter().take_while(|s| **s < step) {
+        if !is_done(*earlier) {
+            ctx.catalog
+                .failover_step_start(term_i, earlier.as_str(), ctx.now())
+                .await?;
+            let detail = if *earlier == Step::Fence {
+                format!(
+                    "{from} NOT confirmed read-only (unreachable); it was last seen up more than failover.fence_after plus a margin ago, so it fenced itself or is down"
+                )
+            } else {
+                "skipped by the controller".to_string()
+            };
+            ctx.catalog
+                .failover_step_done(term_i, earlier.as_str(), &detail, ctx.now())
+                .await?;
+        }
+    }
+    ctx.catalog
+        .failover_step_start(term_i, step.as_str(), ctx.now())
+        .await?;
+    crate::model::failpoint::hit(&format!("failover-before-{}", step.as_str()));
+    let opts = Options::default();
+    let (done, confirmed, detail) = match step {
+        Step::Fence => {
+            let mut detail = Vec::new();
+            let mut confirmed = true;
+            for (name, kind, url) in replicated(&old)? {
+                match kind.fence(url).await {
+                    Ok(()) => detail.push(format!("{name} at {from}: read-only, confirmed")),
+                    Err(e) => {
+                        confirmed = false;
+                        detail.push(format!("{name} at {from}: not confirmed: {e}"));
+                    }
+                }
+            }
+            if confirmed {
+                for action in &old.fence {
+                    detail.push(run_action(Step::Fence, action).await?);
+                }
+            }
+            (confirmed, confirmed, detail.join("; "))
+        }
+        Step::Promote => (true, true, promote(ctx, &old, &new, &opts).await?),
+        Step::Repoint => (true, true, repoint(ctx, &old, &new).await?),
+        Step::Dns => (true, true, switch_dns(ctx, &old, &new).await?),
+        Step::Verify => (true, true, verify(&new).await?),
+    };
+    let ms = t.elapsed().as_millis();
+    if done {
+        ctx.catalog
+            .failover_step_done(term_i, step.as_str(), &detail, ctx.now())
+            .await?;
+        crate::model::failpoint::hit(&format!("failover-after-{}", step.as_str()));
+    }
+    if done && step == Step::Verify {
+        let timeline: BTreeMap<String, i64> = ctx
+            .catalog
+            .failover_steps(term_i)
+            .await?
+            .iter()
+            .filter_map(|s| {
+                let a = chrono::DateTime::parse_from_rfc3339(&s.started_at).ok()?;
+                let b = chrono::DateTime::parse_from_rfc3339(s.finished_at.as_deref()?).ok()?;
+                Some((s.step.clone(), (b - a).num_milliseconds()))
+            })
+            .collect();
+        ctx.catalog
+            .failover_finish(
+                term_i,
+                "done",
+                &serde_json::to_value(&timeline).unwrap_or_default(),
+                None,
+                ctx.now(),
+            )
+            .await?;
+    }
+    Ok(Taken {
+        done,
+        confirmed,
+        detail,
+        ms,
+    })
+}
+
+/// Demotes the services of `site_name` (this instance's own site, cut off from the quorum or
+/// superseded by a newer term): PostgreSQL read-only with writers terminated, Redis paused /
+/// replica, then the site's `fence:` actions. Services that cannot be reached are reported
+/// (they are down, or will be fenced when reached); the others are fenced anyway.
+pub async fn fence_site(ctx: &Ctx, site_name: &str) -> Result<String, OpError> {
+    let s = site(ctx, site_name)?.clone();
+    let mut detail = Vec::new();
+    for (name, kind, url) in replicated(&s)? {
+        match kind.fence(url).await {
+            Ok(()) => detail.push(format!("{name} at {site_name}: read-only, confirmed")),
+            Err(e) => detail.push(format!("{name} at {site_name}: not fenced: {e}")),
+        }
+    }
+    for action in &s.fence {
+        detail.push(run_action(Step::Fence, action).await?);
+    }
+    Ok(detail.join("; "))
+}
+
+/// Lifts this site's self-fence (quorum contact is back and no newer term exists).
+pub async fn unfence_site(ctx: &Ctx, site_name: &str) -> Result<String, OpError> {
+    let s = site(ctx, site_name)?.clone();
+    let mut detail = Vec::new();
+    for (name, kind, url) in replicated(&s)? {
+        kind.unfence(url)
+            .await
+            .map_err(|e| OpError::new(e.kind(), e))?;
+        detail.push(format!("{name} at {site_name}: writable again"));
+    }
+    Ok(detail.join("; "))
+}
+
+/// Fences one service of another site found answering as a writable primary while it is
+/// not the primary site (e.g. an old primary restarted before it could fence itself).
+pub async fn fence_service(ctx: &Ctx, site_name: &str, service: &str) -> Result<(), OpError> {
+    let s = site(ctx, site_name)?;
+    for (name, kind, url) in replicated(s)? {
+        if name == service {
+            kind.fence(url)
+                .await
+                .map_err(|e| OpError::new(e.kind(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Probes every service of `site` (for the controller), each bounded by `timeout`.
+pub async fn probe_site_within(site: &SiteConfig, timeout: Duration) -> Vec<Seen> {
+    let probes = site.services.iter().map(|(name, svc)| async move {
+        let r =
+            match tokio::time::timeout(timeout, probe::probe(svc.kind.as_str(), svc.url.expose()))
+                .await
+            {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            };
+        Seen {
+            site: site.name.clone(),
+            service: name.clone(),
+            kind: svc.kind.as_str(),
+            error: r.as_ref().err().cloned(),
+            probe: r.ok(),
+        }
+    });
+    futures::future::join_all(probes).await
+}
+
+/// The strictest RPO of the sources the sites' services name (the controller's RPO gate).
+pub fn strictest_rpo(ctx: &Ctx) -> Option<Duration> {
+    ctx.config
+        .sites
+        .iter()
+        .flat_map(|s| s.services.values())
+        .filter_map(|svc| rpo_of(ctx, svc.source.as_deref()))
+        .min()
+}
+
+/// How long a rejoined replica may take to stream (a base backup is taken before this).
+const REJOIN_WAIT: Duration = Duration::from_secs(60);
+
+/// `lifeboat failover rejoin SITE`: turns the services of `site_name` (a recovered old
+/// primary) into replicas of the current primary site's. Refused for the primary itself.
+/// Safe to repeat (a service that already is a replica is only repointed).
+#[tracing::instrument(skip(ctx))]
+pub async fn rejoin(ctx: &Ctx, site_name: &str) -> Result<Vec<String>, OpError> {
+    let all = sites(ctx)?;
+    let target = site(ctx, site_name)?.clone();
+    let mut seen = Vec::new();
+    for s in all {
+        seen.extend(probe_site(s).await);
+    }
+    let primary = current_primary(ctx, &seen).await?;
+    if primary == site_name {
+        return Err(FailoverError::Refused(format!(
+            "{site_name} is the primary site: there is nothing to rejoin (move the primary away first with `failover execute`)"
+        ))
+        .into());
+    }
+    let primary_site = site(ctx, &primary)?.clone();
+    let mut detail = Vec::new();
+    for (name, kind, url) in replicated(&target)? {
+        let Some(p) = primary_site.services.get(name.as_str()) else {
+            continue;
+        };
+        let data_dir = target
+            .services
+            .get(name.as_str())
+            .and_then(|s| s.data_dir.clone());
+        let did = kind
+            .rejoin(url, p.url.expose(), data_dir.as_deref(), REJOIN_WAIT)
+            .await
+            .map_err(|e| OpError::new(e.kind(), e))?;
+        tracing::info!(site = %site_name, service = %name, primary = %primary, "rejoined");
+        detail.push(format!("{name} at {site_name} follows {primary}: {did}"));
+    }
+    Ok(detail)
 }

@@ -365,6 +365,48 @@ impl PgServer {
         }
     }
 
+    /// The postmaster's process id (first line of postmaster.pid), while it runs.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data_dir.join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the postmaster.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.postmaster_pid().expect("the server runs");
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill -{signal} {pid}");
+    }
+
+    /// `kill -9` of the postmaster (a crash: no checkpoint, no clean shutdown); waits until
+    /// it and its backends are gone. The files stay: `restart` starts it again (crash
+    /// recovery).
+    pub fn kill9(&mut self) {
+        let Some(pid) = self.postmaster_pid() else {
+            return;
+        };
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        // The backends exit when they notice the postmaster is gone; the port is then free.
+        while std::time::Instant::now() < until {
+            let alive = Path::new(&format!("/proc/{pid}")).exists();
+            let port_busy = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            if !alive && !port_busy {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     /// A postmaster.pid file exists while the postmaster runs; pg_ctl -w waits for it.
     fn is_running(&self) -> bool {
         self.dir.is_some() && self.data_dir.join("postmaster.pid").exists()
@@ -958,24 +1000,27 @@ fn xml_unescape(s: &str) -> String {
 /// `GET path` on 127.0.0.1:`port` (HTTP/1.0: one response, never chunked), with a bearer
 /// `token` if given; returns the status code and the body.
 pub fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .expect("timeout");
+    try_http_get(port, path, token).expect("HTTP GET on loopback")
+}
+
+/// [`http_get`] that says why it failed instead of panicking (a server not up yet).
+pub fn try_http_get(port: u16, path: &str, token: Option<&str>) -> io::Result<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").expect("write");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n")?;
     let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read");
+    s.read_to_string(&mut resp)?;
     let code = resp
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .expect("status code");
+        .ok_or_else(|| io::Error::other(format!("no status code in {resp:?}")))?;
     let body = resp
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    (code, body)
+    Ok((code, body))
 }

@@ -429,6 +429,25 @@ impl super::Kind for PostgresKind {
     ) -> Result<(), super::probe::ProbeError> {
         failover::promote(url, wait).await
     }
+    async fn repoint(
+        &self,
+        url: &str,
+        primary_url: &str,
+        wait: std::time::Duration,
+    ) -> Result<(), super::probe::ProbeError> {
+        failover::repoint(url, primary_url, wait).await
+    }
+
+    async fn rejoin(
+        &self,
+        url: &str,
+        primary_url: &str,
+        data_dir: Option<&std::path::Path>,
+        wait: std::time::Duration,
+    ) -> Result<String, super::probe::ProbeError> {
+        failover::rejoin(url, primary_url, data_dir, wait).await
+    }
+
     async fn verify_writable(&self, url: &str) -> Result<(), super::probe::ProbeError> {
         failover::verify_writable(url).await
     }

@@ -171,3 +171,51 @@ pub(super) async fn verify_writable(url: &str) -> Result<(), ProbeError> {
     })
     .await
 }
+
+/// `REPLICAOF` the primary at `primary_url` (with `masterauth`/`masteruser` from its URL),
+/// then waits until `master_link_status:up` to that host and port.
+pub(super) async fn repoint(
+    url: &str,
+    primary_url: &str,
+    wait: std::time::Duration,
+) -> Result<(), ProbeError> {
+    let primary = Conn::parse(primary_url).map_err(|reason| ProbeError::Failed {
+        service: crate::model::redact::url(url),
+        reason: format!("the new primary's URL: {reason}"),
+    })?;
+    with_client(url, "repoint", move |c| {
+        if let Some(p) = &primary.password {
+            c.must(&["CONFIG", "SET", "masterauth", p])
+                .map_err(|e| primary.scrub(&e))?;
+        }
+        if let Some(u) = &primary.username {
+            c.must(&["CONFIG", "SET", "masteruser", u])?;
+        }
+        let port = primary.port.to_string();
+        let info = c.info("replication")?;
+        let already = field(&info, "master_host") == Some(primary.host.as_str())
+            && field(&info, "master_port") == Some(port.as_str());
+        if !already {
+            c.must(&["REPLICAOF", &primary.host, &port])?;
+        }
+        let _ = c.cmd(&["CONFIG", "REWRITE"]);
+        let start = std::time::Instant::now();
+        loop {
+            let info = c.info("replication")?;
+            if field(&info, "master_host") == Some(primary.host.as_str())
+                && field(&info, "master_port") == Some(port.as_str())
+                && field(&info, "master_link_status") == Some("up")
+            {
+                return Ok(());
+            }
+            if start.elapsed() >= wait {
+                return Err(format!(
+                    "not linked to {}:{port} after {wait:?}",
+                    primary.host
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    })
+    .await
+}

@@ -182,6 +182,26 @@ impl super::Kind for RedisKind {
     ) -> Result<(), super::probe::ProbeError> {
         failover::promote(url, wait).await
     }
+    async fn repoint(
+        &self,
+        url: &str,
+        primary_url: &str,
+        wait: std::time::Duration,
+    ) -> Result<(), super::probe::ProbeError> {
+        failover::repoint(url, primary_url, wait).await
+    }
+
+    async fn rejoin(
+        &self,
+        url: &str,
+        primary_url: &str,
+        _data_dir: Option<&std::path::Path>,
+        wait: std::time::Duration,
+    ) -> Result<String, super::probe::ProbeError> {
+        failover::repoint(url, primary_url, wait).await?;
+        Ok("REPLICAOF the primary: linked".into())
+    }
+
     async fn verify_writable(&self, url: &str) -> Result<(), super::probe::ProbeError> {
         failover::verify_writable(url).await
     }

@@ -1,0 +1,620 @@
+//! The failover controller in `lifeboat run` (issue 11), with real processes: three lifeboat
+//! daemons (one per site, each with its own SQLite catalog), a PostgreSQL primary and two
+//! streaming standbys, DNS on a real BIND.
+//!
+//! - the peer endpoint refuses requests without `failover.peer_token`;
+//! - a SIGSTOP of the primary PostgreSQL shorter than `unhealthy_after × probe_interval`
+//!   causes no failover;
+//! - kill -9 of the primary PostgreSQL and of its site's lifeboat: the secondary is promoted,
+//!   DNS switched on the nameserver, writes accepted there; the DR site learns the new term;
+//!   the old primary, restarted, is fenced read-only (and its restarted lifeboat, whose
+//!   catalog says it is primary, learns the new term from its peers and fences it too);
+//! - the controller killed after its promote step resumes when restarted, promoting once;
+//! - a planned switchover repoints DR; `failover rejoin` (pg_rewind) makes the old primary a
+//!   standby; failing back loses no acknowledged write;
+//! - the etcd probe against a real etcd.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::dns::{DnsServer, TsigKey, dig};
+use common::servers::{PgServer, free_port, http_get, try_http_get};
+use common::{Env, wait_until};
+
+const TOKEN: &str = "peer-s3cret-token";
+const SITES: [&str; 3] = ["primary", "secondary", "dr"];
+
+struct Daemon {
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn start(env: &Env, name: &str) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(env.path(&format!("{name}.log")))
+            .expect("log file");
+        let child = env
+            .command(&["run"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lifeboat run");
+        Daemon { child: Some(child) }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+struct Cluster {
+    envs: Vec<Env>,
+    ports: Vec<u16>,
+    pgs: Vec<PgServer>,
+    ns: DnsServer,
+}
+
+fn setup(mode: &str) -> Cluster {
+    let mut primary = PgServer::start();
+    // pg_rewind needs hint bits WAL-logged (or data checksums): the standbys inherit it.
+    primary.psql("postgres", "ALTER SYSTEM SET wal_log_hints = on");
+    primary.stop();
+    primary.restart();
+    primary.create_db("orders");
+    primary.psql(
+        "orders",
+        "CREATE TABLE acked (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
+    );
+    let secondary = PgServer::standby_of(&primary);
+    let dr = PgServer::standby_of(&primary);
+    for s in [&secondary, &dr] {
+        wait_until("the standby streams", Duration::from_secs(60), || {
+            s.psql(
+                "orders",
+                "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+            ) == "1"
+        });
+    }
+    let pgs = vec![primary, secondary, dr];
+    let key = TsigKey::random();
+    let ns = DnsServer::bind(&key, None);
+    let ports: Vec<u16> = SITES.iter().map(|_| free_port()).collect();
+    let mut sites = String::new();
+    for (i, name) in SITES.iter().enumerate() {
+        sites.push_str(&format!(
+            "  - name: {name}\n    peer: \"http://127.0.0.1:{port}\"\n    services:\n      orders-db: {{ kind: postgres, url: \"{url}\", source: orders-db, data_dir: \"{data}\" }}\n    dns: {{ \"api.example.test.\": [\"192.0.2.{ip}\"] }}\n",
+            port = ports[i],
+            url = pgs[i].url("orders"),
+            data = pgs[i].data_dir().display(),
+            ip = 10 * (i + 1),
+        ));
+    }
+    let envs: Vec<Env> = SITES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let env = Env::new();
+            env.write_config(&format!(
+                r#"
+catalog: sqlite://./catalog.db
+stores:
+  local: {{ url: "file://./store" }}
+encryption:
+  recipients: ["{{recipient}}"]
+sources:
+  - {{ name: orders-db, kind: postgres, url: "{primary_url}", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}
+daemon:
+  listen: "127.0.0.1:{port}"
+dns:
+  providers:
+    bind: {{ kind: rfc2136, server: "{ns}", tsig: {{ name: {kname}, algorithm: hmac-sha256, secret: "{ksecret}" }} }}
+  records:
+    - {{ name: api.example.test., zone: example.test., type: A, ttl: 30, provider: bind, nameservers: ["{ns}"], verify_timeout: 30s }}
+sites:
+{sites}failover:
+  site: {name}
+  mode: {mode}
+  order: [primary, secondary, dr]
+  probe_interval: 1s
+  unhealthy_after: 3
+  fence_after: 3s
+  min_dwell: 10m
+  peer_token: "{TOKEN}"
+"#,
+                primary_url = pgs[0].url("orders"),
+                port = ports[i],
+                ns = ns.addr(),
+                kname = key.name,
+                ksecret = key.secret,
+            ));
+            env
+        })
+        .collect();
+    envs[0].ok(&[
+        "dns",
+        "set",
+        "api.example.test.",
+        "192.0.2.10",
+        "--expect-absent",
+    ]);
+    Cluster {
+        envs,
+        ports,
+        pgs,
+        ns,
+    }
+}
+
+fn observations(port: u16) -> Option<serde_json::Value> {
+    let (code, body) = try_http_get(port, "/api/v1/failover/observations", Some(TOKEN)).ok()?;
+    (code == 200)
+        .then(|| serde_json::from_str(&body).ok())
+        .flatten()
+}
+
+fn history(env: &Env) -> Vec<serde_json::Value> {
+    let out = env.ok(&["failover", "history", "--output", "json"]);
+    serde_json::from_str::<serde_json::Value>(&out)
+        .expect("history json")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn read_only(pg: &PgServer) -> bool {
+    pg.psql("orders", "SHOW default_transaction_read_only") == "on"
+}
+
+fn in_recovery(pg: &PgServer) -> bool {
+    pg.psql("orders", "SELECT pg_is_in_recovery()") == "t"
+}
+
+/// Whether an INSERT on `pg` is accepted (through psql, which reports errors).
+fn insert(pg: &PgServer, id: i64) -> bool {
+    std::process::Command::new(pg.bin("psql"))
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args([
+            "-U",
+            "postgres",
+            "-p",
+            &pg.port().to_string(),
+            "-d",
+            "orders",
+        ])
+        .args(["-c", &format!("INSERT INTO acked (id) VALUES ({id})")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn log_tails(c: &Cluster) -> String {
+    SITES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let log =
+                std::fs::read_to_string(c.envs[i].path(&format!("{s}.log"))).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let from = lines.len().saturating_sub(30);
+            format!("--- {s} ---\n{}", lines[from..].join("\n"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn controller_fails_over_on_a_quorum_and_never_on_a_short_stall() {
+    let mut c = setup("automatic");
+    let mut daemons: Vec<Daemon> = SITES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Daemon::start(&c.envs[i], s))
+        .collect();
+    // Every vantage point sees every site up.
+    wait_until(
+        "every daemon sees every site up",
+        Duration::from_secs(60),
+        || {
+            c.ports.iter().all(|p| {
+                observations(*p).is_some_and(|o| {
+                    SITES.iter().all(|s| {
+                        o["sites"][s]["successes_in_a_row"]
+                            .as_u64()
+                            .is_some_and(|n| n >= 3)
+                    })
+                })
+            })
+        },
+    );
+    // The peer endpoint needs the token.
+    assert_eq!(
+        http_get(c.ports[1], "/api/v1/failover/observations", None).0,
+        401
+    );
+    assert_eq!(
+        http_get(c.ports[1], "/api/v1/failover/observations", Some("wrong")).0,
+        401
+    );
+    wait_until("the primary is writable", Duration::from_secs(20), || {
+        !read_only(&c.pgs[0])
+    });
+
+    // A stall shorter than unhealthy_after × probe_interval (3 × 1 s): no failover.
+    c.pgs[0].signal("STOP");
+    std::thread::sleep(Duration::from_millis(1500));
+    c.pgs[0].signal("CONT");
+    std::thread::sleep(Duration::from_secs(8));
+    for env in &c.envs {
+        assert!(history(env).is_empty(), "{}", log_tails(&c));
+    }
+    assert!(!in_recovery(&c.pgs[0]) && !read_only(&c.pgs[0]));
+    assert!(in_recovery(&c.pgs[1]) && in_recovery(&c.pgs[2]));
+    assert!(insert(&c.pgs[0], 1), "{}", log_tails(&c));
+
+    // kill -9 of the primary PostgreSQL and of its site's lifeboat.
+    let start = Instant::now();
+    c.pgs[0].kill9();
+    daemons[0].kill9();
+    wait_until(
+        "the secondary is promoted and DNS switched",
+        Duration::from_secs(90),
+        || !in_recovery(&c.pgs[1]) && dig(c.ns.addr(), "api.example.test.", "A") == ["192.0.2.20"],
+    );
+    let took = start.elapsed();
+    eprintln!("failover with DNS: {took:?}");
+    assert!(insert(&c.pgs[1], 2), "{}", log_tails(&c));
+    wait_until(
+        "the failover is recorded done",
+        Duration::from_secs(30),
+        || {
+            history(&c.envs[1])
+                .first()
+                .is_some_and(|f| f["status"] == "done")
+        },
+    );
+    let h = history(&c.envs[1]);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0]["term"], 1);
+    assert_eq!(h[0]["from_site"], "primary");
+    assert_eq!(h[0]["to_site"], "secondary");
+    assert_eq!(h[0]["mode"], "automatic");
+    let steps: Vec<&str> = h[0]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["status"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(steps, ["done"; 5], "{h:?}");
+    // Only the secondary acted; DR learned the new term from it.
+    assert!(history(&c.envs[2]).is_empty());
+    wait_until("DR knows term 1", Duration::from_secs(10), || {
+        observations(c.ports[2]).is_some_and(|o| o["term"] == 1 && o["primary"] == "secondary")
+    });
+    // `failover status` at DR (which took no step) shows the term its controller learned.
+    let status: serde_json::Value =
+        serde_json::from_str(&c.envs[2].ok(&["failover", "status", "--output", "json"]))
+            .expect("status json");
+    assert_eq!(status["primary"], "secondary", "{status}");
+    assert_eq!(status["term"], 1, "{status}");
+
+    // The metrics say it too.
+    let (code, metrics) = http_get(c.ports[1], "/metrics", None);
+    assert_eq!(code, 200);
+    for line in [
+        "lifeboat_failover_term 1",
+        "lifeboat_primary_site{site=\"secondary\"} 1",
+        "lifeboat_site_up{site=\"primary\",vantage=\"secondary\"} 0",
+        "lifeboat_site_up{site=\"secondary\",vantage=\"dr\"} 1",
+        "lifeboat_failovers_total{outcome=\"done\"} 1",
+        "lifeboat_failover_duration_seconds_count 1",
+        "lifeboat_failover_rpo_seconds{service=\"orders-db\"} 60",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("lifeboat_replication_lag_seconds{service=\"orders-db\",site=\"dr\"}"),
+        "{metrics}"
+    );
+
+    // DR was repointed at the new primary.
+    wait_until(
+        "DR streams from the secondary",
+        Duration::from_secs(30),
+        || streams_from(&c.pgs[2]) == Some(c.pgs[1].port()),
+    );
+
+    // The old primary restarted (it crashed before it could fence itself): fenced by the
+    // new primary's controller.
+    c.pgs[0].restart();
+    wait_until(
+        "the restarted old primary is fenced",
+        Duration::from_secs(30),
+        || read_only(&c.pgs[0]),
+    );
+    assert!(!insert(&c.pgs[0], 3));
+    // Its lifeboat restarted (its catalog still says it is primary, term 0): it learns term
+    // 1 from its peers and keeps its site fenced.
+    daemons[0] = Daemon::start(&c.envs[0], SITES[0]);
+    wait_until(
+        "the old primary's lifeboat learns term 1",
+        Duration::from_secs(30),
+        || observations(c.ports[0]).is_some_and(|o| o["term"] == 1 && o["primary"] == "secondary"),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(read_only(&c.pgs[0]), "{}", log_tails(&c));
+    assert!(!insert(&c.pgs[0], 4));
+    // The new primary still takes writes; no second failover happened.
+    assert!(insert(&c.pgs[1], 5), "{}", log_tails(&c));
+    assert_eq!(history(&c.envs[1]).len(), 1);
+    assert_eq!(dig(c.ns.addr(), "api.example.test.", "A"), ["192.0.2.20"]);
+}
+
+/// The port `pg` streams its WAL from, if it streams.
+fn streams_from(pg: &PgServer) -> Option<u16> {
+    pg.psql(
+        "orders",
+        "SELECT sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+    )
+    .parse()
+    .ok()
+}
+
+/// Inserts a row every 50 ms into the first of `pgs` that takes it, recording the ids
+/// whose INSERT was acknowledged.
+fn writer(
+    urls: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
+    first_id: i64,
+) -> std::thread::JoinHandle<()> {
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            use sqlx::Connection;
+            let mut id = first_id;
+            let mut conns: Vec<Option<sqlx::PgConnection>> = urls.iter().map(|_| None).collect();
+            while !stop.load(Ordering::SeqCst) {
+                id += 1;
+                for (i, url) in urls.iter().enumerate() {
+                    if conns[i].is_none() {
+                        conns[i] = sqlx::PgConnection::connect(url).await.ok();
+                    }
+                    let Some(c) = conns[i].as_mut() else { continue };
+                    match sqlx::query("INSERT INTO acked (id) VALUES ($1)")
+                        .bind(id)
+                        .execute(&mut *c)
+                        .await
+                    {
+                        Ok(_) => {
+                            acked.lock().expect("lock").push(id);
+                            break;
+                        }
+                        Err(_) => conns[i] = None,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    })
+}
+
+/// Runs `execute --to` with a writer going throughout; returns the acknowledged ids that
+/// are not on the new primary (must be none).
+fn switch_with_writer(c: &Cluster, to: usize, from: usize, first_id: i64) -> Vec<i64> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let w = writer(
+        vec![c.pgs[from].url("orders"), c.pgs[to].url("orders")],
+        stop.clone(),
+        acked.clone(),
+        first_id,
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    c.envs[0].ok(&["failover", "execute", "--to", SITES[to], "--yes"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::SeqCst);
+    w.join().expect("writer");
+    let acked = acked.lock().expect("lock").clone();
+    assert!(
+        acked.len() > 20,
+        "the writer wrote too little: {}",
+        acked.len()
+    );
+    let on_new: std::collections::BTreeSet<i64> = c.pgs[to]
+        .psql("orders", "SELECT id FROM acked")
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    acked
+        .into_iter()
+        .filter(|id| !on_new.contains(id))
+        .collect()
+}
+
+#[test]
+fn switchover_repoints_dr_then_rejoin_and_failback_lose_nothing() {
+    let c = setup("manual");
+    // Planned switchover primary → secondary: nothing lost, DR now streams from secondary.
+    let lost = switch_with_writer(&c, 1, 0, 0);
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    let h = history(&c.envs[0]);
+    let repoint = h[0]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["step"] == "repoint")
+        .cloned()
+        .expect("repoint step");
+    assert_eq!(repoint["status"], "done", "{h:?}");
+    assert!(
+        repoint["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("orders-db at dr: streams from secondary")),
+        "{repoint}"
+    );
+    assert_eq!(streams_from(&c.pgs[2]), Some(c.pgs[1].port()));
+    assert!(insert(&c.pgs[1], -10));
+    wait_until(
+        "DR replays the new primary's writes",
+        Duration::from_secs(30),
+        || c.pgs[2].psql("orders", "SELECT count(*) FROM acked WHERE id = -10") == "1",
+    );
+    // Rejoining the primary (the primary site itself): refused.
+    let refused = c.envs[0].run(&["failover", "rejoin", "secondary"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "{}",
+        common::text(&refused.stderr)
+    );
+    // The old primary rejoins as a standby of secondary (pg_rewind), twice: idempotent.
+    let out = c.envs[0].ok(&["failover", "rejoin", "primary"]);
+    assert!(out.contains("pg_rewind"), "{out}");
+    assert!(in_recovery(&c.pgs[0]));
+    assert_eq!(streams_from(&c.pgs[0]), Some(c.pgs[1].port()));
+    let again = c.envs[0].ok(&["failover", "rejoin", "primary"]);
+    assert!(again.contains("already a standby"), "{again}");
+    wait_until(
+        "the rejoined primary replays",
+        Duration::from_secs(30),
+        || c.pgs[0].psql("orders", "SELECT count(*) FROM acked WHERE id = -10") == "1",
+    );
+    // Failback: a planned switchover secondary → primary, nothing lost.
+    let lost = switch_with_writer(&c, 0, 1, 1_000_000);
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost on failback: {lost:?}"
+    );
+    assert!(!in_recovery(&c.pgs[0]) && !read_only(&c.pgs[0]));
+    assert!(read_only(&c.pgs[1]) || in_recovery(&c.pgs[1]));
+    assert_eq!(streams_from(&c.pgs[2]), Some(c.pgs[0].port()));
+    assert_eq!(dig(c.ns.addr(), "api.example.test.", "A"), ["192.0.2.10"]);
+    let h = history(&c.envs[0]);
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_eq!(h[1]["term"], 2);
+    assert_eq!(h[1]["status"], "done");
+}
+
+/// The etcd probe (`GET /health`) against a real etcd: healthy while it runs, unreachable
+/// once it is stopped.
+#[test]
+fn etcd_probe_sees_a_healthy_member_and_a_dead_one() {
+    let mut etcd = common::etcd::EtcdServer::start();
+    let url = etcd.endpoint();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let up = rt.block_on(lifeboat::kinds::probe::probe("etcd", &url));
+    assert!(up.is_ok(), "{up:?}");
+    etcd.stop();
+    let down = rt.block_on(lifeboat::kinds::probe::probe("etcd", &url));
+    assert!(
+        matches!(
+            down,
+            Err(lifeboat::kinds::probe::ProbeError::Unreachable { .. })
+        ),
+        "{down:?}"
+    );
+}
+
+/// The secondary's controller killed right after it promoted (failpoint), then restarted: it
+/// resumes the persisted failover at the next step (DNS switched, verified), the promotion
+/// recorded once and not taken again.
+#[test]
+fn controller_killed_after_promote_resumes_without_promoting_again() {
+    let mut c = setup("automatic");
+    let mut primary = Daemon::start(&c.envs[0], SITES[0]);
+    let _dr = Daemon::start(&c.envs[2], SITES[2]);
+    let ports = c.ports.clone();
+    let pg0_dir = c.pgs[0].data_dir().to_path_buf();
+    // Once every vantage point sees every site, crash the primary site (PostgreSQL + its
+    // lifeboat); meanwhile the secondary's daemon runs with the failpoint armed.
+    let killer = std::thread::spawn(move || {
+        wait_until(
+            "every daemon sees every site up",
+            Duration::from_secs(60),
+            || {
+                ports.iter().all(|p| {
+                    observations(*p).is_some_and(|o| {
+                        SITES.iter().all(|s| {
+                            o["sites"][s]["successes_in_a_row"]
+                                .as_u64()
+                                .is_some_and(|n| n >= 3)
+                        })
+                    })
+                })
+            },
+        );
+        let pid: u32 = std::fs::read_to_string(pg0_dir.join("postmaster.pid"))
+            .expect("postmaster.pid")
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("pid");
+        primary.kill9();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    });
+    let stalled = c.envs[1].stalled_at(&["run"], "failover-after-promote");
+    killer.join().expect("killer");
+    common::kill9(stalled);
+    // Promoted, recorded, but DNS not switched yet.
+    assert!(!in_recovery(&c.pgs[1]));
+    assert_eq!(dig(c.ns.addr(), "api.example.test.", "A"), ["192.0.2.10"]);
+    let h = history(&c.envs[1]);
+    assert_eq!(h[0]["status"], "running", "{h:?}");
+    let detail = |h: &[serde_json::Value], step: &str| {
+        h[0]["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .find(|s| s["step"] == step)
+            .map(|s| (s["status"].clone(), s["detail"].clone()))
+    };
+    let promoted = detail(&h, "promote").expect("promote recorded");
+    assert_eq!(promoted.0, "done");
+    // Restarted: it finishes the failover of term 1.
+    let _secondary = Daemon::start(&c.envs[1], SITES[1]);
+    wait_until(
+        "DNS switched by the resumed controller",
+        Duration::from_secs(60),
+        || dig(c.ns.addr(), "api.example.test.", "A") == ["192.0.2.20"],
+    );
+    wait_until(
+        "the failover recorded done",
+        Duration::from_secs(30),
+        || {
+            history(&c.envs[1])
+                .first()
+                .is_some_and(|f| f["status"] == "done")
+        },
+    );
+    let h = history(&c.envs[1]);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0]["term"], 1);
+    // The promotion's record is the first one: it was not taken again.
+    assert_eq!(detail(&h, "promote"), Some(promoted));
+    assert!(insert(&c.pgs[1], 7), "{}", log_tails(&c));
+    c.pgs[0].kill9();
+}
