@@ -331,6 +331,46 @@ fn a_paused_postgres_measures_rto_two_seconds_and_rpo_zero() {
     let posture = env.run(&["report", "posture", "--output", "json"]);
     let posture: serde_json::Value = serde_json::from_slice(&posture.stdout).expect("posture");
     assert_eq!(posture["drills"][0]["id"], j["id"], "{posture:#}");
+
+    // The real drill's report in a real browser: verdict, service row, objectives; not blank;
+    // prints to PDF.
+    let Some(browser) = common::browser::Browser::find() else {
+        return;
+    };
+    let page = env.path("drill.html");
+    let out = env.run(&[
+        "report",
+        "drill",
+        id,
+        "-o",
+        "html",
+        "--to-file",
+        page.to_str().expect("utf-8 path"),
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let dom = browser.dump_dom(&page);
+    assert!(
+        dom.contains("id=\"verdict\"") && dom.contains("pass"),
+        "{dom}"
+    );
+    let services = report["journal"]["services"].as_array().expect("services");
+    assert!(!services.is_empty(), "{report:#}");
+    for s in services {
+        let name = s["service"].as_str().expect("service name");
+        assert!(dom.contains(name), "service {name} missing: {dom}");
+    }
+    assert!(
+        dom.contains("1s") && dom.contains("30s"),
+        "objectives shown: {dom}"
+    );
+    let png = env.path("drill.png");
+    browser.screenshot(&page, &png, 1000, 1400);
+    let (colours, top) = common::browser::colour_stats(&std::fs::read(&png).expect("png"));
+    assert!(
+        colours > 8 && top < 0.98,
+        "blank: {colours} colours, top {top}"
+    );
+    browser.print_to_pdf(&page, &env.path("drill.pdf"));
 }
 
 #[test]
