@@ -133,6 +133,11 @@ pub enum FaultSpec {
     InProcess { target: String },
     /// A throwaway directory (complete-disaster's rebuilt catalog): reverted by removing it.
     Scratch { dir: PathBuf },
+    /// A Kubernetes fault ([`super::kube_fault`]): reverted from its planned intent
+    /// (uncordon, replicas back, policy deleted), confirmed by re-reading the objects.
+    Kube {
+        intent: super::kube_fault::KubeIntent,
+    },
 }
 
 // ---------------------------------------------------------------------------------------
@@ -235,8 +240,15 @@ fn signal_group(pgid: u32, sig: rustix::process::Signal) -> Result<(), String> {
 
 /// Reverts `spec` if it is not reverted already, then checks: `Ok(what the probe saw)` only
 /// when a probe confirms the revert. Safe to repeat, from any process.
-pub async fn revert_once(spec: &FaultSpec) -> Result<String, String> {
+pub async fn revert_once(
+    spec: &FaultSpec,
+    kube: &dyn crate::kube::KubeApi,
+) -> Result<String, String> {
     match spec {
+        FaultSpec::Kube { intent } => super::kube_fault::revert(kube, intent)
+            .await
+            .map(|()| format!("confirmed: {}", intent.describe().join("; ")))
+            .map_err(|e| e.to_string()),
         FaultSpec::ProcessGroup {
             pgid, pause: true, ..
         } => {
@@ -1435,6 +1447,9 @@ impl<'a> Drill<'a> {
             ),
             FaultSpec::Scratch { dir } => std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display())),
+            FaultSpec::Kube { intent } => super::kube_fault::apply(self.ctx.kube.as_ref(), intent)
+                .await
+                .map_err(|e| e.to_string()),
             FaultSpec::InProcess { target } => match self.proxies.get(target) {
                 Some(p) => {
                     p.set(match r.fault.action {
@@ -1497,7 +1512,7 @@ impl<'a> Drill<'a> {
                     Some(p) => Err(format!("proxy {} is still {:?}", p.addr, p.mode())),
                     None => Ok("proxy gone".into()),
                 },
-                other => revert_once(other).await,
+                other => revert_once(other, self.ctx.kube.as_ref()).await,
             };
             match outcome {
                 Ok(how) => {
@@ -1783,7 +1798,7 @@ pub async fn watchdog(ctx: &Ctx, id: &str) -> Result<(), DrillError> {
                     tracing::error!(fault = %f.fault, "unreadable fault spec: revert it by hand");
                     continue;
                 };
-                match revert_once(&spec).await {
+                match revert_once(&spec, ctx.kube.as_ref()).await {
                     Ok(how) => {
                         if ctx
                             .catalog
@@ -1847,7 +1862,7 @@ pub async fn sweep(ctx: &Ctx) -> Result<Vec<String>, DrillError> {
         let mut unreverted = Vec::new();
         for f in faults.iter().filter(|f| !f.reverted()) {
             let outcome = match serde_json::from_value::<FaultSpec>(f.spec.clone()) {
-                Ok(spec) => revert_once(&spec).await,
+                Ok(spec) => revert_once(&spec, ctx.kube.as_ref()).await,
                 Err(e) => Err(format!("unreadable fault spec: {e}")),
             };
             match outcome {
@@ -1949,8 +1964,114 @@ mod tests {
         let spec = FaultSpec::InProcess {
             target: "db".into(),
         };
-        assert!(revert_once(&spec).await.is_ok());
+        assert!(
+            revert_once(&spec, &crate::kube::fake::Fake::default())
+                .await
+                .is_ok()
+        );
         let text = serde_json::to_value(&spec).expect("json");
         assert_eq!(text["type"], "in-process");
+    }
+
+    /// A drill that dies (or hangs) with a node cordoned: the watchdog, from the persisted
+    /// intent alone, uncordons it once the TTL has passed and records it reverted only after
+    /// re-reading the node.
+    #[tokio::test]
+    async fn the_watchdog_reverts_a_kubernetes_fault_past_its_ttl() {
+        use crate::kube::{CHAOS_LABEL, NODE, POD, fake::Fake};
+        use serde_json::json;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let recipient = crate::pipeline::crypto::generate_identity_file(
+            &dir.path().join("age.key"),
+            crate::model::clock::system().now(),
+        )
+        .expect("age key");
+        let yaml = format!(
+            "catalog: \"sqlite://{d}/catalog.db\"\nencryption:\n  recipients: [\"{recipient}\"]\n  identity_file: \"{d}/age.key\"\nstores:\n  local: {{ url: \"file://{d}/store\" }}\nsources:\n  - name: s\n    kind: files\n    path: \"{d}\"\n    store: local\n",
+            d = dir.path().display()
+        );
+        let config =
+            crate::config::Config::parse(&yaml, &dir.path().join("lifeboat.yaml")).expect("config");
+        let mut ctx = Ctx::open(config).await.expect("ctx");
+        let fake = std::sync::Arc::new(Fake::default());
+        for n in ["n1", "n2"] {
+            fake.seed(&NODE, "", json!({ "apiVersion": "v1", "kind": "Node",
+                "metadata": { "name": n, "labels": { CHAOS_LABEL.0: CHAOS_LABEL.1 } }, "spec": {} }));
+        }
+        fake.seed(
+            &POD,
+            "shop",
+            json!({ "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": "db-0", "labels": { CHAOS_LABEL.0: CHAOS_LABEL.1 } },
+            "spec": { "nodeName": "n1" } }),
+        );
+        ctx.kube = fake.clone();
+        let action = super::super::kube_fault::KubeAction::CordonEvict {
+            selector: String::new(),
+            namespace: "shop".into(),
+            limit: Some(1),
+        };
+        let intent = super::super::kube_fault::plan(fake.as_ref(), &action, &[])
+            .await
+            .expect("plan");
+        let now = ctx.now();
+        let j = DrillJournal {
+            schema: DRILL_JOURNAL_SCHEMA.into(),
+            id: "drill-k1".into(),
+            scenario: "node-loss".into(),
+            tier: "node".into(),
+            started_at: now,
+            finished_at: None,
+            run_by: "test".into(),
+            dry_run: false,
+            verdict: "running".into(),
+            reasons: vec![],
+            objectives: JournalObjectives::default(),
+            services: vec![],
+            timeline: vec![],
+            canary: None,
+            faults: vec![],
+            findings: vec![],
+            evidence: vec![],
+            events: vec![],
+            journal_sha256: GENESIS.into(),
+        };
+        ctx.catalog.put_drill_journal(&j).await.expect("journal");
+        let spec = serde_json::to_value(FaultSpec::Kube {
+            intent: intent.clone(),
+        })
+        .expect("spec");
+        // The TTL is already over: the drill "hangs" past it.
+        let ttl_at = now - chrono::TimeDelta::seconds(1);
+        ctx.catalog
+            .drill_fault_intent("drill-k1", "cordon", "cordon-evict", &spec, ttl_at)
+            .await
+            .expect("intent");
+        super::super::kube_fault::apply(fake.as_ref(), &intent)
+            .await
+            .expect("apply");
+        ctx.catalog
+            .drill_fault_applied("drill-k1", "cordon", now)
+            .await
+            .expect("applied");
+        assert_eq!(
+            fake.object(&NODE, "", "n1").expect("n1")["spec"]["unschedulable"],
+            true
+        );
+        // The drill (this process) is alive, so the watchdog keeps watching: stop it after
+        // it had time for a few rounds.
+        let _ = tokio::time::timeout(Duration::from_secs(2), watchdog(&ctx, "drill-k1")).await;
+        assert!(fake.object(&NODE, "", "n1").expect("n1")["spec"]["unschedulable"].is_null());
+        let faults = ctx.catalog.drill_faults("drill-k1").await.expect("faults");
+        assert!(faults[0].reverted(), "{faults:?}");
+        assert_eq!(faults[0].reverted_by.as_deref(), Some("watchdog"));
+        // The revert re-read the node (the probe) after patching it.
+        let calls: Vec<_> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.kind == "Node" && c.name == "n1")
+            .map(|c| c.verb)
+            .collect();
+        assert_eq!(calls, ["patch", "patch", "get"]);
     }
 }
