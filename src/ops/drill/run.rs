@@ -720,7 +720,8 @@ impl<'a> Drill<'a> {
             return self.finish_early("failed", failed).await;
         }
         // Targets.
-        let resolved = self.resolve();
+        let mut resolved = self.resolve();
+        self.resolve_kube(&mut resolved).await;
         for r in &resolved {
             let detail = if r.targets.is_empty() {
                 format!("{}: matched nothing", r.fault.name)
@@ -753,10 +754,12 @@ impl<'a> Drill<'a> {
             return self.finish_early(j.verdict.as_str(), j.reasons).await;
         }
         self.save().await;
-        if resolved
-            .iter()
-            .any(|r| matches!(r.spec, Some(FaultSpec::ProcessGroup { .. })))
-        {
+        if resolved.iter().any(|r| {
+            matches!(
+                r.spec,
+                Some(FaultSpec::ProcessGroup { .. } | FaultSpec::Kube { .. })
+            )
+        }) {
             self.spawn_watchdog();
         }
         // Canary.
@@ -864,6 +867,35 @@ impl<'a> Drill<'a> {
         };
         self.conclude(&canaries, survived, fault_at, &counts, after_failed)
             .await
+    }
+
+    /// Kubernetes targets: plans each fault (reads only) into the intent its revert needs;
+    /// one that matches no allowed object keeps no targets (the drill is inconclusive).
+    async fn resolve_kube(&mut self, resolved: &mut [Resolved<'a>]) {
+        for r in resolved.iter_mut() {
+            let Some(k) = self
+                .s
+                .targets
+                .iter()
+                .find(|t| t.name == r.fault.target)
+                .and_then(|t| t.kubernetes.as_ref())
+            else {
+                continue;
+            };
+            let Some(action) = k.action(r.fault.action) else {
+                continue;
+            };
+            match super::kube_fault::plan(self.ctx.kube.as_ref(), &action, &k.names).await {
+                Ok(intent) => {
+                    r.targets = intent.describe();
+                    r.spec = Some(FaultSpec::Kube { intent });
+                }
+                Err(e) => {
+                    tracing::warn!(fault = %r.fault.name, cause = %e, "Kubernetes fault touches nothing");
+                    self.event("targets", &format!("{}: {e}", r.fault.name));
+                }
+            }
+        }
     }
 
     fn resolve(&self) -> Vec<Resolved<'a>> {
@@ -1978,34 +2010,8 @@ mod tests {
     /// re-reading the node.
     #[tokio::test]
     async fn the_watchdog_reverts_a_kubernetes_fault_past_its_ttl() {
-        use crate::kube::{CHAOS_LABEL, NODE, POD, fake::Fake};
-        use serde_json::json;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let recipient = crate::pipeline::crypto::generate_identity_file(
-            &dir.path().join("age.key"),
-            crate::model::clock::system().now(),
-        )
-        .expect("age key");
-        let yaml = format!(
-            "catalog: \"sqlite://{d}/catalog.db\"\nencryption:\n  recipients: [\"{recipient}\"]\n  identity_file: \"{d}/age.key\"\nstores:\n  local: {{ url: \"file://{d}/store\" }}\nsources:\n  - name: s\n    kind: files\n    path: \"{d}\"\n    store: local\n",
-            d = dir.path().display()
-        );
-        let config =
-            crate::config::Config::parse(&yaml, &dir.path().join("lifeboat.yaml")).expect("config");
-        let mut ctx = Ctx::open(config).await.expect("ctx");
-        let fake = std::sync::Arc::new(Fake::default());
-        for n in ["n1", "n2"] {
-            fake.seed(&NODE, "", json!({ "apiVersion": "v1", "kind": "Node",
-                "metadata": { "name": n, "labels": { CHAOS_LABEL.0: CHAOS_LABEL.1 } }, "spec": {} }));
-        }
-        fake.seed(
-            &POD,
-            "shop",
-            json!({ "apiVersion": "v1", "kind": "Pod",
-            "metadata": { "name": "db-0", "labels": { CHAOS_LABEL.0: CHAOS_LABEL.1 } },
-            "spec": { "nodeName": "n1" } }),
-        );
-        ctx.kube = fake.clone();
+        use crate::kube::NODE;
+        let (_dir, ctx, fake) = kube_ctx(true).await;
         let action = super::super::kube_fault::KubeAction::CordonEvict {
             selector: String::new(),
             namespace: "shop".into(),
@@ -2073,5 +2079,146 @@ mod tests {
             .map(|c| c.verb)
             .collect();
         assert_eq!(calls, ["patch", "patch", "get"]);
+    }
+
+    /// A catalog in a temp dir and the contract fake with nodes n1, n2 (labelled allowed when
+    /// `allowed`) and pod db-0 (labelled) on n1.
+    async fn kube_ctx(
+        allowed: bool,
+    ) -> (
+        tempfile::TempDir,
+        Ctx,
+        std::sync::Arc<crate::kube::fake::Fake>,
+    ) {
+        use crate::kube::{CHAOS_LABEL, NODE, POD, fake::Fake};
+        use serde_json::json;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let recipient = crate::pipeline::crypto::generate_identity_file(
+            &dir.path().join("age.key"),
+            crate::model::clock::system().now(),
+        )
+        .expect("age key");
+        let yaml = format!(
+            "catalog: \"sqlite://{d}/catalog.db\"\nencryption:\n  recipients: [\"{recipient}\"]\n  identity_file: \"{d}/age.key\"\nstores:\n  local: {{ url: \"file://{d}/store\" }}\nsources:\n  - name: s\n    kind: files\n    path: \"{d}\"\n    store: local\n",
+            d = dir.path().display()
+        );
+        let config =
+            crate::config::Config::parse(&yaml, &dir.path().join("lifeboat.yaml")).expect("config");
+        let mut ctx = Ctx::open(config).await.expect("ctx");
+        let fake = std::sync::Arc::new(Fake::default());
+        let labels = if allowed {
+            json!({ CHAOS_LABEL.0: CHAOS_LABEL.1, "topology.kubernetes.io/zone": "a" })
+        } else {
+            json!({ "topology.kubernetes.io/zone": "a" })
+        };
+        for n in ["n1", "n2"] {
+            fake.seed(
+                &NODE,
+                "",
+                json!({ "apiVersion": "v1", "kind": "Node",
+                "metadata": { "name": n, "labels": labels }, "spec": {} }),
+            );
+        }
+        fake.seed(
+            &POD,
+            "shop",
+            json!({ "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": "db-0", "labels": { CHAOS_LABEL.0: CHAOS_LABEL.1 } },
+            "spec": { "nodeName": "n1" } }),
+        );
+        ctx.kube = fake.clone();
+        (dir, ctx, fake)
+    }
+
+    fn node_loss() -> Scenario {
+        let (_, text) = crate::ops::drill::SHIPPED
+            .iter()
+            .find(|(n, _)| *n == "node-loss")
+            .expect("shipped node-loss");
+        // The shipped scenario, without its canary and probe, for one second.
+        let text = text
+            .lines()
+            .filter(|l| {
+                !l.starts_with("canary:")
+                    && !l.starts_with("probes:")
+                    && !l.contains("name: config")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("duration: 1m", "duration: 1s");
+        let vars = [
+            ("NAMESPACE".to_string(), "shop".to_string()),
+            (
+                "NODE_SELECTOR".to_string(),
+                "topology.kubernetes.io/zone=a".to_string(),
+            ),
+        ]
+        .into();
+        Scenario::load("node-loss", &text, &vars).expect("scenario")
+    }
+
+    fn opts() -> Options {
+        Options {
+            launcher: Launcher {
+                exe: "/bin/true".into(),
+                global_args: vec![],
+                env: vec![],
+            },
+            who: "test@host".into(),
+            steady: Duration::from_millis(10),
+        }
+    }
+
+    /// Issue 12: a fault that matches nothing makes the drill inconclusive, never passed,
+    /// and nothing is touched.
+    #[tokio::test]
+    async fn node_loss_with_no_labelled_node_is_inconclusive_and_touches_nothing() {
+        let (_dir, ctx, fake) = kube_ctx(false).await;
+        let j = run(&ctx, "node-loss", &node_loss(), &opts())
+            .await
+            .expect("drill");
+        assert_eq!(j.verdict, "inconclusive", "{:?}", j.reasons);
+        let touched: Vec<_> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| !["get", "list"].contains(&c.verb))
+            .collect();
+        assert!(touched.is_empty(), "{touched:?}");
+    }
+
+    /// node-loss cordons one labelled node and evicts its labelled pod, then uncordons it and
+    /// records the fault reverted only after re-reading the node.
+    #[tokio::test]
+    async fn node_loss_cordons_evicts_and_reverts_after_the_probe() {
+        use crate::kube::NODE;
+        let (_dir, ctx, fake) = kube_ctx(true).await;
+        let j = run(&ctx, "node-loss", &node_loss(), &opts())
+            .await
+            .expect("drill");
+        assert_eq!(j.faults.len(), 1);
+        assert!(j.faults[0].reverted, "{:?}", j.faults);
+        assert_eq!(
+            j.faults[0].targets,
+            ["cordon node n1", "evict pod shop/db-0"]
+        );
+        let calls: Vec<_> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| !["list"].contains(&c.verb))
+            .map(|c| (c.verb, c.kind, c.name))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("patch", "Node", "n1".to_string()),
+                ("create", "Eviction", "db-0".to_string()),
+                ("patch", "Node", "n1".to_string()),
+                ("get", "Node", "n1".to_string()),
+            ]
+        );
+        assert!(fake.object(&NODE, "", "n1").expect("n1")["spec"]["unschedulable"].is_null());
+        assert!(fake.object(&NODE, "", "n2").expect("n2")["spec"]["unschedulable"].is_null());
+        let faults = ctx.catalog.drill_faults(&j.id).await.expect("faults");
+        assert_eq!(faults[0].reverted_by.as_deref(), Some("drill"));
     }
 }
