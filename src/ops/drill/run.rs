@@ -2221,4 +2221,87 @@ mod tests {
         let faults = ctx.catalog.drill_faults(&j.id).await.expect("faults");
         assert_eq!(faults[0].reverted_by.as_deref(), Some("drill"));
     }
+
+    /// Issue 12: the drill process is killed while a node is cordoned; the next start's
+    /// sweep uncordons it from the persisted intent, records it reverted by the sweep (after
+    /// re-reading the node) and the drill aborted.
+    #[tokio::test]
+    async fn a_killed_drill_s_cordon_is_reverted_by_the_sweep() {
+        use crate::kube::NODE;
+        let (_dir, ctx, fake) = kube_ctx(true).await;
+        let action = super::super::kube_fault::KubeAction::CordonEvict {
+            selector: String::new(),
+            namespace: "shop".into(),
+            limit: None,
+        };
+        let intent = super::super::kube_fault::plan(fake.as_ref(), &action, &[])
+            .await
+            .expect("plan");
+        let now = ctx.now();
+        let j = DrillJournal {
+            schema: DRILL_JOURNAL_SCHEMA.into(),
+            id: "drill-k2".into(),
+            scenario: "zone-loss".into(),
+            tier: "zone".into(),
+            started_at: now,
+            finished_at: None,
+            run_by: "test".into(),
+            dry_run: false,
+            verdict: "running".into(),
+            reasons: vec![],
+            objectives: JournalObjectives::default(),
+            services: vec![],
+            timeline: vec![],
+            canary: None,
+            faults: vec![],
+            findings: vec![],
+            evidence: vec![],
+            events: vec![],
+            journal_sha256: GENESIS.into(),
+        };
+        ctx.catalog.put_drill_journal(&j).await.expect("journal");
+        let spec = serde_json::to_value(FaultSpec::Kube {
+            intent: intent.clone(),
+        })
+        .expect("spec");
+        ctx.catalog
+            .drill_fault_intent(
+                "drill-k2",
+                "lose-zone",
+                "cordon-evict",
+                &spec,
+                now + chrono::TimeDelta::minutes(10),
+            )
+            .await
+            .expect("intent");
+        super::super::kube_fault::apply(fake.as_ref(), &intent)
+            .await
+            .expect("apply");
+        ctx.catalog
+            .drill_fault_applied("drill-k2", "lose-zone", now)
+            .await
+            .expect("applied");
+        // The drill's process is gone (killed).
+        ctx.catalog
+            .set_drill_pid("drill-k2", 0x3fff_fff0)
+            .await
+            .expect("pid");
+        let aborted = sweep(&ctx).await.expect("sweep");
+        assert_eq!(aborted, ["drill-k2"]);
+        for n in ["n1", "n2"] {
+            assert!(
+                fake.object(&NODE, "", n).expect("node")["spec"]["unschedulable"].is_null(),
+                "{n} still cordoned"
+            );
+        }
+        let faults = ctx.catalog.drill_faults("drill-k2").await.expect("faults");
+        assert_eq!(faults[0].reverted_by.as_deref(), Some("sweep"));
+        let j = ctx
+            .catalog
+            .drill_journal("drill-k2")
+            .await
+            .expect("read")
+            .expect("journal");
+        assert_eq!(j.verdict, "aborted");
+    }
 }
