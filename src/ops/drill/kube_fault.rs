@@ -581,4 +581,57 @@ mod tests {
         let intent = plan(&fake, &zone("a"), &["n2".into()]).await.unwrap();
         assert_eq!(intent.nodes, ["n2"]);
     }
+
+    /// A cluster where something re-cordons nodes right away (a node controller, an
+    /// operator): the uncordon does not stick.
+    struct Recordon(Fake);
+
+    #[async_trait::async_trait]
+    impl KubeApi for Recordon {
+        async fn create(&self, r: &Resource, ns: &str, o: Value) -> Result<Value, KubeError> {
+            self.0.create(r, ns, o).await
+        }
+        async fn get(&self, r: &Resource, ns: &str, n: &str) -> Result<Option<Value>, KubeError> {
+            self.0.get(r, ns, n).await
+        }
+        async fn delete(&self, r: &Resource, ns: &str, n: &str) -> Result<(), KubeError> {
+            self.0.delete(r, ns, n).await
+        }
+        async fn replace(&self, r: &Resource, ns: &str, o: Value) -> Result<Value, KubeError> {
+            self.0.replace(r, ns, o).await
+        }
+        async fn list(&self, r: &Resource, ns: &str, l: &str) -> Result<Vec<Value>, KubeError> {
+            self.0.list(r, ns, l).await
+        }
+        async fn logs(&self, ns: &str, pod: &str) -> Result<String, KubeError> {
+            self.0.logs(ns, pod).await
+        }
+        async fn merge_patch(
+            &self,
+            r: &Resource,
+            ns: &str,
+            n: &str,
+            _patch: Value,
+        ) -> Result<Value, KubeError> {
+            self.0
+                .merge_patch(r, ns, n, json!({ "spec": { "unschedulable": true } }))
+                .await
+        }
+        async fn evict(&self, ns: &str, pod: &str) -> Result<(), KubeError> {
+            self.0.evict(ns, pod).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_uncordon_the_probe_does_not_see_is_not_confirmed() {
+        let kube = Recordon(cluster(true));
+        let intent = plan(&kube, &zone("a"), &[]).await.unwrap();
+        apply(&kube, &intent).await.unwrap();
+        let err = revert(&kube, &intent).await.unwrap_err();
+        assert!(matches!(err, KubeFaultError::NotConfirmed(_)), "{err}");
+        assert!(
+            err.to_string().contains("node n1 is still cordoned"),
+            "{err}"
+        );
+    }
 }
