@@ -20,7 +20,9 @@
 //! - Evictions honour PodDisruptionBudgets: a 429 refusal fails [`apply`] (the caller reverts).
 //! - Pods evicted from a node are looked up in the action's `namespace` only (the chaos Role
 //!   is namespaced), and must be allowed themselves.
-//! - Not yet wired into the scenario runner (`drill run`): see the module doc of the parent.
+//! - `drill plan` and `--dry-run` do not query the API: the objects are resolved when the
+//!   drill runs. An unreachable API at that point also leaves the fault without targets
+//!   (inconclusive), with the API's error in the journal.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

@@ -8,8 +8,8 @@
 //! ([`run`]: faults with persisted intent and TTL, the detached watchdog, the startup sweep,
 //! probes and abort conditions); the measurements and verdicts are in
 //! [`crate::policy::drill`]. Kubernetes faults ([`kube_fault`]: plan/apply/revert with a
-//! confirming probe, allowed targets only) are built and tested against the contract fake but
-//! not yet wired into the runner.
+//! confirming probe, allowed targets only) run through `ctx.kube` (tested against the
+//! contract fake).
 
 pub mod canary;
 pub mod kube_fault;

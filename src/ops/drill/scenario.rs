@@ -549,4 +549,34 @@ mod tests {
         let short_ttl = POD_KILL.replace("duration: 2s", "duration: 2s, ttl: 1s");
         assert!(Scenario::load("x", &short_ttl, &vars()).is_err());
     }
+
+    #[test]
+    fn kubernetes_targets_are_validated_at_load() {
+        let k8s = |target: &str, action: &str| {
+            format!(
+                "tier: node\ntargets:\n  - name: t\n    allowed: true\n    kubernetes: {target}\n\
+                 faults:\n  - {{ name: f, target: t, action: {action}, duration: 1s }}\n"
+            )
+        };
+        let ok = k8s(
+            "{ namespace: shop, node_selector: \"zone=a\", limit: 1 }",
+            "cordon-evict",
+        );
+        Scenario::load("x", &ok, &vars()).expect("valid");
+        let err = |text: String| {
+            Scenario::load("x", &text, &vars())
+                .expect_err("refused")
+                .to_string()
+        };
+        let e = err(k8s("{ namespace: shop }", "scale-to-zero"));
+        assert!(e.contains("kubernetes.workload"), "{e}");
+        let e = err(k8s("{ namespace: \"\" }", "delete-pods"));
+        assert!(e.contains("namespace is empty"), "{e}");
+        let e = err(k8s("{ namespace: shop, selector: app }", "deny-all"));
+        assert!(e.contains("key=value"), "{e}");
+        let e = err(k8s("{ namespace: shop, nodes: [a] }", "cordon-evict"));
+        assert!(e.contains("nodes"), "{e}");
+        let e = err(k8s("{ namespace: shop }", "kill"));
+        assert!(e.contains("cannot apply"), "{e}");
+    }
 }
