@@ -220,6 +220,13 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
             "{res} {verbs:?} must not be granted cluster-wide"
         );
     }
+    // The chaos overlay's ClusterRole is nodes only.
+    for (r, _) in lifeboat::kube::USED_CHAOS_CLUSTER {
+        assert_eq!(
+            r.plural, "nodes",
+            "only nodes are granted cluster-wide for drills"
+        );
+    }
     let expected_roles: BTreeMap<(&str, &str), Grants> = [
         (("ClusterRole", "lifeboat"), cluster),
         (
@@ -229,6 +236,15 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
         (
             ("ClusterRole", lifeboat::kube::SANDBOX_ROLE),
             grants(lifeboat::kube::USED_IN_SANDBOX),
+        ),
+        // Opt-in (deploy/overlays/chaos/, never base): the Kubernetes drill faults.
+        (
+            ("Role", "lifeboat-chaos"),
+            grants(lifeboat::kube::USED_CHAOS_NAMESPACE),
+        ),
+        (
+            ("ClusterRole", "lifeboat-chaos-nodes"),
+            grants(lifeboat::kube::USED_CHAOS_CLUSTER),
         ),
     ]
     .into();
@@ -295,6 +311,11 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
                     (r.metadata.name, r.rules.unwrap_or_default())
                 };
                 let name = name.unwrap_or_default();
+                assert!(
+                    !name.starts_with("lifeboat-chaos")
+                        || file.starts_with(deploy_dir().join("overlays").join("chaos")),
+                    "{f}: the drill-fault permissions ship only in the opt-in overlays/chaos"
+                );
                 let expected = expected_roles
                     .get(&(kind.as_str(), name.as_str()))
                     .unwrap_or_else(|| panic!("{f}: unexpected {kind} {name}"));
@@ -307,14 +328,23 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
             }
             "RoleBinding" => {
                 let b = strict::<rbac::v1::RoleBinding>(&file, &doc);
-                assert_eq!(
-                    (b.role_ref.kind.as_str(), b.role_ref.name.as_str()),
-                    ("Role", "lifeboat-leader"),
-                    "{f}: the only shipped RoleBinding is the leader's, in lifeboat's namespace"
+                let role = (b.role_ref.kind.as_str(), b.role_ref.name.as_str());
+                assert!(
+                    role == ("Role", "lifeboat-leader")
+                        || (role == ("Role", "lifeboat-chaos")
+                            && file.starts_with(deploy_dir().join("overlays").join("chaos"))),
+                    "{f}: the only shipped RoleBindings are the leader's, in lifeboat's namespace, and the opt-in chaos overlay's: {role:?}"
                 );
             }
             "ClusterRoleBinding" => {
                 let b = strict::<rbac::v1::ClusterRoleBinding>(&file, &doc);
+                if b.role_ref.name == "lifeboat-chaos-nodes" {
+                    assert!(
+                        file.starts_with(deploy_dir().join("overlays").join("chaos")),
+                        "{f}: node permissions for drills only in the opt-in overlays/chaos"
+                    );
+                    continue;
+                }
                 assert_eq!(
                     b.role_ref.name,
                     "lifeboat",
@@ -560,6 +590,10 @@ fn the_shipped_overlays_verify_in_the_kubernetes_sandbox() {
         .flatten()
     {
         let dir = e.path();
+        if dir.file_name().is_some_and(|n| n == "chaos") {
+            // An opt-in add-on (RBAC of drill faults), not a deployment mode.
+            continue;
+        }
         let mut docs = Vec::new();
         overlay_documents(&dir, &mut docs);
         let o = dir.display();

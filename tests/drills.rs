@@ -92,10 +92,30 @@ fn drill_list_and_plan() {
         "store-outage",
         "corrupt-latest-snapshot",
         "complete-disaster",
+        "node-loss",
+        "zone-loss",
     ] {
         assert!(list.contains(name), "{list}");
     }
     assert!(list.contains("--var PIDFILE=..."), "{list}");
+    // Kubernetes faults say what they may touch: only labelled (or listed) objects.
+    let plan = env.ok(&[
+        "drill",
+        "plan",
+        "zone-loss",
+        "--var",
+        "ZONE=eu-1a",
+        "--var",
+        "NAMESPACE=shop",
+        "--var",
+        "CANARY_URL=postgres://canary@db/app",
+    ]);
+    assert!(
+        plan.contains("topology.kubernetes.io/zone=eu-1a")
+            && plan.contains("lifeboat.dev/chaos=allowed")
+            && plan.contains("CordonEvict"),
+        "{plan}"
+    );
     let err = env.fails(&["drill", "plan", "pod-kill"]);
     assert!(err.contains("--var PIDFILE=..."), "{err}");
     let plan = env.ok(&[

@@ -299,6 +299,18 @@ impl Catalog {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Tests: makes drill `id` look like it was run by process `pid` (one that died).
+    #[cfg(test)]
+    pub(crate) async fn set_drill_pid(&self, id: &str, pid: i64) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE drill_runs SET pid = $1 WHERE id = $2")
+            .bind(pid)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("set drill pid"))?;
+        Ok(())
+    }
+
     /// Every fault of drill `run_id`, in the order they were intended.
     pub async fn drill_faults(&self, run_id: &str) -> Result<Vec<DrillFaultRow>, CatalogError> {
         const WHAT: &str = "read drill faults";

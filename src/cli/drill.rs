@@ -138,6 +138,23 @@ fn print_plan(name: &str, s: &Scenario) -> Result<()> {
             TargetKind::AllSources => {
                 "every configured source, restored into fresh targets".to_string()
             }
+            TargetKind::Kubernetes => {
+                let k = t
+                    .kubernetes
+                    .as_ref()
+                    .context("validated target lost kubernetes")?;
+                format!(
+                    "Kubernetes objects labelled lifeboat.dev/chaos=allowed{} in namespace {} (pods `{}`, nodes `{}`)",
+                    if k.names.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" or named {}", k.names.join(", "))
+                    },
+                    k.namespace,
+                    k.selector,
+                    k.node_selector
+                )
+            }
         };
         println!(
             "fault {}: {:?} {} for {}, rolled back within {} at most",

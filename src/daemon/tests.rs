@@ -395,6 +395,20 @@ impl KubeApi for Partitionable {
         self.wait().await;
         self.inner.logs(ns, pod).await
     }
+    async fn merge_patch(
+        &self,
+        res: &crate::kube::Resource,
+        ns: &str,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::kube::KubeError> {
+        self.wait().await;
+        self.inner.merge_patch(res, ns, name, patch).await
+    }
+    async fn evict(&self, ns: &str, pod: &str) -> Result<(), crate::kube::KubeError> {
+        self.wait().await;
+        self.inner.evict(ns, pod).await
+    }
 }
 
 /// A daemon whose only source takes a minute to back up, leading through a Lease on `kube`.

@@ -95,6 +95,26 @@ fn valid_name(name: &str) -> bool {
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
+/// RFC 7386 JSON merge patch: `null` removes, objects merge, anything else replaces.
+fn merge(target: &mut Value, patch: &Value) {
+    let Some(fields) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    for (k, v) in fields {
+        if v.is_null() {
+            if let Some(obj) = target.as_object_mut() {
+                obj.remove(k);
+            }
+        } else {
+            merge(&mut target[k], v);
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicking test thread poisons the lock; the data is still fine for the next one.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -172,7 +192,8 @@ impl Fake {
             ));
         }
         // RBAC as deploy/ grants it: sandbox permissions only where lifeboat bound them.
-        if super::in_sandbox_only(res) && !self.sandbox_bound(ns) {
+        // The chaos overlay's Role is bound in the namespaces a drill targets.
+        if super::in_sandbox_only(res) && !self.sandbox_bound(ns) && !super::is_chaos(res, verb) {
             return Err(invalid(
                 verb,
                 res,
@@ -543,6 +564,43 @@ impl KubeApi for Fake {
             })
             .map(|(_, obj)| obj.clone())
             .collect())
+    }
+
+    async fn merge_patch(
+        &self,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+        patch: Value,
+    ) -> Result<Value, KubeError> {
+        self.record("patch", res, ns, name)?;
+        if !patch.is_object() || !patch["metadata"]["name"].is_null() {
+            return Err(invalid(
+                "patch",
+                res,
+                name,
+                "a merge patch is an object and does not rename",
+            ));
+        }
+        let key = (res.plural.to_string(), ns.to_string(), name.to_string());
+        let mut objects = lock(&self.objects);
+        let Some(current) = objects.get_mut(&key) else {
+            return Err(invalid("patch", res, name, "NotFound (404)"));
+        };
+        merge(current, &patch);
+        let version = current["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        current["metadata"]["resourceVersion"] = json!((version + 1).to_string());
+        Ok(current.clone())
+    }
+
+    async fn evict(&self, ns: &str, pod: &str) -> Result<(), KubeError> {
+        self.record("create", &super::POD_EVICTION, ns, pod)?;
+        // The pod goes (its controller, not simulated here, would start a new one elsewhere).
+        lock(&self.objects).remove(&("pods".into(), ns.into(), pod.into()));
+        Ok(())
     }
 
     async fn logs(&self, ns: &str, pod: &str) -> Result<String, KubeError> {

@@ -175,6 +175,45 @@ pub const ROLE_BINDING: Resource = Resource {
 /// RoleBinding inside a verification namespace (lifeboat holds `bind` on it, nothing else).
 pub const SANDBOX_ROLE: &str = "lifeboat-sandbox";
 
+/// The Eviction subresource of a pod (RBAC resource `pods/eviction`, verb `create`), used
+/// through [`KubeApi::evict`] by the node-loss and zone-loss drill faults. The group is the
+/// pod's (RBAC names subresources under their parent); the Eviction body is `policy/v1`.
+pub const POD_EVICTION: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "Eviction",
+    plural: "pods/eviction",
+    namespaced: true,
+};
+
+/// Cluster-scoped: call it with namespace `""`. Only drill faults touch nodes (cordon).
+pub const NODE: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "Node",
+    plural: "nodes",
+    namespaced: false,
+};
+
+pub const DEPLOYMENT: Resource = Resource {
+    group: "apps",
+    version: "v1",
+    kind: "Deployment",
+    plural: "deployments",
+    namespaced: true,
+};
+
+pub const STATEFUL_SET: Resource = Resource {
+    group: "apps",
+    version: "v1",
+    kind: "StatefulSet",
+    plural: "statefulsets",
+    namespaced: true,
+};
+
+/// The label a Kubernetes object must carry before a drill fault touches it.
+pub const CHAOS_LABEL: (&str, &str) = ("lifeboat.dev/chaos", "allowed");
+
 /// Granted cluster-wide (ClusterRole `lifeboat`): snapshots of PVCs in the applications'
 /// namespaces, the verification namespaces themselves (an admission policy in `deploy/`
 /// limits these to namespaces labelled `lifeboat.dev/role=verify-sandbox`), and the
@@ -200,9 +239,41 @@ pub const USED_IN_SANDBOX: &[(Resource, &[&str])] = &[
     (POD_LOG, &["get"]),
 ];
 
+/// Drill faults, granted only by the opt-in overlay `deploy/overlays/chaos/` (Role
+/// `lifeboat-chaos`, bound in each namespace a drill may target; never in `deploy/base`):
+/// delete pods, scale Deployments/StatefulSets (merge patch of `spec.replicas`), a deny-all
+/// NetworkPolicy, evictions of the pods of a cordoned node.
+pub const USED_CHAOS_NAMESPACE: &[(Resource, &[&str])] = &[
+    (POD, &["list", "delete"]),
+    (POD_EVICTION, &["create"]),
+    (DEPLOYMENT, &["get", "list", "patch"]),
+    (STATEFUL_SET, &["get", "list", "patch"]),
+    (NETWORK_POLICY, &["create", "get", "delete"]),
+];
+
+/// Drill faults on nodes (ClusterRole `lifeboat-chaos-nodes` of the opt-in overlay
+/// `deploy/overlays/chaos/`): list nodes by label, cordon/uncordon (merge patch of
+/// `spec.unschedulable`), and re-read them to confirm a revert.
+pub const USED_CHAOS_CLUSTER: &[(Resource, &[&str])] = &[(NODE, &["get", "list", "patch"])];
+
+/// Whether `verb` on `res` is granted by the chaos overlay.
+pub fn is_chaos(res: &Resource, verb: &str) -> bool {
+    USED_CHAOS_NAMESPACE
+        .iter()
+        .chain(USED_CHAOS_CLUSTER)
+        .any(|(r, verbs)| r == res && verbs.contains(&verb))
+}
+
 /// Every resource lifeboat calls, with the verbs it uses on it (`replace` is RBAC's
-/// `update`), by where the permission is granted.
-pub const USED: &[&[(Resource, &[&str])]] = &[USED_CLUSTER, USED_OWN_NAMESPACE, USED_IN_SANDBOX];
+/// `update`, [`KubeApi::merge_patch`] its `patch`, [`KubeApi::evict`] a `create` of
+/// `pods/eviction`), by where the permission is granted.
+pub const USED: &[&[(Resource, &[&str])]] = &[
+    USED_CLUSTER,
+    USED_OWN_NAMESPACE,
+    USED_IN_SANDBOX,
+    USED_CHAOS_NAMESPACE,
+    USED_CHAOS_CLUSTER,
+];
 
 /// Whether `verb` on `res` is in [`USED`].
 pub fn is_used(res: &Resource, verb: &str) -> bool {
@@ -232,6 +303,17 @@ pub trait KubeApi: Send + Sync {
     async fn list(&self, res: &Resource, ns: &str, labels: &str) -> Result<Vec<Value>, KubeError>;
     /// The log of `pod`'s (only) container: stdout and stderr, as text.
     async fn logs(&self, ns: &str, pod: &str) -> Result<String, KubeError>;
+    /// Applies a JSON merge patch (RFC 7386; RBAC verb `patch`) and returns the object.
+    async fn merge_patch(
+        &self,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+        patch: Value,
+    ) -> Result<Value, KubeError>;
+    /// Evicts `pod` through the Eviction API (honours PodDisruptionBudgets: a refusal is
+    /// 429). Evicting a pod that is gone is not an error.
+    async fn evict(&self, ns: &str, pod: &str) -> Result<(), KubeError>;
 }
 
 /// The real API server, through `kube`; connects on first use (in-cluster config or
@@ -370,5 +452,36 @@ impl KubeApi for Live {
             .logs(pod, &kube::api::LogParams::default())
             .await
             .map_err(|e| api_err("get", &POD_LOG, pod, e))
+    }
+
+    async fn merge_patch(
+        &self,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+        patch: Value,
+    ) -> Result<Value, KubeError> {
+        let patched = self
+            .api(res, ns)
+            .await?
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| api_err("patch", res, name, e))?;
+        serde_json::to_value(patched).map_err(|e| api_err("patch", res, name, e))
+    }
+
+    async fn evict(&self, ns: &str, pod: &str) -> Result<(), KubeError> {
+        match kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(self.client().await?, ns)
+            .evict(pod, &kube::api::EvictParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(api_err("create", &POD_EVICTION, pod, e)),
+        }
     }
 }

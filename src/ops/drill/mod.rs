@@ -7,10 +7,12 @@
 //! PostgreSQL), the in-process TCP proxy for network faults ([`proxy`]), and the runner
 //! ([`run`]: faults with persisted intent and TTL, the detached watchdog, the startup sweep,
 //! probes and abort conditions); the measurements and verdicts are in
-//! [`crate::policy::drill`]. Store, Kubernetes and complete-disaster faults are not built
-//! yet (refused before anything is touched).
+//! [`crate::policy::drill`]. Kubernetes faults ([`kube_fault`]: plan/apply/revert with a
+//! confirming probe, allowed targets only) run through `ctx.kube` (tested against the
+//! contract fake).
 
 pub mod canary;
+pub mod kube_fault;
 pub mod proxy;
 pub mod run;
 pub mod scenario;

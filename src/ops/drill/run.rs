@@ -133,6 +133,11 @@ pub enum FaultSpec {
     InProcess { target: String },
     /// A throwaway directory (complete-disaster's rebuilt catalog): reverted by removing it.
     Scratch { dir: PathBuf },
+    /// A Kubernetes fault ([`super::kube_fault`]): reverted from its planned intent
+    /// (uncordon, replicas back, policy deleted), confirmed by re-reading the objects.
+    Kube {
+        intent: super::kube_fault::KubeIntent,
+    },
 }
 
 // ---------------------------------------------------------------------------------------
@@ -235,8 +240,15 @@ fn signal_group(pgid: u32, sig: rustix::process::Signal) -> Result<(), String> {
 
 /// Reverts `spec` if it is not reverted already, then checks: `Ok(what the probe saw)` only
 /// when a probe confirms the revert. Safe to repeat, from any process.
-pub async fn revert_once(spec: &FaultSpec) -> Result<String, String> {
+pub async fn revert_once(
+    spec: &FaultSpec,
+    kube: &dyn crate::kube::KubeApi,
+) -> Result<String, String> {
     match spec {
+        FaultSpec::Kube { intent } => super::kube_fault::revert(kube, intent)
+            .await
+            .map(|()| format!("confirmed: {}", intent.describe().join("; ")))
+            .map_err(|e| e.to_string()),
         FaultSpec::ProcessGroup {
             pgid, pause: true, ..
         } => {
@@ -711,7 +723,8 @@ impl<'a> Drill<'a> {
             return self.finish_early("failed", failed).await;
         }
         // Targets.
-        let resolved = self.resolve();
+        let mut resolved = self.resolve();
+        self.resolve_kube(&mut resolved).await;
         for r in &resolved {
             let detail = if r.targets.is_empty() {
                 format!("{}: matched nothing", r.fault.name)
@@ -744,10 +757,12 @@ impl<'a> Drill<'a> {
             return self.finish_early(j.verdict.as_str(), j.reasons).await;
         }
         self.save().await;
-        if resolved
-            .iter()
-            .any(|r| matches!(r.spec, Some(FaultSpec::ProcessGroup { .. })))
-        {
+        if resolved.iter().any(|r| {
+            matches!(
+                r.spec,
+                Some(FaultSpec::ProcessGroup { .. } | FaultSpec::Kube { .. })
+            )
+        }) {
             self.spawn_watchdog();
         }
         // Canary.
@@ -855,6 +870,35 @@ impl<'a> Drill<'a> {
         };
         self.conclude(&canaries, survived, fault_at, &counts, after_failed)
             .await
+    }
+
+    /// Kubernetes targets: plans each fault (reads only) into the intent its revert needs;
+    /// one that matches no allowed object keeps no targets (the drill is inconclusive).
+    async fn resolve_kube(&mut self, resolved: &mut [Resolved<'a>]) {
+        for r in resolved.iter_mut() {
+            let Some(k) = self
+                .s
+                .targets
+                .iter()
+                .find(|t| t.name == r.fault.target)
+                .and_then(|t| t.kubernetes.as_ref())
+            else {
+                continue;
+            };
+            let Some(action) = k.action(r.fault.action) else {
+                continue;
+            };
+            match super::kube_fault::plan(self.ctx.kube.as_ref(), &action, &k.names).await {
+                Ok(intent) => {
+                    r.targets = intent.describe();
+                    r.spec = Some(FaultSpec::Kube { intent });
+                }
+                Err(e) => {
+                    tracing::warn!(fault = %r.fault.name, cause = %e, "Kubernetes fault touches nothing");
+                    self.event("targets", &format!("{}: {e}", r.fault.name));
+                }
+            }
+        }
     }
 
     fn resolve(&self) -> Vec<Resolved<'a>> {
@@ -1438,6 +1482,9 @@ impl<'a> Drill<'a> {
             ),
             FaultSpec::Scratch { dir } => std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display())),
+            FaultSpec::Kube { intent } => super::kube_fault::apply(self.ctx.kube.as_ref(), intent)
+                .await
+                .map_err(|e| e.to_string()),
             FaultSpec::InProcess { target } => match self.proxies.get(target) {
                 Some(p) => {
                     p.set(match r.fault.action {
@@ -1500,7 +1547,7 @@ impl<'a> Drill<'a> {
                     Some(p) => Err(format!("proxy {} is still {:?}", p.addr, p.mode())),
                     None => Ok("proxy gone".into()),
                 },
-                other => revert_once(other).await,
+                other => revert_once(other, self.ctx.kube.as_ref()).await,
             };
             match outcome {
                 Ok(how) => {
@@ -1786,7 +1833,7 @@ pub async fn watchdog(ctx: &Ctx, id: &str) -> Result<(), DrillError> {
                     tracing::error!(fault = %f.fault, "unreadable fault spec: revert it by hand");
                     continue;
                 };
-                match revert_once(&spec).await {
+                match revert_once(&spec, ctx.kube.as_ref()).await {
                     Ok(how) => {
                         if ctx
                             .catalog
@@ -1850,7 +1897,7 @@ pub async fn sweep(ctx: &Ctx) -> Result<Vec<String>, DrillError> {
         let mut unreverted = Vec::new();
         for f in faults.iter().filter(|f| !f.reverted()) {
             let outcome = match serde_json::from_value::<FaultSpec>(f.spec.clone()) {
-                Ok(spec) => revert_once(&spec).await,
+                Ok(spec) => revert_once(&spec, ctx.kube.as_ref()).await,
                 Err(e) => Err(format!("unreadable fault spec: {e}")),
             };
             match outcome {
@@ -1952,8 +1999,312 @@ mod tests {
         let spec = FaultSpec::InProcess {
             target: "db".into(),
         };
-        assert!(revert_once(&spec).await.is_ok());
+        assert!(
+            revert_once(&spec, &crate::kube::fake::Fake::default())
+                .await
+                .is_ok()
+        );
         let text = serde_json::to_value(&spec).expect("json");
         assert_eq!(text["type"], "in-process");
+    }
+
+    /// A drill that dies (or hangs) with a node cordoned: the watchdog, from the persisted
+    /// intent alone, uncordons it once the TTL has passed and records it reverted only after
+    /// re-reading the node.
+    #[tokio::test]
+    async fn the_watchdog_reverts_a_kubernetes_fault_past_its_ttl() {
+        use crate::kube::NODE;
+        let (_dir, ctx, fake) = kube_ctx(true).await;
+        let action = super::super::kube_fault::KubeAction::CordonEvict {
+            selector: String::new(),
+            namespace: "shop".into(),
+            limit: Some(1),
+        };
+        let intent = super::super::kube_fault::plan(fake.as_ref(), &action, &[])
+            .await
+            .expect("plan");
+        let now = ctx.now();
+        let j = DrillJournal {
+            schema: DRILL_JOURNAL_SCHEMA.into(),
+            id: "drill-k1".into(),
+            scenario: "node-loss".into(),
+            tier: "node".into(),
+            started_at: now,
+            finished_at: None,
+            run_by: "test".into(),
+            dry_run: false,
+            verdict: "running".into(),
+            reasons: vec![],
+            objectives: JournalObjectives::default(),
+            services: vec![],
+            timeline: vec![],
+            canary: None,
+            faults: vec![],
+            findings: vec![],
+            evidence: vec![],
+            events: vec![],
+            journal_sha256: GENESIS.into(),
+        };
+        ctx.catalog.put_drill_journal(&j).await.expect("journal");
+        let spec = serde_json::to_value(FaultSpec::Kube {
+            intent: intent.clone(),
+        })
+        .expect("spec");
+        // The TTL is already over: the drill "hangs" past it.
+        let ttl_at = now - chrono::TimeDelta::seconds(1);
+        ctx.catalog
+            .drill_fault_intent("drill-k1", "cordon", "cordon-evict", &spec, ttl_at)
+            .await
+            .expect("intent");
+        super::super::kube_fault::apply(fake.as_ref(), &intent)
+            .await
+            .expect("apply");
+        ctx.catalog
+            .drill_fault_applied("drill-k1", "cordon", now)
+            .await
+            .expect("applied");
+        assert_eq!(
+            fake.object(&NODE, "", "n1").expect("n1")["spec"]["unschedulable"],
+            true
+        );
+        // The drill (this process) is alive, so the watchdog keeps watching: stop it after
+        // it had time for a few rounds.
+        let _ = tokio::time::timeout(Duration::from_secs(2), watchdog(&ctx, "drill-k1")).await;
+        assert!(fake.object(&NODE, "", "n1").expect("n1")["spec"]["unschedulable"].is_null());
+        let faults = ctx.catalog.drill_faults("drill-k1").await.expect("faults");
+        assert!(faults[0].reverted(), "{faults:?}");
+        assert_eq!(faults[0].reverted_by.as_deref(), Some("watchdog"));
+        // The revert re-read the node (the probe) after patching it.
+        let calls: Vec<_> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.kind == "Node" && c.name == "n1")
+            .map(|c| c.verb)
+            .collect();
+        assert_eq!(calls, ["patch", "patch", "get"]);
+    }
+
+    /// A catalog in a temp dir and the contract fake with nodes n1, n2 (labelled allowed when
+    /// `allowed`) and pod db-0 (labelled) on n1.
+    async fn kube_ctx(
+        allowed: bool,
+    ) -> (
+        tempfile::TempDir,
+        Ctx,
+        std::sync::Arc<crate::kube::fake::Fake>,
+    ) {
+        use crate::kube::{CHAOS_LABEL, NODE, POD, fake::Fake};
+        use serde_json::json;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let recipient = crate::pipeline::crypto::generate_identity_file(
+            &dir.path().join("age.key"),
+            crate::model::clock::system().now(),
+        )
+        .expect("age key");
+        let yaml = format!(
+            "catalog: \"sqlite://{d}/catalog.db\"\nencryption:\n  recipients: [\"{recipient}\"]\n  identity_file: \"{d}/age.key\"\nstores:\n  local: {{ url: \"file://{d}/store\" }}\nsources:\n  - name: s\n    kind: files\n    path: \"{d}\"\n    store: local\n",
+            d = dir.path().display()
+        );
+        let config =
+            crate::config::Config::parse(&yaml, &dir.path().join("lifeboat.yaml")).expect("config");
+        let mut ctx = Ctx::open(config).await.expect("ctx");
+        let fake = std::sync::Arc::new(Fake::default());
+        let labels = if allowed {
+            json!({ CHAOS_LABEL.0: CHAOS_LABEL.1, "topology.kubernetes.io/zone": "a" })
+        } else {
+            json!({ "topology.kubernetes.io/zone": "a" })
+        };
+        for n in ["n1", "n2"] {
+            fake.seed(
+                &NODE,
+                "",
+                json!({ "apiVersion": "v1", "kind": "Node",
+                "metadata": { "name": n, "labels": labels }, "spec": {} }),
+            );
+        }
+        fake.seed(
+            &POD,
+            "shop",
+            json!({ "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": "db-0", "labels": { CHAOS_LABEL.0: CHAOS_LABEL.1 } },
+            "spec": { "nodeName": "n1" } }),
+        );
+        ctx.kube = fake.clone();
+        (dir, ctx, fake)
+    }
+
+    fn node_loss() -> Scenario {
+        let (_, text) = crate::ops::drill::SHIPPED
+            .iter()
+            .find(|(n, _)| *n == "node-loss")
+            .expect("shipped node-loss");
+        // The shipped scenario, without its canary and probe, for one second.
+        let text = text
+            .lines()
+            .filter(|l| {
+                !l.starts_with("canary:")
+                    && !l.starts_with("probes:")
+                    && !l.contains("name: config")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("duration: 1m", "duration: 1s");
+        let vars = [
+            ("NAMESPACE".to_string(), "shop".to_string()),
+            (
+                "NODE_SELECTOR".to_string(),
+                "topology.kubernetes.io/zone=a".to_string(),
+            ),
+        ]
+        .into();
+        Scenario::load("node-loss", &text, &vars).expect("scenario")
+    }
+
+    fn opts() -> Options {
+        Options {
+            launcher: Launcher {
+                exe: "/bin/true".into(),
+                global_args: vec![],
+                env: vec![],
+            },
+            who: "test@host".into(),
+            steady: Duration::from_millis(10),
+        }
+    }
+
+    /// Issue 12: a fault that matches nothing makes the drill inconclusive, never passed,
+    /// and nothing is touched.
+    #[tokio::test]
+    async fn node_loss_with_no_labelled_node_is_inconclusive_and_touches_nothing() {
+        let (_dir, ctx, fake) = kube_ctx(false).await;
+        let j = run(&ctx, "node-loss", &node_loss(), &opts())
+            .await
+            .expect("drill");
+        assert_eq!(j.verdict, "inconclusive", "{:?}", j.reasons);
+        let touched: Vec<_> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| !["get", "list"].contains(&c.verb))
+            .collect();
+        assert!(touched.is_empty(), "{touched:?}");
+    }
+
+    /// node-loss cordons one labelled node and evicts its labelled pod, then uncordons it and
+    /// records the fault reverted only after re-reading the node.
+    #[tokio::test]
+    async fn node_loss_cordons_evicts_and_reverts_after_the_probe() {
+        use crate::kube::NODE;
+        let (_dir, ctx, fake) = kube_ctx(true).await;
+        let j = run(&ctx, "node-loss", &node_loss(), &opts())
+            .await
+            .expect("drill");
+        assert_eq!(j.faults.len(), 1);
+        assert!(j.faults[0].reverted, "{:?}", j.faults);
+        assert_eq!(
+            j.faults[0].targets,
+            ["cordon node n1", "evict pod shop/db-0"]
+        );
+        let calls: Vec<_> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| !["list"].contains(&c.verb))
+            .map(|c| (c.verb, c.kind, c.name))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("patch", "Node", "n1".to_string()),
+                ("create", "Eviction", "db-0".to_string()),
+                ("patch", "Node", "n1".to_string()),
+                ("get", "Node", "n1".to_string()),
+            ]
+        );
+        assert!(fake.object(&NODE, "", "n1").expect("n1")["spec"]["unschedulable"].is_null());
+        assert!(fake.object(&NODE, "", "n2").expect("n2")["spec"]["unschedulable"].is_null());
+        let faults = ctx.catalog.drill_faults(&j.id).await.expect("faults");
+        assert_eq!(faults[0].reverted_by.as_deref(), Some("drill"));
+    }
+
+    /// Issue 12: the drill process is killed while a node is cordoned; the next start's
+    /// sweep uncordons it from the persisted intent, records it reverted by the sweep (after
+    /// re-reading the node) and the drill aborted.
+    #[tokio::test]
+    async fn a_killed_drill_s_cordon_is_reverted_by_the_sweep() {
+        use crate::kube::NODE;
+        let (_dir, ctx, fake) = kube_ctx(true).await;
+        let action = super::super::kube_fault::KubeAction::CordonEvict {
+            selector: String::new(),
+            namespace: "shop".into(),
+            limit: None,
+        };
+        let intent = super::super::kube_fault::plan(fake.as_ref(), &action, &[])
+            .await
+            .expect("plan");
+        let now = ctx.now();
+        let j = DrillJournal {
+            schema: DRILL_JOURNAL_SCHEMA.into(),
+            id: "drill-k2".into(),
+            scenario: "zone-loss".into(),
+            tier: "zone".into(),
+            started_at: now,
+            finished_at: None,
+            run_by: "test".into(),
+            dry_run: false,
+            verdict: "running".into(),
+            reasons: vec![],
+            objectives: JournalObjectives::default(),
+            services: vec![],
+            timeline: vec![],
+            canary: None,
+            faults: vec![],
+            findings: vec![],
+            evidence: vec![],
+            events: vec![],
+            journal_sha256: GENESIS.into(),
+        };
+        ctx.catalog.put_drill_journal(&j).await.expect("journal");
+        let spec = serde_json::to_value(FaultSpec::Kube {
+            intent: intent.clone(),
+        })
+        .expect("spec");
+        ctx.catalog
+            .drill_fault_intent(
+                "drill-k2",
+                "lose-zone",
+                "cordon-evict",
+                &spec,
+                now + chrono::TimeDelta::minutes(10),
+            )
+            .await
+            .expect("intent");
+        super::super::kube_fault::apply(fake.as_ref(), &intent)
+            .await
+            .expect("apply");
+        ctx.catalog
+            .drill_fault_applied("drill-k2", "lose-zone", now)
+            .await
+            .expect("applied");
+        // The drill's process is gone (killed).
+        ctx.catalog
+            .set_drill_pid("drill-k2", 0x3fff_fff0)
+            .await
+            .expect("pid");
+        let aborted = sweep(&ctx).await.expect("sweep");
+        assert_eq!(aborted, ["drill-k2"]);
+        for n in ["n1", "n2"] {
+            assert!(
+                fake.object(&NODE, "", n).expect("node")["spec"]["unschedulable"].is_null(),
+                "{n} still cordoned"
+            );
+        }
+        let faults = ctx.catalog.drill_faults("drill-k2").await.expect("faults");
+        assert_eq!(faults[0].reverted_by.as_deref(), Some("sweep"));
+        let j = ctx
+            .catalog
+            .drill_journal("drill-k2")
+            .await
+            .expect("read")
+            .expect("journal");
+        assert_eq!(j.verdict, "aborted");
     }
 }

@@ -95,6 +95,63 @@ pub struct Target {
     /// Every source of the config (complete-disaster).
     #[serde(default)]
     pub all_sources: bool,
+    /// Kubernetes objects, through `KubeApi`; only those labelled
+    /// `lifeboat.dev/chaos: allowed` or listed in `names` are touched.
+    #[serde(default)]
+    pub kubernetes: Option<KubeTarget>,
+}
+
+/// Kubernetes objects a fault may touch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeTarget {
+    /// The namespace of the pods/workloads (for cordon-evict: whose pods are evicted).
+    pub namespace: String,
+    /// Label selector (`k=v,...`) of pods or workloads.
+    #[serde(default)]
+    pub selector: String,
+    /// Label selector of nodes (cordon-evict), e.g. `topology.kubernetes.io/zone=eu-1a`.
+    #[serde(default)]
+    pub node_selector: String,
+    /// At most this many nodes (by name order); every matching node when absent.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// For scale-to-zero: `deployment` or `stateful-set`.
+    #[serde(default)]
+    pub workload: Option<super::kube_fault::Workload>,
+    /// Objects allowed by name although they lack the `lifeboat.dev/chaos: allowed` label.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+impl KubeTarget {
+    /// The fault `action` on these objects (`None`: the action is not a Kubernetes one).
+    pub fn action(&self, action: Action) -> Option<super::kube_fault::KubeAction> {
+        use super::kube_fault::KubeAction;
+        let namespace = self.namespace.clone();
+        let selector = self.selector.clone();
+        Some(match action {
+            Action::DeletePods => KubeAction::DeletePods {
+                namespace,
+                selector,
+            },
+            Action::ScaleToZero => KubeAction::ScaleToZero {
+                namespace,
+                workload: self.workload?,
+                selector,
+            },
+            Action::DenyAll => KubeAction::DenyAll {
+                namespace,
+                selector,
+            },
+            Action::CordonEvict => KubeAction::CordonEvict {
+                selector: self.node_selector.clone(),
+                namespace,
+                limit: self.limit,
+            },
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,6 +177,7 @@ pub enum TargetKind {
     Proxy,
     Store,
     AllSources,
+    Kubernetes,
 }
 
 impl Target {
@@ -131,6 +189,7 @@ impl Target {
             self.proxy.is_some().then_some(TargetKind::Proxy),
             self.store.is_some().then_some(TargetKind::Store),
             self.all_sources.then_some(TargetKind::AllSources),
+            self.kubernetes.is_some().then_some(TargetKind::Kubernetes),
         ]
         .into_iter()
         .flatten()
@@ -138,7 +197,7 @@ impl Target {
         match kinds.as_slice() {
             [k] => Ok(*k),
             _ => Err(format!(
-                "target `{}` needs exactly one of process_group, proxy, store, all_sources",
+                "target `{}` needs exactly one of process_group, proxy, store, all_sources, kubernetes",
                 self.name
             )),
         }
@@ -184,6 +243,14 @@ pub enum Action {
     Corrupt,
     /// Restore every source into fresh targets from the store alone.
     RestoreAll,
+    /// Kubernetes: delete the target's pods.
+    DeletePods,
+    /// Kubernetes: scale the target's Deployments/StatefulSets to 0 (replicas restored).
+    ScaleToZero,
+    /// Kubernetes: a deny-all NetworkPolicy on the target's labelled pods.
+    DenyAll,
+    /// Kubernetes: cordon the target's nodes and evict their pods (uncordoned on revert).
+    CordonEvict,
 }
 
 impl Action {
@@ -195,6 +262,10 @@ impl Action {
                 | (Blackhole | Reset | Delay, TargetKind::Proxy)
                 | (Unavailable | HideLatest | Corrupt, TargetKind::Store)
                 | (RestoreAll, TargetKind::AllSources)
+                | (
+                    DeletePods | ScaleToZero | DenyAll | CordonEvict,
+                    TargetKind::Kubernetes
+                )
         )
     }
 }
@@ -352,6 +423,30 @@ impl Scenario {
                     f.name, f.action, t.name
                 ));
             }
+            if let Some(k) = &t.kubernetes {
+                if k.namespace.is_empty() {
+                    return Err(format!(
+                        "target `{}`: kubernetes.namespace is empty",
+                        t.name
+                    ));
+                }
+                if f.action == Action::ScaleToZero && k.workload.is_none() {
+                    return Err(format!(
+                        "fault `{}`: scale-to-zero needs kubernetes.workload (deployment or stateful-set) on target `{}`",
+                        f.name, t.name
+                    ));
+                }
+                if f.action == Action::DenyAll
+                    && k.selector
+                        .split(',')
+                        .any(|t| !t.is_empty() && !t.contains('='))
+                {
+                    return Err(format!(
+                        "fault `{}`: deny-all needs a key=value selector on target `{}`",
+                        f.name, t.name
+                    ));
+                }
+            }
             if f.duration.is_zero() || f.duration > MAX_TTL {
                 return Err(format!(
                     "fault `{}`: duration must be above 0 and at most {}",
@@ -453,5 +548,35 @@ mod tests {
         assert!(Scenario::load("x", &wrong, &vars()).is_err());
         let short_ttl = POD_KILL.replace("duration: 2s", "duration: 2s, ttl: 1s");
         assert!(Scenario::load("x", &short_ttl, &vars()).is_err());
+    }
+
+    #[test]
+    fn kubernetes_targets_are_validated_at_load() {
+        let k8s = |target: &str, action: &str| {
+            format!(
+                "tier: node\ntargets:\n  - name: t\n    allowed: true\n    kubernetes: {target}\n\
+                 faults:\n  - {{ name: f, target: t, action: {action}, duration: 1s }}\n"
+            )
+        };
+        let ok = k8s(
+            "{ namespace: shop, node_selector: \"zone=a\", limit: 1 }",
+            "cordon-evict",
+        );
+        Scenario::load("x", &ok, &vars()).expect("valid");
+        let err = |text: String| {
+            Scenario::load("x", &text, &vars())
+                .expect_err("refused")
+                .to_string()
+        };
+        let e = err(k8s("{ namespace: shop }", "scale-to-zero"));
+        assert!(e.contains("kubernetes.workload"), "{e}");
+        let e = err(k8s("{ namespace: \"\" }", "delete-pods"));
+        assert!(e.contains("namespace is empty"), "{e}");
+        let e = err(k8s("{ namespace: shop, selector: app }", "deny-all"));
+        assert!(e.contains("key=value"), "{e}");
+        let e = err(k8s("{ namespace: shop, nodes: [a] }", "cordon-evict"));
+        assert!(e.contains("nodes"), "{e}");
+        let e = err(k8s("{ namespace: shop }", "kill"));
+        assert!(e.contains("cannot apply"), "{e}");
     }
 }
