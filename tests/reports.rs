@@ -452,7 +452,8 @@ fn failover_report_from_a_real_switchover() {
         let status = p["status"].as_str().unwrap();
         match p["phase"].as_str().unwrap() {
             "detect" => assert_eq!(status, "not-recorded"),
-            "repoint" => assert_eq!(status, "skipped"),
+            // No other replica to repoint: the step is done (nothing to do) or skipped.
+            "repoint" => assert!(matches!(status, "done" | "skipped"), "{p}"),
             _ => {
                 assert_eq!(status, "done", "{p}");
                 assert!(
