@@ -8,6 +8,7 @@ pub mod cloudflare;
 pub mod dns;
 pub mod etcd;
 pub mod gcs;
+pub mod netns;
 pub mod redis;
 pub mod route53;
 pub mod s3;
