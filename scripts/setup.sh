@@ -18,7 +18,9 @@ DNS_PACKAGES=(bind9 bind9-utils bind9-dnsutils knot knot-dnsutils pdns-server pd
 REPORT_PACKAGES=(chromium prometheus)
 # bench/failover.sh runs Patroni (with its psycopg2, used by the bench's writer) beside lifeboat.
 BENCH_PACKAGES=(patroni)
-APT_PACKAGES=(postgresql postgresql-client redis-server redis-tools etcd-server etcd-client protobuf-compiler zstd age python3-venv time "${DNS_PACKAGES[@]}" "${REPORT_PACKAGES[@]}" "${BENCH_PACKAGES[@]}")
+# `ip netns` for the failover partition test (tests/failover_partition.rs).
+NETNS_PACKAGES=(iproute2)
+APT_PACKAGES=(postgresql postgresql-client redis-server redis-tools etcd-server etcd-client protobuf-compiler zstd age python3-venv time "${DNS_PACKAGES[@]}" "${REPORT_PACKAGES[@]}" "${BENCH_PACKAGES[@]}" "${NETNS_PACKAGES[@]}")
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -71,6 +73,8 @@ fi
 # The browser and Prometheus tests fail instead of skipping where setup ran.
 echo "export LIFEBOAT_REQUIRE_BROWSER=1"
 echo "export LIFEBOAT_REQUIRE_PROMETHEUS=1"
+# As root (CI), the partition test must not skip for want of network namespaces.
+if [ "$(id -u)" = 0 ]; then echo "export LIFEBOAT_REQUIRE_NETNS=1"; fi
 echo "export LIFEBOAT_PG_BIN_DIR='$PG_BIN'"
 echo "export LIFEBOAT_AZURITE='$AZURITE'"
 echo "export LIFEBOAT_GCS_EMULATOR='$GCS_EMULATOR'"

@@ -9,6 +9,7 @@ pub mod dns;
 pub mod etcd;
 pub mod failover;
 pub mod gcs;
+pub mod netns;
 pub mod redis;
 pub mod route53;
 pub mod s3;

@@ -143,6 +143,8 @@ pub struct PgServer {
     as_postgres: bool,
     data_dir: PathBuf,
     log_file: PathBuf,
+    /// Addresses it listens on besides 127.0.0.1 (see [`PgServer::listen_also`]).
+    extra_listen: Vec<String>,
     /// `None` once `kill` has removed the files.
     dir: Option<TempDir>,
 }
@@ -183,6 +185,7 @@ impl PgServer {
             as_postgres,
             log_file: dir.path().join("postgres.log"),
             data_dir,
+            extra_listen: Vec::new(),
             dir: Some(dir),
         };
         server.initdb();
@@ -217,6 +220,7 @@ impl PgServer {
             as_postgres,
             log_file: dir.path().join("postgres.log"),
             data_dir,
+            extra_listen: Vec::new(),
             dir: Some(dir),
         };
         let mut cmd = server.server_cmd("pg_basebackup");
@@ -269,6 +273,29 @@ impl PgServer {
                 self.log_file.display()
             );
         }
+    }
+
+    /// Makes the server listen on `addr` too (an address that exists now, e.g. one a
+    /// [`super::netns::Lab`] added) and trust connections from `trust_cidr`: restarts it.
+    pub fn listen_also(&mut self, addr: &str, trust_cidr: &str) {
+        use std::io::Write as _;
+        let mut hba = fs::OpenOptions::new()
+            .append(true)
+            .open(self.data_dir.join("pg_hba.conf"))
+            .expect("open pg_hba.conf");
+        writeln!(
+            hba,
+            "host all all {trust_cidr} trust\nhost replication all {trust_cidr} trust"
+        )
+        .expect("append to pg_hba.conf");
+        self.extra_listen.push(addr.to_string());
+        self.stop();
+        self.restart();
+    }
+
+    /// Connection URL for database `db` at `addr` (one given to [`PgServer::listen_also`]).
+    pub fn url_at(&self, addr: &str, db: &str) -> String {
+        format!("postgres://postgres@{addr}:{}/{db}", self.port)
     }
 
     /// Starts again a server that was `stop`ped (same port and files).
@@ -468,8 +495,12 @@ impl PgServer {
     fn pg_ctl_start_cmd(&self) -> Command {
         let socket_dir = self.data_dir.parent().expect("data dir has a parent");
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories='{}' \
+            "-c listen_addresses='{}' -c port={} -c unix_socket_directories='{}' \
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            std::iter::once("127.0.0.1")
+                .chain(self.extra_listen.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(","),
             self.port,
             socket_dir.display()
         );
@@ -1005,7 +1036,20 @@ pub fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
 
 /// [`http_get`] that says why it failed instead of panicking (a server not up yet).
 pub fn try_http_get(port: u16, path: &str, token: Option<&str>) -> io::Result<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    try_http_get_at("127.0.0.1", port, path, token)
+}
+
+/// [`try_http_get`] on `host` (an address of a network namespace, say).
+pub fn try_http_get_at(
+    host: &str,
+    port: u16,
+    path: &str,
+    token: Option<&str>,
+) -> io::Result<(u16, String)> {
+    let addr: std::net::SocketAddr = format!("{host}:{port}")
+        .parse()
+        .map_err(|e| io::Error::other(format!("{host}:{port}: {e}")))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(20)))?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
