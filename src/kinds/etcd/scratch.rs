@@ -7,8 +7,9 @@
 //! that lives only in this process's memory, `etcdctl`'s stdin and the environment of the
 //! user checks: never in argv or a file) by a first run of the member that serves only on
 //! unix sockets in a directory of mode 0700 of ours ([`EtcdServer::lock`]); the member
-//! that then serves on 127.0.0.1 (client and peer ports) starts with authentication on, so
-//! every request to it needs the password from its first one.
+//! that then serves clients on 127.0.0.1 (its peer listener stays a unix socket in that
+//! directory) starts with authentication on, so every request to it needs the password
+//! from its first one.
 //!
 //! # Caveats
 //! A snapshot of a cluster that had authentication on keeps its own users: adding `root`
@@ -212,6 +213,11 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o700, "the socket directory is not private");
+        let peer = scratch.peer_url.trim_start_matches("http://").to_string();
+        assert!(
+            std::net::TcpStream::connect(&peer).is_err(),
+            "the peer port listens on TCP"
+        );
         let endpoint = scratch.endpoint();
         let anonymous = super::super::observe(&endpoint, Duration::from_secs(10)).await;
         assert!(

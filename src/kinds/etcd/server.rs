@@ -7,7 +7,12 @@
 //! all), so no other local user can reach the data before it needs a password; the password
 //! reaches `etcdctl` on its stdin, never argv or a file.
 //!
-//! Caveats: `lock` needs `etcdctl` (etcd's client tools) on `PATH`.
+//! [`EtcdServer::start`] then listens on TCP for clients only (its peer listener is a unix
+//! socket in the same directory).
+//!
+//! Caveats: `lock` needs `etcdctl` (etcd's client tools) on `PATH`. etcd's unauthenticated
+//! `/health`, `/version` and `/metrics` on the client port stay open to local users: no
+//! keys or values, but the metrics tell the database size and key count.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -35,9 +40,10 @@ pub struct EtcdServer {
 
 impl EtcdServer {
     /// Starts `program` (an `etcd`) on the data directory `data`, restored as member `name`
-    /// with `peer_url`, serving clients on `127.0.0.1:client_port`; its log goes to
-    /// `dir/etcd.log`. Waits until it serves reads (as `login` when given), at most
-    /// `timeout`. It runs in its own process group (see [`Group::Own`]): whoever starts it
+    /// with `peer_url` (advertised only: the peer listener is a unix socket in
+    /// `dir/`[`PRIVATE_DIR`], created 0700 if missing), serving clients on
+    /// `127.0.0.1:client_port`, its only TCP listener; its log goes to `dir/etcd.log`. Waits
+    /// until it serves reads (as `login` when given), at most `timeout`. It runs in its own process group (see [`Group::Own`]): whoever starts it
     /// stops it.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
@@ -51,13 +57,15 @@ impl EtcdServer {
         timeout: Duration,
     ) -> Result<EtcdServer, ServerError> {
         let endpoint = format!("http://127.0.0.1:{client_port}");
+        let private = private_dir(dir)?;
         let mut cmd = Command::new(program);
-        cmd.args(["--name", name])
+        cmd.current_dir(&private)
+            .args(["--name", name])
             .arg("--data-dir")
             .arg(data)
             .args(["--listen-client-urls", &endpoint])
             .args(["--advertise-client-urls", &endpoint])
-            .args(["--listen-peer-urls", peer_url])
+            .args(["--listen-peer-urls", PRIVATE_PEER_URL])
             .args(["--initial-advertise-peer-urls", peer_url])
             .args(["--initial-cluster", &format!("{name}={peer_url}")])
             .args(["--log-level", "warn"])
@@ -99,26 +107,7 @@ impl EtcdServer {
         password: &SecretString,
         timeout: Duration,
     ) -> Result<(), ServerError> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        let private = dir.join(PRIVATE_DIR);
-        let io = |source| ServerError::Log {
-            path: private.clone(),
-            source,
-        };
-        if !private.exists() {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&private)
-                .map_err(io)?;
-        }
-        // A directory left by an earlier attempt: ours again, and no stale sockets.
-        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
-        for socket in ["client:2379", "peer:2380"] {
-            match std::fs::remove_file(private.join(socket)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-                _ => {}
-            }
-        }
+        let private = private_dir(dir)?;
         let mut cmd = Command::new(program);
         cmd.current_dir(&private)
             .args(["--name", name])
@@ -213,4 +202,29 @@ impl EtcdServer {
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
+}
+
+/// `dir/`[`PRIVATE_DIR`], mode 0700 (made so if an earlier attempt left it), without the
+/// sockets an earlier member left.
+fn private_dir(dir: &Path) -> Result<std::path::PathBuf, ServerError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let private = dir.join(PRIVATE_DIR);
+    let io = |source| ServerError::Log {
+        path: private.clone(),
+        source,
+    };
+    if !private.exists() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&private)
+            .map_err(io)?;
+    }
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    for socket in ["client:2379", "peer:2380"] {
+        match std::fs::remove_file(private.join(socket)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+    }
+    Ok(private)
 }
