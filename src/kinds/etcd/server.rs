@@ -107,6 +107,23 @@ impl EtcdServer {
         password: &SecretString,
         timeout: Duration,
     ) -> Result<(), ServerError> {
+        // Said plainly up front, rather than as a member that never becomes ready.
+        let on_path = if etcdctl.components().count() > 1 {
+            etcdctl.is_file()
+        } else {
+            crate::kinds::process::find_program(None, &etcdctl.to_string_lossy()).is_some()
+        };
+        if !on_path {
+            return Err(ServerError::Spawn {
+                what: "etcdctl",
+                program: etcdctl.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "etcdctl is not on PATH (it turns authentication on in the restored etcd); \
+                     install etcd's client tools (Debian: etcd-client)",
+                ),
+            });
+        }
         let private = private_dir(dir)?;
         let mut cmd = Command::new(program);
         cmd.current_dir(&private)
@@ -227,4 +244,38 @@ fn private_dir(dir: &Path) -> Result<std::path::PathBuf, ServerError> {
         }
     }
     Ok(private)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn locking_without_etcdctl_says_to_install_it_and_starts_nothing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let err = EtcdServer::lock(
+            Path::new("etcd"),
+            Path::new("/nonexistent/etcdctl"),
+            dir.path(),
+            &dir.path().join("data"),
+            "default",
+            "http://127.0.0.1:1",
+            &SecretString::new("pw"),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect_err("no etcdctl");
+        assert!(
+            matches!(
+                err,
+                ServerError::Spawn {
+                    what: "etcdctl",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("etcd-client"), "{err}");
+        assert!(!dir.path().join(PRIVATE_DIR).exists());
+    }
 }
