@@ -246,6 +246,12 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
             ("ClusterRole", "lifeboat-chaos-nodes"),
             grants(lifeboat::kube::USED_CHAOS_CLUSTER),
         ),
+        // Opt-in (deploy/overlays/failover-kube/, never base): failover `kube_scale`
+        // actions and `kind: kubernetes` probes.
+        (
+            ("Role", "lifeboat-failover"),
+            grants(lifeboat::kube::USED_FAILOVER_NAMESPACE),
+        ),
     ]
     .into();
     let mut roles_seen = BTreeSet::new();
@@ -316,6 +322,11 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
                         || file.starts_with(deploy_dir().join("overlays").join("chaos")),
                     "{f}: the drill-fault permissions ship only in the opt-in overlays/chaos"
                 );
+                assert!(
+                    name != "lifeboat-failover"
+                        || file.starts_with(deploy_dir().join("overlays").join("failover-kube")),
+                    "{f}: the failover scale permissions ship only in the opt-in overlays/failover-kube"
+                );
                 let expected = expected_roles
                     .get(&(kind.as_str(), name.as_str()))
                     .unwrap_or_else(|| panic!("{f}: unexpected {kind} {name}"));
@@ -332,8 +343,11 @@ fn every_manifest_parses_strictly_and_is_locked_down() {
                 assert!(
                     role == ("Role", "lifeboat-leader")
                         || (role == ("Role", "lifeboat-chaos")
-                            && file.starts_with(deploy_dir().join("overlays").join("chaos"))),
-                    "{f}: the only shipped RoleBindings are the leader's, in lifeboat's namespace, and the opt-in chaos overlay's: {role:?}"
+                            && file.starts_with(deploy_dir().join("overlays").join("chaos")))
+                        || (role == ("Role", "lifeboat-failover")
+                            && file
+                                .starts_with(deploy_dir().join("overlays").join("failover-kube"))),
+                    "{f}: the only shipped RoleBindings are the leader's, in lifeboat's namespace, and the opt-in chaos and failover-kube overlays': {role:?}"
                 );
             }
             "ClusterRoleBinding" => {
@@ -590,8 +604,11 @@ fn the_shipped_overlays_verify_in_the_kubernetes_sandbox() {
         .flatten()
     {
         let dir = e.path();
-        if dir.file_name().is_some_and(|n| n == "chaos") {
-            // An opt-in add-on (RBAC of drill faults), not a deployment mode.
+        if dir
+            .file_name()
+            .is_some_and(|n| n == "chaos" || n == "failover-kube")
+        {
+            // Opt-in add-ons (RBAC of drill faults, of failover scaling), not deployment modes.
             continue;
         }
         let mut docs = Vec::new();
@@ -669,6 +686,13 @@ fn backup_workloads_never_hold_the_age_identity() {
         .flatten()
     {
         let dir = e.path();
+        if dir
+            .file_name()
+            .is_some_and(|n| n == "chaos" || n == "failover-kube")
+        {
+            // Opt-in RBAC add-ons: no workloads.
+            continue;
+        }
         let mut docs = Vec::new();
         overlay_documents(&dir, &mut docs);
         let o = dir.display();

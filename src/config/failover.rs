@@ -8,8 +8,9 @@
 //!   service names, unknown service kinds, services naming unknown sources, `order` naming
 //!   unknown sites or a site twice, a `failover.site` that is not a site, `dns:` names that
 //!   are not in `dns.records`, sites disagreeing on which names they serve, a quorum larger
-//!   than the vantage points, zero intervals, peers without a `peer_token`, and a `data_dir`
-//!   on a service that is not PostgreSQL.
+//!   than the vantage points, zero intervals, peers without a `peer_token`, a `data_dir`
+//!   on a service that is not PostgreSQL, a `kind: kubernetes` service without `namespace`/
+//!   `name` (or with a `url`), and a `kube_scale` of anything but a Deployment/StatefulSet.
 //!
 //! # Caveats
 //! A quorum below the majority is accepted (it must be written explicitly) but warned about:
@@ -55,6 +56,9 @@ pub enum ServiceKind {
     Http,
     /// Probe-only: a TCP connect to `host:port`.
     Tcp,
+    /// Probe-only: a Deployment/StatefulSet (`workload`, `namespace`, `name`) through the
+    /// Kubernetes API, up with at least `min_ready` (default 1) ready replicas. No `url`.
+    Kubernetes,
 }
 
 impl ServiceKind {
@@ -65,6 +69,7 @@ impl ServiceKind {
             ServiceKind::Etcd => "etcd",
             ServiceKind::Http => "http",
             ServiceKind::Tcp => "tcp",
+            ServiceKind::Kubernetes => "kubernetes",
         }
     }
 
@@ -79,12 +84,26 @@ impl ServiceKind {
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     pub kind: ServiceKind,
+    /// Every kind but `kubernetes` (which is found by `namespace`, `workload`, `name`).
+    #[serde(default = "no_url")]
     pub url: SecretString,
     /// The backup source of this service: its RPO gates promotion.
     pub source: Option<String>,
     /// PostgreSQL: the server's data directory on the host that runs `failover rejoin`
     /// (it runs `pg_rewind` or `pg_basebackup` there to make an old primary a standby).
     pub data_dir: Option<std::path::PathBuf>,
+    /// `kind: kubernetes`: the workload's namespace.
+    pub namespace: Option<String>,
+    /// `kind: kubernetes`: `Deployment` (default) or `StatefulSet`.
+    pub workload: Option<String>,
+    /// `kind: kubernetes`: the workload's name.
+    pub name: Option<String>,
+    /// `kind: kubernetes`: ready replicas needed to count as up (default 1).
+    pub min_ready: Option<u32>,
+}
+
+fn no_url() -> SecretString {
+    SecretString::new("")
 }
 
 /// `sites[i].fence[j]` / `sites[i].promote[j]`: exactly one of `command` or `kube_scale`.
@@ -299,6 +318,48 @@ pub fn validate(
                     ),
                 ));
             }
+            let kube_fields = service.namespace.is_some()
+                || service.workload.is_some()
+                || service.name.is_some()
+                || service.min_ready.is_some();
+            if service.kind == ServiceKind::Kubernetes {
+                if !service.url.expose().is_empty() {
+                    return Err((
+                        at(&format!("services.{name}.url")),
+                        "a kubernetes service has no URL; write `namespace:`, `workload: Deployment|StatefulSet` and `name:` instead".into(),
+                    ));
+                }
+                for (key, v) in [("namespace", &service.namespace), ("name", &service.name)] {
+                    if v.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                        return Err((
+                            at(&format!("services.{name}.{key}")),
+                            format!(
+                                "a kubernetes service needs `{key}:` (of its Deployment or StatefulSet)"
+                            ),
+                        ));
+                    }
+                }
+                if let Some(w) = &service.workload
+                    && !["deployment", "statefulset"].contains(&w.to_ascii_lowercase().as_str())
+                {
+                    return Err((
+                        at(&format!("services.{name}.workload")),
+                        format!(
+                            "`{w}` is not a workload lifeboat probes; write `Deployment` or `StatefulSet`"
+                        ),
+                    ));
+                }
+                continue;
+            }
+            if kube_fields {
+                return Err((
+                    at(&format!("services.{name}")),
+                    format!(
+                        "`namespace`, `workload`, `name` and `min_ready` are for `kind: kubernetes` services; remove them from this {} service",
+                        service.kind.as_str()
+                    ),
+                ));
+            }
             if service.url.expose().trim().is_empty() {
                 return Err((
                     at(&format!("services.{name}.url")),
@@ -341,11 +402,23 @@ pub fn validate(
                         "an empty command; write the program and its arguments, e.g. `command: [\"/usr/local/bin/fence.sh\"]`".into(),
                     ));
                 }
+                (None, Some(k))
+                    if !["deployment", "statefulset"]
+                        .contains(&k.kind.to_ascii_lowercase().as_str()) =>
+                {
+                    return Err((
+                        at(&format!("{key}.kube_scale.kind")),
+                        format!(
+                            "`{}` is not a workload lifeboat scales; write `Deployment` or `StatefulSet`",
+                            k.kind
+                        ),
+                    ));
+                }
                 (Some(_), None) | (None, Some(_)) => {}
                 _ => {
                     return Err((
                         at(&key),
-                        "write exactly one of `command: [PROGRAM, ARGS...]` or `kube_scale: { namespace, name, replicas }`".into(),
+                        "write exactly one of `command: [PROGRAM, ARGS...]` or `kube_scale: { namespace, kind: Deployment|StatefulSet, name, replicas }`".into(),
                     ));
                 }
             }
@@ -626,6 +699,76 @@ failover:
             for secret in ["pg-s3cret", "redis-s3cret", "peer-s3cret"] {
                 assert!(!e.contains(secret), "{secret} leaked: {e}");
             }
+        }
+    }
+
+    /// `kind: kubernetes` services and `kube_scale` actions: what loads and what is refused.
+    #[test]
+    fn kubernetes_services_and_kube_scale_actions() {
+        const WEB: &str =
+            "web:       { kind: http, url: \"https://web.us-east-1.internal/healthz\" }";
+        let c = parse(&format!(
+            "{BASE}{}",
+            SITES.replace(
+                WEB,
+                "web: { kind: kubernetes, namespace: shop, workload: StatefulSet, name: web, min_ready: 2 }"
+            )
+        ))
+        .expect("a kubernetes service loads");
+        let web = &c.sites[0].services["web"];
+        assert_eq!(web.kind, super::ServiceKind::Kubernetes);
+        assert_eq!(
+            (
+                web.namespace.as_deref(),
+                web.workload.as_deref(),
+                web.min_ready
+            ),
+            (Some("shop"), Some("StatefulSet"), Some(2))
+        );
+        assert_eq!(
+            c.sites[0].fence[0]
+                .kube_scale
+                .as_ref()
+                .map(|k| k.kind.as_str()),
+            Some("Deployment")
+        );
+        let cases = [
+            (
+                SITES.replace(WEB, "web: { kind: kubernetes, name: web }"),
+                "sites[0].services.web.namespace: a kubernetes service needs `namespace:`",
+            ),
+            (
+                SITES.replace(
+                    WEB,
+                    "web: { kind: kubernetes, namespace: shop, name: web, url: \"http://x\" }",
+                ),
+                "sites[0].services.web.url: a kubernetes service has no URL",
+            ),
+            (
+                SITES.replace(
+                    WEB,
+                    "web: { kind: kubernetes, namespace: shop, workload: DaemonSet, name: web }",
+                ),
+                "sites[0].services.web.workload: `DaemonSet` is not a workload",
+            ),
+            (
+                SITES.replace(
+                    WEB,
+                    "web: { kind: http, url: \"https://web/healthz\", namespace: shop }",
+                ),
+                "are for `kind: kubernetes` services",
+            ),
+            (
+                SITES.replace(
+                    "kube_scale: { namespace: shop, name: web",
+                    "kube_scale: { kind: DaemonSet, namespace: shop, name: web",
+                ),
+                "sites[0].fence[0].kube_scale.kind: `DaemonSet` is not a workload lifeboat scales",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = err(&text);
+            assert!(e.contains(want), "want `{want}` in: {e}");
         }
     }
 

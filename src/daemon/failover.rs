@@ -465,7 +465,7 @@ async fn run(
         let probes = futures::future::join_all(
             sites
                 .iter()
-                .map(|s| crate::ops::failover::probe_site_within(s, probe_within)),
+                .map(|s| crate::ops::failover::probe_site_within(&*app.kube, s, probe_within)),
         );
         let fetches = futures::future::join_all(peers.iter().map(|(name, url)| {
             let client = client.clone();

@@ -256,6 +256,20 @@ pub const USED_CHAOS_NAMESPACE: &[(Resource, &[&str])] = &[
 /// `spec.unschedulable`), and re-read them to confirm a revert.
 pub const USED_CHAOS_CLUSTER: &[(Resource, &[&str])] = &[(NODE, &["get", "list", "patch"])];
 
+/// The label a Deployment/StatefulSet must carry before a failover `kube_scale` action
+/// scales it.
+pub const FAILOVER_LABEL: (&str, &str) = ("lifeboat.dev/failover", "allowed");
+
+/// Failover `kube_scale` fence/promote actions, granted only by the opt-in overlay
+/// `deploy/overlays/failover-kube/` (Role `lifeboat-failover`, bound in each namespace whose
+/// workloads a site's `fence:`/`promote:` scale; never in `deploy/base`): read a workload
+/// (and its ready replicas, for `kind: kubernetes` services), scale it (merge patch of
+/// `spec.replicas`) and re-read it to confirm.
+pub const USED_FAILOVER_NAMESPACE: &[(Resource, &[&str])] = &[
+    (DEPLOYMENT, &["get", "list", "patch"]),
+    (STATEFUL_SET, &["get", "list", "patch"]),
+];
+
 /// Whether `verb` on `res` is granted by the chaos overlay.
 pub fn is_chaos(res: &Resource, verb: &str) -> bool {
     USED_CHAOS_NAMESPACE
@@ -273,6 +287,7 @@ pub const USED: &[&[(Resource, &[&str])]] = &[
     USED_IN_SANDBOX,
     USED_CHAOS_NAMESPACE,
     USED_CHAOS_CLUSTER,
+    USED_FAILOVER_NAMESPACE,
 ];
 
 /// Whether `verb` on `res` is in [`USED`].

@@ -27,8 +27,9 @@ use serde::Serialize;
 use super::ctx::Ctx;
 use super::error::OpError;
 use crate::catalog::FailoverRow;
-use crate::config::failover::{ActionConfig, SiteConfig};
+use crate::config::failover::{ActionConfig, ServiceConfig, ServiceKind, SiteConfig};
 use crate::kinds::probe::{self, Probe, Role};
+use crate::kube::KubeApi;
 use crate::model::ErrorKind;
 use crate::policy::failover::Step;
 
@@ -90,15 +91,33 @@ pub struct Seen {
     pub error: Option<String>,
 }
 
-async fn probe_site(site: &SiteConfig) -> Vec<Seen> {
+/// Probes one service: a `kind: kubernetes` one through the Kubernetes API, the others at
+/// their URL.
+async fn probe_service(kube: &dyn KubeApi, svc: &ServiceConfig) -> Result<Probe, String> {
+    if svc.kind == ServiceKind::Kubernetes {
+        return super::failover_kube::probe(
+            kube,
+            svc.workload.as_deref().unwrap_or("Deployment"),
+            svc.namespace.as_deref().unwrap_or_default(),
+            svc.name.as_deref().unwrap_or_default(),
+            svc.min_ready.unwrap_or(1),
+        )
+        .await;
+    }
+    probe::probe(svc.kind.as_str(), svc.url.expose())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn probe_site(kube: &dyn KubeApi, site: &SiteConfig) -> Vec<Seen> {
     let mut out = Vec::new();
     for (name, svc) in &site.services {
-        let r = probe::probe(svc.kind.as_str(), svc.url.expose()).await;
+        let r = probe_service(kube, svc).await;
         out.push(Seen {
             site: site.name.clone(),
             service: name.clone(),
             kind: svc.kind.as_str(),
-            error: r.as_ref().err().map(|e| e.to_string()),
+            error: r.as_ref().err().cloned(),
             probe: r.ok(),
         });
     }
@@ -223,7 +242,7 @@ pub async fn plan(ctx: &Ctx, to: &str) -> Result<Plan, OpError> {
     let target = site(ctx, to)?;
     let mut seen = Vec::new();
     for s in all {
-        seen.extend(probe_site(s).await);
+        seen.extend(probe_site(&*ctx.kube, s).await);
     }
     let from = current_primary(ctx, &seen).await?;
     if from == to {
@@ -434,7 +453,7 @@ pub async fn execute(ctx: &Ctx, to: &str, opts: &Options) -> Result<Outcome, OpE
         crate::model::failpoint::hit(&format!("failover-before-{}", step.as_str()));
         let t = Instant::now();
         let detail = match step {
-            Step::Fence => fence(&old, opts).await?,
+            Step::Fence => fence(ctx, &old, opts).await?,
             Step::Promote => promote(ctx, &old, &new, opts).await?,
             Step::Repoint => repoint(ctx, &old, &new).await?,
             Step::Dns => switch_dns(ctx, &old, &new).await?,
@@ -500,7 +519,7 @@ fn caught_up(kind: &str, written: u64, replayed: u64) -> bool {
     }
 }
 
-async fn fence(old: &SiteConfig, opts: &Options) -> Result<String, OpError> {
+async fn fence(ctx: &Ctx, old: &SiteConfig, opts: &Options) -> Result<String, OpError> {
     let mut detail = Vec::new();
     for (name, kind, url) in replicated(old)? {
         match kind.fence(url).await {
@@ -513,7 +532,7 @@ async fn fence(old: &SiteConfig, opts: &Options) -> Result<String, OpError> {
         }
     }
     for action in &old.fence {
-        detail.push(run_action(Step::Fence, action).await?);
+        detail.push(run_action(&*ctx.kube, Step::Fence, action).await?);
     }
     Ok(detail.join("; "))
 }
@@ -577,7 +596,7 @@ async fn promote(
         ));
     }
     for action in &new.promote {
-        detail.push(run_action(Step::Promote, action).await?);
+        detail.push(run_action(&*ctx.kube, Step::Promote, action).await?);
     }
     Ok(detail.join("; "))
 }
@@ -620,15 +639,21 @@ async fn repoint(ctx: &Ctx, old: &SiteConfig, new: &SiteConfig) -> Result<String
     Ok(detail.join("; "))
 }
 
-async fn run_action(step: Step, action: &ActionConfig) -> Result<String, OpError> {
+async fn run_action(
+    kube: &dyn KubeApi,
+    step: Step,
+    action: &ActionConfig,
+) -> Result<String, OpError> {
     if let Some(k) = &action.kube_scale {
-        return Err(step_err(
-            step,
-            format!(
-                "kube_scale of {} {}/{} to {} is not implemented yet; use a `command:` action (kubectl scale) instead",
-                k.kind, k.namespace, k.name, k.replicas
-            ),
-        ));
+        return super::failover_kube::scale(kube, k).await.map_err(|e| {
+            OpError::new(
+                e.kind(),
+                FailoverError::Step {
+                    step: step.as_str(),
+                    reason: e.to_string(),
+                },
+            )
+        });
     }
     let argv = action.command.clone().unwrap_or_default();
     let Some((program, args)) = argv.split_first() else {
@@ -734,7 +759,7 @@ pub async fn status(ctx: &Ctx) -> Result<Status, OpError> {
     let all = sites(ctx)?;
     let mut seen = Vec::new();
     for s in all {
-        seen.extend(probe_site(s).await);
+        seen.extend(probe_site(&*ctx.kube, s).await);
     }
     let history = ctx.catalog.failovers(1).await?;
     let failover = ctx.config.failover.as_ref();
@@ -855,7 +880,7 @@ pub async fn take_step(
             }
             if confirmed {
                 for action in &old.fence {
-                    detail.push(run_action(Step::Fence, action).await?);
+                    detail.push(run_action(&*ctx.kube, Step::Fence, action).await?);
                 }
             }
             (confirmed, confirmed, detail.join("; "))
@@ -916,7 +941,7 @@ pub async fn fence_site(ctx: &Ctx, site_name: &str) -> Result<String, OpError> {
         }
     }
     for action in &s.fence {
-        detail.push(run_action(Step::Fence, action).await?);
+        detail.push(run_action(&*ctx.kube, Step::Fence, action).await?);
     }
     Ok(detail.join("; "))
 }
@@ -949,15 +974,16 @@ pub async fn fence_service(ctx: &Ctx, site_name: &str, service: &str) -> Result<
 }
 
 /// Probes every service of `site` (for the controller), each bounded by `timeout`.
-pub async fn probe_site_within(site: &SiteConfig, timeout: Duration) -> Vec<Seen> {
+pub async fn probe_site_within(
+    kube: &dyn KubeApi,
+    site: &SiteConfig,
+    timeout: Duration,
+) -> Vec<Seen> {
     let probes = site.services.iter().map(|(name, svc)| async move {
-        let r =
-            match tokio::time::timeout(timeout, probe::probe(svc.kind.as_str(), svc.url.expose()))
-                .await
-            {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("no answer within {timeout:?}")),
-            };
+        let r = match tokio::time::timeout(timeout, probe_service(kube, svc)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        };
         Seen {
             site: site.name.clone(),
             service: name.clone(),
@@ -991,7 +1017,7 @@ pub async fn rejoin(ctx: &Ctx, site_name: &str) -> Result<Vec<String>, OpError> 
     let target = site(ctx, site_name)?.clone();
     let mut seen = Vec::new();
     for s in all {
-        seen.extend(probe_site(s).await);
+        seen.extend(probe_site(&*ctx.kube, s).await);
     }
     let primary = current_primary(ctx, &seen).await?;
     if primary == site_name {

@@ -7,6 +7,7 @@ pub mod ctx;
 pub mod drill;
 pub mod error;
 pub mod failover;
+pub mod failover_kube;
 pub mod manifest;
 pub mod prune;
 pub mod rebuild;
