@@ -106,6 +106,9 @@ fn print_plan(p: &Plan) {
         println!("  dns {name}: {} → {}", old.join(", "), new.join(", "));
     }
     println!("  steps: {}", p.steps.join(" → "));
+    for a in &p.actions {
+        println!("  action {a}");
+    }
     for b in &p.blocked {
         println!("  BLOCKED: {b}");
     }

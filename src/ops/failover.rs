@@ -150,6 +150,9 @@ pub struct Plan {
     /// name → (old site's values, new site's values).
     pub dns: BTreeMap<String, (Vec<String>, Vec<String>)>,
     pub steps: Vec<&'static str>,
+    /// The old site's `fence:` and the new site's `promote:` actions, each with what it would
+    /// do (`kube_scale`: the object read now, e.g. `3 → 0 replicas`, or why it is refused).
+    pub actions: Vec<String>,
     /// Why `execute` refuses without `--accept-data-loss` / `--force`.
     pub blocked: Vec<String>,
 }
@@ -321,7 +324,14 @@ pub async fn plan(ctx: &Ctx, to: &str) -> Result<Plan, OpError> {
             )
         })
         .collect();
+    let mut actions = Vec::new();
+    for (step, list) in [("fence", &old.fence), ("promote", &target.promote)] {
+        for action in list {
+            actions.push(format!("{step}: {}", preview_action(ctx, action).await));
+        }
+    }
     Ok(Plan {
+        actions,
         term: next_term(ctx).await?,
         from,
         to: to.to_string(),
@@ -637,6 +647,20 @@ async fn repoint(ctx: &Ctx, old: &SiteConfig, new: &SiteConfig) -> Result<String
         detail.push("no other replicas to repoint".into());
     }
     Ok(detail.join("; "))
+}
+
+/// What `run_action` would do, changing nothing.
+async fn preview_action(ctx: &Ctx, action: &ActionConfig) -> String {
+    if let Some(k) = &action.kube_scale {
+        return match super::failover_kube::preview(&*ctx.kube, k).await {
+            Ok(what) => format!("scale {what}"),
+            Err(e) => format!("WILL FAIL: {e}"),
+        };
+    }
+    match action.command.as_deref().and_then(|a| a.first()) {
+        Some(program) => format!("run {program}"),
+        None => "nothing to run".into(),
+    }
 }
 
 async fn run_action(

@@ -128,6 +128,38 @@ pub async fn scale(kube: &dyn KubeApi, action: &KubeScale) -> Result<String, Kub
     ))
 }
 
+/// What [`scale`] would do, read-only (for `failover plan`): `Deployment shop/web: 3 → 0
+/// replicas`, `... already at 0`, or why it would be refused.
+pub async fn preview(kube: &dyn KubeApi, action: &KubeScale) -> Result<String, KubeScaleError> {
+    let res = workload(&action.kind)?;
+    let (ns, name, want) = (&action.namespace, &action.name, action.replicas);
+    let obj = kube
+        .get(res, ns, name)
+        .await?
+        .ok_or_else(|| KubeScaleError::NotFound {
+            kind: res.kind.into(),
+            namespace: ns.clone(),
+            name: name.clone(),
+        })?;
+    if obj["metadata"]["labels"][FAILOVER_LABEL.0].as_str() != Some(FAILOVER_LABEL.1) {
+        return Err(KubeScaleError::NotAllowed {
+            kind: res.kind.into(),
+            namespace: ns.clone(),
+            name: name.clone(),
+        });
+    }
+    Ok(match obj["spec"]["replicas"].as_u64() {
+        Some(r) if r == u64::from(want) => {
+            format!("{} {ns}/{name}: already at {want} replicas", res.kind)
+        }
+        r => format!(
+            "{} {ns}/{name}: {} → {want} replicas",
+            res.kind,
+            r.map_or("unset".to_string(), |r| r.to_string())
+        ),
+    })
+}
+
 /// Probes a workload: up when its `status.readyReplicas` is at least `min_ready`.
 pub async fn probe(
     kube: &dyn KubeApi,
@@ -250,6 +282,17 @@ mod tests {
         );
         assert_eq!(patches(&fake), 0);
         assert_eq!(fake.object(&DEPLOYMENT, "shop", "payments"), before);
+        // The plan says so first, and changes nothing either.
+        let e = preview(&fake, &action("Deployment", "payments", 0))
+            .await
+            .expect_err("preview of unlabelled");
+        assert!(e.to_string().contains("not labelled"), "{e}");
+        seed(&fake, &DEPLOYMENT, "web", 3, 3, true);
+        let p = preview(&fake, &action("Deployment", "web", 0))
+            .await
+            .expect("preview");
+        assert_eq!(p, "Deployment shop/web: 3 → 0 replicas");
+        assert_eq!(patches(&fake), 0);
         // A missing object and an unknown kind say what to fix.
         let e = scale(&fake, &action("Deployment", "nope", 0))
             .await
@@ -310,6 +353,7 @@ sites:
   - name: west
     services:
       web: {{ kind: kubernetes, namespace: shop-west, name: web }}
+    promote: [ {{ kube_scale: {{ namespace: shop-west, kind: StatefulSet, name: web, replicas: 3 }} }} ]
 failover:
   site: east
 "#,
@@ -339,7 +383,42 @@ failover:
             .await
             .expect("fence again");
         assert_eq!(patches(&fake), 1);
-        // The controller's probe sees it down once no replica is ready.
+        // The controller's steps: the fence (already at 0: nothing patched), then the
+        // promote scales west up; a step taken again is not run twice.
+        use crate::policy::failover::Step;
+        let fake_west = |fake: &Fake| {
+            fake.seed(
+                &STATEFUL_SET,
+                "shop-west",
+                json!({
+                    "apiVersion": "apps/v1", "kind": "StatefulSet",
+                    "metadata": { "name": "web", "namespace": "shop-west",
+                        "labels": { FAILOVER_LABEL.0: FAILOVER_LABEL.1 }, "resourceVersion": "1" },
+                    "spec": { "replicas": 0 },
+                }),
+            )
+        };
+        fake_west(&fake);
+        let taken = crate::ops::failover::take_step(&ctx, 1, "east", "west", Step::Fence)
+            .await
+            .expect("fence step");
+        assert!(taken.done && taken.confirmed, "{}", taken.detail);
+        assert!(taken.detail.contains("already at 0"), "{}", taken.detail);
+        let taken = crate::ops::failover::take_step(&ctx, 1, "east", "west", Step::Promote)
+            .await
+            .expect("promote step");
+        assert!(taken.detail.contains("0 → 3"), "{}", taken.detail);
+        assert_eq!(
+            fake.object(&STATEFUL_SET, "shop-west", "web")
+                .expect("west")["spec"]["replicas"],
+            3
+        );
+        let again = crate::ops::failover::take_step(&ctx, 1, "east", "west", Step::Promote)
+            .await
+            .expect("promote again");
+        assert!(again.detail.contains("already done"), "{}", again.detail);
+        assert_eq!(patches(&fake), 2, "one fence patch, one promote patch");
+        // The controller's probe sees east down once no replica is ready.
         seed(&fake, &DEPLOYMENT, "web", 0, 0, true);
         let seen = crate::ops::failover::probe_site_within(&*ctx.kube, &east, within).await;
         assert!(
