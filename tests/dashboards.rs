@@ -219,9 +219,84 @@ fn every_dashboard_panel_returns_series_from_a_real_daemon() {
         "{v}"
     );
     assert_eq!(v["data"]["result"][0]["value"][1], "30", "{v}");
+    // Both sites as this vantage point sees them; the standby's lag against the RPO.
+    let v = query(prom_port, "max by (site, vantage) (lifeboat_site_up)");
+    let mut seen: Vec<(String, String)> = v["data"]["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|r| {
+            (
+                r["metric"]["site"].as_str().unwrap_or_default().to_string(),
+                r["metric"]["vantage"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("primary".to_string(), "primary".to_string()),
+            ("secondary".to_string(), "primary".to_string())
+        ],
+        "{v}"
+    );
+    let v = query(
+        prom_port,
+        "max by (service, site) (lifeboat_replication_lag_seconds)",
+    );
+    assert_eq!(v["data"]["result"][0]["metric"]["site"], "secondary", "{v}");
+    assert_eq!(
+        v["data"]["result"][0]["metric"]["service"], "orders-db",
+        "{v}"
+    );
     // A query that does not parse is reported as such (the check above means something).
     let (code, _) = get(prom_port, "/api/v1/query?query=max%20by%20(");
     assert_eq!(code, 400);
+}
+
+/// Grafana needs unique panel ids; panels that overlap hide each other; a panel before the
+/// first row would belong to none.
+#[test]
+fn dashboard_panels_have_unique_ids_and_do_not_overlap() {
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("deploy/grafana/lifeboat-dashboard.json"))
+            .expect("read the dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let panels = dash["panels"].as_array().expect("panels");
+    assert_eq!(panels[0]["type"], "row", "the first panel is a row");
+    let mut ids = std::collections::BTreeSet::new();
+    let mut boxes: Vec<(String, [u64; 4])> = Vec::new();
+    for p in panels {
+        let title = p["title"].as_str().expect("title").to_string();
+        assert!(
+            ids.insert(p["id"].as_u64().expect("id")),
+            "id of {title} reused"
+        );
+        let g = &p["gridPos"];
+        let b = ["x", "y", "w", "h"].map(|k| g[k].as_u64().expect("gridPos"));
+        assert!(b[0] + b[2] <= 24, "{title} is wider than the dashboard");
+        for (other, o) in &boxes {
+            let apart = b[0] + b[2] <= o[0]
+                || o[0] + o[2] <= b[0]
+                || b[1] + b[3] <= o[1]
+                || o[1] + o[3] <= b[1];
+            assert!(apart, "{title} overlaps {other}");
+        }
+        boxes.push((title, b));
+    }
+    let rows: Vec<&str> = panels
+        .iter()
+        .filter(|p| p["type"] == "row")
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    for row in ["Sites and failover", "Drills"] {
+        assert!(rows.contains(&row), "no {row} row in {rows:?}");
+    }
 }
 
 #[test]
