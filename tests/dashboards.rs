@@ -1,7 +1,9 @@
 // The Grafana dashboard (deploy/grafana/lifeboat-dashboard.json) against a real Prometheus
 // (Debian `prometheus`) scraping a real lifeboat daemon: every panel's query parses and
-// returns series. And `promtool test rules` over tests/promtool/prometheusrule_test.yaml, which
-// covers every alert of deploy/overlays/daemon/prometheusrule.yaml.
+// returns series, the site, failover, lag and drill panels included (a controller in observe
+// mode probing a real PostgreSQL primary and its standby; a real drill in the catalog). And
+// `promtool test rules` over tests/promtool/prometheusrule_test.yaml, which covers every alert
+// of deploy/overlays/daemon/prometheusrule.yaml.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::servers::{bin_on_path, free_port, http_get};
-use common::{Env, text, wait_until};
+use common::{text, wait_until};
 use serde_json::Value;
 
 fn repo(rel: &str) -> PathBuf {
@@ -84,7 +86,14 @@ fn every_dashboard_panel_returns_series_from_a_real_daemon() {
     let Some(prometheus) = tool("prometheus") else {
         return;
     };
-    let env = Env::new();
+    // Sites probed for real: a PostgreSQL primary and its streaming standby (the shared
+    // failover setup), watched by a controller in observe mode (probes, never acts).
+    let common::failover::Setup {
+        env,
+        primary,
+        standby,
+        ns: _ns,
+    } = common::failover::setup();
     let port = free_port();
     std::fs::create_dir_all(env.path("data")).unwrap();
     std::fs::write(env.path("data/hello.txt"), "hello dashboard\n").unwrap();
@@ -95,11 +104,36 @@ fn every_dashboard_panel_returns_series_from_a_real_daemon() {
          sources:\n\
          \x20 - name: tree\n    kind: files\n    path: ./data\n    store: local\n    schedule: \"*/2 * * * * *\"\n    \
          objectives: {{ rpo: 1h, rto: 30m }}\n    verify: {{ schedule: \"*/3 * * * * *\" }}\n\
-         daemon:\n  listen: \"127.0.0.1:{port}\"\n  api_token: s3cret\n"
+         \x20 - {{ name: orders-db, kind: postgres, url: \"{primary_url}\", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}\n\
+         sites:\n\
+         \x20 - name: primary\n    services:\n      orders-db: {{ kind: postgres, url: \"{primary_url}\", source: orders-db }}\n\
+         \x20 - name: secondary\n    services:\n      orders-db: {{ kind: postgres, url: \"{standby_url}\", source: orders-db }}\n\
+         failover:\n  site: primary\n  mode: observe\n  order: [primary, secondary]\n  probe_interval: 1s\n\
+         daemon:\n  listen: \"127.0.0.1:{port}\"\n  api_token: s3cret\n",
+        primary_url = primary.url("orders"),
+        standby_url = standby.url("orders"),
     ));
     // Status metrics (restore evidence) from a verification before the daemon starts.
     env.ok(&["backup", "tree"]);
     env.ok(&["verify", "tree"]);
+    // Drill evidence: a real drill (the primary paused for a second under a canary) finished
+    // in the catalog.
+    std::fs::write(
+        env.path("scenario.yaml"),
+        format!(
+            "tier: pod\n\
+             targets:\n  - name: pg\n    allowed: true\n    process_group: {{ pidfile: \"{}\" }}\n\
+             faults:\n  - {{ name: freeze-pg, target: pg, action: pause, duration: 1s, ttl: 20s }}\n\
+             canary: {{ url: \"{}\", interval: 100ms, timeout: 10s }}\n\
+             probes:\n  - {{ name: pg-port, tcp: \"127.0.0.1:{}\" }}\n\
+             expect: {{ rpo: 1s, rto: 30s }}\n",
+            primary.data_dir().join("postmaster.pid").display(),
+            primary.url("orders"),
+            primary.port()
+        ),
+    )
+    .unwrap();
+    env.ok(&["drill", "run", "--file", "./scenario.yaml", "--yes"]);
     let log = std::fs::File::create(env.path("daemon.log")).unwrap();
     let _daemon = Killed(
         env.command(&["run"])
@@ -141,7 +175,7 @@ fn every_dashboard_panel_returns_series_from_a_real_daemon() {
     });
 
     let queries = panel_queries();
-    assert!(queries.len() >= 12, "{queries:?}");
+    assert!(queries.len() >= 24, "{queries:?}");
     let mut empty = Vec::new();
     // Series need a few scrapes (rates need two samples) and the daemon's first jobs.
     for _ in 0..90 {
@@ -168,13 +202,101 @@ fn every_dashboard_panel_returns_series_from_a_real_daemon() {
     // The RPO panel shows the source against its objective.
     let v = query(
         prom_port,
-        "max by (source) (lifeboat_rpo_objective_seconds)",
+        "max by (source) (lifeboat_rpo_objective_seconds{source=\"tree\"})",
     );
     assert_eq!(v["data"]["result"][0]["metric"]["source"], "tree", "{v}");
     assert_eq!(v["data"]["result"][0]["value"][1], "3600", "{v}");
+    // The site panels show this controller's primary; the drill panels the objective the
+    // drill was judged against.
+    let v = query(prom_port, "max by (site) (lifeboat_primary_site)");
+    assert_eq!(v["data"]["result"][0]["metric"]["site"], "primary", "{v}");
+    let v = query(
+        prom_port,
+        "max by (scenario) (lifeboat_drill_rto_objective_seconds)",
+    );
+    assert_eq!(
+        v["data"]["result"][0]["metric"]["scenario"], "scenario",
+        "{v}"
+    );
+    assert_eq!(v["data"]["result"][0]["value"][1], "30", "{v}");
+    // Both sites as this vantage point sees them; the standby's lag against the RPO.
+    let v = query(prom_port, "max by (site, vantage) (lifeboat_site_up)");
+    let mut seen: Vec<(String, String)> = v["data"]["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|r| {
+            (
+                r["metric"]["site"].as_str().unwrap_or_default().to_string(),
+                r["metric"]["vantage"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("primary".to_string(), "primary".to_string()),
+            ("secondary".to_string(), "primary".to_string())
+        ],
+        "{v}"
+    );
+    let v = query(
+        prom_port,
+        "max by (service, site) (lifeboat_replication_lag_seconds)",
+    );
+    assert_eq!(v["data"]["result"][0]["metric"]["site"], "secondary", "{v}");
+    assert_eq!(
+        v["data"]["result"][0]["metric"]["service"], "orders-db",
+        "{v}"
+    );
     // A query that does not parse is reported as such (the check above means something).
     let (code, _) = get(prom_port, "/api/v1/query?query=max%20by%20(");
     assert_eq!(code, 400);
+}
+
+/// Grafana needs unique panel ids; panels that overlap hide each other; a panel before the
+/// first row would belong to none.
+#[test]
+fn dashboard_panels_have_unique_ids_and_do_not_overlap() {
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("deploy/grafana/lifeboat-dashboard.json"))
+            .expect("read the dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let panels = dash["panels"].as_array().expect("panels");
+    assert_eq!(panels[0]["type"], "row", "the first panel is a row");
+    let mut ids = std::collections::BTreeSet::new();
+    let mut boxes: Vec<(String, [u64; 4])> = Vec::new();
+    for p in panels {
+        let title = p["title"].as_str().expect("title").to_string();
+        assert!(
+            ids.insert(p["id"].as_u64().expect("id")),
+            "id of {title} reused"
+        );
+        let g = &p["gridPos"];
+        let b = ["x", "y", "w", "h"].map(|k| g[k].as_u64().expect("gridPos"));
+        assert!(b[0] + b[2] <= 24, "{title} is wider than the dashboard");
+        for (other, o) in &boxes {
+            let apart = b[0] + b[2] <= o[0]
+                || o[0] + o[2] <= b[0]
+                || b[1] + b[3] <= o[1]
+                || o[1] + o[3] <= b[1];
+            assert!(apart, "{title} overlaps {other}");
+        }
+        boxes.push((title, b));
+    }
+    let rows: Vec<&str> = panels
+        .iter()
+        .filter(|p| p["type"] == "row")
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    for row in ["Sites and failover", "Drills"] {
+        assert!(rows.contains(&row), "no {row} row in {rows:?}");
+    }
 }
 
 #[test]

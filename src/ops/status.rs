@@ -318,6 +318,16 @@ const DRILL_FAMILIES: &[DrillFamily] = &[
         |d| d.rpo_seconds,
     ),
     (
+        "lifeboat_drill_rto_objective_seconds",
+        "The RTO the newest finished drill of the scenario was judged against.",
+        |d| d.rto_objective_seconds,
+    ),
+    (
+        "lifeboat_drill_rpo_objective_seconds",
+        "The RPO the newest finished drill of the scenario was judged against.",
+        |d| d.rpo_objective_seconds,
+    ),
+    (
         "lifeboat_drill_age_seconds",
         "Seconds since the newest drill of the scenario finished.",
         |d| Some(d.age_seconds),
@@ -500,6 +510,15 @@ mod tests {
         );
         assert!(
             text.contains("lifeboat_drill_passed{scenario=\"pod-kill\"} 1\n"),
+            "{text}"
+        );
+        // Measured against the objective the drill was judged by; no objective, no sample.
+        assert!(
+            text.contains("lifeboat_drill_rto_objective_seconds{scenario=\"pod-kill\"} 30\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("lifeboat_drill_rpo_objective_seconds{"),
             "{text}"
         );
     }
