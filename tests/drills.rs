@@ -626,7 +626,7 @@ fn abort_while_a_prometheus_alert_fires_rolls_back() {
 async fn drill_catalog_on_sqlite_and_postgres() {
     use lifeboat::catalog::Catalog;
     use lifeboat::config::SecretString;
-    use lifeboat::model::journal::{DRILL_JOURNAL_SCHEMA, DrillJournal, GENESIS};
+    use lifeboat::model::journal::DrillJournal;
     let pg = PgServer::start();
     pg.create_db("catalog");
     let dir = tempfile::tempdir().expect("dir");
@@ -638,27 +638,7 @@ async fn drill_catalog_on_sqlite_and_postgres() {
             .await
             .expect("open");
         let t0 = chrono::Utc::now();
-        let mut j = DrillJournal {
-            schema: DRILL_JOURNAL_SCHEMA.into(),
-            id: "d1".into(),
-            scenario: "pod-kill".into(),
-            tier: "pod".into(),
-            started_at: t0,
-            finished_at: None,
-            run_by: "t@h".into(),
-            dry_run: false,
-            verdict: "running".into(),
-            reasons: vec![],
-            objectives: Default::default(),
-            services: vec![],
-            timeline: vec![],
-            canary: None,
-            faults: vec![],
-            findings: vec![],
-            evidence: vec![],
-            events: vec![],
-            journal_sha256: GENESIS.into(),
-        };
+        let mut j = DrillJournal::start("d1", "pod-kill", "pod", t0, "t@h");
         j.push_event(t0, "started", "");
         c.put_drill_journal(&j).await.expect("put");
         assert_eq!(

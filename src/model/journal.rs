@@ -144,6 +144,38 @@ pub fn event_hash(prev: &str, seq: u64, at: DateTime<Utc>, kind: &str, detail: &
 }
 
 impl DrillJournal {
+    /// A journal for a drill that starts now: verdict `running`, nothing measured or
+    /// recorded yet, an empty chain.
+    pub fn start(
+        id: &str,
+        scenario: &str,
+        tier: &str,
+        started_at: DateTime<Utc>,
+        run_by: &str,
+    ) -> DrillJournal {
+        DrillJournal {
+            schema: DRILL_JOURNAL_SCHEMA.into(),
+            id: id.into(),
+            scenario: scenario.into(),
+            tier: tier.into(),
+            started_at,
+            finished_at: None,
+            run_by: run_by.into(),
+            dry_run: false,
+            verdict: "running".into(),
+            reasons: vec![],
+            objectives: JournalObjectives::default(),
+            services: vec![],
+            timeline: vec![],
+            canary: None,
+            faults: vec![],
+            findings: vec![],
+            evidence: vec![],
+            events: vec![],
+            journal_sha256: GENESIS.into(),
+        }
+    }
+
     /// Appends an event to the chain and updates `journal_sha256`.
     pub fn push_event(&mut self, at: DateTime<Utc>, kind: &str, detail: &str) -> &JournalEvent {
         let prev = self.journal_sha256.clone();
@@ -201,27 +233,7 @@ mod tests {
     use super::*;
 
     fn journal() -> DrillJournal {
-        DrillJournal {
-            schema: DRILL_JOURNAL_SCHEMA.into(),
-            id: "d1".into(),
-            scenario: "pod-kill".into(),
-            tier: "pod".into(),
-            started_at: DateTime::UNIX_EPOCH,
-            finished_at: None,
-            run_by: "t@h".into(),
-            dry_run: false,
-            verdict: "pass".into(),
-            reasons: vec![],
-            objectives: JournalObjectives::default(),
-            services: vec![],
-            timeline: vec![],
-            canary: None,
-            faults: vec![],
-            findings: vec![],
-            evidence: vec![],
-            events: vec![],
-            journal_sha256: GENESIS.into(),
-        }
+        DrillJournal::start("d1", "pod-kill", "pod", DateTime::UNIX_EPOCH, "t@h")
     }
 
     #[test]

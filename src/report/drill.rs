@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::ReportFormat;
 use super::dr::{dur, md, measured, opt_dur, time};
 use super::failover::clock;
-use super::html::{self, Bar, GanttRow, esc};
+use super::html::{self, GanttRow, esc};
 use crate::model::journal::{DrillJournal, verify_chain};
 
 pub const DRILL_REPORT_SCHEMA: &str = "lifeboat.report.drill/v1";
@@ -191,31 +191,18 @@ fn page(r: &DrillReport<'_>) -> String {
         );
     }
     b.push_str("</tbody></table>");
-    let rto: Vec<Bar> = j
+    let rows: Vec<html::Measured> = j
         .services
         .iter()
-        .map(|s| Bar {
+        .map(|s| html::Measured {
             label: &s.service,
-            value: s.rto_seconds,
-            objective: s.rto_objective_seconds,
+            rto: s.rto_seconds,
+            rto_objective: s.rto_objective_seconds,
+            rpo: s.rpo_seconds,
+            rpo_objective: s.rpo_objective_seconds,
         })
         .collect();
-    let rpo: Vec<Bar> = j
-        .services
-        .iter()
-        .map(|s| Bar {
-            label: &s.service,
-            value: s.rpo_seconds,
-            objective: s.rpo_objective_seconds,
-        })
-        .collect();
-    let _ = write!(
-        b,
-        "<div class=\"grid\"><div class=\"card\"><h3>Measured RTO vs objective</h3>{}</div>\
-         <div class=\"card\"><h3>Measured RPO vs objective</h3>{}</div></div>",
-        html::bars(&rto, measured),
-        html::bars(&rpo, measured)
-    );
+    b.push_str(&html::rto_rpo_cards(&rows, "Measured RPO", measured));
 
     // Timeline: each phase drawn from the fault (or the start) to when it happened.
     let phases = ordered(j);

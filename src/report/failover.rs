@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use super::ReportFormat;
 use super::dr::{findings_html, md, measured, opt_dur, text_time, time};
-use super::html::{self, Bar, GanttRow, esc};
+use super::html::{self, GanttRow, esc};
 use crate::ops::reports_failover::FailoverReport;
 
 pub fn render(r: &FailoverReport, format: ReportFormat) -> Result<String, serde_json::Error> {
@@ -107,31 +107,18 @@ fn page(r: &FailoverReport) -> String {
         );
     }
     b.push_str("</tbody></table>");
-    let rto: Vec<Bar> = r
+    let rows: Vec<html::Measured> = r
         .services
         .iter()
-        .map(|s| Bar {
+        .map(|s| html::Measured {
             label: &s.service,
-            value: s.rto_seconds,
-            objective: s.rto_objective_seconds,
+            rto: s.rto_seconds,
+            rto_objective: s.rto_objective_seconds,
+            rpo: s.rpo_seconds,
+            rpo_objective: s.rpo_objective_seconds,
         })
         .collect();
-    let rpo: Vec<Bar> = r
-        .services
-        .iter()
-        .map(|s| Bar {
-            label: &s.service,
-            value: s.rpo_seconds,
-            objective: s.rpo_objective_seconds,
-        })
-        .collect();
-    let _ = write!(
-        b,
-        "<div class=\"grid\"><div class=\"card\"><h3>Measured RTO vs objective</h3>{}</div>\
-         <div class=\"card\"><h3>Data lost (RPO) vs objective</h3>{}</div></div>",
-        html::bars(&rto, measured),
-        html::bars(&rpo, measured)
-    );
+    b.push_str(&html::rto_rpo_cards(&rows, "Data lost (RPO)", measured));
 
     // The timeline, relative to the first timed phase.
     let origin = r.timeline.iter().filter_map(|p| p.started_at).min();

@@ -95,6 +95,44 @@ pub struct Bar<'a> {
     pub objective: Option<f64>,
 }
 
+/// One row of [`rto_rpo_cards`]: a service's measured RTO and RPO and their objectives.
+pub struct Measured<'a> {
+    pub label: &'a str,
+    pub rto: Option<f64>,
+    pub rto_objective: Option<f64>,
+    pub rpo: Option<f64>,
+    pub rpo_objective: Option<f64>,
+}
+
+/// Two cards side by side: measured RTO and (titled `rpo_title`) RPO per row, each as bars
+/// against its objective.
+pub fn rto_rpo_cards(
+    rows: &[Measured<'_>],
+    rpo_title: &str,
+    fmt: impl Fn(f64) -> String,
+) -> String {
+    let bar = |value, objective, label| Bar {
+        label,
+        value,
+        objective,
+    };
+    let rto: Vec<Bar> = rows
+        .iter()
+        .map(|m| bar(m.rto, m.rto_objective, m.label))
+        .collect();
+    let rpo: Vec<Bar> = rows
+        .iter()
+        .map(|m| bar(m.rpo, m.rpo_objective, m.label))
+        .collect();
+    format!(
+        "<div class=\"grid\"><div class=\"card\"><h3>Measured RTO vs objective</h3>{}</div>\
+         <div class=\"card\"><h3>{} vs objective</h3>{}</div></div>",
+        bars(&rto, &fmt),
+        esc(rpo_title),
+        bars(&rpo, &fmt)
+    )
+}
+
 /// Horizontal bars, each against its own objective (a dashed red line), scaled so the larger
 /// of value and objective fits; values are labelled with `fmt`.
 pub fn bars(items: &[Bar<'_>], fmt: impl Fn(f64) -> String) -> String {

@@ -299,25 +299,8 @@ mod tests {
             "failover-term-3"
         );
         let mut j = crate::model::journal::DrillJournal {
-            schema: crate::model::journal::DRILL_JOURNAL_SCHEMA.into(),
-            id: "drill-20261205-0001".into(),
-            scenario: "s".into(),
-            tier: "pod".into(),
-            started_at: t,
-            finished_at: None,
-            run_by: "x".into(),
-            dry_run: false,
             verdict: "pass".into(),
-            reasons: vec![],
-            objectives: Default::default(),
-            services: vec![],
-            timeline: vec![],
-            canary: None,
-            faults: vec![],
-            findings: vec![],
-            evidence: vec![],
-            events: vec![],
-            journal_sha256: crate::model::journal::GENESIS.into(),
+            ..crate::model::journal::DrillJournal::start("drill-20261205-0001", "s", "pod", t, "x")
         };
         assert_eq!(
             report_id(&ReportKind::Drill(Box::new(j.clone())), t),

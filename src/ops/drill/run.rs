@@ -51,8 +51,8 @@ use super::proxy::{Mode, Proxy};
 use super::scenario::{Action, Fault, MAX_TTL, Probe, Scenario};
 use crate::catalog::CatalogError;
 use crate::model::journal::{
-    CanaryStrip, CanaryWrite, DRILL_JOURNAL_SCHEMA, DrillJournal, FaultRecord, GENESIS,
-    JournalFinding, JournalObjectives, ServiceMeasure, TimelineEntry,
+    CanaryStrip, CanaryWrite, DrillJournal, FaultRecord, JournalFinding, JournalObjectives,
+    ServiceMeasure, TimelineEntry,
 };
 use crate::ops::Ctx;
 use crate::policy::drill::{
@@ -481,28 +481,17 @@ pub async fn run(
         s,
         opts,
         j: DrillJournal {
-            schema: DRILL_JOURNAL_SCHEMA.into(),
-            id: id.clone(),
-            scenario: name.to_string(),
-            tier: format!("{:?}", s.tier).to_lowercase(),
-            started_at: now,
-            finished_at: None,
-            run_by: opts.who.clone(),
-            dry_run: false,
-            verdict: "running".into(),
-            reasons: vec![],
             objectives: JournalObjectives {
                 rto_seconds: s.expect.rto.map(|d| d.as_secs_f64()),
                 rpo_seconds: s.expect.rpo.map(|d| d.as_secs_f64()),
             },
-            services: vec![],
-            timeline: vec![],
-            canary: None,
-            faults: vec![],
-            findings: vec![],
-            evidence: vec![],
-            events: vec![],
-            journal_sha256: GENESIS.into(),
+            ..DrillJournal::start(
+                &id,
+                name,
+                &format!("{:?}", s.tier).to_lowercase(),
+                now,
+                &opts.who,
+            )
         },
         started: Instant::now(),
         limit: elapsed_limit(s.abort.max_elapsed, s.expect.rto, held),
@@ -2024,27 +2013,7 @@ mod tests {
             .await
             .expect("plan");
         let now = ctx.now();
-        let j = DrillJournal {
-            schema: DRILL_JOURNAL_SCHEMA.into(),
-            id: "drill-k1".into(),
-            scenario: "node-loss".into(),
-            tier: "node".into(),
-            started_at: now,
-            finished_at: None,
-            run_by: "test".into(),
-            dry_run: false,
-            verdict: "running".into(),
-            reasons: vec![],
-            objectives: JournalObjectives::default(),
-            services: vec![],
-            timeline: vec![],
-            canary: None,
-            faults: vec![],
-            findings: vec![],
-            evidence: vec![],
-            events: vec![],
-            journal_sha256: GENESIS.into(),
-        };
+        let j = DrillJournal::start("drill-k1", "node-loss", "node", now, "test");
         ctx.catalog.put_drill_journal(&j).await.expect("journal");
         let spec = serde_json::to_value(FaultSpec::Kube {
             intent: intent.clone(),
@@ -2241,27 +2210,7 @@ mod tests {
             .await
             .expect("plan");
         let now = ctx.now();
-        let j = DrillJournal {
-            schema: DRILL_JOURNAL_SCHEMA.into(),
-            id: "drill-k2".into(),
-            scenario: "zone-loss".into(),
-            tier: "zone".into(),
-            started_at: now,
-            finished_at: None,
-            run_by: "test".into(),
-            dry_run: false,
-            verdict: "running".into(),
-            reasons: vec![],
-            objectives: JournalObjectives::default(),
-            services: vec![],
-            timeline: vec![],
-            canary: None,
-            faults: vec![],
-            findings: vec![],
-            evidence: vec![],
-            events: vec![],
-            journal_sha256: GENESIS.into(),
-        };
+        let j = DrillJournal::start("drill-k2", "zone-loss", "zone", now, "test");
         ctx.catalog.put_drill_journal(&j).await.expect("journal");
         let spec = serde_json::to_value(FaultSpec::Kube {
             intent: intent.clone(),
