@@ -604,11 +604,7 @@ fn the_shipped_overlays_verify_in_the_kubernetes_sandbox() {
         .flatten()
     {
         let dir = e.path();
-        if dir
-            .file_name()
-            .is_some_and(|n| n == "chaos" || n == "failover-kube")
-        {
-            // Opt-in add-ons (RBAC of drill faults, of failover scaling), not deployment modes.
+        if is_addon(&dir) {
             continue;
         }
         let mut docs = Vec::new();
@@ -670,6 +666,13 @@ fn the_shipped_overlays_verify_in_the_kubernetes_sandbox() {
     assert_eq!(seen, 2, "two overlays");
 }
 
+/// An opt-in add-on overlay (RBAC of drill faults, of failover scaling): no workloads, not a
+/// deployment mode.
+fn is_addon(dir: &Path) -> bool {
+    dir.file_name()
+        .is_some_and(|n| n == "chaos" || n == "failover-kube")
+}
+
 /// Issue 9, acceptance 8: in every overlay the workloads are split by job role (`run
 /// --jobs`): no backup-role workload mounts or references the age identity Secret (or any
 /// volume at the identity's directory), every verify-role one mounts it there and holds no
@@ -686,11 +689,7 @@ fn backup_workloads_never_hold_the_age_identity() {
         .flatten()
     {
         let dir = e.path();
-        if dir
-            .file_name()
-            .is_some_and(|n| n == "chaos" || n == "failover-kube")
-        {
-            // Opt-in RBAC add-ons: no workloads.
+        if is_addon(&dir) {
             continue;
         }
         let mut docs = Vec::new();

@@ -314,26 +314,7 @@ fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String, String)
 #[test]
 fn the_daemon_serves_reports_behind_the_api_token() {
     let (env, id) = setup();
-    let port = common::servers::free_port();
-    let config = std::fs::read_to_string(env.path("lifeboat.yaml")).unwrap();
-    std::fs::write(
-        env.path("lifeboat.yaml"),
-        format!("{config}daemon:\n  listen: \"127.0.0.1:{port}\"\n  api_token: s3cret\n"),
-    )
-    .unwrap();
-    let log = std::fs::File::create(env.path("daemon.log")).unwrap();
-    let _daemon = Killed(
-        env.command(&["run"])
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start lifeboat run"),
-    );
-    common::wait_until(
-        "the daemon to listen",
-        std::time::Duration::from_secs(60),
-        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-    );
+    let (_daemon, port) = daemon_with(&env, "");
     assert_eq!(http_get(port, "/reports/posture", None).0, 401);
     assert_eq!(http_get(port, "/reports/posture", Some("wrong")).0, 401);
     let (code, head, body) = http_get(port, "/reports/posture", Some("s3cret"));

@@ -112,6 +112,22 @@ fn slot_class(s: SlotState) -> &'static str {
     }
 }
 
+/// The footer every report ends with: when, where and by which lifeboat it was generated,
+/// and its schema.
+pub(crate) fn footer(
+    at: chrono::DateTime<chrono::Utc>,
+    by: &crate::ops::reports::Origin,
+    schema: &str,
+) -> String {
+    format!(
+        "<footer><p class=\"muted\">Generated {} on {} by lifeboat {} · schema {}</p></footer>",
+        time(at),
+        esc(&by.host),
+        esc(&by.lifeboat_version),
+        esc(schema)
+    )
+}
+
 pub(crate) fn findings_html(out: &mut String, findings: &[Finding]) {
     if findings.is_empty() {
         out.push_str("<p class=\"v-ok\">No open findings.</p>");
@@ -305,14 +321,7 @@ fn posture_html(p: &Posture) -> String {
 
     b.push_str("<h2>Open findings</h2>");
     findings_html(&mut b, &p.findings);
-    let _ = write!(
-        b,
-        "<footer><p class=\"muted\">Generated {} on {} by lifeboat {} · schema {}</p></footer>",
-        time(p.generated_at),
-        esc(&p.generated_by.host),
-        esc(&p.generated_by.lifeboat_version),
-        esc(p.schema)
-    );
+    b.push_str(&footer(p.generated_at, &p.generated_by, p.schema));
     html::page("lifeboat DR posture report", &b)
 }
 
@@ -533,13 +542,9 @@ fn verification_html(r: &VerificationReport) -> String {
     ));
     let _ = write!(
         b,
-        "<h2>Evidence</h2><table id=\"evidence\"><tbody>{ev}</tbody></table>\
-         <footer><p class=\"muted\">Generated {} on {} by lifeboat {} · schema {}</p></footer>",
-        time(r.generated_at),
-        esc(&r.generated_by.host),
-        esc(&r.generated_by.lifeboat_version),
-        esc(r.schema)
+        "<h2>Evidence</h2><table id=\"evidence\"><tbody>{ev}</tbody></table>"
     );
+    b.push_str(&footer(r.generated_at, &r.generated_by, r.schema));
     html::page(&format!("lifeboat verification {}", r.id), &b)
 }
 

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::ReportFormat;
-use super::dr::{findings_html, md, measured, opt_dur, text_time, time};
+use super::dr::{findings_html, md, measured, opt_dur, text_time};
 use super::html::{self, GanttRow, esc};
 use crate::ops::reports_failover::FailoverReport;
 
@@ -218,13 +218,13 @@ fn page(r: &FailoverReport) -> String {
     }
     let _ = write!(
         b,
-        "<h2>Evidence</h2><table id=\"evidence\"><tbody>{ev}</tbody></table>\
-         <footer><p class=\"muted\">Generated {} on {} by lifeboat {} · schema {}</p></footer>",
-        time(r.generated_at),
-        esc(&r.generated_by.host),
-        esc(&r.generated_by.lifeboat_version),
-        esc(r.schema)
+        "<h2>Evidence</h2><table id=\"evidence\"><tbody>{ev}</tbody></table>"
     );
+    b.push_str(&super::dr::footer(
+        r.generated_at,
+        &r.generated_by,
+        r.schema,
+    ));
     html::page(&format!("lifeboat failover term {}", r.term), &b)
 }
 
