@@ -12,6 +12,9 @@
 //! - the controller killed after its promote step resumes when restarted, promoting once;
 //! - a planned switchover repoints DR; `failover rejoin` (pg_rewind) makes the old primary a
 //!   standby; failing back loses no acknowledged write;
+//! - `failover execute` while the controllers run: it takes a term above every controller's
+//!   term and promise, wins their votes, and every controller adopts the new term and primary;
+//!   none acts on its own for that term;
 //! - the etcd probe against a real etcd.
 
 mod common;
@@ -20,7 +23,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dns::{DnsServer, TsigKey, dig};
-use common::servers::{PgServer, free_port, http_get, try_http_get};
+use common::servers::{PgServer, free_port, http_get, http_post_json, try_http_get};
 use common::{Env, wait_until};
 
 const TOKEN: &str = "peer-s3cret-token";
@@ -617,4 +620,102 @@ fn controller_killed_after_promote_resumes_without_promoting_again() {
     assert_eq!(detail(&h, "promote"), Some(promoted));
     assert!(insert(&c.pgs[1], 7), "{}", log_tails(&c));
     c.pgs[0].kill9();
+}
+
+/// `failover execute` with the three controllers running (automatic): a term promised by one
+/// controller is skipped, the votes are won, every controller adopts the new term and primary,
+/// and none moves anything on its own afterwards.
+#[test]
+fn execute_beside_running_controllers_takes_a_fresh_term_they_all_adopt() {
+    let c = setup("automatic");
+    let _daemons: Vec<Daemon> = SITES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Daemon::start(&c.envs[i], s))
+        .collect();
+    wait_until(
+        "every daemon sees every site up",
+        Duration::from_secs(60),
+        || {
+            c.ports.iter().all(|p| {
+                observations(*p).is_some_and(|o| {
+                    SITES.iter().all(|s| {
+                        o["sites"][s]["successes_in_a_row"]
+                            .as_u64()
+                            .is_some_and(|n| n >= 3)
+                    })
+                })
+            })
+        },
+    );
+    // The vote endpoint needs the token too.
+    assert_eq!(
+        http_post_json(c.ports[2], "/api/v1/failover/vote", None, "{}").0,
+        401
+    );
+    // The DR controller has promised term 1 (an election somebody else started).
+    let (code, body) = http_post_json(
+        c.ports[2],
+        "/api/v1/failover/vote",
+        Some(TOKEN),
+        r#"{"term":1,"to":"dr","by":"another election"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""granted":true"#), "{body}");
+    wait_until("DR publishes its promise", Duration::from_secs(10), || {
+        observations(c.ports[2]).is_some_and(|o| o["promised"] == 1)
+    });
+    // The promise for a newer term fences the primary (safety first); the switchover fences
+    // it anyway, and the plan takes the term after the promise.
+    let plan = c.envs[0].ok(&["failover", "plan", "--to", "secondary", "--output", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&plan).expect("plan json");
+    assert_eq!(plan["term"], 2, "{plan}");
+    let out = c.envs[0].ok(&["failover", "execute", "--to", "secondary", "--yes"]);
+    assert!(out.contains("term 2"), "{out}");
+    for s in SITES {
+        assert!(
+            out.contains(&format!("controller {s}: told: term 2, primary secondary")),
+            "{out}"
+        );
+    }
+    assert!(!in_recovery(&c.pgs[1]) && !read_only(&c.pgs[1]));
+    assert!(insert(&c.pgs[1], 42));
+    assert!(read_only(&c.pgs[0]) || in_recovery(&c.pgs[0]));
+    // Every controller holds term 2 with secondary as the primary.
+    wait_until(
+        "every controller adopts term 2",
+        Duration::from_secs(10),
+        || {
+            c.ports.iter().all(|p| {
+                observations(*p).is_some_and(|o| o["term"] == 2 && o["primary"] == "secondary")
+            })
+        },
+    );
+    // None of them acts on its own: no failover in their catalogs, and a few rounds later
+    // still none; the new primary stays writable and the old one fenced.
+    std::thread::sleep(Duration::from_secs(6));
+    for env in &c.envs[1..] {
+        assert!(history(env).is_empty(), "{}", log_tails(&c));
+    }
+    let h = history(&c.envs[0]);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(
+        (h[0]["term"].as_i64(), h[0]["status"].as_str()),
+        (Some(2), Some("done"))
+    );
+    assert!(!read_only(&c.pgs[1]), "{}", log_tails(&c));
+    assert!(read_only(&c.pgs[0]) || in_recovery(&c.pgs[0]));
+    assert!(
+        c.ports
+            .iter()
+            .all(|p| observations(*p).is_some_and(|o| o["term"] == 2))
+    );
+    // Run again: already done, nothing moves.
+    let again = c.envs[0].run(&["failover", "execute", "--to", "secondary", "--yes"]);
+    assert_eq!(
+        again.status.code(),
+        Some(3),
+        "{}",
+        common::text(&again.stderr)
+    );
 }

@@ -221,6 +221,9 @@ pub async fn run(app: Ctx, action: FailoverAction) -> Result<ExitCode> {
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         );
+                        for (site, said) in &out.controllers {
+                            println!("  controller {site}: {said}");
+                        }
                     }
                 },
                 Err(e) if e.kind() == crate::model::ErrorKind::Conflict => {

@@ -16,6 +16,10 @@
 //! - A controller whose catalog is empty starts as term 0 and learns the term and primary
 //!   from its peers at its first round with them (the state machine adopts a newer term).
 //! - `observe` probes, publishes and logs what it would do, and acts on nothing.
+//! - A move made by `failover execute` is adopted (term and primary) when announced
+//!   (`POST /api/v1/failover/adopt`) or, at the latest, at the next round after it is done in
+//!   this site's catalog; votes are per (term, candidate, requester), so a controller never
+//!   wins a term that `execute` claimed.
 //! - Split-brain guard: the primary site's controller, with a quorum and no newer term in
 //!   sight, fences any other site's service that answers as a writable primary (an old
 //!   primary restarted before it could fence itself), provided its own services answer as
@@ -24,9 +28,7 @@
 //! # Caveats
 //! With several daemon replicas at one site only the leader decides and acts; the others
 //! publish their probes with the term their catalog holds. `manual` mode does not run the
-//! controller (`failover execute` moves the primary). A `failover execute` run while the
-//! controllers run does not tell them: their term stays behind until the next automatic move
-//! (stop the daemons' controllers, `mode: manual`, for planned switchovers). The old primary is not rejoined
+//! controller (`failover execute` moves the primary). The old primary is not rejoined
 //! automatically: `lifeboat failover rejoin SITE` does it.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -40,14 +42,15 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::ops::Ctx;
 use crate::ops::failover::Seen;
+use crate::ops::failover_peers::Peers;
 use crate::policy::failover::{
-    Action, Ballot, Input, Lag, Mode, Params, Phase, Report, Round, State, View, decide,
+    Action, Adopt, Ballot, Input, Lag, Mode, Params, Phase, Report, Round, State, View, VoteAnswer,
+    VoteRequest, decide,
 };
 
 /// What this controller shares with the HTTP handlers.
@@ -63,19 +66,8 @@ struct Inner {
     ballot: Ballot,
     report: Option<Report>,
     gauges: super::metrics::FailoverGauges,
-}
-
-/// A vote request (`POST /api/v1/failover/vote`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VoteRequest {
-    pub term: u64,
-    pub to: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VoteAnswer {
-    pub granted: bool,
-    pub voter: String,
+    /// A move announced by `failover execute`, adopted at the next round.
+    announced: Option<Adopt>,
 }
 
 impl Shared {
@@ -116,6 +108,14 @@ impl Shared {
         }
     }
 
+    /// Notes a move finished elsewhere; the controller adopts it at its next round.
+    pub async fn announce(&self, a: Adopt) {
+        let mut inner = self.inner.lock().await;
+        if a.term > inner.state.term && inner.announced.as_ref().is_none_or(|p| a.term > p.term) {
+            inner.announced = Some(a);
+        }
+    }
+
     /// Grants (or refuses) a vote; the vote is saved before it is answered.
     pub async fn vote(&self, req: &VoteRequest) -> Result<bool, crate::catalog::CatalogError> {
         let mut inner = self.inner.lock().await;
@@ -124,7 +124,7 @@ impl Shared {
         if req.term <= inner.state.term {
             return Ok(false);
         }
-        let granted = inner.ballot.grant(req.term, &req.to);
+        let granted = inner.ballot.grant(req.term, &req.candidate());
         if inner.ballot != before {
             let state = serde_json::to_string(&inner.state).unwrap_or_default();
             let ballot = serde_json::to_string(&inner.ballot).unwrap_or_default();
@@ -208,6 +208,7 @@ pub async fn start(
             state,
             ballot,
             report: None,
+            announced: None,
         }),
     });
     let task = tokio::spawn(run(shared.clone(), acting, stop));
@@ -219,6 +220,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> Router<S
     Router::new()
         .route("/api/v1/failover/observations", get(observations))
         .route("/api/v1/failover/vote", post(vote))
+        .route("/api/v1/failover/adopt", post(adopt))
         .route_layer(middleware::from_fn_with_state(shared.clone(), peer_bearer))
         .with_state(shared)
 }
@@ -273,6 +275,12 @@ async fn vote(
         }
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }
+}
+
+async fn adopt(AxState(s): AxState<Arc<Shared>>, axum::Json(a): axum::Json<Adopt>) -> Response {
+    tracing::info!(term = a.term, primary = %a.primary, "a finished move was announced");
+    s.announce(a).await;
+    axum::Json(serde_json::json!({ "accepted": true })).into_response()
 }
 
 /// How long a probe of one service may take in a round of `interval`.
@@ -431,27 +439,18 @@ async fn run(
     let params = fc.params(&sites, crate::ops::failover::strictest_rpo(&app));
     let interval = fc.probe_interval.0;
     let probe_within = probe_timeout(interval);
-    let client = match reqwest::Client::builder()
-        .timeout(peer_timeout(interval))
-        .connect_timeout(peer_timeout(interval))
-        .build()
-    {
-        Ok(c) => c,
+    let peers = match Peers::new(
+        &sites,
+        Some(&shared.here),
+        shared.token.as_deref(),
+        peer_timeout(interval),
+    ) {
+        Ok(p) => p,
         Err(e) => {
-            tracing::error!(cause = %e, "cannot build the peer HTTP client: failover controller stopped");
+            tracing::error!(cause = %e, "failover controller stopped");
             return;
         }
     };
-    let token = shared.token.clone().unwrap_or_default();
-    let peers: Vec<(String, String)> = sites
-        .iter()
-        .filter(|s| s.name != shared.here)
-        .filter_map(|s| {
-            s.peer
-                .as_ref()
-                .map(|p| (s.name.clone(), p.trim_end_matches('/').to_string()))
-        })
-        .collect();
     let mut counters = Counters::default();
     let mut last_hold = String::new();
     let mut tick = tokio::time::interval(interval);
@@ -467,27 +466,12 @@ async fn run(
                 .iter()
                 .map(|s| crate::ops::failover::probe_site_within(&*app.kube, s, probe_within)),
         );
-        let fetches = futures::future::join_all(peers.iter().map(|(name, url)| {
-            let client = client.clone();
-            let token = token.clone();
-            async move {
-                let r = async {
-                    let resp = client
-                        .get(format!("{url}/api/v1/failover/observations"))
-                        .bearer_auth(&token)
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if !resp.status().is_success() {
-                        return Err(format!("answered {}", resp.status()));
-                    }
-                    let body = resp.bytes().await.map_err(|e| e.to_string())?;
-                    serde_json::from_slice::<Report>(&body).map_err(|e| e.to_string())
-                }
-                .await;
-                (name.clone(), r)
+        let fetches = async {
+            match &peers {
+                Some(p) => p.reports().await,
+                None => Vec::new(),
             }
-        }));
+        };
         let (seen, fetched) = tokio::join!(probes, fetches);
         let seen: Vec<Seen> = seen.into_iter().flatten().collect();
         let now = app.now();
@@ -533,7 +517,37 @@ async fn run(
         if !acting() {
             continue;
         }
-        let (next, actions) = decide(
+        // A move `failover execute` announced or recorded in this site's catalog.
+        let recorded = match app.catalog.failovers(1).await {
+            Ok(rows) => rows
+                .into_iter()
+                .rfind(|f| f.status == "done")
+                .and_then(|f| {
+                    Some(Adopt {
+                        term: u64::try_from(f.term).ok()?,
+                        primary: f.to_site,
+                    })
+                }),
+            Err(e) => {
+                tracing::debug!(cause = %e, "cannot read this site's failover history");
+                None
+            }
+        };
+        let mut learned = Vec::new();
+        if let Some(a) = [inner.announced.take(), recorded]
+            .into_iter()
+            .flatten()
+            .filter(|a| a.term > inner.state.term)
+            .max_by_key(|a| a.term)
+        {
+            tracing::info!(term = a.term, primary = %a.primary, "adopting a move made by `failover execute`");
+            let (next, actions) =
+                decide(&params, &inner.state, &Input::Adopt(a), &shared.here, now);
+            inner.state = next;
+            shared.save(&inner).await;
+            learned = actions;
+        }
+        let (next, mut actions) = decide(
             &params,
             &inner.state,
             &Input::Round(round.clone()),
@@ -546,6 +560,8 @@ async fn run(
             shared.save(&inner).await;
         }
         drop(inner);
+        learned.append(&mut actions);
+        let actions = learned;
         let mut queue: VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
             if stop.is_cancelled() {
@@ -568,7 +584,7 @@ async fn run(
                     None
                 }
                 Action::RequestVotes { term, to } => {
-                    let granted = request_votes(&shared, &client, &token, &peers, *term, to).await;
+                    let granted = request_votes(&shared, peers.as_ref(), *term, to).await;
                     tracing::info!(term, to = %to, granted, "election");
                     Some(Input::Votes {
                         term: *term,
@@ -662,17 +678,11 @@ async fn run(
 }
 
 /// Asks this vantage point and every peer for a vote; returns how many granted.
-async fn request_votes(
-    shared: &Shared,
-    client: &reqwest::Client,
-    token: &str,
-    peers: &[(String, String)],
-    term: u64,
-    to: &str,
-) -> usize {
+async fn request_votes(shared: &Shared, peers: Option<&Peers>, term: u64, to: &str) -> usize {
     let req = VoteRequest {
         term,
         to: to.to_string(),
+        by: None,
     };
     let own = match shared.vote(&req).await {
         Ok(g) => usize::from(g),
@@ -681,34 +691,20 @@ async fn request_votes(
             0
         }
     };
-    let body = serde_json::to_vec(&req).unwrap_or_default();
-    let answers = futures::future::join_all(peers.iter().map(|(name, url)| {
-        let body = body.clone();
-        async move {
-            let r = async {
-                let resp = client
-                    .post(format!("{url}/api/v1/failover/vote"))
-                    .bearer_auth(token)
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if !resp.status().is_success() {
-                    return Err(format!("answered {}", resp.status()));
-                }
-                let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
-                serde_json::from_slice::<VoteAnswer>(&bytes).map_err(|e| e.to_string())
-            }
-            .await;
-            if let Err(e) = &r {
+    let Some(peers) = peers else {
+        return own;
+    };
+    let answers = peers.votes(&req).await;
+    own + answers
+        .into_iter()
+        .filter(|(name, r)| match r {
+            Ok(a) => a.granted,
+            Err(e) => {
                 tracing::debug!(peer = %name, cause = %e, "no vote from peer");
+                false
             }
-            r.map(|a| a.granted).unwrap_or(false)
-        }
-    }))
-    .await;
-    own + answers.into_iter().filter(|g| *g).count()
+        })
+        .count()
 }
 
 #[cfg(test)]

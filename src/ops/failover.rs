@@ -13,6 +13,12 @@
 //!   RPO gate refuses unless `--accept-data-loss`, and the plan says what is at risk.
 //! - The DNS switch is a compare-and-swap against the old site's values (or a no-op when a
 //!   resumed run already moved it), verified on every authoritative nameserver.
+//! - With the daemons' controllers running (`sites[].peer` + `peer_token`), the term is one
+//!   no reachable controller holds or has promised, and `execute` wins their votes for it
+//!   before the first step (a controller that promised it to someone else refuses, and so does
+//!   `execute`): a controller and an operator never act in one term. When done, every
+//!   controller is told the new term and primary (one not reached learns it from its peers or
+//!   from its own catalog).
 //!
 //! # Caveats
 //! PostgreSQL and Redis services are fenced and promoted (etcd, http, tcp are probe-only).
@@ -31,7 +37,9 @@ use crate::config::failover::{ActionConfig, ServiceConfig, ServiceKind, SiteConf
 use crate::kinds::probe::{self, Probe, Role};
 use crate::kube::KubeApi;
 use crate::model::ErrorKind;
-use crate::policy::failover::Step;
+use crate::policy::failover::{Adopt, Step, VoteRequest};
+
+use super::failover_peers::Peers;
 
 /// How long promotion may take, and the wait for the new primary to catch up.
 const PROMOTE_WAIT: Duration = Duration::from_secs(60);
@@ -53,6 +61,10 @@ pub enum FailoverError {
     Refused(String),
     #[error("step {step} failed: {reason}")]
     Step { step: &'static str, reason: String },
+    #[error(
+        "the failover controller at {site} refused term {term}: it promised that term to another move (a failover may be under way); check `lifeboat failover status` and run execute again"
+    )]
+    TermTaken { site: String, term: i64 },
 }
 
 impl FailoverError {
@@ -61,7 +73,8 @@ impl FailoverError {
             FailoverError::NotConfigured | FailoverError::UnknownSite(_) => ErrorKind::Config,
             FailoverError::AlreadyPrimary(_)
             | FailoverError::Unfinished { .. }
-            | FailoverError::Refused(_) => ErrorKind::Conflict,
+            | FailoverError::Refused(_)
+            | FailoverError::TermTaken { .. } => ErrorKind::Conflict,
             FailoverError::Step { .. } => ErrorKind::Unreachable,
         }
     }
@@ -224,13 +237,104 @@ async fn current_primary(ctx: &Ctx, seen: &[Seen]) -> Result<String, OpError> {
         .ok_or_else(|| FailoverError::NotConfigured.into())
 }
 
-async fn next_term(ctx: &Ctx) -> Result<i64, OpError> {
-    Ok(ctx
-        .catalog
-        .failovers(1)
-        .await?
-        .last()
-        .map_or(1, |f| f.term + 1))
+/// How long a site's controller may take to answer `plan`/`execute`.
+const PEER_WAIT: Duration = Duration::from_secs(3);
+
+/// The requester name `execute` votes under.
+const EXECUTE: &str = "failover execute";
+
+/// Every site's controller (`sites[].peer`), when `failover.peer_token` is set.
+fn peers(ctx: &Ctx) -> Result<Option<Peers>, OpError> {
+    let token = ctx
+        .config
+        .failover
+        .as_ref()
+        .and_then(|f| f.peer_token.as_ref())
+        .map(|t| t.expose().to_string());
+    Peers::new(&ctx.config.sites, None, token.as_deref(), PEER_WAIT)
+        .map_err(|e| OpError::new(ErrorKind::Internal, e))
+}
+
+/// The next term: above this catalog's newest failover, the state this site's controller
+/// saved, and every reachable controller's term and promise.
+async fn next_term(ctx: &Ctx, peers: Option<&Peers>) -> Result<i64, OpError> {
+    let mut highest = ctx.catalog.failovers(1).await?.last().map_or(0, |f| f.term);
+    let here = ctx
+        .config
+        .failover
+        .as_ref()
+        .and_then(|f| f.here(&|n| std::env::var(n).ok()));
+    if let Some(h) = here
+        && let Some((state, ballot)) = ctx.catalog.controller_load(&h).await?
+    {
+        for (json, pointer) in [(state, "/term"), (ballot, "/voted/0")] {
+            let v = serde_json::from_str::<serde_json::Value>(&json).unwrap_or_default();
+            highest = highest.max(v.pointer(pointer).and_then(|t| t.as_i64()).unwrap_or(0));
+        }
+    }
+    if let Some(peers) = peers {
+        for (_, r) in peers.reports().await {
+            if let Ok(r) = r {
+                let t = r.term.max(r.promised);
+                highest = highest.max(i64::try_from(t).unwrap_or(i64::MAX - 1));
+            }
+        }
+    }
+    Ok(highest + 1)
+}
+
+/// Wins the votes of every reachable controller for `term` (to promote `to`). Returns what
+/// each said, for the record.
+async fn claim_term(
+    peers: Option<&Peers>,
+    term: i64,
+    to: &str,
+) -> Result<BTreeMap<String, String>, OpError> {
+    let mut said = BTreeMap::new();
+    let Some(peers) = peers else {
+        return Ok(said);
+    };
+    let req = VoteRequest {
+        term: u64::try_from(term).unwrap_or(0),
+        to: to.to_string(),
+        by: Some(EXECUTE.to_string()),
+    };
+    for (site, answer) in peers.votes(&req).await {
+        match answer {
+            Ok(a) if a.granted => {
+                said.insert(site, "granted".to_string());
+            }
+            Ok(_) => return Err(FailoverError::TermTaken { site, term }.into()),
+            Err(e) => {
+                tracing::warn!(site = %site, cause = %e, "a site's controller did not answer the vote: going ahead without it");
+                said.insert(site, format!("unreachable ({e})"));
+            }
+        }
+    }
+    Ok(said)
+}
+
+/// Tells every reachable controller that `to` holds `term`.
+async fn announce(peers: Option<&Peers>, term: i64, to: &str) -> BTreeMap<String, String> {
+    let Some(peers) = peers else {
+        return BTreeMap::new();
+    };
+    let a = Adopt {
+        term: u64::try_from(term).unwrap_or(0),
+        primary: to.to_string(),
+    };
+    peers
+        .adopt(&a)
+        .await
+        .into_iter()
+        .map(|(site, r)| {
+            let said = match r {
+                Ok(_) => format!("told: term {term}, primary {to}"),
+                Err(e) => format!("not reached ({e}); it learns the term from its peers"),
+            };
+            (site, said)
+        })
+        .collect()
 }
 
 fn rpo_of(ctx: &Ctx, source: Option<&str>) -> Option<Duration> {
@@ -241,6 +345,10 @@ fn rpo_of(ctx: &Ctx, source: Option<&str>) -> Option<Duration> {
 /// What moving to `to` would do and risk; changes nothing.
 #[tracing::instrument(skip_all, fields(to))]
 pub async fn plan(ctx: &Ctx, to: &str) -> Result<Plan, OpError> {
+    plan_with(ctx, to, peers(ctx)?.as_ref()).await
+}
+
+async fn plan_with(ctx: &Ctx, to: &str, peers: Option<&Peers>) -> Result<Plan, OpError> {
     let all = sites(ctx)?;
     let target = site(ctx, to)?;
     let mut seen = Vec::new();
@@ -332,7 +440,7 @@ pub async fn plan(ctx: &Ctx, to: &str) -> Result<Plan, OpError> {
     }
     Ok(Plan {
         actions,
-        term: next_term(ctx).await?,
+        term: next_term(ctx, peers).await?,
         from,
         to: to.to_string(),
         old_primary_reachable: old_reachable,
@@ -370,6 +478,8 @@ pub struct Outcome {
     pub steps: Vec<StepReport>,
     /// Measured milliseconds: decide, fence, promote, repoint, dns, verify, total.
     pub timeline: BTreeMap<String, u128>,
+    /// What each site's controller said to the vote and to the announcement.
+    pub controllers: BTreeMap<String, String>,
 }
 
 /// A failover not finished yet, if any.
@@ -387,6 +497,8 @@ pub async fn unfinished(ctx: &Ctx) -> Result<Option<FailoverRow>, OpError> {
 #[tracing::instrument(skip_all, fields(to))]
 pub async fn execute(ctx: &Ctx, to: &str, opts: &Options) -> Result<Outcome, OpError> {
     let start = Instant::now();
+    let peers = peers(ctx)?;
+    let mut controllers = BTreeMap::new();
     let (term, from, resumed) = match unfinished(ctx).await? {
         Some(f) if f.to_site == to => (f.term, f.from_site.clone(), true),
         Some(f) => {
@@ -397,7 +509,7 @@ pub async fn execute(ctx: &Ctx, to: &str, opts: &Options) -> Result<Outcome, OpE
             .into());
         }
         None => {
-            let plan = plan(ctx, to).await?;
+            let plan = plan_with(ctx, to, peers.as_ref()).await?;
             let refused: Vec<&String> = plan
                 .blocked
                 .iter()
@@ -416,9 +528,11 @@ pub async fn execute(ctx: &Ctx, to: &str, opts: &Options) -> Result<Outcome, OpE
                 )
                 .into());
             }
+            controllers = claim_term(peers.as_ref(), plan.term, to).await?;
             let mut json = serde_json::to_value(&plan).unwrap_or_default();
             // Who ran it, for the failover report.
             json["run_by"] = crate::ops::runbook::run::who(&crate::model::host::hostname()).into();
+            json["votes"] = serde_json::to_value(&controllers).unwrap_or_default();
             let mode = if plan.old_primary_reachable {
                 "planned"
             } else {
@@ -492,12 +606,16 @@ pub async fn execute(ctx: &Ctx, to: &str, opts: &Options) -> Result<Outcome, OpE
             ctx.now(),
         )
         .await?;
+    for (site, said) in announce(peers.as_ref(), term, to).await {
+        controllers.insert(site, said);
+    }
     Ok(Outcome {
         term,
         from,
         to: to.to_string(),
         steps,
         timeline,
+        controllers,
     })
 }
 

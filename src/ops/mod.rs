@@ -8,6 +8,7 @@ pub mod drill;
 pub mod error;
 pub mod failover;
 pub mod failover_kube;
+pub mod failover_peers;
 pub mod manifest;
 pub mod prune;
 pub mod rebuild;

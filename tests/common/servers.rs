@@ -1046,6 +1046,23 @@ pub fn try_http_get_at(
     path: &str,
     token: Option<&str>,
 ) -> io::Result<(u16, String)> {
+    http_request_at(host, port, "GET", path, token, None)
+}
+
+/// `POST path` with a JSON `body` on 127.0.0.1:`port`, with a bearer `token` if given.
+pub fn http_post_json(port: u16, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    http_request_at("127.0.0.1", port, "POST", path, token, Some(body))
+        .expect("HTTP POST on loopback")
+}
+
+fn http_request_at(
+    host: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> io::Result<(u16, String)> {
     let addr: std::net::SocketAddr = format!("{host}:{port}")
         .parse()
         .map_err(|e| io::Error::other(format!("{host}:{port}: {e}")))?;
@@ -1054,7 +1071,19 @@ pub fn try_http_get_at(
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n")?;
+    let content = body
+        .map(|b| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            )
+        })
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}{content}\r\n{}",
+        body.unwrap_or_default()
+    )?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
     let code = resp

@@ -112,6 +112,42 @@ pub struct Report {
     pub sites: BTreeMap<String, View>,
 }
 
+/// A vote request (`POST /api/v1/failover/vote`): for `term`, to promote `to`. `by` names a
+/// requester other than `to`'s own controller (`failover execute`): a vote is for the pair, so
+/// a controller and an operator never both win one term.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoteRequest {
+    pub term: u64,
+    pub to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+impl VoteRequest {
+    /// The name the ballot records.
+    pub fn candidate(&self) -> String {
+        match &self.by {
+            Some(by) => format!("{} ({by})", self.to),
+            None => self.to.clone(),
+        }
+    }
+}
+
+/// A vantage point's answer to a [`VoteRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoteAnswer {
+    pub granted: bool,
+    pub voter: String,
+}
+
+/// A finished move announced to the controllers (`POST /api/v1/failover/adopt`, or found in
+/// this site's catalog): `primary` holds `term`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Adopt {
+    pub term: u64,
+    pub primary: String,
+}
+
 /// One round of reports, keyed by vantage point (site name). A vantage point this instance
 /// cannot reach is absent; our own is always present.
 pub type Round = BTreeMap<String, Report>;
@@ -251,6 +287,8 @@ pub enum Input {
     Manual { to: String, accept_data_loss: bool },
     /// The old primary finished rejoining as a replica.
     Rejoined { site: String },
+    /// A move finished elsewhere (`failover execute`): adopt its term and primary if newer.
+    Adopt(Adopt),
 }
 
 /// What the controller asks its executor to do. Each carries the term it belongs to.
@@ -497,6 +535,7 @@ pub fn decide(
             to,
             accept_data_loss,
         } => on_manual(params, &mut s, &mut actions, to, *accept_data_loss, now),
+        Input::Adopt(a) => learn(params, &mut s, &mut actions, a.term, &a.primary, here, now),
         Input::Rejoined { site } => {
             if matches!(&s.phase, Phase::Rejoining { site: r } if r == site)
                 || matches!(s.phase, Phase::FailedOver { .. })
@@ -594,22 +633,7 @@ fn on_round(
         .filter(|r| r.term > s.term)
         .max_by_key(|r| r.term)
     {
-        let was_primary = s.primary == here;
-        s.term = newer.term;
-        s.primary = newer.primary.clone();
-        // The move happened at the latest now: no automatic move again within min_dwell.
-        s.last_move = Some(s.last_move.map_or(now, |t| t.max(now)));
-        // Whatever this instance was doing belongs to an older term: abandoned (a failover
-        // of an older term must not promote anything now).
-        s.phase = Phase::Healthy;
-        if was_primary && s.primary != here && params.mode != Mode::Observe {
-            // Another site holds a newer term: whatever we were, our primaries are stale.
-            s.self_fenced = true;
-            actions.push(Action::FenceSelf {
-                term: s.term,
-                site: here.to_string(),
-            });
-        }
+        learn(params, s, actions, newer.term, &newer.primary, here, now);
     }
     let promised_newer = round.values().any(|r| r.promised > s.term);
     if round.len() >= params.quorum && !promised_newer {
@@ -701,6 +725,37 @@ fn on_round(
             });
         }
         Phase::FailedOver { .. } | Phase::Rejoining { .. } => {}
+    }
+}
+
+/// Adopts `term` held by `primary` if it is newer than ours.
+fn learn(
+    params: &Params,
+    s: &mut State,
+    actions: &mut Vec<Action>,
+    term: u64,
+    primary: &str,
+    here: &str,
+    now: DateTime<Utc>,
+) {
+    if term <= s.term {
+        return;
+    }
+    let was_primary = s.primary == here;
+    s.term = term;
+    s.primary = primary.to_string();
+    // The move happened at the latest now: no automatic move again within min_dwell.
+    s.last_move = Some(s.last_move.map_or(now, |t| t.max(now)));
+    // Whatever this instance was doing belongs to an older term: abandoned (a failover of an
+    // older term must not promote anything now).
+    s.phase = Phase::Healthy;
+    if was_primary && s.primary != here && params.mode != Mode::Observe {
+        // Another site holds a newer term: whatever we were, our primaries are stale.
+        s.self_fenced = true;
+        actions.push(Action::FenceSelf {
+            term: s.term,
+            site: here.to_string(),
+        });
     }
 }
 

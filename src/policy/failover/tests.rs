@@ -589,3 +589,55 @@ fn a_partitioned_primary_is_replaced_after_it_fenced_itself() {
     assert_eq!(w.states[0].term, 1);
     assert_eq!(w.promoted.len(), 1);
 }
+
+#[test]
+fn an_adopted_move_is_learned_once_and_fences_the_old_primary() {
+    let p = params();
+    let s = State::new("primary");
+    let adopt = |term: u64| {
+        Input::Adopt(Adopt {
+            term,
+            primary: "secondary".into(),
+        })
+    };
+    // At the old primary: the newer term is learned and this site fences itself.
+    let (s1, a) = decide(&p, &s, &adopt(4), "primary", t0());
+    assert_eq!((s1.term, s1.primary.as_str()), (4, "secondary"));
+    assert!(s1.self_fenced);
+    assert!(matches!(&a[..], [Action::FenceSelf { term: 4, .. }]));
+    assert_eq!(s1.last_move, Some(t0()));
+    // Elsewhere: learned, nothing to fence; the dwell starts.
+    let (s2, a) = decide(&p, &s, &adopt(4), "dr", t0());
+    assert_eq!(s2.term, 4);
+    assert!(a.is_empty() && !s2.self_fenced);
+    assert!(!dwell_over(&p, &s2, t0()));
+    // An older or equal term changes nothing.
+    let (s3, a) = decide(&p, &s1, &adopt(4), "primary", t0());
+    assert_eq!(s3, s1);
+    assert!(a.is_empty());
+    let (s4, _) = decide(&p, &s1, &adopt(2), "primary", t0());
+    assert_eq!(s4, s1);
+}
+
+#[test]
+fn a_vote_is_for_the_candidate_and_its_requester() {
+    let controller = VoteRequest {
+        term: 3,
+        to: "secondary".into(),
+        by: None,
+    };
+    let operator = VoteRequest {
+        by: Some("failover execute".into()),
+        ..controller.clone()
+    };
+    let mut b = Ballot::default();
+    assert!(b.grant(operator.term, &operator.candidate()));
+    assert!(
+        b.grant(operator.term, &operator.candidate()),
+        "asked again: same answer"
+    );
+    assert!(!b.grant(controller.term, &controller.candidate()));
+    // Old requests without `by` still parse.
+    let old: VoteRequest = serde_json::from_str(r#"{"term":3,"to":"secondary"}"#).expect("parses");
+    assert_eq!(old, controller);
+}
