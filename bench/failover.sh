@@ -312,7 +312,8 @@ CONF
   FIRST_WRITE=$(first_ack_after "$log" "$tk" 1)
   LOST=$(lost_rows "$log" "$P2")
   # Failback as a planned switchover, the daemons stopped: rejoin the old primary, then
-  # `failover execute --to primary` with the writer going.
+  # `failover execute --to primary --force` with the writer going (--force: no controller
+  # is there to vote, and `mode: automatic` wants a quorum of them otherwise).
   kill -KILL "${DAEMON[1]}" "${DAEMON[2]}" 2>/dev/null || true
   as_pg "$PG_BIN/pg_ctl" start -w -D "$d/pg1" -l "$d/pg1.log" -o "$opts -c port=$P1" >/dev/null 2>&1 || true
   (cd "$d/secondary" && "$LIFEBOAT_BIN" -c lifeboat.yaml --log-level warn failover rejoin primary) >"$d/rejoin.log" 2>&1 \
@@ -321,7 +322,7 @@ CONF
   start_writer "$log2" "$(dsn "$P2")" "$(dsn "$P1")"
   sleep 3
   t0=$(now)
-  (cd "$d/secondary" && "$LIFEBOAT_BIN" -c lifeboat.yaml --log-level warn failover execute --to primary --yes) >"$d/switchover.log" 2>&1 \
+  (cd "$d/secondary" && "$LIFEBOAT_BIN" -c lifeboat.yaml --log-level warn failover execute --to primary --yes --force) >"$d/switchover.log" 2>&1 \
     || die "failover execute failed ($d/switchover.log)"
   t1=$(now)
   sleep 3

@@ -622,9 +622,10 @@ fn controller_killed_after_promote_resumes_without_promoting_again() {
     c.pgs[0].kill9();
 }
 
-/// `failover execute` with the three controllers running (automatic): a term promised by one
-/// controller is skipped, the votes are won, every controller adopts the new term and primary,
-/// and none moves anything on its own afterwards.
+/// `failover execute` with the three controllers running (automatic): it wins their votes,
+/// every controller adopts the new term and primary, and none moves anything on its own
+/// afterwards; a controller that promised a newer term to another move refuses (exit 3, it
+/// says why) unless `--force`.
 #[test]
 fn execute_beside_running_controllers_takes_a_fresh_term_they_all_adopt() {
     let c = setup("automatic");
@@ -633,66 +634,54 @@ fn execute_beside_running_controllers_takes_a_fresh_term_they_all_adopt() {
         .enumerate()
         .map(|(i, s)| Daemon::start(&c.envs[i], s))
         .collect();
+    let all_up = || {
+        c.ports.iter().all(|p| {
+            observations(*p).is_some_and(|o| {
+                SITES.iter().all(|s| {
+                    o["sites"][s]["successes_in_a_row"]
+                        .as_u64()
+                        .is_some_and(|n| n >= 3)
+                })
+            })
+        })
+    };
     wait_until(
         "every daemon sees every site up",
         Duration::from_secs(60),
-        || {
-            c.ports.iter().all(|p| {
-                observations(*p).is_some_and(|o| {
-                    SITES.iter().all(|s| {
-                        o["sites"][s]["successes_in_a_row"]
-                            .as_u64()
-                            .is_some_and(|n| n >= 3)
-                    })
-                })
-            })
-        },
+        all_up,
     );
     // The vote endpoint needs the token too.
     assert_eq!(
         http_post_json(c.ports[2], "/api/v1/failover/vote", None, "{}").0,
         401
     );
-    // The DR controller has promised term 1 (an election somebody else started).
-    let (code, body) = http_post_json(
-        c.ports[2],
-        "/api/v1/failover/vote",
-        Some(TOKEN),
-        r#"{"term":1,"to":"dr","by":"another election"}"#,
-    );
-    assert_eq!(code, 200, "{body}");
-    assert!(body.contains(r#""granted":true"#), "{body}");
-    wait_until("DR publishes its promise", Duration::from_secs(10), || {
-        observations(c.ports[2]).is_some_and(|o| o["promised"] == 1)
-    });
-    // The promise for a newer term fences the primary (safety first); the switchover fences
-    // it anyway, and the plan takes the term after the promise.
-    let plan = c.envs[0].ok(&["failover", "plan", "--to", "secondary", "--output", "json"]);
-    let plan: serde_json::Value = serde_json::from_str(&plan).expect("plan json");
-    assert_eq!(plan["term"], 2, "{plan}");
+    let adopted = |term: i64, primary: &str| {
+        c.ports
+            .iter()
+            .all(|p| observations(*p).is_some_and(|o| o["term"] == term && o["primary"] == primary))
+    };
+
+    // A planned switchover to secondary: term 1, every controller told.
     let out = c.envs[0].ok(&["failover", "execute", "--to", "secondary", "--yes"]);
-    assert!(out.contains("term 2"), "{out}");
+    assert!(out.contains("failover term 1"), "{out}");
     for s in SITES {
         assert!(
-            out.contains(&format!("controller {s}: told: term 2, primary secondary")),
+            out.contains(&format!(
+                "controller {s}: vote granted; told: term 1, primary secondary"
+            )),
             "{out}"
         );
     }
     assert!(!in_recovery(&c.pgs[1]) && !read_only(&c.pgs[1]));
     assert!(insert(&c.pgs[1], 42));
     assert!(read_only(&c.pgs[0]) || in_recovery(&c.pgs[0]));
-    // Every controller holds term 2 with secondary as the primary.
     wait_until(
-        "every controller adopts term 2",
+        "every controller adopts term 1",
         Duration::from_secs(10),
-        || {
-            c.ports.iter().all(|p| {
-                observations(*p).is_some_and(|o| o["term"] == 2 && o["primary"] == "secondary")
-            })
-        },
+        || adopted(1, "secondary"),
     );
-    // None of them acts on its own: no failover in their catalogs, and a few rounds later
-    // still none; the new primary stays writable and the old one fenced.
+    // None of them acts on its own: a few rounds later no failover in their catalogs, the
+    // new primary still writable and the old one fenced.
     std::thread::sleep(Duration::from_secs(6));
     for env in &c.envs[1..] {
         assert!(history(env).is_empty(), "{}", log_tails(&c));
@@ -701,21 +690,62 @@ fn execute_beside_running_controllers_takes_a_fresh_term_they_all_adopt() {
     assert_eq!(h.len(), 1, "{h:?}");
     assert_eq!(
         (h[0]["term"].as_i64(), h[0]["status"].as_str()),
-        (Some(2), Some("done"))
+        (Some(1), Some("done"))
     );
+    assert_eq!(h[0]["plan"]["votes"]["dr"], "vote granted", "{h:?}");
     assert!(!read_only(&c.pgs[1]), "{}", log_tails(&c));
-    assert!(read_only(&c.pgs[0]) || in_recovery(&c.pgs[0]));
-    assert!(
-        c.ports
-            .iter()
-            .all(|p| observations(*p).is_some_and(|o| o["term"] == 2))
-    );
-    // Run again: already done, nothing moves.
+    assert!(adopted(1, "secondary"));
+    // Run again: already the primary, nothing moves.
     let again = c.envs[0].run(&["failover", "execute", "--to", "secondary", "--yes"]);
     assert_eq!(
         again.status.code(),
         Some(3),
         "{}",
         common::text(&again.stderr)
+    );
+
+    // DR's controller promises term 2 to another move (an election in flight).
+    let (code, body) = http_post_json(
+        c.ports[2],
+        "/api/v1/failover/vote",
+        Some(TOKEN),
+        r#"{"term":2,"to":"dr","by":"another election"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""granted":true"#), "{body}");
+    wait_until("DR publishes its promise", Duration::from_secs(10), || {
+        observations(c.ports[2]).is_some_and(|o| o["promised"] == 2)
+    });
+    // The plan takes the term after the promise; execute is refused and says why.
+    let plan = c.envs[0].ok(&["failover", "plan", "--to", "dr", "--output", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&plan).expect("plan json");
+    assert_eq!(plan["term"], 3, "{plan}");
+    let refused = c.envs[0].run(&["failover", "execute", "--to", "dr", "--yes"]);
+    let err = common::text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("controller at dr refused term 3")
+            && err.contains("promised term 2 to dr (another election)")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        history(&c.envs[0]).len(),
+        1,
+        "a refused execute records nothing"
+    );
+    // The operator knows that election is dead: --force goes ahead. Term 3 was promised by
+    // the controllers that granted it before DR refused, so it is never used: term 4.
+    let out = c.envs[0].ok(&["failover", "execute", "--to", "dr", "--yes", "--force"]);
+    assert!(out.contains("failover term 4"), "{out}");
+    assert!(
+        out.contains("controller dr: vote refused (it promised term 2"),
+        "{out}"
+    );
+    assert!(!in_recovery(&c.pgs[2]) && insert(&c.pgs[2], 43));
+    wait_until(
+        "every controller adopts term 4",
+        Duration::from_secs(10),
+        || adopted(4, "dr"),
     );
 }

@@ -68,6 +68,8 @@ struct Inner {
     gauges: super::metrics::FailoverGauges,
     /// A move announced by `failover execute`, adopted at the next round.
     announced: Option<Adopt>,
+    /// The latest round saw another controller electing or failing over.
+    peers_moving: bool,
 }
 
 impl Shared {
@@ -117,14 +119,20 @@ impl Shared {
     }
 
     /// Grants (or refuses) a vote; the vote is saved before it is answered.
-    pub async fn vote(&self, req: &VoteRequest) -> Result<bool, crate::catalog::CatalogError> {
+    /// Returns why the vote was refused, or None when granted.
+    pub async fn vote(
+        &self,
+        req: &VoteRequest,
+    ) -> Result<Option<String>, crate::catalog::CatalogError> {
         let mut inner = self.inner.lock().await;
         let before = inner.ballot.clone();
-        // Never for a term not newer than the one this vantage point knows is done.
-        if req.term <= inner.state.term {
-            return Ok(false);
-        }
-        let granted = inner.ballot.grant(req.term, &req.candidate());
+        let Inner {
+            state,
+            ballot,
+            peers_moving,
+            ..
+        } = &mut *inner;
+        let refused = crate::policy::failover::vote(state, ballot, *peers_moving, req);
         if inner.ballot != before {
             let state = serde_json::to_string(&inner.state).unwrap_or_default();
             let ballot = serde_json::to_string(&inner.ballot).unwrap_or_default();
@@ -138,7 +146,7 @@ impl Shared {
                 return Err(e);
             }
         }
-        Ok(granted)
+        Ok(refused)
     }
 }
 
@@ -209,6 +217,7 @@ pub async fn start(
             ballot,
             report: None,
             announced: None,
+            peers_moving: false,
         }),
     });
     let task = tokio::spawn(run(shared.clone(), acting, stop));
@@ -265,11 +274,13 @@ async fn vote(
     axum::Json(req): axum::Json<VoteRequest>,
 ) -> Response {
     match s.vote(&req).await {
-        Ok(granted) => {
-            tracing::info!(term = req.term, to = %req.to, granted, "vote requested");
+        Ok(refused) => {
+            let granted = refused.is_none();
+            tracing::info!(term = req.term, to = %req.to, by = ?req.by, granted, reason = ?refused, "vote requested");
             axum::Json(VoteAnswer {
                 granted,
                 voter: s.here.clone(),
+                reason: refused,
             })
             .into_response()
         }
@@ -486,6 +497,7 @@ async fn run(
             primary,
             promised: inner.ballot.voted.as_ref().map_or(0, |(t, _)| *t),
             sites: counters.views.clone(),
+            moving: inner.state.moving(),
         };
         inner.report = Some(own.clone());
         let mut round: Round = BTreeMap::new();
@@ -498,6 +510,9 @@ async fn run(
                 Err(e) => tracing::debug!(peer = %name, cause = %e, "peer did not answer"),
             }
         }
+        inner.peers_moving = round
+            .iter()
+            .any(|(vantage, r)| *vantage != shared.here && r.moving);
         inner.gauges.site_up = round
             .iter()
             .flat_map(|(vantage, r)| {
@@ -685,7 +700,7 @@ async fn request_votes(shared: &Shared, peers: Option<&Peers>, term: u64, to: &s
         by: None,
     };
     let own = match shared.vote(&req).await {
-        Ok(g) => usize::from(g),
+        Ok(refused) => usize::from(refused.is_none()),
         Err(e) => {
             tracing::error!(cause = %e, "cannot record this site's own vote");
             0
@@ -790,6 +805,7 @@ mod tests {
             primary: "b".into(),
             promised,
             sites: BTreeMap::new(),
+            moving: false,
         }
     }
 

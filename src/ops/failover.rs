@@ -62,9 +62,22 @@ pub enum FailoverError {
     #[error("step {step} failed: {reason}")]
     Step { step: &'static str, reason: String },
     #[error(
-        "the failover controller at {site} refused term {term}: it promised that term to another move (a failover may be under way); check `lifeboat failover status` and run execute again"
+        "the failover controller at {site} refused term {term}: {reason}. Check `lifeboat failover status` at each site and run execute again once no failover is under way (or pass --force if you know none is)"
     )]
-    TermTaken { site: String, term: i64 },
+    TermTaken {
+        site: String,
+        term: i64,
+        reason: String,
+    },
+    #[error(
+        "only {granted} of the {need} votes term {term} needs were won ({missing}): a controller out of reach may be failing over on its own. Check `lifeboat failover status` at each site; pass --force to go ahead without them"
+    )]
+    NoQuorum {
+        term: i64,
+        granted: usize,
+        need: usize,
+        missing: String,
+    },
 }
 
 impl FailoverError {
@@ -74,7 +87,8 @@ impl FailoverError {
             FailoverError::AlreadyPrimary(_)
             | FailoverError::Unfinished { .. }
             | FailoverError::Refused(_)
-            | FailoverError::TermTaken { .. } => ErrorKind::Conflict,
+            | FailoverError::TermTaken { .. }
+            | FailoverError::NoQuorum { .. } => ErrorKind::Conflict,
             FailoverError::Step { .. } => ErrorKind::Unreachable,
         }
     }
@@ -255,9 +269,17 @@ fn peers(ctx: &Ctx) -> Result<Option<Peers>, OpError> {
         .map_err(|e| OpError::new(ErrorKind::Internal, e))
 }
 
-/// The next term: above this catalog's newest failover, the state this site's controller
-/// saved, and every reachable controller's term and promise.
-async fn next_term(ctx: &Ctx, peers: Option<&Peers>) -> Result<i64, OpError> {
+/// What the sites' controllers say before a move.
+#[derive(Debug, Default)]
+struct Survey {
+    /// The next term: above this catalog's newest failover, the state this site's controller
+    /// saved, and every reachable controller's term and promise.
+    term: i64,
+    /// Controllers electing or failing over right now.
+    moving: Vec<String>,
+}
+
+async fn survey(ctx: &Ctx, peers: Option<&Peers>) -> Result<Survey, OpError> {
     let mut highest = ctx.catalog.failovers(1).await?.last().map_or(0, |f| f.term);
     let here = ctx
         .config
@@ -272,23 +294,33 @@ async fn next_term(ctx: &Ctx, peers: Option<&Peers>) -> Result<i64, OpError> {
             highest = highest.max(v.pointer(pointer).and_then(|t| t.as_i64()).unwrap_or(0));
         }
     }
+    let mut moving = Vec::new();
     if let Some(peers) = peers {
-        for (_, r) in peers.reports().await {
+        for (site, r) in peers.reports().await {
             if let Ok(r) = r {
                 let t = r.term.max(r.promised);
                 highest = highest.max(i64::try_from(t).unwrap_or(i64::MAX - 1));
+                if r.moving {
+                    moving.push(format!("{site} (term {})", r.term));
+                }
             }
         }
     }
-    Ok(highest + 1)
+    Ok(Survey {
+        term: highest + 1,
+        moving,
+    })
 }
 
-/// Wins the votes of every reachable controller for `term` (to promote `to`). Returns what
-/// each said, for the record.
+/// Wins the votes of the controllers for `term` (to promote `to`): every reachable one must
+/// grant it, and with `failover.mode: automatic` a quorum of them (unless `--force`).
+/// Returns what each said, for the record.
 async fn claim_term(
+    ctx: &Ctx,
     peers: Option<&Peers>,
     term: i64,
     to: &str,
+    force: bool,
 ) -> Result<BTreeMap<String, String>, OpError> {
     let mut said = BTreeMap::new();
     let Some(peers) = peers else {
@@ -299,17 +331,43 @@ async fn claim_term(
         to: to.to_string(),
         by: Some(EXECUTE.to_string()),
     };
+    let mut granted = 0;
+    let mut missing = Vec::new();
     for (site, answer) in peers.votes(&req).await {
         match answer {
             Ok(a) if a.granted => {
-                said.insert(site, "granted".to_string());
+                granted += 1;
+                said.insert(site, "vote granted".to_string());
             }
-            Ok(_) => return Err(FailoverError::TermTaken { site, term }.into()),
+            Ok(a) => {
+                let reason = a.reason.unwrap_or_else(|| "refused".into());
+                if !force {
+                    return Err(FailoverError::TermTaken { site, term, reason }.into());
+                }
+                tracing::warn!(site = %site, reason = %reason, "a controller refused the vote: going ahead (--force)");
+                said.insert(
+                    site,
+                    format!("vote refused ({reason}), overridden by --force"),
+                );
+            }
             Err(e) => {
-                tracing::warn!(site = %site, cause = %e, "a site's controller did not answer the vote: going ahead without it");
-                said.insert(site, format!("unreachable ({e})"));
+                tracing::warn!(site = %site, cause = %e, "a site's controller did not answer the vote");
+                missing.push(format!("{site}: {e}"));
+                said.insert(site, format!("no vote: unreachable ({e})"));
             }
         }
+    }
+    let fc = ctx.config.failover.as_ref();
+    let need = fc.map_or(0, |f| f.quorum(ctx.config.sites.len()));
+    let automatic = fc.is_some_and(|f| f.mode == crate::policy::failover::Mode::Automatic);
+    if automatic && granted < need && !force {
+        return Err(FailoverError::NoQuorum {
+            term,
+            granted,
+            need,
+            missing: missing.join("; "),
+        }
+        .into());
     }
     Ok(said)
 }
@@ -432,6 +490,12 @@ async fn plan_with(ctx: &Ctx, to: &str, peers: Option<&Peers>) -> Result<Plan, O
             )
         })
         .collect();
+    let survey = survey(ctx, peers).await?;
+    for m in &survey.moving {
+        blocked.push(format!(
+            "the failover controller at {m} is electing or failing over right now: wait until `lifeboat failover status` shows it done, then plan again (or pass --force if it is stuck)"
+        ));
+    }
     let mut actions = Vec::new();
     for (step, list) in [("fence", &old.fence), ("promote", &target.promote)] {
         for action in list {
@@ -440,7 +504,7 @@ async fn plan_with(ctx: &Ctx, to: &str, peers: Option<&Peers>) -> Result<Plan, O
     }
     Ok(Plan {
         actions,
-        term: next_term(ctx, peers).await?,
+        term: survey.term,
         from,
         to: to.to_string(),
         old_primary_reachable: old_reachable,
@@ -528,7 +592,7 @@ pub async fn execute(ctx: &Ctx, to: &str, opts: &Options) -> Result<Outcome, OpE
                 )
                 .into());
             }
-            controllers = claim_term(peers.as_ref(), plan.term, to).await?;
+            controllers = claim_term(ctx, peers.as_ref(), plan.term, to, opts.force).await?;
             let mut json = serde_json::to_value(&plan).unwrap_or_default();
             // Who ran it, for the failover report.
             json["run_by"] = crate::ops::runbook::run::who(&crate::model::host::hostname()).into();
@@ -607,7 +671,11 @@ pub async fn execute(ctx: &Ctx, to: &str, opts: &Options) -> Result<Outcome, OpE
         )
         .await?;
     for (site, said) in announce(peers.as_ref(), term, to).await {
-        controllers.insert(site, said);
+        let entry = controllers.entry(site).or_default();
+        if !entry.is_empty() {
+            entry.push_str("; ");
+        }
+        entry.push_str(&said);
     }
     Ok(Outcome {
         term,

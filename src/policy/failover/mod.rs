@@ -110,6 +110,9 @@ pub struct Report {
     /// promise for a newer term stays fenced.
     pub promised: u64,
     pub sites: BTreeMap<String, View>,
+    /// This controller is electing or failing over right now.
+    #[serde(default)]
+    pub moving: bool,
 }
 
 /// A vote request (`POST /api/v1/failover/vote`): for `term`, to promote `to`. `by` names a
@@ -138,6 +141,9 @@ impl VoteRequest {
 pub struct VoteAnswer {
     pub granted: bool,
     pub voter: String,
+    /// Why the vote was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A finished move announced to the controllers (`POST /api/v1/failover/adopt`, or found in
@@ -257,6 +263,14 @@ impl State {
 }
 
 impl State {
+    /// Electing or failing over.
+    pub fn moving(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Electing { .. } | Phase::FailingOver { .. }
+        )
+    }
+
     /// The term and its primary as this instance tells its peers: during a failover, the
     /// term's primary is the site being promoted.
     pub fn announce(&self) -> (u64, &str) {
@@ -331,6 +345,53 @@ impl Ballot {
                 true
             }
         }
+    }
+}
+
+/// Answers a vote request at a vantage point holding `state` and `ballot`; `peers_moving`
+/// says whether its latest round saw another controller electing or failing over. Returns
+/// why the vote is refused, or None when it is granted (and recorded in `ballot`).
+///
+/// A request from an operator (`by`, i.e. `failover execute`) is refused while a move is
+/// under way where this vantage point can see it: its own, a peer's, or one it promised its
+/// vote to and has not seen finish. Two quorums share a vantage point, so an operator's
+/// quorum and a controller's election never both win.
+pub fn vote(
+    state: &State,
+    ballot: &mut Ballot,
+    peers_moving: bool,
+    req: &VoteRequest,
+) -> Option<String> {
+    if req.term <= state.term {
+        return Some(format!(
+            "term {} is not newer than term {} this site holds",
+            req.term, state.term
+        ));
+    }
+    let candidate = req.candidate();
+    let asked_before = ballot.voted.as_ref() == Some(&(req.term, candidate.clone()));
+    if req.by.is_some() && !asked_before {
+        if state.moving() {
+            return Some("this controller is failing over right now".into());
+        }
+        if peers_moving {
+            return Some("another site's controller is failing over right now".into());
+        }
+        if let Some((t, c)) = &ballot.voted
+            && *t > state.term
+        {
+            return Some(format!(
+                "it promised term {t} to {c} and has not seen that move finish"
+            ));
+        }
+    }
+    if ballot.grant(req.term, &candidate) {
+        None
+    } else {
+        Some(format!(
+            "it already voted in term {} or later for someone else",
+            req.term
+        ))
     }
 }
 

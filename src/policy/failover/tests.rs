@@ -56,6 +56,7 @@ fn round(from: &[&str], f: u32, lags: [f64; 3]) -> Round {
                     primary: "primary".into(),
                     promised: 0,
                     sites,
+                    moving: false,
                 },
             )
         })
@@ -299,6 +300,8 @@ enum Event {
     /// A partition for this one round only.
     Flap([u8; 3]),
     Lag(usize, u32),
+    /// An operator at this site runs `failover execute --to` that site (without --force).
+    Operator(usize, usize),
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -311,6 +314,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => Just(Event::Heal),
         1 => groups.prop_map(Event::Flap),
         1 => (0usize..3, 0u32..200).prop_map(|(s, l)| Event::Lag(s, l)),
+        1 => (0usize..3, 0usize..3).prop_map(|(a, t)| Event::Operator(a, t)),
     ]
 }
 
@@ -382,6 +386,7 @@ impl World {
                     )
                 })
                 .collect(),
+            moving: self.states[v].moving(),
         }
     }
 
@@ -443,7 +448,15 @@ impl World {
                         Action::RequestVotes { term, to } => {
                             let mut granted = 0;
                             for v in 0..3 {
-                                if self.reach(c, v) && self.ballots[v].grant(term, &to) {
+                                let req = VoteRequest {
+                                    term,
+                                    to: to.clone(),
+                                    by: None,
+                                };
+                                if self.reach(c, v)
+                                    && vote(&self.states[v], &mut self.ballots[v], false, &req)
+                                        .is_none()
+                                {
                                     granted += 1;
                                 }
                             }
@@ -511,6 +524,79 @@ impl World {
         Ok(())
     }
 
+    /// `failover execute --to SITES[to]` run at `at` as `ops::failover` does it: refused when a
+    /// reachable controller is moving, the term above every reachable term and promise, every
+    /// reachable controller's vote and a quorum of them, then fence, promote, announce.
+    fn operator(&mut self, at: usize, to: usize) -> Result<(), TestCaseError> {
+        let reach: Vec<usize> = (0..3).filter(|v| self.reach(at, *v)).collect();
+        // A planned switchover: the writable primary is reachable (no --force).
+        let Some(from) = (0..3).find(|s| self.writable[*s].is_some()) else {
+            return Ok(());
+        };
+        if !self.alive[at] || from == to || !self.reach(at, from) || !self.reach(at, to) {
+            return Ok(());
+        }
+        if reach.iter().any(|v| self.states[*v].moving()) {
+            return Ok(());
+        }
+        let term = 1 + reach
+            .iter()
+            .map(|v| {
+                let r = self.report(*v);
+                r.term.max(r.promised)
+            })
+            .max()
+            .unwrap_or(0);
+        let req = VoteRequest {
+            term,
+            to: SITES[to].to_string(),
+            by: Some("failover execute".into()),
+        };
+        for v in &reach {
+            // What v's latest round saw: the controllers it reaches, moving or not.
+            let peers_moving =
+                (0..3).any(|o| o != *v && self.reach(*v, o) && self.states[o].moving());
+            if vote(&self.states[*v], &mut self.ballots[*v], peers_moving, &req).is_some() {
+                return Ok(());
+            }
+        }
+        if reach.len() < self.p.quorum {
+            return Ok(());
+        }
+        self.writable[from] = None;
+        prop_assert!(
+            !self.promoted.contains_key(&term),
+            "the operator's term {} was already used by {:?}",
+            term,
+            self.promoted.get(&term)
+        );
+        for o in (0..3).filter(|o| *o != to) {
+            prop_assert!(
+                !(self.alive[o] && self.writable[o].is_some()),
+                "the operator promotes {} in term {} while {} is writable",
+                SITES[to],
+                term,
+                SITES[o]
+            );
+        }
+        self.promoted.insert(term, SITES[to].to_string());
+        self.writable[to] = Some(term);
+        for v in reach {
+            let adopt = Input::Adopt(Adopt {
+                term,
+                primary: SITES[to].to_string(),
+            });
+            let (next, actions) = decide(&self.p, &self.states[v], &adopt, SITES[v], self.now);
+            self.states[v] = next;
+            for a in actions {
+                if let Action::FenceSelf { site, .. } = a {
+                    self.writable[idx(&site)] = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `site` really is the primary of `term` (promoted in it, or the initial one).
     fn promoted_or_initial(&self, term: u64, site: usize) -> bool {
         match self.promoted.get(&term) {
@@ -540,6 +626,7 @@ impl World {
                 self.group = *g;
             }
             Event::Lag(s, l) => self.lag[*s] = *l,
+            Event::Operator(at, to) => self.operator(*at, *to)?,
         }
         self.round()?;
         if let Some(g) = restore {
@@ -640,4 +727,74 @@ fn a_vote_is_for_the_candidate_and_its_requester() {
     // Old requests without `by` still parse.
     let old: VoteRequest = serde_json::from_str(r#"{"term":3,"to":"secondary"}"#).expect("parses");
     assert_eq!(old, controller);
+}
+
+#[test]
+fn an_operator_move_is_adopted_and_the_controllers_never_reuse_its_term() {
+    let mut w = World::new();
+    for _ in 0..3 {
+        w.apply(&Event::Nothing).expect("healthy");
+    }
+    w.apply(&Event::Operator(0, 1)).expect("switchover");
+    assert_eq!(w.promoted.get(&1).map(String::as_str), Some("secondary"));
+    assert_eq!((w.writable[0], w.writable[1]), (None, Some(1)));
+    assert!(
+        w.states
+            .iter()
+            .all(|s| s.term == 1 && s.primary == "secondary")
+    );
+    for _ in 0..20 {
+        w.apply(&Event::Nothing).expect("steady");
+    }
+    assert_eq!(w.promoted.len(), 1, "no controller moves on its own");
+    // The primary (secondary) cut off: the controllers move it (term 2); an operator at DR
+    // then moves it again, in a term of its own (every step checks the invariants).
+    for _ in 0..15 {
+        w.apply(&Event::Partition([0, 1, 0])).expect("partition");
+        w.apply(&Event::Operator(2, 2)).expect("operator");
+    }
+    assert_eq!(w.promoted.get(&2).map(String::as_str), Some("primary"));
+    assert_eq!(w.promoted.get(&3).map(String::as_str), Some("dr"));
+    assert_eq!(w.promoted.len(), 3);
+}
+
+#[test]
+fn vote_refuses_an_operator_while_a_move_is_under_way() {
+    let req = |term: u64| VoteRequest {
+        term,
+        to: "dr".into(),
+        by: Some("failover execute".into()),
+    };
+    let s = State::new("primary");
+    let mut b = Ballot::default();
+    assert!(vote(&s, &mut b, true, &req(1)).is_some_and(|r| r.contains("another site")));
+    assert!(b.voted.is_none());
+    let mut moving = s.clone();
+    moving.phase = Phase::Electing {
+        term: 1,
+        to: "secondary".into(),
+        since: t0(),
+    };
+    assert!(vote(&moving, &mut b, false, &req(2)).is_some_and(|r| r.contains("this controller")));
+    // A promise not seen finished: refused; the same request asked again: granted again.
+    let mut promised = Ballot {
+        voted: Some((1, "secondary".into())),
+    };
+    assert!(vote(&s, &mut promised, false, &req(2)).is_some_and(|r| r.contains("promised term 1")));
+    assert_eq!(vote(&s, &mut b, false, &req(3)), None);
+    assert_eq!(vote(&s, &mut b, false, &req(3)), None);
+    // A controller's own election is not held back by an operator's rules.
+    let mut c = Ballot {
+        voted: Some((1, "secondary".into())),
+    };
+    let election = VoteRequest {
+        term: 2,
+        to: "dr".into(),
+        by: None,
+    };
+    assert_eq!(vote(&s, &mut c, true, &election), None);
+    // Never for a term this site already holds.
+    let mut held = s.clone();
+    held.term = 5;
+    assert!(vote(&held, &mut Ballot::default(), false, &req(5)).is_some());
 }
