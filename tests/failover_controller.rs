@@ -15,6 +15,8 @@
 //! - `failover execute` while the controllers run: it takes a term above every controller's
 //!   term and promise, wins their votes, and every controller adopts the new term and primary;
 //!   none acts on its own for that term;
+//! - the shipped failover runbooks run as written: `planned-switchover`, `rejoin-failback`,
+//!   and `unplanned-failover` with the primary PostgreSQL killed;
 //! - the etcd probe against a real etcd.
 
 mod common;
@@ -748,4 +750,56 @@ fn execute_beside_running_controllers_takes_a_fresh_term_they_all_adopt() {
         Duration::from_secs(10),
         || adopted(4, "dr"),
     );
+}
+
+/// The shipped runbooks `planned-switchover`, `rejoin-failback` and `unplanned-failover`, run
+/// as written (`runbook run NAME --var ... --yes`) against the three real PostgreSQL servers.
+#[test]
+fn the_shipped_failover_runbooks_run_against_real_servers() {
+    let mut c = setup("manual");
+    let run = |args: &[&str]| {
+        let mut a = vec!["runbook", "run"];
+        a.extend_from_slice(args);
+        a.push("--yes");
+        let out = c.envs[0].run(&a);
+        let (o, e) = (common::text(&out.stdout), common::text(&out.stderr));
+        assert!(out.status.success(), "runbook {args:?} failed:\n{o}\n{e}");
+        o
+    };
+    // Planned switchover to secondary.
+    let out = run(&["planned-switchover", "--var", "TO=secondary"]);
+    assert!(
+        out.contains("failover term 1: primary → secondary done"),
+        "{out}"
+    );
+    assert!(!in_recovery(&c.pgs[1]) && insert(&c.pgs[1], 1));
+    assert!(read_only(&c.pgs[0]));
+    assert_eq!(dig(c.ns.addr(), "api.example.test.", "A"), ["192.0.2.20"]);
+    // Rejoin the old primary (pg_rewind) and fail back to it.
+    let out = run(&["rejoin-failback", "--var", "SITE=primary"]);
+    assert!(out.contains("pg_rewind"), "{out}");
+    assert!(
+        out.contains("failover term 2: secondary → primary done"),
+        "{out}"
+    );
+    assert!(!in_recovery(&c.pgs[0]) && insert(&c.pgs[0], 2));
+    assert_eq!(
+        c.pgs[0].psql("orders", "SELECT count(*) FROM acked WHERE id = 1"),
+        "1",
+        "the row written on secondary survived the failback"
+    );
+    assert_eq!(dig(c.ns.addr(), "api.example.test.", "A"), ["192.0.2.10"]);
+    // The site left behind rejoins too; then the primary dies: unplanned failover.
+    c.envs[0].ok(&["failover", "rejoin", "secondary"]);
+    wait_until("secondary replays", Duration::from_secs(30), || {
+        c.pgs[1].psql("orders", "SELECT count(*) FROM acked WHERE id = 2") == "1"
+    });
+    c.pgs[0].kill9();
+    let out = run(&["unplanned-failover", "--var", "TO=secondary"]);
+    assert!(
+        out.contains("failover term 3: primary → secondary done"),
+        "{out}"
+    );
+    assert!(!in_recovery(&c.pgs[1]) && insert(&c.pgs[1], 3));
+    assert_eq!(dig(c.ns.addr(), "api.example.test.", "A"), ["192.0.2.20"]);
 }

@@ -83,8 +83,17 @@ fn shipped_runbooks_list_and_lint() {
         "restore-redis",
         "restore-etcd",
         "restore-files",
+        "restore-fabric",
         "catalog-lost",
         "key-compromise",
+        "planned-switchover",
+        "unplanned-failover",
+        "rejoin-failback",
+        "tier-pod",
+        "tier-node",
+        "tier-zone",
+        "tier-region",
+        "tier-complete-disaster",
     ] {
         assert!(list.contains(name), "{name} missing from:\n{list}");
     }

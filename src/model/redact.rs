@@ -66,7 +66,8 @@ fn hide_query_secrets(s: &str) -> String {
         }
         if c == '=' {
             out.push(c);
-            let name = s[name_start..i].to_ascii_lowercase();
+            // After a value with no separator (`a=b=c`, `x=A}:y{name=`), no name starts.
+            let name = s.get(name_start..i).unwrap_or_default().to_ascii_lowercase();
             if !name.is_empty() && SECRET_PARAMS.iter().any(|p| name.contains(p)) {
                 // Skip the value: up to the next separator.
                 while let Some(&(_, v)) = chars.peek() {
@@ -226,6 +227,14 @@ mod tests {
     }
 
     #[test]
+    fn a_second_equals_sign_after_a_value_is_not_a_name() {
+        // A tracing span path: `rtype=A}:apply{name=...` has no separator before `name=`.
+        let line = "switch{name=api.example.test. rtype=A}:apply{name=api.example.test. action=Replace}: update applied serial=3";
+        assert_eq!(url(line), line);
+        assert_eq!(url("a=b=c token=x"), "a=b=c token=***");
+    }
+
+    #[test]
     fn scrubs_known_secrets() {
         assert_eq!(
             scrub("auth failed for s3cret", &["s3cret", ""]),
@@ -249,6 +258,14 @@ mod tests {
             assert!(found.iter().any(|f| f == s), "{s} in {found:?}");
         }
         assert!(!found.iter().any(|f| f.contains("age.key")), "{found:?}");
+    }
+
+    proptest! {
+        /// Any text at all (log lines reach `url` through the log scrubber): never a panic.
+        #[test]
+        fn any_text_is_scrubbed_without_panicking(s in "[a-z=&;?{}:. @/\\n'\"é]{0,40}") {
+            let _ = url(&s);
+        }
     }
 
     proptest! {
