@@ -15,6 +15,8 @@
 //! - `failover execute` while the controllers run: it takes a term above every controller's
 //!   term and promise, wins their votes, and every controller adopts the new term and primary;
 //!   none acts on its own for that term;
+//! - Redis sites (a primary, two replicas): the controllers fail over after kill -9, DR
+//!   follows, and a planned switchover with a writer going loses no acknowledged key;
 //! - the shipped failover runbooks run as written: `planned-switchover`, `rejoin-failback`,
 //!   and `unplanned-failover` with the primary PostgreSQL killed;
 //! - the etcd probe against a real etcd.
@@ -94,16 +96,42 @@ fn setup(mode: &str) -> Cluster {
         });
     }
     let pgs = vec![primary, secondary, dr];
+    let services: Vec<String> = pgs
+        .iter()
+        .map(|pg| {
+            format!(
+                "orders-db: {{ kind: postgres, url: \"{url}\", source: orders-db, data_dir: \"{data}\" }}",
+                url = pg.url("orders"),
+                data = pg.data_dir().display(),
+            )
+        })
+        .collect();
+    let source = format!(
+        "{{ name: orders-db, kind: postgres, url: \"{}\", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}",
+        pgs[0].url("orders")
+    );
+    let (envs, ports, ns) = sites(mode, &services, &source);
+    Cluster {
+        envs,
+        ports,
+        pgs,
+        ns,
+    }
+}
+
+/// Three sites (one lifeboat config each, its own SQLite catalog, a daemon port) whose
+/// `services:` lines are `services[i]`, one `source`, DNS on a real BIND pointing at the
+/// primary site.
+fn sites(mode: &str, services: &[String], source: &str) -> (Vec<Env>, Vec<u16>, DnsServer) {
     let key = TsigKey::random();
     let ns = DnsServer::bind(&key, None);
     let ports: Vec<u16> = SITES.iter().map(|_| free_port()).collect();
     let mut sites = String::new();
     for (i, name) in SITES.iter().enumerate() {
         sites.push_str(&format!(
-            "  - name: {name}\n    peer: \"http://127.0.0.1:{port}\"\n    services:\n      orders-db: {{ kind: postgres, url: \"{url}\", source: orders-db, data_dir: \"{data}\" }}\n    dns: {{ \"api.example.test.\": [\"192.0.2.{ip}\"] }}\n",
+            "  - name: {name}\n    peer: \"http://127.0.0.1:{port}\"\n    services:\n      {svc}\n    dns: {{ \"api.example.test.\": [\"192.0.2.{ip}\"] }}\n",
             port = ports[i],
-            url = pgs[i].url("orders"),
-            data = pgs[i].data_dir().display(),
+            svc = services[i],
             ip = 10 * (i + 1),
         ));
     }
@@ -120,7 +148,7 @@ stores:
 encryption:
   recipients: ["{{recipient}}"]
 sources:
-  - {{ name: orders-db, kind: postgres, url: "{primary_url}", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}
+  - {source}
 daemon:
   listen: "127.0.0.1:{port}"
 dns:
@@ -139,7 +167,6 @@ sites:
   min_dwell: 10m
   peer_token: "{TOKEN}"
 "#,
-                primary_url = pgs[0].url("orders"),
                 port = ports[i],
                 ns = ns.addr(),
                 kname = key.name,
@@ -155,12 +182,7 @@ sites:
         "192.0.2.10",
         "--expect-absent",
     ]);
-    Cluster {
-        envs,
-        ports,
-        pgs,
-        ns,
-    }
+    (envs, ports, ns)
 }
 
 fn observations(port: u16) -> Option<serde_json::Value> {
@@ -206,12 +228,16 @@ fn insert(pg: &PgServer, id: i64) -> bool {
 }
 
 fn log_tails(c: &Cluster) -> String {
+    logs_of(&c.envs)
+}
+
+fn logs_of(envs: &[Env]) -> String {
     SITES
         .iter()
         .enumerate()
         .map(|(i, s)| {
             let log =
-                std::fs::read_to_string(c.envs[i].path(&format!("{s}.log"))).unwrap_or_default();
+                std::fs::read_to_string(envs[i].path(&format!("{s}.log"))).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
             let from = lines.len().saturating_sub(30);
             format!("--- {s} ---\n{}", lines[from..].join("\n"))
@@ -802,4 +828,193 @@ fn the_shipped_failover_runbooks_run_against_real_servers() {
     );
     assert!(!in_recovery(&c.pgs[1]) && insert(&c.pgs[1], 3));
     assert_eq!(dig(c.ns.addr(), "api.example.test.", "A"), ["192.0.2.20"]);
+}
+
+/// Sets `w:ID` every 50 ms on the first of `urls` that takes it, recording the ids whose SET
+/// was acknowledged (`+OK`; a replica's READONLY or a fenced primary's NOREPLICAS is not).
+fn redis_writer(
+    urls: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
+) -> std::thread::JoinHandle<()> {
+    use common::redis::{Client, Reply};
+    use lifeboat::kinds::redis::client::Conn;
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        let mut conns: Vec<Option<Client>> = urls.iter().map(|_| None).collect();
+        let mut id = 0;
+        while !stop.load(Ordering::SeqCst) {
+            id += 1;
+            for (i, url) in urls.iter().enumerate() {
+                if conns[i].is_none() {
+                    conns[i] = Conn::parse(url).and_then(|c| c.connect()).ok();
+                }
+                let Some(c) = conns[i].as_mut() else { continue };
+                match c.cmd(&["SET", &format!("w:{id}"), "1"]) {
+                    Ok(Reply::Status(s)) if s == "OK" => {
+                        acked.lock().expect("lock").push(id);
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(_) => conns[i] = None,
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+}
+
+fn redis_master_port(r: &common::redis::RedisServer) -> Option<u16> {
+    let info = r.client().ok()?.cmd(&["INFO", "replication"]).ok()?.text();
+    if !info.contains("master_link_status:up") {
+        return None;
+    }
+    info.lines()
+        .find_map(|l| l.strip_prefix("master_port:"))
+        .and_then(|p| p.trim().parse().ok())
+}
+
+/// Redis sites (a primary and two replicas) under the three controllers: kill -9 of the
+/// primary's Redis and its lifeboat → the controllers promote secondary (nothing written
+/// before the crash lost), DR follows it, DNS switched; then a planned switchover to DR with
+/// a writer going loses no acknowledged key, and the old primary refuses writes (NOREPLICAS).
+#[test]
+fn redis_sites_switch_over_and_fail_over_under_the_controllers() {
+    use common::redis::RedisServer;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let r0 = RedisServer::start(&[]);
+    let port = r0.port().to_string();
+    let mut rs = [
+        r0,
+        RedisServer::start(&["--replicaof", "127.0.0.1", &port]),
+        RedisServer::start(&["--replicaof", "127.0.0.1", &port]),
+    ];
+    for r in &rs[1..] {
+        wait_until("the replica is linked", Duration::from_secs(30), || {
+            redis_master_port(r).is_some()
+        });
+    }
+    let services: Vec<String> = rs
+        .iter()
+        .map(|r| {
+            format!(
+                "sessions: {{ kind: redis, url: \"{}\", source: sessions }}",
+                r.url()
+            )
+        })
+        .collect();
+    let source = format!(
+        "{{ name: sessions, kind: redis, url: \"{}\", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}",
+        rs[0].url()
+    );
+    let (envs, ports, ns) = sites("automatic", &services, &source);
+    let mut daemons: Vec<Daemon> = SITES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Daemon::start(&envs[i], s))
+        .collect();
+    wait_until(
+        "every daemon sees every site up",
+        Duration::from_secs(60),
+        || {
+            ports.iter().all(|p| {
+                observations(*p).is_some_and(|o| {
+                    SITES.iter().all(|s| {
+                        o["sites"][s]["successes_in_a_row"]
+                            .as_u64()
+                            .is_some_and(|n| n >= 3)
+                    })
+                })
+            })
+        },
+    );
+
+    // Unplanned: kill -9 of the primary's Redis and of its site's lifeboat.
+    rs[0].cmd(&["SET", "before-crash", "1"]);
+    for r in &rs[1..] {
+        wait_until(
+            "the replicas have the last write",
+            Duration::from_secs(10),
+            || r.cmd(&["EXISTS", "before-crash"]).text() == "1",
+        );
+    }
+    daemons[0].kill9();
+    rs[0].stop();
+    let t = Instant::now();
+    while rs[1]
+        .client()
+        .ok()
+        .and_then(|mut c| c.cmd(&["SET", "after", "1"]).ok())
+        .is_none_or(|r| r.text() != "OK")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "secondary not promoted:\n{}",
+            logs_of(&envs)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("secondary writable {:?} after the kill", t.elapsed());
+    wait_until("DNS follows", Duration::from_secs(30), || {
+        dig(ns.addr(), "api.example.test.", "A") == ["192.0.2.20"]
+    });
+    assert_eq!(rs[1].cmd(&["EXISTS", "before-crash"]).text(), "1");
+    wait_until("DR follows secondary", Duration::from_secs(30), || {
+        redis_master_port(&rs[2]) == Some(rs[1].port())
+    });
+    let h = history(&envs[1]);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(
+        (h[0]["term"].as_i64(), h[0]["status"].as_str()),
+        (Some(1), Some("done"))
+    );
+
+    // Planned switchover secondary → dr with a writer going (the primary site's lifeboat is
+    // still dead: two of three votes are a quorum): nothing acknowledged is lost.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let w = redis_writer(vec![rs[1].url(), rs[2].url()], stop.clone(), acked.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    let out = envs[1].ok(&["failover", "execute", "--to", "dr", "--yes"]);
+    assert!(
+        out.contains("failover term 2: secondary → dr done"),
+        "{out}"
+    );
+    assert!(
+        out.contains("controller primary: no vote: unreachable"),
+        "{out}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::SeqCst);
+    w.join().expect("writer");
+    let acked = acked.lock().expect("lock").clone();
+    assert!(
+        acked.len() > 20,
+        "the writer wrote too little: {}",
+        acked.len()
+    );
+    let lost: Vec<i64> = acked
+        .iter()
+        .copied()
+        .filter(|id| rs[2].cmd(&["EXISTS", &format!("w:{id}")]).text() != "1")
+        .collect();
+    assert!(lost.is_empty(), "acknowledged keys lost: {lost:?}");
+    assert!(
+        rs[2]
+            .cmd(&["INFO", "replication"])
+            .text()
+            .contains("role:master")
+    );
+    assert!(rs[1].cmd(&["SET", "x", "1"]).text().contains("NOREPLICAS"));
+    assert_eq!(dig(ns.addr(), "api.example.test.", "A"), ["192.0.2.30"]);
+    wait_until(
+        "the live controllers adopt term 2",
+        Duration::from_secs(10),
+        || {
+            ports[1..]
+                .iter()
+                .all(|p| observations(*p).is_some_and(|o| o["term"] == 2 && o["primary"] == "dr"))
+        },
+    );
 }

@@ -67,7 +67,10 @@ fn hide_query_secrets(s: &str) -> String {
         if c == '=' {
             out.push(c);
             // After a value with no separator (`a=b=c`, `x=A}:y{name=`), no name starts.
-            let name = s.get(name_start..i).unwrap_or_default().to_ascii_lowercase();
+            let name = s
+                .get(name_start..i)
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             if !name.is_empty() && SECRET_PARAMS.iter().any(|p| name.contains(p)) {
                 // Skip the value: up to the next separator.
                 while let Some(&(_, v)) = chars.peek() {
