@@ -971,7 +971,14 @@ fn redis_sites_switch_over_and_fail_over_under_the_controllers() {
     );
 
     // Planned switchover secondary → dr with a writer going (the primary site's lifeboat is
-    // still dead: two of three votes are a quorum): nothing acknowledged is lost.
+    // still dead: two of three votes are a quorum): nothing acknowledged is lost. Until the
+    // live controllers have seen the failover finish they refuse (tested above).
+    wait_until("no controller is moving", Duration::from_secs(10), || {
+        ports[1..]
+            .iter()
+            .all(|p| observations(*p).is_some_and(|o| o["moving"] == false && o["term"] == 1))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let w = redis_writer(vec![rs[1].url(), rs[2].url()], stop.clone(), acked.clone());
