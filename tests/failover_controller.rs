@@ -721,6 +721,19 @@ fn execute_beside_running_controllers_takes_a_fresh_term_they_all_adopt() {
         (Some(1), Some("done"))
     );
     assert_eq!(h[0]["plan"]["votes"]["dr"], "vote granted", "{h:?}");
+    // `failover status` shows every vantage point's view, from any site.
+    let st = c.envs[2].ok(&["failover", "status", "--output", "json"]);
+    let st: serde_json::Value = serde_json::from_str(&st).expect("status json");
+    assert_eq!(st["term"], 1, "{st}");
+    for s in SITES {
+        assert_eq!(st["vantage_points"][s]["term"], 1, "{st}");
+        assert_eq!(st["vantage_points"][s]["sites"]["secondary"]["failures_in_a_row"], 0, "{st}");
+    }
+    let table = c.envs[2].ok(&["failover", "status"]);
+    assert!(
+        table.contains("health per vantage point") && table.contains("1/secondary"),
+        "{table}"
+    );
     assert!(!read_only(&c.pgs[1]), "{}", log_tails(&c));
     assert!(adopted(1, "secondary"));
     // Run again: already the primary, nothing moves.

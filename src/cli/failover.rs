@@ -62,6 +62,53 @@ pub enum FailoverAction {
     },
 }
 
+/// Each site's health as every controller sees it: a row per site, a column per vantage
+/// point (`up`, `DOWN×N` for N failed rounds in a row, `?` when it has no view).
+fn print_vantage_points(s: &failover::Status) {
+    use failover::Vantage;
+    if s.vantage_points.is_empty() {
+        return;
+    }
+    let names: Vec<&String> = s.vantage_points.keys().collect();
+    println!("health per vantage point (rows: sites; columns: the lifeboat that looked):");
+    print!("  {:<12}", "");
+    for n in &names {
+        print!(" {n:<14}");
+    }
+    println!();
+    let mut sites: Vec<&str> = s.services.iter().map(|v| v.site.as_str()).collect();
+    sites.dedup();
+    for site in sites {
+        print!("  {site:<12}");
+        for v in s.vantage_points.values() {
+            let cell = match v {
+                Vantage::Report(r) => match r.sites.get(site) {
+                    Some(view) if view.failures_in_a_row == 0 => "up".to_string(),
+                    Some(view) => format!("DOWN×{}", view.failures_in_a_row),
+                    None => "?".to_string(),
+                },
+                Vantage::Unreachable { .. } => "unreachable".to_string(),
+            };
+            print!(" {cell:<14}");
+        }
+        println!();
+    }
+    print!("  {:<12}", "term/primary");
+    for v in s.vantage_points.values() {
+        let cell = match v {
+            Vantage::Report(r) => format!(
+                "{}/{}{}",
+                r.term,
+                r.primary,
+                if r.moving { " (moving)" } else { "" }
+            ),
+            Vantage::Unreachable { .. } => "-".to_string(),
+        };
+        print!(" {cell:<14}");
+    }
+    println!();
+}
+
 fn print_plan(p: &Plan) {
     println!("failover plan: {} → {} (term {})", p.from, p.to, p.term);
     for s in &p.services {
@@ -153,6 +200,7 @@ pub async fn run(app: Ctx, action: FailoverAction) -> Result<ExitCode> {
                             ),
                         }
                     }
+                    print_vantage_points(&s);
                     if let Some(u) = &s.unfinished {
                         println!(
                             "  UNFINISHED failover to {} (term {}): run `lifeboat failover execute --to {}` to resume",

@@ -963,6 +963,18 @@ pub struct Status {
     pub term: i64,
     pub services: Vec<Seen>,
     pub unfinished: Option<FailoverRow>,
+    /// What each site's controller (vantage point) reports, when `sites[].peer` and
+    /// `peer_token` are set: its term, primary and every site's health as it sees it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub vantage_points: BTreeMap<String, Vantage>,
+}
+
+/// One controller's latest round, or why it did not answer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Vantage {
+    Report(crate::policy::failover::Report),
+    Unreachable { error: String },
 }
 
 pub async fn status(ctx: &Ctx) -> Result<Status, OpError> {
@@ -984,6 +996,25 @@ pub async fn status(ctx: &Ctx) -> Result<Status, OpError> {
             .and_then(|v| v["term"].as_i64()),
         None => None,
     };
+    let mut vantage_points = BTreeMap::new();
+    if let Some(peers) = peers(ctx)? {
+        for (site, r) in peers.reports().await {
+            vantage_points.insert(
+                site,
+                match r {
+                    Ok(r) => Vantage::Report(r),
+                    Err(error) => Vantage::Unreachable { error },
+                },
+            );
+        }
+    }
+    let peer_term = vantage_points
+        .values()
+        .filter_map(|v| match v {
+            Vantage::Report(r) => i64::try_from(r.term).ok(),
+            Vantage::Unreachable { .. } => None,
+        })
+        .max();
     Ok(Status {
         site: here,
         mode: failover.map(|f| f.mode),
@@ -991,7 +1022,9 @@ pub async fn status(ctx: &Ctx) -> Result<Status, OpError> {
         term: history
             .last()
             .map_or(0, |f| f.term)
-            .max(controller_term.unwrap_or(0)),
+            .max(controller_term.unwrap_or(0))
+            .max(peer_term.unwrap_or(0)),
+        vantage_points,
         services: seen,
         unfinished: unfinished(ctx).await?,
     })

@@ -163,8 +163,6 @@ pub(super) async fn unfence(url: &str) -> Result<(), ProbeError> {
 
 pub(super) async fn promote(url: &str, wait: Duration) -> Result<(), ProbeError> {
     let (conn, mut db) = connect(url).await?;
-    // A replica made from a fenced primary inherits its postgresql.auto.conf: reset first.
-    unfence(url).await?;
     let (in_recovery,): (bool,) = sqlx::query_as("SELECT pg_is_in_recovery()")
         .fetch_one(&mut db)
         .await
@@ -180,6 +178,10 @@ pub(super) async fn promote(url: &str, wait: Duration) -> Result<(), ProbeError>
             tracing::warn!(error = %failed(url, &conn, "pg_promote()", e), "pg_promote failed");
         }
     }
+    // A replica made from a fenced primary inherits its postgresql.auto.conf: reset it, after
+    // the promotion. A reload during recovery restarts the WAL receiver's retry cycle, and a
+    // promotion requested then waits out `wal_retrieve_retry_interval` (5 s by default).
+    unfence(url).await?;
     until(url, wait, "promote (waiting until writable)", WRITABLE).await
 }
 
