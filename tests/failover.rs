@@ -4,7 +4,8 @@
 //! - planned switchover with a writer inserting every 50 ms: no acknowledged write lost, the
 //!   new primary writable, the old one read-only, DNS switched and agreed;
 //! - `execute` killed right after the fence step (failpoint), run again: it completes and
-//!   does not fence twice.
+//!   does not fence twice; killed before and after every step in turn: each step is done
+//!   exactly once.
 
 mod common;
 
@@ -376,4 +377,69 @@ failover:
     let status = env.ok(&["failover", "status", "--output", "json"]);
     let status: serde_json::Value = serde_json::from_str(&status).expect("json");
     assert_eq!(status["primary"], "secondary", "{status}");
+}
+
+/// `execute` killed (kill -9) after each persisted step in turn, and before each step's
+/// action, then run again: it completes, every step recorded done exactly once, the steps
+/// done before the crash are not taken again.
+#[test]
+fn execute_killed_at_every_step_resumes_and_takes_each_step_once() {
+    const STEPS: [&str; 5] = ["fence", "promote", "repoint", "dns", "verify"];
+    for (i, step) in STEPS.iter().enumerate() {
+        for when in ["before", "after"] {
+            let s = setup();
+            let failpoint = format!("failover-{when}-{step}");
+            let child = s.env.stalled_at(
+                &["failover", "execute", "--to", "secondary", "--yes"],
+                &failpoint,
+            );
+            common::kill9(child);
+            let h = history(&s.env);
+            assert_eq!(h[0]["status"], "running", "{failpoint}: {h}");
+            let finished_before: Vec<serde_json::Value> = (0..i)
+                .map(|k| h[0]["steps"][k]["finished_at"].clone())
+                .collect();
+            let out = s.env.ok(&[
+                "failover",
+                "execute",
+                "--to",
+                "secondary",
+                "--yes",
+                "--output",
+                "json",
+            ]);
+            let outcome: serde_json::Value = serde_json::from_str(&out).expect("json");
+            // Done before the crash: not taken again; the interrupted one and later: taken.
+            let done = if when == "after" { i + 1 } else { i };
+            for k in 0..5 {
+                assert_eq!(
+                    outcome["steps"][k]["resumed"],
+                    k < done,
+                    "{failpoint}: step {k}: {outcome}"
+                );
+            }
+            assert!(!in_recovery(&s.standby), "{failpoint}");
+            assert!(is_read_only(&s.primary), "{failpoint}");
+            assert_eq!(
+                dig(s.ns.addr(), "api.example.test.", "A"),
+                ["192.0.2.20"],
+                "{failpoint}"
+            );
+            let h = history(&s.env);
+            assert_eq!(h.as_array().map(Vec::len), Some(1), "{failpoint}: {h}");
+            assert_eq!(h[0]["status"], "done", "{failpoint}: {h}");
+            for (k, at) in finished_before.iter().enumerate() {
+                assert_eq!(
+                    &h[0]["steps"][k]["finished_at"], at,
+                    "{failpoint}: step {k} once"
+                );
+            }
+            let steps = h[0]["steps"].as_array().expect("steps");
+            assert_eq!(steps.len(), 5, "{failpoint}: {h}");
+            assert!(
+                steps.iter().all(|s| s["status"] == "done"),
+                "{failpoint}: {h}"
+            );
+        }
+    }
 }

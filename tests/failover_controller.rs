@@ -727,7 +727,10 @@ fn execute_beside_running_controllers_takes_a_fresh_term_they_all_adopt() {
     assert_eq!(st["term"], 1, "{st}");
     for s in SITES {
         assert_eq!(st["vantage_points"][s]["term"], 1, "{st}");
-        assert_eq!(st["vantage_points"][s]["sites"]["secondary"]["failures_in_a_row"], 0, "{st}");
+        assert_eq!(
+            st["vantage_points"][s]["sites"]["secondary"]["failures_in_a_row"], 0,
+            "{st}"
+        );
     }
     let table = c.envs[2].ok(&["failover", "status"]);
     assert!(
