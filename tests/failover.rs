@@ -23,6 +23,14 @@ fn history(env: &Env) -> serde_json::Value {
         .expect("history json")
 }
 
+/// `failover execute --to TO --yes --output json`, which must succeed: its outcome.
+fn execute_json(env: &Env, to: &str) -> serde_json::Value {
+    let out = env.ok(&[
+        "failover", "execute", "--to", to, "--yes", "--output", "json",
+    ]);
+    serde_json::from_str(&out).expect("execute json")
+}
+
 fn is_read_only(pg: &PgServer) -> bool {
     pg.psql("orders", "SHOW default_transaction_read_only") == "on"
 }
@@ -162,16 +170,7 @@ fn execute_killed_after_the_fence_resumes_without_fencing_again() {
     assert!(!other.status.success());
 
     // Resume: completes, the fence is not taken again.
-    let out = s.env.ok(&[
-        "failover",
-        "execute",
-        "--to",
-        "secondary",
-        "--yes",
-        "--output",
-        "json",
-    ]);
-    let outcome: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let outcome = execute_json(&s.env, "secondary");
     assert_eq!(outcome["term"], 1, "{outcome}");
     assert_eq!(outcome["steps"][0]["step"], "fence");
     assert_eq!(outcome["steps"][0]["resumed"], true, "{outcome}");
@@ -399,16 +398,7 @@ fn execute_killed_at_every_step_resumes_and_takes_each_step_once() {
             let finished_before: Vec<serde_json::Value> = (0..i)
                 .map(|k| h[0]["steps"][k]["finished_at"].clone())
                 .collect();
-            let out = s.env.ok(&[
-                "failover",
-                "execute",
-                "--to",
-                "secondary",
-                "--yes",
-                "--output",
-                "json",
-            ]);
-            let outcome: serde_json::Value = serde_json::from_str(&out).expect("json");
+            let outcome = execute_json(&s.env, "secondary");
             // Done before the crash: not taken again; the interrupted one and later: taken.
             let done = if when == "after" { i + 1 } else { i };
             for k in 0..5 {

@@ -192,6 +192,36 @@ fn observations(port: u16) -> Option<serde_json::Value> {
         .flatten()
 }
 
+/// Starts every site's daemon and waits until each has seen every site up.
+fn start_all(envs: &[Env], ports: &[u16]) -> Vec<Daemon> {
+    let daemons = SITES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Daemon::start(&envs[i], s))
+        .collect();
+    wait_all_up(ports);
+    daemons
+}
+
+/// Waits until every daemon has seen every site up three rounds in a row.
+fn wait_all_up(ports: &[u16]) {
+    wait_until(
+        "every daemon sees every site up",
+        Duration::from_secs(60),
+        || {
+            ports.iter().all(|p| {
+                observations(*p).is_some_and(|o| {
+                    SITES.iter().all(|s| {
+                        o["sites"][s]["successes_in_a_row"]
+                            .as_u64()
+                            .is_some_and(|n| n >= 3)
+                    })
+                })
+            })
+        },
+    );
+}
+
 fn history(env: &Env) -> Vec<serde_json::Value> {
     let out = env.ok(&["failover", "history", "--output", "json"]);
     serde_json::from_str::<serde_json::Value>(&out)
@@ -249,27 +279,7 @@ fn logs_of(envs: &[Env]) -> String {
 #[test]
 fn controller_fails_over_on_a_quorum_and_never_on_a_short_stall() {
     let mut c = setup("automatic");
-    let mut daemons: Vec<Daemon> = SITES
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Daemon::start(&c.envs[i], s))
-        .collect();
-    // Every vantage point sees every site up.
-    wait_until(
-        "every daemon sees every site up",
-        Duration::from_secs(60),
-        || {
-            c.ports.iter().all(|p| {
-                observations(*p).is_some_and(|o| {
-                    SITES.iter().all(|s| {
-                        o["sites"][s]["successes_in_a_row"]
-                            .as_u64()
-                            .is_some_and(|n| n >= 3)
-                    })
-                })
-            })
-        },
-    );
+    let mut daemons = start_all(&c.envs, &c.ports);
     // The peer endpoint needs the token.
     assert_eq!(
         http_get(c.ports[1], "/api/v1/failover/observations", None).0,
@@ -449,10 +459,27 @@ fn writer(
     })
 }
 
+/// Stops a writer and returns the ids it got acknowledged (it must have written a fair few).
+fn stop_writer(
+    stop: &std::sync::atomic::AtomicBool,
+    w: std::thread::JoinHandle<()>,
+    acked: &std::sync::Mutex<Vec<i64>>,
+) -> Vec<i64> {
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    w.join().expect("writer");
+    let acked = acked.lock().expect("lock").clone();
+    assert!(
+        acked.len() > 20,
+        "the writer wrote too little: {}",
+        acked.len()
+    );
+    acked
+}
+
 /// Runs `execute --to` with a writer going throughout; returns the acknowledged ids that
 /// are not on the new primary (must be none).
 fn switch_with_writer(c: &Cluster, to: usize, from: usize, first_id: i64) -> Vec<i64> {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
     use std::sync::{Arc, Mutex};
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -465,14 +492,7 @@ fn switch_with_writer(c: &Cluster, to: usize, from: usize, first_id: i64) -> Vec
     std::thread::sleep(Duration::from_millis(1000));
     c.envs[0].ok(&["failover", "execute", "--to", SITES[to], "--yes"]);
     std::thread::sleep(Duration::from_millis(1000));
-    stop.store(true, Ordering::SeqCst);
-    w.join().expect("writer");
-    let acked = acked.lock().expect("lock").clone();
-    assert!(
-        acked.len() > 20,
-        "the writer wrote too little: {}",
-        acked.len()
-    );
+    let acked = stop_writer(&stop, w, &acked);
     let on_new: std::collections::BTreeSet<i64> = c.pgs[to]
         .psql("orders", "SELECT id FROM acked")
         .lines()
@@ -581,21 +601,7 @@ fn controller_killed_after_promote_resumes_without_promoting_again() {
     // Once every vantage point sees every site, crash the primary site (PostgreSQL + its
     // lifeboat); meanwhile the secondary's daemon runs with the failpoint armed.
     let killer = std::thread::spawn(move || {
-        wait_until(
-            "every daemon sees every site up",
-            Duration::from_secs(60),
-            || {
-                ports.iter().all(|p| {
-                    observations(*p).is_some_and(|o| {
-                        SITES.iter().all(|s| {
-                            o["sites"][s]["successes_in_a_row"]
-                                .as_u64()
-                                .is_some_and(|n| n >= 3)
-                        })
-                    })
-                })
-            },
-        );
+        wait_all_up(&ports);
         let pid: u32 = std::fs::read_to_string(pg0_dir.join("postmaster.pid"))
             .expect("postmaster.pid")
             .lines()
@@ -657,27 +663,7 @@ fn controller_killed_after_promote_resumes_without_promoting_again() {
 #[test]
 fn execute_beside_running_controllers_takes_a_fresh_term_they_all_adopt() {
     let c = setup("automatic");
-    let _daemons: Vec<Daemon> = SITES
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Daemon::start(&c.envs[i], s))
-        .collect();
-    let all_up = || {
-        c.ports.iter().all(|p| {
-            observations(*p).is_some_and(|o| {
-                SITES.iter().all(|s| {
-                    o["sites"][s]["successes_in_a_row"]
-                        .as_u64()
-                        .is_some_and(|n| n >= 3)
-                })
-            })
-        })
-    };
-    wait_until(
-        "every daemon sees every site up",
-        Duration::from_secs(60),
-        all_up,
-    );
+    let _daemons = start_all(&c.envs, &c.ports);
     // The vote endpoint needs the token too.
     assert_eq!(
         http_post_json(c.ports[2], "/api/v1/failover/vote", None, "{}").0,
@@ -897,7 +883,7 @@ fn redis_master_port(r: &common::redis::RedisServer) -> Option<u16> {
 #[test]
 fn redis_sites_switch_over_and_fail_over_under_the_controllers() {
     use common::redis::RedisServer;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
     use std::sync::{Arc, Mutex};
     let r0 = RedisServer::start(&[]);
     let port = r0.port().to_string();
@@ -925,26 +911,7 @@ fn redis_sites_switch_over_and_fail_over_under_the_controllers() {
         rs[0].url()
     );
     let (envs, ports, ns) = sites("automatic", &services, &source);
-    let mut daemons: Vec<Daemon> = SITES
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Daemon::start(&envs[i], s))
-        .collect();
-    wait_until(
-        "every daemon sees every site up",
-        Duration::from_secs(60),
-        || {
-            ports.iter().all(|p| {
-                observations(*p).is_some_and(|o| {
-                    SITES.iter().all(|s| {
-                        o["sites"][s]["successes_in_a_row"]
-                            .as_u64()
-                            .is_some_and(|n| n >= 3)
-                    })
-                })
-            })
-        },
-    );
+    let mut daemons = start_all(&envs, &ports);
 
     // Unplanned: kill -9 of the primary's Redis and of its site's lifeboat.
     rs[0].cmd(&["SET", "before-crash", "1"]);
@@ -1009,14 +976,7 @@ fn redis_sites_switch_over_and_fail_over_under_the_controllers() {
         "{out}"
     );
     std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::SeqCst);
-    w.join().expect("writer");
-    let acked = acked.lock().expect("lock").clone();
-    assert!(
-        acked.len() > 20,
-        "the writer wrote too little: {}",
-        acked.len()
-    );
+    let acked = stop_writer(&stop, w, &acked);
     let lost: Vec<i64> = acked
         .iter()
         .copied()
