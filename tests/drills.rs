@@ -1081,3 +1081,344 @@ fn a_blackholed_proxy_measures_rto_two_seconds() {
     assert_eq!(j["faults"][0]["action"], "blackhole");
     assert_eq!(j["faults"][0]["reverted"], true);
 }
+
+// ---------------------------------------------------------------------------------------
+// region-failover: the primary site down, the failover of issue 11, measured.
+
+fn read_only(pg: &PgServer, db: &str) -> bool {
+    pg.psql(db, "SHOW default_transaction_read_only") == "on"
+}
+
+/// The shipped `region-failover`, against a PostgreSQL primary and its synchronous standby
+/// at two sites and a real BIND: the drill kills the primary's process group, runs the
+/// manual failover itself (`failover.mode: manual`), and its canary writes through the DNS
+/// name `db.example.test.` (127.0.0.1 at the primary site, 127.0.0.2 at the secondary, where a
+/// forwarder stands for the secondary's address), asking BIND at every write. Measured: RTO
+/// within the canary resolution of the failover's own DNS step, RPO 0 (synchronous commit),
+/// the failover's term and segments in the journal; the old primary restarted is fenced, not
+/// writable; the new primary takes writes.
+#[test]
+fn region_failover_measures_the_failover_through_the_dns_name() {
+    use common::dns::{DnsServer, TsigKey, dig};
+    let primary = PgServer::start();
+    primary.create_db("orders");
+    let standby = PgServer::standby_of(&primary);
+    common::wait_until("the standby streams", Duration::from_secs(60), || {
+        standby.psql(
+            "orders",
+            "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+        ) == "1"
+    });
+    // Synchronous: an acknowledged write is on the standby.
+    primary.psql(
+        "postgres",
+        "ALTER SYSTEM SET synchronous_standby_names = '*'",
+    );
+    primary.psql("postgres", "SELECT pg_reload_conf()");
+    primary.psql(
+        "postgres",
+        "ALTER DATABASE orders SET synchronous_commit = on",
+    );
+    // The secondary site's address for the primary's port: a forwarder to the standby.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _forwarder = rt
+        .block_on(Proxy::start(
+            &format!("127.0.0.2:{}", primary.port()),
+            format!("127.0.0.1:{}", standby.port()),
+        ))
+        .expect("forwarder on 127.0.0.2");
+    let key = TsigKey::random();
+    let ns = DnsServer::bind(&key, None);
+    let env = common::Env::new();
+    env.write_config(&format!(
+        r#"
+catalog: sqlite://./catalog.db
+stores:
+  local: {{ url: "file://./store" }}
+encryption:
+  recipients: ["{{recipient}}"]
+sources:
+  - {{ name: orders-db, kind: postgres, url: "{primary_url}", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}
+dns:
+  providers:
+    bind: {{ kind: rfc2136, server: "{ns}", tsig: {{ name: {kname}, algorithm: hmac-sha256, secret: "{ksecret}" }} }}
+  records:
+    - {{ name: db.example.test., zone: example.test., type: A, ttl: 1, provider: bind, nameservers: ["{ns}"], verify_timeout: 30s }}
+sites:
+  - name: primary
+    services:
+      orders-db: {{ kind: postgres, url: "{primary_url}", source: orders-db }}
+    dns: {{ "db.example.test.": ["127.0.0.1"] }}
+  - name: secondary
+    services:
+      orders-db: {{ kind: postgres, url: "{standby_url}", source: orders-db }}
+    dns: {{ "db.example.test.": ["127.0.0.2"] }}
+failover:
+  site: secondary
+  mode: manual
+  order: [primary, secondary]
+"#,
+        primary_url = primary.url("orders"),
+        standby_url = standby.url("orders"),
+        ns = ns.addr(),
+        kname = key.name,
+        ksecret = key.secret,
+    ));
+    env.ok(&[
+        "dns",
+        "set",
+        "db.example.test.",
+        "127.0.0.1",
+        "--expect-absent",
+    ]);
+    // The shipped scenario, held 3 s instead of 1 m, restarting the server with its argv.
+    let (_, shipped) = lifeboat::ops::drill::SHIPPED
+        .iter()
+        .find(|(n, _)| *n == "region-failover")
+        .expect("shipped region-failover");
+    let restart = serde_json::to_string(&primary.start_argv()).unwrap();
+    let text = shipped
+        .replace("duration: 1m", "duration: 3s")
+        .replace("[\"sh\", \"-c\", \"${RESTART}\"]", &restart);
+    assert!(text.contains(&restart), "the shipped restart line moved");
+    std::fs::write(env.path("region-failover.yaml"), text).unwrap();
+    let canary_url = format!(
+        "postgres://postgres@db.example.test:{}/orders",
+        primary.port()
+    );
+    let plan = env.ok(&[
+        "drill",
+        "plan",
+        "region-failover",
+        "--var",
+        "PIDFILE=/x.pid",
+        "--var",
+        "RESTART=true",
+        "--var",
+        "TO_SITE=secondary",
+        "--var",
+        &format!("CANARY_URL={canary_url}"),
+    ]);
+    assert!(plan.contains("failover: to site secondary"), "{plan}");
+    let pidfile = primary.data_dir().join("postmaster.pid");
+    let out = env.run(&[
+        "drill",
+        "run",
+        "./region-failover.yaml",
+        "--var",
+        &format!("PIDFILE={}", pidfile.display()),
+        "--var",
+        "TO_SITE=secondary",
+        "--var",
+        &format!("CANARY_URL={canary_url}"),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    assert_eq!(j["tier"], "region");
+    let s = &j["services"][0];
+    assert_eq!(s["rpo_seconds"].as_f64(), Some(0.0), "{j:#}");
+    assert_eq!(j["canary"]["lost"], 0, "{j:#}");
+    let rto = s["rto_seconds"].as_f64().expect("rto");
+    // The timeline: the failover's persisted segments and the first write, in order.
+    let at = |phase: &str| {
+        let e = j["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["phase"] == phase)
+            .unwrap_or_else(|| panic!("no {phase} in {j:#}"));
+        chrono::DateTime::parse_from_rfc3339(e["at"].as_str().unwrap()).unwrap()
+    };
+    let fault = at("fault");
+    let secs = |p: &str| (at(p) - fault).num_milliseconds() as f64 / 1000.0;
+    let mut last = 0.0;
+    for p in ["detect", "decide", "fence", "promote", "dns"] {
+        assert!(secs(p) >= last, "{p} before the previous phase: {j:#}");
+        last = secs(p);
+    }
+    eprintln!(
+        "region-failover: RTO {rto} s; detect {} decide {} fence {} promote {} dns {} s",
+        secs("detect"),
+        secs("decide"),
+        secs("fence"),
+        secs("promote"),
+        secs("dns")
+    );
+    // RTO: the first write acknowledged through the DNS name, within the canary resolution
+    // (100 ms, plus a connection) of the failover's own DNS step and after its promotion.
+    assert!(
+        (rto - secs("first-write")).abs() < 0.01,
+        "{rto} vs {}",
+        secs("first-write")
+    );
+    assert!(
+        rto > secs("promote"),
+        "RTO {rto} before the promotion: {j:#}"
+    );
+    assert!(
+        (rto - secs("dns")).abs() <= 0.6,
+        "RTO {rto} s, the failover's DNS step done at {} s: {j:#}",
+        secs("dns")
+    );
+    // The journal names the failover's term; the catalog has it done.
+    assert!(
+        j["evidence"]
+            .to_string()
+            .contains("failover term 1: primary → secondary"),
+        "{j:#}"
+    );
+    let h: serde_json::Value =
+        serde_json::from_str(&env.ok(&["failover", "history", "--output", "json"])).unwrap();
+    assert_eq!(h[0]["term"], 1, "{h}");
+    assert_eq!(h[0]["status"], "done", "{h}");
+    // Reverted: the old primary runs again, fenced (read-only), not writable; rejoin named.
+    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    assert!(read_only(&primary, "orders"), "the old primary is writable");
+    assert!(
+        j["findings"]
+            .to_string()
+            .contains("lifeboat failover rejoin primary"),
+        "{j:#}"
+    );
+    assert_eq!(standby.psql("orders", "SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(dig(ns.addr(), "db.example.test.", "A"), ["127.0.0.2"]);
+    // Every acknowledged canary is on the new primary.
+    let acked = j["canary"]["acknowledged"].as_u64().unwrap();
+    let id = j["id"].as_str().unwrap();
+    let rows: u64 = standby
+        .psql(
+            "orders",
+            &format!("SELECT count(*) FROM lifeboat_canary WHERE run = '{id}'"),
+        )
+        .parse()
+        .unwrap();
+    assert!(rows >= acked, "{rows} rows for {acked} acknowledged writes");
+    let parsed: lifeboat::model::journal::DrillJournal =
+        serde_json::from_value(j.clone()).expect("journal schema");
+    lifeboat::model::journal::verify_chain(&parsed).expect("chain");
+}
+
+// ---------------------------------------------------------------------------------------
+// Drills that execute a runbook (issue 12 point 7).
+
+/// The pause of [`pause_scenario`] held 1 s instead of 8 s.
+fn held_for_one_second(env: &common::Env) {
+    let path = env.path("scenario.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("duration: 8s"));
+    std::fs::write(&path, text.replace("duration: 8s", "duration: 1s")).unwrap();
+}
+
+/// A drill pausing a process while the shipped `restore-files` runbook restores the newest
+/// snapshot: the runbook runs through the runbook runner (its run id in the journal, its
+/// output off the JSON on stdout), the drill passes with the runbook's time as its RTO, and
+/// the fault is rolled back.
+#[test]
+fn a_drill_runs_a_shipped_runbook_and_passes() {
+    let env = files_env(1);
+    let snapshot = env.snapshots()[0]["id"].as_str().unwrap().to_string();
+    let sleeper = Sleeper::start(&env);
+    let restored = env.path("restored");
+    let scenario = pause_scenario(
+        &env,
+        &sleeper,
+        &format!(
+            "runbook: {{ name: restore-files, vars: {{ SOURCE: alpha, SNAPSHOT: \"${{SNAP}}\", DIR: \"{}\" }} }}\n\
+             expect: {{ rto: 5m }}\n",
+            restored.display()
+        ),
+    );
+    held_for_one_second(&env);
+    let out = env.run(&[
+        "drill",
+        "run",
+        &scenario,
+        "--var",
+        &format!("SNAP={snapshot}"),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    assert_eq!(
+        j["services"][0]["service"], "runbook restore-files",
+        "{j:#}"
+    );
+    assert!(
+        j["services"][0]["rto_seconds"].as_f64().unwrap() > 0.0,
+        "{j:#}"
+    );
+    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    assert!(!sleeper.stopped());
+    let evidence = j["evidence"].to_string();
+    let id = evidence
+        .split("run ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .filter(|id| id.starts_with("rb-"))
+        .unwrap_or_else(|| panic!("no runbook run id in {evidence}"))
+        .to_string();
+    let log: serde_json::Value =
+        serde_json::from_str(&env.ok(&["runbook", "log", &id, "--output", "json"])).unwrap();
+    assert_eq!(log["run"]["status"], "complete", "{log:#}");
+    assert_eq!(
+        std::fs::read_to_string(restored.join("file.txt")).expect("restored"),
+        "version 0\n"
+    );
+}
+
+/// A runbook whose second step no longer works fails its drill: the verdict is `failed`, the
+/// reason names the step and what to do, the later steps do not run, and the fault is
+/// rolled back all the same.
+#[test]
+fn a_drill_whose_runbook_step_fails_fails_and_still_rolls_back() {
+    let env = files_env(1);
+    std::fs::write(
+        env.path("broken.md"),
+        "# Broken\n\n```lifeboat {#check timeout=1m}\nlifeboat config check\n```\n\n\
+         ```lifeboat {#restore confirm=true timeout=1m}\nlifeboat restore no-such-snapshot --to-dir ./out\n```\n\n\
+         ```lifeboat {#after timeout=1m}\nlifeboat runs list\n```\n",
+    )
+    .unwrap();
+    let sleeper = Sleeper::start(&env);
+    let scenario = pause_scenario(
+        &env,
+        &sleeper,
+        "runbook: { name: ./broken.md }\nexpect: { rto: 5m }\n",
+    );
+    held_for_one_second(&env);
+    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
+    let j = journal_of(&out);
+    assert!(!out.status.success(), "{j:#}");
+    assert_eq!(j["verdict"], "failed", "{j:#}");
+    let reasons = j["reasons"].to_string();
+    assert!(
+        reasons.contains("runbook broken") && reasons.contains("failed at step `restore`"),
+        "{reasons}"
+    );
+    assert!(reasons.contains("runbook resume rb-"), "{reasons}");
+    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    assert!(!sleeper.stopped(), "the fault was not rolled back");
+    let runs: serde_json::Value =
+        serde_json::from_str(&env.ok(&["runbook", "log", "--output", "json"])).unwrap();
+    let run = &runs[0];
+    assert_eq!(run["status"], "failed", "{runs:#}");
+    // A runbook or a variable that is not there refuses the drill before anything is touched.
+    let scenario = pause_scenario(
+        &env,
+        &sleeper,
+        "runbook: { name: restore-files, vars: { SOURCE: alpha } }\n",
+    );
+    let err = env.fails(&["drill", "run", &scenario, "--yes"]);
+    assert!(
+        err.contains("SNAPSHOT") && err.contains("nothing was touched"),
+        "{err}"
+    );
+    assert!(!sleeper.stopped());
+}

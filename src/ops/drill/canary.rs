@@ -9,15 +9,20 @@
 //! - A write that does not answer within `timeout` is recorded as timed out (indeterminate),
 //!   never as failed: it may have landed.
 //!
+//! - With a [`Follow`] (the URL's host is a record of `dns.records`), the host is asked of the
+//!   record's nameservers at every write, and a new pool is used once it points elsewhere: a
+//!   DNS switch is part of what the canary measures.
+//!
 //! # Caveats
-//! The canary table lives in the service's database (`lifeboat_canary`, one row per write,
+//! A following canary does not model client DNS caches: clients that honour the record's
+//! TTL follow up to a TTL later. The canary table lives in the service's database (`lifeboat_canary`, one row per write,
 //! keyed by drill run): the drill needs a role allowed to create and insert into it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::model::Clock;
@@ -33,27 +38,101 @@ pub enum CanaryError {
     ReadBack { url: String, reason: String },
 }
 
+/// Where the canary asks for its host's address: the authoritative nameservers of a record
+/// of the config's `dns.records` (what clients see once their caches expire), instead of the
+/// system resolver. The host is asked again for every new connection and every write, so a
+/// DNS switch moves the canary at once.
+#[derive(Debug, Clone)]
+pub struct Follow {
+    /// The host of the canary's URL (a name in `dns.records`).
+    pub name: String,
+    pub nameservers: Vec<std::net::SocketAddr>,
+}
+
+impl Follow {
+    /// The record of `url`'s host in `dns`, with nameservers listed, if there is one.
+    pub fn of(url: &str, dns: &crate::dns::config::DnsConfig) -> Option<Follow> {
+        let host = url::Url::parse(url).ok()?.host_str()?.to_string();
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            return None;
+        }
+        let rec = dns
+            .records_named(&host, Some(crate::dns::RecordType::A))
+            .into_iter()
+            .next()?;
+        let nameservers: Vec<std::net::SocketAddr> = rec
+            .nameservers
+            .iter()
+            .filter_map(|s| crate::dns::parse_server(s).ok())
+            .collect();
+        (!nameservers.is_empty()).then_some(Follow {
+            name: host,
+            nameservers,
+        })
+    }
+
+    /// The address the first nameserver that answers gives now (the lowest of its A values).
+    pub async fn resolve(&self, timeout: Duration) -> Result<String, String> {
+        use hickory_proto::rr::RecordType as WireType;
+        let name = crate::dns::wire::name(&self.name).map_err(|e| e.to_string())?;
+        let mut last = format!("no nameserver answered for {}", self.name);
+        for ns in &self.nameservers {
+            match crate::dns::wire::query(*ns, name.clone(), WireType::A, timeout).await {
+                Ok(m) => match crate::dns::verify::rrset_of(&m, &name, WireType::A) {
+                    Some(r) => {
+                        if let Some(v) = r.values.first() {
+                            return Ok(v.clone());
+                        }
+                    }
+                    None => last = format!("{ns} has no A record for {}", self.name),
+                },
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+}
+
 /// A PostgreSQL canary for one drill run.
 pub struct PgCanary {
-    pool: PgPool,
+    options: PgConnectOptions,
+    follow: Option<Follow>,
+    timeout: Duration,
+    /// The pool for the address the host resolves to now (with `follow`), else the URL's.
+    current: tokio::sync::Mutex<Option<(String, PgPool)>>,
     run: String,
     shown_url: String,
 }
 
 impl PgCanary {
-    /// Connects lazily (the service may be down) and makes sure the table exists.
+    /// Connects (the service must answer now) and makes sure the table exists.
     pub async fn connect(url: &str, run: &str, timeout: Duration) -> Result<PgCanary, CanaryError> {
+        PgCanary::connect_following(url, None, run, timeout).await
+    }
+
+    /// [`PgCanary::connect`], asking `follow`'s nameservers for the host at every write.
+    pub async fn connect_following(
+        url: &str,
+        follow: Option<Follow>,
+        run: &str,
+        timeout: Duration,
+    ) -> Result<PgCanary, CanaryError> {
         let shown_url = crate::model::redact::url(url);
         let setup = |reason: String| CanaryError::Setup {
             url: shown_url.clone(),
             reason,
         };
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(timeout)
-            .connect(url)
-            .await
-            .map_err(|e| setup(e.to_string()))?;
+        let options: PgConnectOptions =
+            url.parse().map_err(|e: sqlx::Error| setup(e.to_string()))?;
+        let canary = PgCanary {
+            options,
+            follow,
+            timeout,
+            current: tokio::sync::Mutex::new(None),
+            run: run.to_string(),
+            shown_url: shown_url.clone(),
+        };
+        let pool = canary.pool().await.map_err(setup)?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS lifeboat_canary (run TEXT NOT NULL, seq BIGINT NOT NULL, \
              sent_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (run, seq))",
@@ -61,18 +140,43 @@ impl PgCanary {
         .execute(&pool)
         .await
         .map_err(|e| setup(e.to_string()))?;
-        Ok(PgCanary {
-            pool,
-            run: run.to_string(),
-            shown_url,
-        })
+        Ok(canary)
+    }
+
+    /// The pool for where the host points now (a new one when it moved).
+    async fn pool(&self) -> Result<PgPool, String> {
+        let host = match &self.follow {
+            Some(f) => f.resolve(self.timeout).await?,
+            None => String::new(),
+        };
+        let mut current = self.current.lock().await;
+        if let Some((h, pool)) = current.as_ref()
+            && *h == host
+        {
+            return Ok(pool.clone());
+        }
+        let options = if host.is_empty() {
+            self.options.clone()
+        } else {
+            self.options.clone().host(&host)
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(self.timeout)
+            .connect_lazy_with(options);
+        if let Some((old, p)) = current.replace((host.clone(), pool.clone())) {
+            tracing::info!(from = %old, to = %host, "canary host moved");
+            tokio::spawn(async move { p.close().await });
+        }
+        Ok(pool)
     }
 
     async fn write(&self, seq: u64) -> Result<(), String> {
+        let pool = self.pool().await?;
         sqlx::query("INSERT INTO lifeboat_canary (run, seq) VALUES ($1, $2)")
             .bind(&self.run)
             .bind(seq as i64)
-            .execute(&self.pool)
+            .execute(&pool)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -80,20 +184,24 @@ impl PgCanary {
 
     /// The sequence numbers of this run found in the table now.
     pub async fn survivors(&self) -> Result<BTreeSet<u64>, CanaryError> {
+        let read_back = |reason: String| CanaryError::ReadBack {
+            url: self.shown_url.clone(),
+            reason,
+        };
+        let pool = self.pool().await.map_err(read_back)?;
         let rows: Vec<i64> =
             sqlx::query_scalar("SELECT seq FROM lifeboat_canary WHERE run = $1 ORDER BY seq")
                 .bind(&self.run)
-                .fetch_all(&self.pool)
+                .fetch_all(&pool)
                 .await
-                .map_err(|e| CanaryError::ReadBack {
-                    url: self.shown_url.clone(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| read_back(e.to_string()))?;
         Ok(rows.into_iter().map(|s| s as u64).collect())
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        if let Some((_, pool)) = self.current.lock().await.take() {
+            pool.close().await;
+        }
     }
 }
 
