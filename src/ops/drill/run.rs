@@ -56,7 +56,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::canary::{CanaryError, PgCanary, write_observed};
+use super::canary::{AnyCanary, CanaryError, write_observed};
 use super::proxy::{Mode, Proxy};
 use super::scenario::{Action, FailoverBy, FailoverSpec, Fault, MAX_TTL, Probe, Scenario};
 use crate::catalog::CatalogError;
@@ -581,13 +581,6 @@ fn check_supported(name: &str, s: &Scenario) -> Result<(), DrillError> {
         super::runbook::find(&r.name, &r.vars)
             .map_err(|e| unsupported(format!("runbook `{}`: {e}; nothing was touched", r.name)))?;
     }
-    if let Some(c) = &s.canary
-        && c.url.starts_with("redis://")
-    {
-        return Err(unsupported(
-            "a redis:// canary is not built yet; use a postgres:// canary".into(),
-        ));
-    }
     Ok(())
 }
 
@@ -867,16 +860,12 @@ impl<'a> Drill<'a> {
                 );
                 self.event("canary-follows-dns", &detail);
             }
-            let canary =
-                match PgCanary::connect_following(&c.url, follow, &self.j.id, c.timeout).await {
-                    Ok(c) => Arc::new(c),
-                    Err(e) => return self.finish_early("failed", vec![e.to_string()]).await,
-                };
-            self.j.evidence.push(format!(
-                "canary rows of run {} in lifeboat_canary at {}",
-                self.j.id,
-                crate::model::redact::url(&c.url)
-            ));
+            let canary = match AnyCanary::connect(&c.url, follow, &self.j.id, c.timeout).await {
+                Ok(c) => Arc::new(c),
+                Err(e) => return self.finish_early("failed", vec![e.to_string()]).await,
+            };
+            let where_ = canary.describe(&self.j.id, &crate::model::redact::url(&c.url));
+            self.j.evidence.push(where_);
             writer = Some(tokio::spawn(write_observed(
                 canary.clone(),
                 self.ctx.clock.clone(),
