@@ -94,6 +94,7 @@ fn drill_list_and_plan() {
         "complete-disaster",
         "node-loss",
         "zone-loss",
+        "region-failover",
     ] {
         assert!(list.contains(name), "{list}");
     }
@@ -1089,6 +1090,165 @@ fn read_only(pg: &PgServer, db: &str) -> bool {
     pg.psql(db, "SHOW default_transaction_read_only") == "on"
 }
 
+/// A passed region-failover journal: RPO 0, nothing lost; the timeline's failover segments
+/// (detect, decide, fence, promote, dns) in order; the RTO (first write acknowledged through
+/// the DNS name) after the promotion and within the canary resolution (100 ms, plus a
+/// connection) of the failover's own DNS step; the term (1, primary → secondary, `mode`) in
+/// the evidence; the fault reverted and `failover rejoin` named.
+fn check_failover_journal(j: &serde_json::Value, mode: &str) {
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    assert_eq!(j["tier"], "region");
+    let s = &j["services"][0];
+    assert_eq!(s["rpo_seconds"].as_f64(), Some(0.0), "{j:#}");
+    assert_eq!(j["canary"]["lost"], 0, "{j:#}");
+    let rto = s["rto_seconds"].as_f64().expect("rto");
+    let at = |phase: &str| {
+        let e = j["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["phase"] == phase)
+            .unwrap_or_else(|| panic!("no {phase} in {j:#}"));
+        chrono::DateTime::parse_from_rfc3339(e["at"].as_str().unwrap()).unwrap()
+    };
+    let fault = at("fault");
+    let secs = |p: &str| (at(p) - fault).num_milliseconds() as f64 / 1000.0;
+    let mut last = 0.0;
+    for p in ["detect", "decide", "fence", "promote", "dns"] {
+        assert!(secs(p) >= last, "{p} before the previous phase: {j:#}");
+        last = secs(p);
+    }
+    eprintln!(
+        "region-failover ({mode}): RTO {rto} s; detect {} decide {} fence {} promote {} dns {} s",
+        secs("detect"),
+        secs("decide"),
+        secs("fence"),
+        secs("promote"),
+        secs("dns")
+    );
+    assert!(
+        (rto - secs("first-write")).abs() < 0.01,
+        "{rto} vs {}",
+        secs("first-write")
+    );
+    assert!(
+        rto > secs("promote"),
+        "RTO {rto} before the promotion: {j:#}"
+    );
+    assert!(
+        (rto - secs("dns")).abs() <= 0.6,
+        "RTO {rto} s, the failover's DNS step done at {} s: {j:#}",
+        secs("dns")
+    );
+    assert!(
+        j["evidence"]
+            .to_string()
+            .contains(&format!("failover term 1: primary → secondary ({mode})")),
+        "{j:#}"
+    );
+    assert!(
+        j["findings"]
+            .to_string()
+            .contains("lifeboat failover rejoin primary"),
+        "{j:#}"
+    );
+    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    let parsed: lifeboat::model::journal::DrillJournal =
+        serde_json::from_value(j.clone()).expect("journal schema");
+    lifeboat::model::journal::verify_chain(&parsed).expect("chain");
+}
+
+/// The shipped `region-failover` with the text changes a test needs: held 3 s instead of
+/// 1 m, restarting the server with `restart` (its argv).
+fn region_failover_file(env: &common::Env, restart: &[String]) -> String {
+    let (_, shipped) = lifeboat::ops::drill::SHIPPED
+        .iter()
+        .find(|(n, _)| *n == "region-failover")
+        .expect("shipped region-failover");
+    let restart = serde_json::to_string(restart).unwrap();
+    let text = shipped
+        .replace("duration: 1m", "duration: 3s")
+        .replace("[\"sh\", \"-c\", \"${RESTART}\"]", &restart);
+    assert!(text.contains(&restart), "the shipped restart line moved");
+    std::fs::write(env.path("region-failover.yaml"), text).unwrap();
+    "./region-failover.yaml".into()
+}
+
+/// The shipped `region-failover` with the daemons' controllers in `automatic` mode at three
+/// sites (PostgreSQL primary + two standbys, BIND): the drill, run at the site that takes
+/// over, kills the primary's process group and waits for the controllers' failover, which
+/// its timeline and term come from; the canary follows the DNS name; the restarted old
+/// primary is fenced by the revert.
+#[test]
+fn region_failover_measures_the_controllers_failover() {
+    let c = common::failover::three_sites(
+        "automatic",
+        "db.example.test.",
+        ["127.0.0.1", "127.0.0.2", "127.0.0.3"],
+    );
+    // Synchronous on both standbys: an acknowledged write is wherever the primary moves.
+    c.pgs[0].psql(
+        "postgres",
+        "ALTER SYSTEM SET synchronous_standby_names = 'ANY 2 (*)'",
+    );
+    c.pgs[0].psql("postgres", "SELECT pg_reload_conf()");
+    c.pgs[0].psql(
+        "postgres",
+        "ALTER DATABASE orders SET synchronous_commit = on",
+    );
+    let port = c.pgs[0].port();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _forwarders: Vec<Proxy> = [1, 2]
+        .iter()
+        .map(|&i| {
+            rt.block_on(Proxy::start(
+                &format!("127.0.0.{}:{port}", i + 1),
+                format!("127.0.0.1:{}", c.pgs[i].port()),
+            ))
+            .expect("forwarder")
+        })
+        .collect();
+    let _daemons = c.start_daemons();
+    let env = &c.envs[1];
+    let scenario = region_failover_file(env, &c.pgs[0].start_argv());
+    let pidfile = c.pgs[0].data_dir().join("postmaster.pid");
+    let out = env.run(&[
+        "drill",
+        "run",
+        &scenario,
+        "--var",
+        &format!("PIDFILE={}", pidfile.display()),
+        "--var",
+        "TO_SITE=secondary",
+        "--var",
+        &format!("CANARY_URL=postgres://postgres@db.example.test:{port}/orders"),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert!(
+        out.status.success(),
+        "{j:#}\n{}\n{}",
+        common::text(&out.stderr),
+        c.log_tails()
+    );
+    check_failover_journal(&j, "automatic");
+    assert!(
+        j["events"].to_string().contains("failover-wait"),
+        "the drill waited for the controllers: {j:#}"
+    );
+    assert_eq!(c.pgs[1].psql("orders", "SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(
+        common::dns::dig(c.ns.addr(), "db.example.test.", "A"),
+        ["127.0.0.2"]
+    );
+    assert!(
+        read_only(&c.pgs[0], "orders"),
+        "the old primary is writable"
+    );
+}
+
 /// The shipped `region-failover`, against a PostgreSQL primary and its synchronous standby
 /// at two sites and a real BIND: the drill kills the primary's process group, runs the
 /// manual failover itself (`failover.mode: manual`), and its canary writes through the DNS
@@ -1171,17 +1331,7 @@ failover:
         "127.0.0.1",
         "--expect-absent",
     ]);
-    // The shipped scenario, held 3 s instead of 1 m, restarting the server with its argv.
-    let (_, shipped) = lifeboat::ops::drill::SHIPPED
-        .iter()
-        .find(|(n, _)| *n == "region-failover")
-        .expect("shipped region-failover");
-    let restart = serde_json::to_string(&primary.start_argv()).unwrap();
-    let text = shipped
-        .replace("duration: 1m", "duration: 3s")
-        .replace("[\"sh\", \"-c\", \"${RESTART}\"]", &restart);
-    assert!(text.contains(&restart), "the shipped restart line moved");
-    std::fs::write(env.path("region-failover.yaml"), text).unwrap();
+    let scenario = region_failover_file(&env, &primary.start_argv());
     let canary_url = format!(
         "postgres://postgres@db.example.test:{}/orders",
         primary.port()
@@ -1204,7 +1354,7 @@ failover:
     let out = env.run(&[
         "drill",
         "run",
-        "./region-failover.yaml",
+        &scenario,
         "--var",
         &format!("PIDFILE={}", pidfile.display()),
         "--var",
@@ -1217,73 +1367,13 @@ failover:
     ]);
     let j = journal_of(&out);
     assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
-    assert_eq!(j["verdict"], "pass", "{j:#}");
-    assert_eq!(j["tier"], "region");
-    let s = &j["services"][0];
-    assert_eq!(s["rpo_seconds"].as_f64(), Some(0.0), "{j:#}");
-    assert_eq!(j["canary"]["lost"], 0, "{j:#}");
-    let rto = s["rto_seconds"].as_f64().expect("rto");
-    // The timeline: the failover's persisted segments and the first write, in order.
-    let at = |phase: &str| {
-        let e = j["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["phase"] == phase)
-            .unwrap_or_else(|| panic!("no {phase} in {j:#}"));
-        chrono::DateTime::parse_from_rfc3339(e["at"].as_str().unwrap()).unwrap()
-    };
-    let fault = at("fault");
-    let secs = |p: &str| (at(p) - fault).num_milliseconds() as f64 / 1000.0;
-    let mut last = 0.0;
-    for p in ["detect", "decide", "fence", "promote", "dns"] {
-        assert!(secs(p) >= last, "{p} before the previous phase: {j:#}");
-        last = secs(p);
-    }
-    eprintln!(
-        "region-failover: RTO {rto} s; detect {} decide {} fence {} promote {} dns {} s",
-        secs("detect"),
-        secs("decide"),
-        secs("fence"),
-        secs("promote"),
-        secs("dns")
-    );
-    // RTO: the first write acknowledged through the DNS name, within the canary resolution
-    // (100 ms, plus a connection) of the failover's own DNS step and after its promotion.
-    assert!(
-        (rto - secs("first-write")).abs() < 0.01,
-        "{rto} vs {}",
-        secs("first-write")
-    );
-    assert!(
-        rto > secs("promote"),
-        "RTO {rto} before the promotion: {j:#}"
-    );
-    assert!(
-        (rto - secs("dns")).abs() <= 0.6,
-        "RTO {rto} s, the failover's DNS step done at {} s: {j:#}",
-        secs("dns")
-    );
-    // The journal names the failover's term; the catalog has it done.
-    assert!(
-        j["evidence"]
-            .to_string()
-            .contains("failover term 1: primary → secondary"),
-        "{j:#}"
-    );
+    check_failover_journal(&j, "manual");
     let h: serde_json::Value =
         serde_json::from_str(&env.ok(&["failover", "history", "--output", "json"])).unwrap();
     assert_eq!(h[0]["term"], 1, "{h}");
     assert_eq!(h[0]["status"], "done", "{h}");
-    // Reverted: the old primary runs again, fenced (read-only), not writable; rejoin named.
-    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    // Reverted: the old primary runs again, fenced (read-only), not writable.
     assert!(read_only(&primary, "orders"), "the old primary is writable");
-    assert!(
-        j["findings"]
-            .to_string()
-            .contains("lifeboat failover rejoin primary"),
-        "{j:#}"
-    );
     assert_eq!(standby.psql("orders", "SELECT pg_is_in_recovery()"), "f");
     assert_eq!(dig(ns.addr(), "db.example.test.", "A"), ["127.0.0.2"]);
     // Every acknowledged canary is on the new primary.
@@ -1297,9 +1387,6 @@ failover:
         .parse()
         .unwrap();
     assert!(rows >= acked, "{rows} rows for {acked} acknowledged writes");
-    let parsed: lifeboat::model::journal::DrillJournal =
-        serde_json::from_value(j.clone()).expect("journal schema");
-    lifeboat::model::journal::verify_chain(&parsed).expect("chain");
 }
 
 // ---------------------------------------------------------------------------------------

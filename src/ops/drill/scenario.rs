@@ -661,6 +661,43 @@ mod tests {
     }
 
     #[test]
+    fn failover_and_runbook_sections_are_validated_at_load() {
+        let ok = format!("{POD_KILL}failover: {{ to: secondary, after: 2s }}\n");
+        let s = Scenario::load("x", &ok, &vars()).expect("valid");
+        let f = s.failover.expect("failover");
+        assert_eq!(f.by, FailoverBy::Auto);
+        assert_eq!(f.after, Some(Duration::from_secs(2)));
+        assert_eq!(f.timeout(), Duration::from_secs(300));
+        let err = |text: String| {
+            Scenario::load("x", &text, &vars())
+                .expect_err("refused")
+                .to_string()
+        };
+        let e = err(format!("{POD_KILL}failover: {{ to: \"\" }}\n"));
+        assert!(e.contains("names no site"), "{e}");
+        let e = err(format!("{POD_KILL}failover: {{ to: b, by: someone }}\n"));
+        assert!(e.contains("someone"), "{e}");
+        let no_canary: String = POD_KILL
+            .lines()
+            .filter(|l| !l.starts_with("canary:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let e = err(format!("{no_canary}failover: {{ to: b }}\n"));
+        assert!(e.contains("needs a `canary:`"), "{e}");
+        let rb = format!("{POD_KILL}runbook: {{ name: restore-files, vars: {{ SOURCE: a }} }}\n");
+        let s = Scenario::load("x", &rb, &vars()).expect("valid");
+        assert_eq!(s.runbook.expect("runbook").vars["SOURCE"], "a");
+        let e = err(format!(
+            "{POD_KILL}runbook: {{ name: r, vars: {{ \"bad name\": a }} }}\n"
+        ));
+        assert!(e.contains("not a variable name"), "{e}");
+        let e = err(format!(
+            "{POD_KILL}runbook: {{ name: r }}\nfailover: {{ to: b }}\n"
+        ));
+        assert!(e.contains("not both"), "{e}");
+    }
+
+    #[test]
     fn kubernetes_targets_are_validated_at_load() {
         let k8s = |target: &str, action: &str| {
             format!(
