@@ -1158,16 +1158,16 @@ fn check_failover_journal(j: &serde_json::Value, mode: &str) {
     lifeboat::model::journal::verify_chain(&parsed).expect("chain");
 }
 
-/// The shipped `region-failover` with the text changes a test needs: held 3 s instead of
+/// The shipped `region-failover` with the text changes a test needs: held `held` instead of
 /// 1 m, restarting the server with `restart` (its argv).
-fn region_failover_file(env: &common::Env, restart: &[String]) -> String {
+fn region_failover_file(env: &common::Env, restart: &[String], held: &str) -> String {
     let (_, shipped) = lifeboat::ops::drill::SHIPPED
         .iter()
         .find(|(n, _)| *n == "region-failover")
         .expect("shipped region-failover");
     let restart = serde_json::to_string(restart).unwrap();
     let text = shipped
-        .replace("duration: 1m", "duration: 3s")
+        .replace("duration: 1m", &format!("duration: {held}"))
         .replace("[\"sh\", \"-c\", \"${RESTART}\"]", &restart);
     assert!(text.contains(&restart), "the shipped restart line moved");
     std::fs::write(env.path("region-failover.yaml"), text).unwrap();
@@ -1210,7 +1210,7 @@ fn region_failover_measures_the_controllers_failover() {
         .collect();
     let _daemons = c.start_daemons();
     let env = &c.envs[1];
-    let scenario = region_failover_file(env, &c.pgs[0].start_argv());
+    let scenario = region_failover_file(env, &c.pgs[0].start_argv(), "3s");
     let pidfile = c.pgs[0].data_dir().join("postmaster.pid");
     let out = env.run(&[
         "drill",
@@ -1257,9 +1257,21 @@ fn region_failover_measures_the_controllers_failover() {
 /// within the canary resolution of the failover's own DNS step, RPO 0 (synchronous commit),
 /// the failover's term and segments in the journal; the old primary restarted is fenced, not
 /// writable; the new primary takes writes.
-#[test]
-fn region_failover_measures_the_failover_through_the_dns_name() {
-    use common::dns::{DnsServer, TsigKey, dig};
+/// Two sites for the region-failover tests: a PostgreSQL primary (`primary`, 127.0.0.1) and its
+/// streaming standby (`secondary`, reached at 127.0.0.2 on the primary's port through a
+/// forwarder), `db.example.test.` on a real BIND pointing at the primary, `failover.mode:
+/// manual`, the drill running at `secondary`. `synchronous`: commits wait for the standby.
+struct TwoSites {
+    primary: PgServer,
+    standby: PgServer,
+    ns: common::dns::DnsServer,
+    env: common::Env,
+    _forwarder: Proxy,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn two_sites(synchronous: bool) -> TwoSites {
+    use common::dns::{DnsServer, TsigKey};
     let primary = PgServer::start();
     primary.create_db("orders");
     let standby = PgServer::standby_of(&primary);
@@ -1269,19 +1281,19 @@ fn region_failover_measures_the_failover_through_the_dns_name() {
             "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
         ) == "1"
     });
-    // Synchronous: an acknowledged write is on the standby.
-    primary.psql(
-        "postgres",
-        "ALTER SYSTEM SET synchronous_standby_names = '*'",
-    );
-    primary.psql("postgres", "SELECT pg_reload_conf()");
+    if synchronous {
+        primary.psql(
+            "postgres",
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+        );
+        primary.psql("postgres", "SELECT pg_reload_conf()");
+    }
     primary.psql(
         "postgres",
         "ALTER DATABASE orders SET synchronous_commit = on",
     );
-    // The secondary site's address for the primary's port: a forwarder to the standby.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let _forwarder = rt
+    let forwarder = rt
         .block_on(Proxy::start(
             &format!("127.0.0.2:{}", primary.port()),
             format!("127.0.0.1:{}", standby.port()),
@@ -1331,7 +1343,34 @@ failover:
         "127.0.0.1",
         "--expect-absent",
     ]);
-    let scenario = region_failover_file(&env, &primary.start_argv());
+    TwoSites {
+        primary,
+        standby,
+        ns,
+        env,
+        _forwarder: forwarder,
+        _rt: rt,
+    }
+}
+
+/// The shipped `region-failover`, against a PostgreSQL primary and its synchronous standby
+/// at two sites and a real BIND ([`two_sites`]): the drill kills the primary's process group,
+/// runs the manual failover itself (`failover.mode: manual`), and its canary writes through
+/// the DNS name `db.example.test.`, asking BIND at every write. Measured: RTO within the
+/// canary resolution of the failover's own DNS step, RPO 0 (synchronous commit), the
+/// failover's term and segments in the journal; the old primary restarted is fenced, not
+/// writable; the new primary takes writes.
+#[test]
+fn region_failover_measures_the_failover_through_the_dns_name() {
+    use common::dns::dig;
+    let TwoSites {
+        primary,
+        standby,
+        ns,
+        env,
+        ..
+    } = &two_sites(true);
+    let scenario = region_failover_file(env, &primary.start_argv(), "3s");
     let canary_url = format!(
         "postgres://postgres@db.example.test:{}/orders",
         primary.port()
@@ -1373,7 +1412,7 @@ failover:
     assert_eq!(h[0]["term"], 1, "{h}");
     assert_eq!(h[0]["status"], "done", "{h}");
     // Reverted: the old primary runs again, fenced (read-only), not writable.
-    assert!(read_only(&primary, "orders"), "the old primary is writable");
+    assert!(read_only(primary, "orders"), "the old primary is writable");
     assert_eq!(standby.psql("orders", "SELECT pg_is_in_recovery()"), "f");
     assert_eq!(dig(ns.addr(), "db.example.test.", "A"), ["127.0.0.2"]);
     // Every acknowledged canary is on the new primary.
@@ -1618,4 +1657,123 @@ fn a_drill_with_a_redis_canary_measures_rto_two_seconds() {
     );
     let everything = common::text(&out.stdout) + &common::text(&out.stderr);
     assert!(!everything.contains("red1s-s3cret"), "the password leaked");
+}
+
+/// A child process killed (SIGKILL) on drop unless taken: a failing test leaves no drill.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            common::kill9(c);
+        }
+    }
+}
+
+/// The drill process killed (SIGKILL) while the primary site is down, after the failover it
+/// ran: its watchdog restarts the old primary and fences it (the standby is the writable
+/// primary now), from the persisted intent alone; the next start records the drill aborted.
+#[test]
+fn a_killed_failover_drill_s_watchdog_brings_the_old_primary_back_fenced() {
+    let sites = two_sites(false);
+    let (primary, standby, env) = (&sites.primary, &sites.standby, &sites.env);
+    let scenario = region_failover_file(env, &primary.start_argv(), "60s");
+    let pidfile = primary.data_dir().join("postmaster.pid");
+    let mut drill = KillOnDrop(Some(
+        env.command(&[
+            "drill",
+            "run",
+            &scenario,
+            "--var",
+            &format!("PIDFILE={}", pidfile.display()),
+            "--var",
+            "TO_SITE=secondary",
+            "--var",
+            &format!(
+                "CANARY_URL=postgres://postgres@db.example.test:{}/orders",
+                primary.port()
+            ),
+            "--yes",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start drill"),
+    ));
+    common::wait_until(
+        "the drill's failover to be done",
+        Duration::from_secs(60),
+        || standby.psql("orders", "SELECT pg_is_in_recovery()") == "f",
+    );
+    common::wait_until(
+        "the failover recorded done",
+        Duration::from_secs(30),
+        || {
+            serde_json::from_str::<serde_json::Value>(
+                &env.ok(&["failover", "history", "--output", "json"]),
+            )
+            .is_ok_and(|h| h[0]["status"] == "done")
+        },
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", primary.port())).is_err(),
+        "the old primary is not down"
+    );
+    common::kill9(drill.0.take().expect("drill"));
+    // The watchdog: the old primary runs again, read-only.
+    common::wait_until(
+        "the watchdog to bring the old primary back fenced",
+        Duration::from_secs(60),
+        || {
+            std::net::TcpStream::connect(("127.0.0.1", primary.port())).is_ok()
+                && read_only(primary, "orders")
+        },
+    );
+    let h = history(env);
+    assert_eq!(h[0]["verdict"], "aborted", "{:#}", h[0]);
+    assert_eq!(h[0]["faults"][0]["reverted"], true, "{:#}", h[0]);
+    assert!(read_only(primary, "orders"));
+}
+
+/// A failover that cannot happen (the standby is down) fails the drill, and the revert does
+/// not fence the old primary, which is still the only primary: the service is back writable.
+#[test]
+fn a_failed_failover_fails_the_drill_and_leaves_the_old_primary_writable() {
+    let mut sites = two_sites(false);
+    sites.standby.stop();
+    let (primary, env) = (&sites.primary, &sites.env);
+    let scenario = region_failover_file(env, &primary.start_argv(), "1s");
+    let pidfile = primary.data_dir().join("postmaster.pid");
+    let out = env.run(&[
+        "drill",
+        "run",
+        &scenario,
+        "--var",
+        &format!("PIDFILE={}", pidfile.display()),
+        "--var",
+        "TO_SITE=secondary",
+        "--var",
+        &format!(
+            "CANARY_URL=postgres://postgres@db.example.test:{}/orders",
+            primary.port()
+        ),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{j:#}");
+    assert_eq!(j["verdict"], "failed", "{j:#}");
+    let reasons = j["reasons"].to_string();
+    assert!(
+        reasons.contains("the failover to secondary failed") && reasons.contains("failover status"),
+        "{reasons}"
+    );
+    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    assert!(j["timeline"].to_string().contains("left as it is"), "{j:#}");
+    assert!(!read_only(primary, "orders"), "the only primary was fenced");
+    assert!(
+        !j["findings"].to_string().contains("failover rejoin"),
+        "{j:#}"
+    );
 }

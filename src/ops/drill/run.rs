@@ -39,8 +39,10 @@
 //!   (waited for in this site's catalog) or by the drill (`failover execute --to TO --force`,
 //!   a declared step); a failed or late failover fails the drill; the drill's own failover is
 //!   not an abort condition. The process-group fault's revert restarts the old primary and
-//!   fences its site ([`fence_returned`]) before it is recorded reverted, from the watchdog
-//!   and the sweep too: the old primary is never made writable again (`failover rejoin`).
+//!   fences its services that another site now serves as writable primary
+//!   ([`fence_returned`]) before it is recorded reverted, from the watchdog and the sweep
+//!   too: a moved primary is never made writable again (`failover rejoin`); one the failover
+//!   did not move is left the only primary.
 //!   Between its restart and the fence, clients connecting to it directly could write.
 //! - A runbook drill (`runbook:`): a failing step fails the drill; the fault is still
 //!   rolled back. A run cut by the fault's TTL leaves its step's process to finish.
@@ -357,9 +359,13 @@ pub async fn revert_fault(spec: &FaultSpec, ctx: &Ctx) -> Result<String, String>
 }
 
 /// The replicated services of `site` (the old primary of a failover drill, back after the
-/// fault) fenced: read-only, confirmed by the kind's probe. Never made writable again: the
-/// failover moved the primary, and `lifeboat failover rejoin SITE` turns them into replicas.
+/// fault), each fenced (read-only, confirmed) when another site now answers for it as a
+/// writable primary: the failover moved it, and the old one must never be writable again
+/// (`lifeboat failover rejoin SITE` turns it into a replica). When no other site does (the
+/// failover did not happen), it is left as it is: it is still the only primary, and fencing
+/// it would leave the service with none.
 pub async fn fence_returned(ctx: &Ctx, site: &str) -> Result<String, String> {
+    use crate::kinds::probe::Role;
     let Some(s) = ctx.config.sites.iter().find(|x| x.name == site) else {
         return Err(format!("no site `{site}` in the config: fence it by hand"));
     };
@@ -368,10 +374,35 @@ pub async fn fence_returned(ctx: &Ctx, site: &str) -> Result<String, String> {
         if !svc.kind.replicated() {
             continue;
         }
+        let mut moved_to = None;
+        for other in ctx.config.sites.iter().filter(|x| x.name != site) {
+            let Some(o) = other.services.get(name) else {
+                continue;
+            };
+            let Some(kind) = crate::kinds::kind(o.kind.as_str()) else {
+                continue;
+            };
+            if let Ok(Ok(p)) =
+                tokio::time::timeout(Duration::from_secs(10), kind.probe(o.url.expose())).await
+                && p.role == Role::Primary
+                && !p.fenced
+            {
+                moved_to = Some(other.name.clone());
+                break;
+            }
+        }
+        let Some(to) = moved_to else {
+            done.push(format!(
+                "{name} at {site} left as it is: no other site answers as a writable primary for it (the failover did not move it)"
+            ));
+            continue;
+        };
         crate::ops::failover::fence_service(ctx, site, name)
             .await
             .map_err(|e| format!("{name} at {site} is not confirmed fenced yet: {e}"))?;
-        done.push(format!("{name} at {site} fenced (read-only, confirmed)"));
+        done.push(format!(
+            "{name} at {site} fenced (read-only, confirmed): the primary is at {to}"
+        ));
     }
     Ok(done.join("; "))
 }
@@ -1227,14 +1258,16 @@ impl<'a> Drill<'a> {
         }
         if let Some(term) = term {
             self.failover_timeline(term, detected_at, by).await;
+            let text = format!(
+                "the old primary site {from} stays fenced (read-only) after the drill: `lifeboat failover rejoin {from}` makes it a replica of {}; failing back is then `lifeboat failover execute --to {from}`",
+                f.to
+            );
+            self.finding("info", text);
         }
-        let text = format!(
-            "the old primary site {from} stays fenced (read-only) after the drill: `lifeboat failover rejoin {from}` makes it a replica of {}; failing back is then `lifeboat failover execute --to {from}`",
-            f.to
-        );
-        self.finding("info", text);
-        // The service back through its public endpoint: a canary sent since the fault acked.
-        while self.aborted.is_empty()
+        // The service back through its public endpoint: a canary sent since the fault acked
+        // (not awaited when the failover failed: the revert is what brings it back then).
+        while term.is_some()
+            && self.aborted.is_empty()
             && !acks.borrow_and_update().is_some_and(|t| t >= at)
             && Instant::now() < deadline
         {
