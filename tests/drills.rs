@@ -1209,9 +1209,37 @@ fn region_failover_measures_the_controllers_failover() {
         })
         .collect();
     let _daemons = c.start_daemons();
+    let pidfile = c.pgs[0].data_dir().join("postmaster.pid");
+    // At a site that does not take over, its catalog would not see the failover: refused
+    // before anything is touched.
+    let dr = &c.envs[2];
+    let scenario = region_failover_file(dr, &c.pgs[0].start_argv(), "3s");
+    let out = dr.run(&[
+        "drill",
+        "run",
+        &scenario,
+        "--var",
+        &format!("PIDFILE={}", pidfile.display()),
+        "--var",
+        "TO_SITE=secondary",
+        "--var",
+        &format!("CANARY_URL=postgres://postgres@db.example.test:{port}/orders"),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert_eq!(j["verdict"], "failed", "{j:#}");
+    assert!(
+        j["reasons"]
+            .to_string()
+            .contains("run the drill at secondary"),
+        "{j:#}"
+    );
+    assert_eq!(j["faults"][0]["applied_at"], serde_json::Value::Null, "{j:#}");
+    assert!(!read_only(&c.pgs[0], "orders"));
     let env = &c.envs[1];
     let scenario = region_failover_file(env, &c.pgs[0].start_argv(), "3s");
-    let pidfile = c.pgs[0].data_dir().join("postmaster.pid");
     let out = env.run(&[
         "drill",
         "run",

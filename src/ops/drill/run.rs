@@ -1135,6 +1135,24 @@ impl<'a> Drill<'a> {
                 f.to
             ));
         }
+        if self.failover_by(f) == FailoverBy::Controller {
+            let here = self
+                .ctx
+                .config
+                .failover
+                .as_ref()
+                .and_then(|c| c.here(&|n| std::env::var(n).ok()));
+            if here.as_deref() != Some(f.to.as_str()) {
+                return Err(format!(
+                    "the controllers' failover to {} is recorded in {}'s catalog, but this instance runs at {}: run the drill at {} (or `failover: {{ by: drill }}`); nothing was touched",
+                    f.to,
+                    f.to,
+                    here.as_deref()
+                        .unwrap_or("no site (failover.site / $LIFEBOAT_SITE unset)"),
+                    f.to
+                ));
+            }
+        }
         let by = match self.failover_by(f) {
             FailoverBy::Controller => "the daemons' controllers (failover.mode automatic)",
             _ => "the drill (`failover execute --to` as a declared step)",
