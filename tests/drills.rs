@@ -1236,7 +1236,11 @@ fn region_failover_measures_the_controllers_failover() {
             .contains("run the drill at secondary"),
         "{j:#}"
     );
-    assert_eq!(j["faults"][0]["applied_at"], serde_json::Value::Null, "{j:#}");
+    assert_eq!(
+        j["faults"][0]["applied_at"],
+        serde_json::Value::Null,
+        "{j:#}"
+    );
     assert!(!read_only(&c.pgs[0], "orders"));
     let env = &c.envs[1];
     let scenario = region_failover_file(env, &c.pgs[0].start_argv(), "3s");
@@ -1802,6 +1806,30 @@ fn a_failed_failover_fails_the_drill_and_leaves_the_old_primary_writable() {
     assert!(!read_only(primary, "orders"), "the only primary was fenced");
     assert!(
         !j["findings"].to_string().contains("failover rejoin"),
+        "{j:#}"
+    );
+    // A primary site whose pid file names nothing: inconclusive, no failover attempted.
+    let out = env.run(&[
+        "drill",
+        "run",
+        &scenario,
+        "--var",
+        "PIDFILE=/nonexistent/postmaster.pid",
+        "--var",
+        "TO_SITE=secondary",
+        "--var",
+        &format!(
+            "CANARY_URL=postgres://postgres@db.example.test:{}/orders",
+            primary.port()
+        ),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert_eq!(j["verdict"], "inconclusive", "{j:#}");
+    assert!(
+        !j["events"].to_string().contains("failover-execute"),
         "{j:#}"
     );
 }
