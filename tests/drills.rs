@@ -1491,6 +1491,18 @@ fn a_drill_runs_a_shipped_runbook_and_passes() {
         ),
     );
     held_for_one_second(&env);
+    let plan = env.ok(&[
+        "drill",
+        "plan",
+        &scenario,
+        "--var",
+        &format!("SNAP={snapshot}"),
+    ]);
+    assert!(
+        plan.contains("runbook: restore-files run while the fault is active")
+            && plan.contains(&format!("SNAPSHOT={snapshot}")),
+        "{plan}"
+    );
     let out = env.run(&[
         "drill",
         "run",

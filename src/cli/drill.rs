@@ -208,6 +208,27 @@ fn print_plan(name: &str, s: &Scenario) -> Result<()> {
             humantime::format_duration(f.timeout())
         );
     }
+    if let Some(r) = &s.runbook {
+        println!(
+            "runbook: {} run while the fault is active, as `runbook run --yes`{} (a failing step fails the drill)",
+            r.name,
+            if r.vars.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " with {}",
+                    r.vars
+                        .iter()
+                        .map(|(k, v)| format!(
+                            "{k}={}",
+                            crate::model::redact::scrub_registered(&crate::model::redact::url(v))
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            }
+        );
+    }
     if let Some(m) = s.abort.max_elapsed {
         println!("abort after {}", humantime::format_duration(m));
     }
