@@ -1703,6 +1703,25 @@ fn a_drill_with_a_redis_canary_measures_rto_two_seconds() {
     assert!(!everything.contains("red1s-s3cret"), "the password leaked");
 }
 
+/// Whether `pg` answers (it may still be recovering: then false, no panic) and is read-only.
+fn answers_read_only(pg: &PgServer) -> bool {
+    std::process::Command::new(pg.bin("psql"))
+        .args([
+            "-X",
+            "-At",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "orders",
+        ])
+        .args(["-p", &pg.port().to_string()])
+        .args(["-c", "SHOW default_transaction_read_only"])
+        .output()
+        .is_ok_and(|o| o.status.success() && common::text(&o.stdout).trim() == "on")
+}
+
 /// A child process killed (SIGKILL) on drop unless taken: a failing test leaves no drill.
 struct KillOnDrop(Option<std::process::Child>);
 
@@ -1768,10 +1787,7 @@ fn a_killed_failover_drill_s_watchdog_brings_the_old_primary_back_fenced() {
     common::wait_until(
         "the watchdog to bring the old primary back fenced",
         Duration::from_secs(60),
-        || {
-            std::net::TcpStream::connect(("127.0.0.1", primary.port())).is_ok()
-                && read_only(primary, "orders")
-        },
+        || answers_read_only(primary),
     );
     let h = history(env);
     assert_eq!(h[0]["verdict"], "aborted", "{:#}", h[0]);
