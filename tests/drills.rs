@@ -94,6 +94,7 @@ fn drill_list_and_plan() {
         "complete-disaster",
         "node-loss",
         "zone-loss",
+        "region-failover",
     ] {
         assert!(list.contains(name), "{list}");
     }
@@ -1080,4 +1081,783 @@ fn a_blackholed_proxy_measures_rto_two_seconds() {
     );
     assert_eq!(j["faults"][0]["action"], "blackhole");
     assert_eq!(j["faults"][0]["reverted"], true);
+}
+
+// ---------------------------------------------------------------------------------------
+// region-failover: the primary site down, the failover of issue 11, measured.
+
+fn read_only(pg: &PgServer, db: &str) -> bool {
+    pg.psql(db, "SHOW default_transaction_read_only") == "on"
+}
+
+/// A passed region-failover journal: RPO 0, nothing lost; the timeline's failover segments
+/// (detect, decide, fence, promote, dns) in order; the RTO (first write acknowledged through
+/// the DNS name) after the promotion and within the canary resolution (100 ms, plus a
+/// connection) of the failover's own DNS step; the term (1, primary → secondary, `mode`) in
+/// the evidence; the fault reverted and `failover rejoin` named.
+fn check_failover_journal(j: &serde_json::Value, mode: &str) {
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    assert_eq!(j["tier"], "region");
+    let s = &j["services"][0];
+    assert_eq!(s["rpo_seconds"].as_f64(), Some(0.0), "{j:#}");
+    assert_eq!(j["canary"]["lost"], 0, "{j:#}");
+    let rto = s["rto_seconds"].as_f64().expect("rto");
+    let at = |phase: &str| {
+        let e = j["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["phase"] == phase)
+            .unwrap_or_else(|| panic!("no {phase} in {j:#}"));
+        chrono::DateTime::parse_from_rfc3339(e["at"].as_str().unwrap()).unwrap()
+    };
+    let fault = at("fault");
+    let secs = |p: &str| (at(p) - fault).num_milliseconds() as f64 / 1000.0;
+    let mut last = 0.0;
+    for p in ["detect", "decide", "fence", "promote", "dns"] {
+        assert!(secs(p) >= last, "{p} before the previous phase: {j:#}");
+        last = secs(p);
+    }
+    eprintln!(
+        "region-failover ({mode}): RTO {rto} s; detect {} decide {} fence {} promote {} dns {} s",
+        secs("detect"),
+        secs("decide"),
+        secs("fence"),
+        secs("promote"),
+        secs("dns")
+    );
+    assert!(
+        (rto - secs("first-write")).abs() < 0.01,
+        "{rto} vs {}",
+        secs("first-write")
+    );
+    assert!(
+        rto > secs("promote"),
+        "RTO {rto} before the promotion: {j:#}"
+    );
+    assert!(
+        (rto - secs("dns")).abs() <= 0.6,
+        "RTO {rto} s, the failover's DNS step done at {} s: {j:#}",
+        secs("dns")
+    );
+    assert!(
+        j["evidence"]
+            .to_string()
+            .contains(&format!("failover term 1: primary → secondary ({mode})")),
+        "{j:#}"
+    );
+    assert!(
+        j["findings"]
+            .to_string()
+            .contains("lifeboat failover rejoin primary"),
+        "{j:#}"
+    );
+    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    let parsed: lifeboat::model::journal::DrillJournal =
+        serde_json::from_value(j.clone()).expect("journal schema");
+    lifeboat::model::journal::verify_chain(&parsed).expect("chain");
+}
+
+/// The shipped `region-failover` with the text changes a test needs: held `held` instead of
+/// 1 m, restarting the server with `restart` (its argv).
+fn region_failover_file(env: &common::Env, restart: &[String], held: &str) -> String {
+    let (_, shipped) = lifeboat::ops::drill::SHIPPED
+        .iter()
+        .find(|(n, _)| *n == "region-failover")
+        .expect("shipped region-failover");
+    let restart = serde_json::to_string(restart).unwrap();
+    let text = shipped
+        .replace("duration: 1m", &format!("duration: {held}"))
+        .replace("[\"sh\", \"-c\", \"${RESTART}\"]", &restart);
+    assert!(text.contains(&restart), "the shipped restart line moved");
+    std::fs::write(env.path("region-failover.yaml"), text).unwrap();
+    "./region-failover.yaml".into()
+}
+
+/// The shipped `region-failover` with the daemons' controllers in `automatic` mode at three
+/// sites (PostgreSQL primary + two standbys, BIND): the drill, run at the site that takes
+/// over, kills the primary's process group and waits for the controllers' failover, which
+/// its timeline and term come from; the canary follows the DNS name; the restarted old
+/// primary is fenced by the revert.
+#[test]
+fn region_failover_measures_the_controllers_failover() {
+    let c = common::failover::three_sites(
+        "automatic",
+        "db.example.test.",
+        ["127.0.0.1", "127.0.0.2", "127.0.0.3"],
+    );
+    // Synchronous on both standbys: an acknowledged write is wherever the primary moves.
+    c.pgs[0].psql(
+        "postgres",
+        "ALTER SYSTEM SET synchronous_standby_names = 'ANY 2 (*)'",
+    );
+    c.pgs[0].psql("postgres", "SELECT pg_reload_conf()");
+    c.pgs[0].psql(
+        "postgres",
+        "ALTER DATABASE orders SET synchronous_commit = on",
+    );
+    let port = c.pgs[0].port();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _forwarders: Vec<Proxy> = [1, 2]
+        .iter()
+        .map(|&i| {
+            rt.block_on(Proxy::start(
+                &format!("127.0.0.{}:{port}", i + 1),
+                format!("127.0.0.1:{}", c.pgs[i].port()),
+            ))
+            .expect("forwarder")
+        })
+        .collect();
+    let _daemons = c.start_daemons();
+    let pidfile = c.pgs[0].data_dir().join("postmaster.pid");
+    // At a site that does not take over, its catalog would not see the failover: refused
+    // before anything is touched.
+    let dr = &c.envs[2];
+    let scenario = region_failover_file(dr, &c.pgs[0].start_argv(), "3s");
+    let out = dr.run(&[
+        "drill",
+        "run",
+        &scenario,
+        "--var",
+        &format!("PIDFILE={}", pidfile.display()),
+        "--var",
+        "TO_SITE=secondary",
+        "--var",
+        &format!("CANARY_URL=postgres://postgres@db.example.test:{port}/orders"),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert_eq!(j["verdict"], "failed", "{j:#}");
+    assert!(
+        j["reasons"]
+            .to_string()
+            .contains("run the drill at secondary"),
+        "{j:#}"
+    );
+    assert_eq!(
+        j["faults"][0]["applied_at"],
+        serde_json::Value::Null,
+        "{j:#}"
+    );
+    assert!(!read_only(&c.pgs[0], "orders"));
+    let env = &c.envs[1];
+    let scenario = region_failover_file(env, &c.pgs[0].start_argv(), "3s");
+    let out = env.run(&[
+        "drill",
+        "run",
+        &scenario,
+        "--var",
+        &format!("PIDFILE={}", pidfile.display()),
+        "--var",
+        "TO_SITE=secondary",
+        "--var",
+        &format!("CANARY_URL=postgres://postgres@db.example.test:{port}/orders"),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert!(
+        out.status.success(),
+        "{j:#}\n{}\n{}",
+        common::text(&out.stderr),
+        c.log_tails()
+    );
+    check_failover_journal(&j, "automatic");
+    assert!(
+        j["events"].to_string().contains("failover-wait"),
+        "the drill waited for the controllers: {j:#}"
+    );
+    assert_eq!(c.pgs[1].psql("orders", "SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(
+        common::dns::dig(c.ns.addr(), "db.example.test.", "A"),
+        ["127.0.0.2"]
+    );
+    assert!(
+        read_only(&c.pgs[0], "orders"),
+        "the old primary is writable"
+    );
+}
+
+/// The shipped `region-failover`, against a PostgreSQL primary and its synchronous standby
+/// at two sites and a real BIND: the drill kills the primary's process group, runs the
+/// manual failover itself (`failover.mode: manual`), and its canary writes through the DNS
+/// name `db.example.test.` (127.0.0.1 at the primary site, 127.0.0.2 at the secondary, where a
+/// forwarder stands for the secondary's address), asking BIND at every write. Measured: RTO
+/// within the canary resolution of the failover's own DNS step, RPO 0 (synchronous commit),
+/// the failover's term and segments in the journal; the old primary restarted is fenced, not
+/// writable; the new primary takes writes.
+/// Two sites for the region-failover tests: a PostgreSQL primary (`primary`, 127.0.0.1) and its
+/// streaming standby (`secondary`, reached at 127.0.0.2 on the primary's port through a
+/// forwarder), `db.example.test.` on a real BIND pointing at the primary, `failover.mode:
+/// manual`, the drill running at `secondary`. `synchronous`: commits wait for the standby.
+struct TwoSites {
+    primary: PgServer,
+    standby: PgServer,
+    ns: common::dns::DnsServer,
+    env: common::Env,
+    _forwarder: Proxy,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn two_sites(synchronous: bool) -> TwoSites {
+    use common::dns::{DnsServer, TsigKey};
+    let primary = PgServer::start();
+    primary.create_db("orders");
+    let standby = PgServer::standby_of(&primary);
+    common::wait_until("the standby streams", Duration::from_secs(60), || {
+        standby.psql(
+            "orders",
+            "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+        ) == "1"
+    });
+    if synchronous {
+        primary.psql(
+            "postgres",
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+        );
+        primary.psql("postgres", "SELECT pg_reload_conf()");
+    }
+    primary.psql(
+        "postgres",
+        "ALTER DATABASE orders SET synchronous_commit = on",
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let forwarder = rt
+        .block_on(Proxy::start(
+            &format!("127.0.0.2:{}", primary.port()),
+            format!("127.0.0.1:{}", standby.port()),
+        ))
+        .expect("forwarder on 127.0.0.2");
+    let key = TsigKey::random();
+    let ns = DnsServer::bind(&key, None);
+    let env = common::Env::new();
+    env.write_config(&format!(
+        r#"
+catalog: sqlite://./catalog.db
+stores:
+  local: {{ url: "file://./store" }}
+encryption:
+  recipients: ["{{recipient}}"]
+sources:
+  - {{ name: orders-db, kind: postgres, url: "{primary_url}", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}
+dns:
+  providers:
+    bind: {{ kind: rfc2136, server: "{ns}", tsig: {{ name: {kname}, algorithm: hmac-sha256, secret: "{ksecret}" }} }}
+  records:
+    - {{ name: db.example.test., zone: example.test., type: A, ttl: 1, provider: bind, nameservers: ["{ns}"], verify_timeout: 30s }}
+sites:
+  - name: primary
+    services:
+      orders-db: {{ kind: postgres, url: "{primary_url}", source: orders-db }}
+    dns: {{ "db.example.test.": ["127.0.0.1"] }}
+  - name: secondary
+    services:
+      orders-db: {{ kind: postgres, url: "{standby_url}", source: orders-db }}
+    dns: {{ "db.example.test.": ["127.0.0.2"] }}
+failover:
+  site: secondary
+  mode: manual
+  order: [primary, secondary]
+"#,
+        primary_url = primary.url("orders"),
+        standby_url = standby.url("orders"),
+        ns = ns.addr(),
+        kname = key.name,
+        ksecret = key.secret,
+    ));
+    env.ok(&[
+        "dns",
+        "set",
+        "db.example.test.",
+        "127.0.0.1",
+        "--expect-absent",
+    ]);
+    TwoSites {
+        primary,
+        standby,
+        ns,
+        env,
+        _forwarder: forwarder,
+        _rt: rt,
+    }
+}
+
+/// The shipped `region-failover`, against a PostgreSQL primary and its synchronous standby
+/// at two sites and a real BIND ([`two_sites`]): the drill kills the primary's process group,
+/// runs the manual failover itself (`failover.mode: manual`), and its canary writes through
+/// the DNS name `db.example.test.`, asking BIND at every write. Measured: RTO within the
+/// canary resolution of the failover's own DNS step, RPO 0 (synchronous commit), the
+/// failover's term and segments in the journal; the old primary restarted is fenced, not
+/// writable; the new primary takes writes.
+#[test]
+fn region_failover_measures_the_failover_through_the_dns_name() {
+    use common::dns::dig;
+    let TwoSites {
+        primary,
+        standby,
+        ns,
+        env,
+        ..
+    } = &two_sites(true);
+    let scenario = region_failover_file(env, &primary.start_argv(), "3s");
+    let canary_url = format!(
+        "postgres://postgres@db.example.test:{}/orders",
+        primary.port()
+    );
+    let plan = env.ok(&[
+        "drill",
+        "plan",
+        "region-failover",
+        "--var",
+        "PIDFILE=/x.pid",
+        "--var",
+        "RESTART=true",
+        "--var",
+        "TO_SITE=secondary",
+        "--var",
+        &format!("CANARY_URL={canary_url}"),
+    ]);
+    assert!(plan.contains("failover: to site secondary"), "{plan}");
+    let pidfile = primary.data_dir().join("postmaster.pid");
+    let out = env.run(&[
+        "drill",
+        "run",
+        &scenario,
+        "--var",
+        &format!("PIDFILE={}", pidfile.display()),
+        "--var",
+        "TO_SITE=secondary",
+        "--var",
+        &format!("CANARY_URL={canary_url}"),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    check_failover_journal(&j, "manual");
+    let h: serde_json::Value =
+        serde_json::from_str(&env.ok(&["failover", "history", "--output", "json"])).unwrap();
+    assert_eq!(h[0]["term"], 1, "{h}");
+    assert_eq!(h[0]["status"], "done", "{h}");
+    // Reverted: the old primary runs again, fenced (read-only), not writable.
+    assert!(read_only(primary, "orders"), "the old primary is writable");
+    assert_eq!(standby.psql("orders", "SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(dig(ns.addr(), "db.example.test.", "A"), ["127.0.0.2"]);
+    // Every acknowledged canary is on the new primary.
+    let acked = j["canary"]["acknowledged"].as_u64().unwrap();
+    let id = j["id"].as_str().unwrap();
+    let rows: u64 = standby
+        .psql(
+            "orders",
+            &format!("SELECT count(*) FROM lifeboat_canary WHERE run = '{id}'"),
+        )
+        .parse()
+        .unwrap();
+    assert!(rows >= acked, "{rows} rows for {acked} acknowledged writes");
+}
+
+// ---------------------------------------------------------------------------------------
+// Drills that execute a runbook (issue 12 point 7).
+
+/// The pause of [`pause_scenario`] held 1 s instead of 8 s.
+fn held_for_one_second(env: &common::Env) {
+    let path = env.path("scenario.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("duration: 8s"));
+    std::fs::write(&path, text.replace("duration: 8s", "duration: 1s")).unwrap();
+}
+
+/// A drill pausing a process while the shipped `restore-files` runbook restores the newest
+/// snapshot: the runbook runs through the runbook runner (its run id in the journal, its
+/// output off the JSON on stdout), the drill passes with the runbook's time as its RTO, and
+/// the fault is rolled back.
+#[test]
+fn a_drill_runs_a_shipped_runbook_and_passes() {
+    let env = files_env(1);
+    let snapshot = env.snapshots()[0]["id"].as_str().unwrap().to_string();
+    let sleeper = Sleeper::start(&env);
+    let restored = env.path("restored");
+    let scenario = pause_scenario(
+        &env,
+        &sleeper,
+        &format!(
+            "runbook: {{ name: restore-files, vars: {{ SOURCE: alpha, SNAPSHOT: \"${{SNAP}}\", DIR: \"{}\" }} }}\n\
+             expect: {{ rto: 5m }}\n",
+            restored.display()
+        ),
+    );
+    held_for_one_second(&env);
+    let plan = env.ok(&[
+        "drill",
+        "plan",
+        &scenario,
+        "--var",
+        &format!("SNAP={snapshot}"),
+    ]);
+    assert!(
+        plan.contains("runbook: restore-files run while the fault is active")
+            && plan.contains(&format!("SNAPSHOT={snapshot}")),
+        "{plan}"
+    );
+    let out = env.run(&[
+        "drill",
+        "run",
+        &scenario,
+        "--var",
+        &format!("SNAP={snapshot}"),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    assert_eq!(
+        j["services"][0]["service"], "runbook restore-files",
+        "{j:#}"
+    );
+    assert!(
+        j["services"][0]["rto_seconds"].as_f64().unwrap() > 0.0,
+        "{j:#}"
+    );
+    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    assert!(!sleeper.stopped());
+    let evidence = j["evidence"].to_string();
+    let id = evidence
+        .split("run ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .filter(|id| id.starts_with("rb-"))
+        .unwrap_or_else(|| panic!("no runbook run id in {evidence}"))
+        .to_string();
+    let log: serde_json::Value =
+        serde_json::from_str(&env.ok(&["runbook", "log", &id, "--output", "json"])).unwrap();
+    assert_eq!(log["run"]["status"], "complete", "{log:#}");
+    assert_eq!(
+        std::fs::read_to_string(restored.join("file.txt")).expect("restored"),
+        "version 0\n"
+    );
+}
+
+/// A runbook whose second step no longer works fails its drill: the verdict is `failed`, the
+/// reason names the step and what to do, the later steps do not run, and the fault is
+/// rolled back all the same.
+#[test]
+fn a_drill_whose_runbook_step_fails_fails_and_still_rolls_back() {
+    let env = files_env(1);
+    std::fs::write(
+        env.path("broken.md"),
+        "# Broken\n\n```lifeboat {#check timeout=1m}\nlifeboat config check\n```\n\n\
+         ```lifeboat {#restore confirm=true timeout=1m}\nlifeboat restore no-such-snapshot --to-dir ./out\n```\n\n\
+         ```lifeboat {#after timeout=1m}\nlifeboat runs list\n```\n",
+    )
+    .unwrap();
+    let sleeper = Sleeper::start(&env);
+    let scenario = pause_scenario(
+        &env,
+        &sleeper,
+        "runbook: { name: ./broken.md }\nexpect: { rto: 5m }\n",
+    );
+    held_for_one_second(&env);
+    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
+    let j = journal_of(&out);
+    assert!(!out.status.success(), "{j:#}");
+    assert_eq!(j["verdict"], "failed", "{j:#}");
+    let reasons = j["reasons"].to_string();
+    assert!(
+        reasons.contains("runbook broken") && reasons.contains("failed at step `restore`"),
+        "{reasons}"
+    );
+    assert!(reasons.contains("runbook resume rb-"), "{reasons}");
+    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    assert!(!sleeper.stopped(), "the fault was not rolled back");
+    let runs: serde_json::Value =
+        serde_json::from_str(&env.ok(&["runbook", "log", "--output", "json"])).unwrap();
+    let run = &runs[0];
+    assert_eq!(run["status"], "failed", "{runs:#}");
+    // A runbook or a variable that is not there refuses the drill before anything is touched.
+    let scenario = pause_scenario(
+        &env,
+        &sleeper,
+        "runbook: { name: restore-files, vars: { SOURCE: alpha } }\n",
+    );
+    let err = env.fails(&["drill", "run", &scenario, "--yes"]);
+    assert!(
+        err.contains("SNAPSHOT") && err.contains("nothing was touched"),
+        "{err}"
+    );
+    assert!(!sleeper.stopped());
+}
+
+// ---------------------------------------------------------------------------------------
+// The Redis canary.
+
+/// Canary keys `lifeboat:canary:<run>:<seq>` every 100 ms on a real redis-server that is
+/// SIGSTOPped for 2 s: the measured RTO is 2 s within the canary resolution, nothing
+/// acknowledged is lost, the writes held by the stop are indeterminate or acknowledged late,
+/// never lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_redis_measures_rto_of_the_pause() {
+    use lifeboat::ops::drill::canary::RedisCanary;
+    let redis = common::redis::RedisServer::start(&[]);
+    let interval = Duration::from_millis(100);
+    let canary = Arc::new(
+        RedisCanary::connect(&redis.url(), None, "drill-redis", Duration::from_secs(5))
+            .await
+            .expect("canary"),
+    );
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(write_until(
+        canary.clone(),
+        clock.clone(),
+        interval,
+        Duration::from_secs(5),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The fault time once the stop is in effect (a write sent just before is answered).
+    redis.signal("STOP");
+    let fault_at = clock.now();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    redis.signal("CONT");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.cancel();
+    let canaries = writer.await.expect("writer");
+    let survived = canary.survivors().await.expect("survivors");
+    let m = measure(&canaries, &survived, fault_at, interval);
+    let rto = m.rto_ms.expect("recovered");
+    // Writes sent during the stop are answered when it ends: the first one acknowledged
+    // after the fault is acknowledged ~2 s after it.
+    assert!(
+        (1900..=2400).contains(&rto),
+        "RTO {rto} ms for a 2000 ms SIGSTOP (resolution 100 ms): {m:?}"
+    );
+    assert!(m.gaps.is_empty() && m.lost.is_empty(), "{m:?}");
+    assert_eq!(m.rpo_ms, Some(0), "{m:?}");
+    assert!(m.sent >= 45, "{m:?}");
+    // Every acknowledged key is on the server, keyed by the run.
+    let acked: Vec<u64> = canaries
+        .iter()
+        .filter(|c| matches!(c.ack, lifeboat::policy::drill::Ack::Acknowledged { .. }))
+        .map(|c| c.seq)
+        .collect();
+    assert!(acked.iter().all(|s| survived.contains(s)), "{m:?}");
+    let key = format!("lifeboat:canary:drill-redis:{}", acked[0]);
+    assert!(matches!(
+        redis.cmd(&["EXISTS", &key]),
+        lifeboat::kinds::redis::client::Reply::Int(1)
+    ));
+    let j = judge(
+        &m,
+        &Expected {
+            rpo: Some(Duration::from_secs(1)),
+            rto: Some(Duration::from_secs(30)),
+        },
+        &[("pause".into(), 1)],
+    );
+    assert_eq!(j.verdict, DrillVerdict::Pass, "{j:?}");
+}
+
+/// `drill run` with a `redis://` canary (through a blackholed proxy for 2 s): measured,
+/// judged, the keys' place in the journal's evidence, the password nowhere.
+#[test]
+fn a_drill_with_a_redis_canary_measures_rto_two_seconds() {
+    let redis = common::redis::RedisServer::start_with_password(&[], "red1s-s3cret");
+    let env = drill_env();
+    let port = common::servers::free_port();
+    let url = format!("redis://:red1s-s3cret@127.0.0.1:{port}");
+    let scenario = write_scenario(
+        &env,
+        &format!(
+            "tier: zone\n\
+             targets:\n  - name: path\n    allowed: true\n    proxy: {{ listen: \"127.0.0.1:{port}\", upstream: \"127.0.0.1:{}\" }}\n\
+             faults:\n  - {{ name: cut, target: path, action: blackhole, duration: 2s }}\n\
+             canary: {{ url: \"{url}\", timeout: 10s }}\n\
+             expect: {{ rto: 30s, rpo: 1s }}\n",
+            redis.port()
+        ),
+    );
+    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
+    let j = journal_of(&out);
+    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
+    assert_eq!(j["verdict"], "pass", "{j:#}");
+    let rto = j["services"][0]["rto_seconds"].as_f64().expect("rto");
+    assert!(
+        (1.9..=2.5).contains(&rto),
+        "RTO {rto} s for a 2 s blackhole: {j:#}"
+    );
+    assert_eq!(j["services"][0]["rpo_seconds"].as_f64(), Some(0.0), "{j:#}");
+    assert_eq!(j["canary"]["lost"], 0, "{j:#}");
+    assert!(
+        j["evidence"]
+            .to_string()
+            .contains("canary keys lifeboat:canary:"),
+        "{j:#}"
+    );
+    let everything = common::text(&out.stdout) + &common::text(&out.stderr);
+    assert!(!everything.contains("red1s-s3cret"), "the password leaked");
+}
+
+/// Whether `pg` answers (it may still be recovering: then false, no panic) and is read-only.
+fn answers_read_only(pg: &PgServer) -> bool {
+    std::process::Command::new(pg.bin("psql"))
+        .args([
+            "-X",
+            "-At",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "orders",
+        ])
+        .args(["-p", &pg.port().to_string()])
+        .args(["-c", "SHOW default_transaction_read_only"])
+        .output()
+        .is_ok_and(|o| o.status.success() && common::text(&o.stdout).trim() == "on")
+}
+
+/// A child process killed (SIGKILL) on drop unless taken: a failing test leaves no drill.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            common::kill9(c);
+        }
+    }
+}
+
+/// The drill process killed (SIGKILL) while the primary site is down, after the failover it
+/// ran: its watchdog restarts the old primary and fences it (the standby is the writable
+/// primary now), from the persisted intent alone; the next start records the drill aborted.
+#[test]
+fn a_killed_failover_drill_s_watchdog_brings_the_old_primary_back_fenced() {
+    let sites = two_sites(false);
+    let (primary, standby, env) = (&sites.primary, &sites.standby, &sites.env);
+    let scenario = region_failover_file(env, &primary.start_argv(), "60s");
+    let pidfile = primary.data_dir().join("postmaster.pid");
+    let mut drill = KillOnDrop(Some(
+        env.command(&[
+            "drill",
+            "run",
+            &scenario,
+            "--var",
+            &format!("PIDFILE={}", pidfile.display()),
+            "--var",
+            "TO_SITE=secondary",
+            "--var",
+            &format!(
+                "CANARY_URL=postgres://postgres@db.example.test:{}/orders",
+                primary.port()
+            ),
+            "--yes",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start drill"),
+    ));
+    common::wait_until(
+        "the drill's failover to be done",
+        Duration::from_secs(60),
+        || standby.psql("orders", "SELECT pg_is_in_recovery()") == "f",
+    );
+    common::wait_until(
+        "the failover recorded done",
+        Duration::from_secs(30),
+        || {
+            serde_json::from_str::<serde_json::Value>(
+                &env.ok(&["failover", "history", "--output", "json"]),
+            )
+            .is_ok_and(|h| h[0]["status"] == "done")
+        },
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", primary.port())).is_err(),
+        "the old primary is not down"
+    );
+    common::kill9(drill.0.take().expect("drill"));
+    // The watchdog: the old primary runs again, read-only.
+    common::wait_until(
+        "the watchdog to bring the old primary back fenced",
+        Duration::from_secs(60),
+        || answers_read_only(primary),
+    );
+    let h = history(env);
+    assert_eq!(h[0]["verdict"], "aborted", "{:#}", h[0]);
+    assert_eq!(h[0]["faults"][0]["reverted"], true, "{:#}", h[0]);
+    assert!(read_only(primary, "orders"));
+}
+
+/// A failover that cannot happen (the standby is down) fails the drill, and the revert does
+/// not fence the old primary, which is still the only primary: the service is back writable.
+#[test]
+fn a_failed_failover_fails_the_drill_and_leaves_the_old_primary_writable() {
+    let mut sites = two_sites(false);
+    sites.standby.stop();
+    let (primary, env) = (&sites.primary, &sites.env);
+    let scenario = region_failover_file(env, &primary.start_argv(), "1s");
+    let pidfile = primary.data_dir().join("postmaster.pid");
+    let out = env.run(&[
+        "drill",
+        "run",
+        &scenario,
+        "--var",
+        &format!("PIDFILE={}", pidfile.display()),
+        "--var",
+        "TO_SITE=secondary",
+        "--var",
+        &format!(
+            "CANARY_URL=postgres://postgres@db.example.test:{}/orders",
+            primary.port()
+        ),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{j:#}");
+    assert_eq!(j["verdict"], "failed", "{j:#}");
+    let reasons = j["reasons"].to_string();
+    assert!(
+        reasons.contains("the failover to secondary failed") && reasons.contains("failover status"),
+        "{reasons}"
+    );
+    assert_eq!(j["faults"][0]["reverted"], true, "{j:#}");
+    assert!(j["timeline"].to_string().contains("left as it is"), "{j:#}");
+    assert!(!read_only(primary, "orders"), "the only primary was fenced");
+    assert!(
+        !j["findings"].to_string().contains("failover rejoin"),
+        "{j:#}"
+    );
+    // A primary site whose pid file names nothing: inconclusive, no failover attempted.
+    let out = env.run(&[
+        "drill",
+        "run",
+        &scenario,
+        "--var",
+        "PIDFILE=/nonexistent/postmaster.pid",
+        "--var",
+        "TO_SITE=secondary",
+        "--var",
+        &format!(
+            "CANARY_URL=postgres://postgres@db.example.test:{}/orders",
+            primary.port()
+        ),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let j = journal_of(&out);
+    assert_eq!(j["verdict"], "inconclusive", "{j:#}");
+    assert!(
+        !j["events"].to_string().contains("failover-execute"),
+        "{j:#}"
+    );
 }

@@ -189,6 +189,46 @@ fn print_plan(name: &str, s: &Scenario) -> Result<()> {
             humantime::format_duration(c.timeout)
         );
     }
+    if let Some(f) = &s.failover {
+        println!(
+            "failover: to site {} by {}{}, done within {}; the old primary is fenced when it is back (`lifeboat failover rejoin` is the way back)",
+            f.to,
+            match f.by {
+                crate::ops::drill::scenario::FailoverBy::Auto =>
+                    "the controllers (failover.mode automatic), else the drill running `failover execute --to ... --force`",
+                crate::ops::drill::scenario::FailoverBy::Controller => "the daemons' controllers",
+                crate::ops::drill::scenario::FailoverBy::Drill =>
+                    "the drill running `failover execute --to ... --force`",
+            },
+            if f.accept_data_loss {
+                " accepting data loss (the canary measures it)"
+            } else {
+                ""
+            },
+            humantime::format_duration(f.timeout())
+        );
+    }
+    if let Some(r) = &s.runbook {
+        println!(
+            "runbook: {} run while the fault is active, as `runbook run --yes`{} (a failing step fails the drill)",
+            r.name,
+            if r.vars.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " with {}",
+                    r.vars
+                        .iter()
+                        .map(|(k, v)| format!(
+                            "{k}={}",
+                            crate::model::redact::scrub_registered(&crate::model::redact::url(v))
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            }
+        );
+    }
     if let Some(m) = s.abort.max_elapsed {
         println!("abort after {}", humantime::format_duration(m));
     }

@@ -323,6 +323,7 @@ async fn runner(
         who: crate::ops::runbook::run::who(&host),
         host,
         cancel,
+        stdout_to_stderr: false,
     })
 }
 

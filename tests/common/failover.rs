@@ -123,3 +123,192 @@ pub fn writer(
         });
     })
 }
+
+/// Three sites (`primary`, `secondary`, `dr`), each with its own lifeboat config and SQLite
+/// catalog (an `Env`) and daemon port, a PostgreSQL primary with two streaming standbys and a
+/// real BIND serving `record` with each site's `values` (set to the primary's). The
+/// controllers run in `mode` with `probe_interval 1s`, `unhealthy_after 3`, `fence_after 3s`
+/// and the peer token [`SITES_TOKEN`]. (The same shape as tests/failover_controller.rs.)
+pub struct Sites {
+    pub envs: Vec<Env>,
+    pub ports: Vec<u16>,
+    pub pgs: Vec<PgServer>,
+    pub ns: DnsServer,
+}
+
+pub const SITE_NAMES: [&str; 3] = ["primary", "secondary", "dr"];
+pub const SITES_TOKEN: &str = "peer-s3cret-token";
+
+pub fn three_sites(mode: &str, record: &str, values: [&str; 3]) -> Sites {
+    let primary = PgServer::start();
+    primary.create_db("orders");
+    let standbys = [
+        PgServer::standby_of(&primary),
+        PgServer::standby_of(&primary),
+    ];
+    for s in &standbys {
+        wait_until("the standby streams", Duration::from_secs(60), || {
+            s.psql(
+                "orders",
+                "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+            ) == "1"
+        });
+    }
+    let [secondary, dr] = standbys;
+    let pgs = vec![primary, secondary, dr];
+    let key = TsigKey::random();
+    let ns = DnsServer::bind(&key, None);
+    let ports: Vec<u16> = SITE_NAMES
+        .iter()
+        .map(|_| super::servers::free_port())
+        .collect();
+    let mut sites = String::new();
+    for (i, name) in SITE_NAMES.iter().enumerate() {
+        sites.push_str(&format!(
+            "  - name: {name}\n    peer: \"http://127.0.0.1:{port}\"\n    services:\n      orders-db: {{ kind: postgres, url: \"{url}\", source: orders-db, data_dir: \"{data}\" }}\n    dns: {{ \"{record}\": [\"{value}\"] }}\n",
+            port = ports[i],
+            url = pgs[i].url("orders"),
+            data = pgs[i].data_dir().display(),
+            value = values[i],
+        ));
+    }
+    let envs: Vec<Env> = SITE_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let env = Env::new();
+            env.write_config(&format!(
+                r#"
+catalog: sqlite://./catalog.db
+stores:
+  local: {{ url: "file://./store" }}
+encryption:
+  recipients: ["{{recipient}}"]
+sources:
+  - {{ name: orders-db, kind: postgres, url: "{primary_url}", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}
+daemon:
+  listen: "127.0.0.1:{port}"
+dns:
+  providers:
+    bind: {{ kind: rfc2136, server: "{ns}", tsig: {{ name: {kname}, algorithm: hmac-sha256, secret: "{ksecret}" }} }}
+  records:
+    - {{ name: {record}, zone: example.test., type: A, ttl: 1, provider: bind, nameservers: ["{ns}"], verify_timeout: 30s }}
+sites:
+{sites}failover:
+  site: {name}
+  mode: {mode}
+  order: [primary, secondary, dr]
+  probe_interval: 1s
+  unhealthy_after: 3
+  fence_after: 3s
+  min_dwell: 10m
+  peer_token: "{SITES_TOKEN}"
+"#,
+                primary_url = pgs[0].url("orders"),
+                port = ports[i],
+                ns = ns.addr(),
+                kname = key.name,
+                ksecret = key.secret,
+            ));
+            env
+        })
+        .collect();
+    envs[0].ok(&["dns", "set", record, values[0], "--expect-absent"]);
+    Sites {
+        envs,
+        ports,
+        pgs,
+        ns,
+    }
+}
+
+impl Sites {
+    /// What the daemon at `port` observes (`GET /api/v1/failover/observations`).
+    pub fn observations(&self, i: usize) -> Option<serde_json::Value> {
+        let (code, body) = super::servers::try_http_get(
+            self.ports[i],
+            "/api/v1/failover/observations",
+            Some(SITES_TOKEN),
+        )
+        .ok()?;
+        (code == 200)
+            .then(|| serde_json::from_str(&body).ok())
+            .flatten()
+    }
+
+    /// Starts every site's daemon and waits until each sees every site up.
+    pub fn start_daemons(&self) -> Vec<Daemon> {
+        let daemons: Vec<Daemon> = SITE_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Daemon::start(&self.envs[i], s))
+            .collect();
+        wait_until(
+            "every daemon sees every site up",
+            Duration::from_secs(60),
+            || {
+                (0..SITE_NAMES.len()).all(|i| {
+                    self.observations(i).is_some_and(|o| {
+                        SITE_NAMES.iter().all(|s| {
+                            o["sites"][s]["successes_in_a_row"]
+                                .as_u64()
+                                .is_some_and(|n| n >= 3)
+                        })
+                    })
+                })
+            },
+        );
+        daemons
+    }
+
+    /// The last lines of each site's daemon log (`<site>.log` in its env).
+    pub fn log_tails(&self) -> String {
+        SITE_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let log = std::fs::read_to_string(self.envs[i].path(&format!("{s}.log")))
+                    .unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let from = lines.len().saturating_sub(30);
+                format!("--- {s} ---\n{}", lines[from..].join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// `lifeboat run` in an env, its stderr in `<name>.log`; killed (SIGKILL) on drop.
+pub struct Daemon {
+    child: Option<std::process::Child>,
+}
+
+impl Daemon {
+    pub fn start(env: &Env, name: &str) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(env.path(&format!("{name}.log")))
+            .expect("log file");
+        let child = env
+            .command(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lifeboat run");
+        Daemon { child: Some(child) }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

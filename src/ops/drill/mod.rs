@@ -9,12 +9,16 @@
 //! probes and abort conditions); the measurements and verdicts are in
 //! [`crate::policy::drill`]. Kubernetes faults ([`kube_fault`]: plan/apply/revert with a
 //! confirming probe, allowed targets only) run through `ctx.kube` (tested against the
-//! contract fake).
+//! contract fake). A scenario's `failover:` (region-failover) has the fault's failover done
+//! by the controllers or by the drill ([`crate::ops::failover::execute`]) and its persisted
+//! steps read back into the timeline; a scenario's `runbook:` ([`runbook`]) runs a runbook
+//! through the runbook runner while the fault is active.
 
 pub mod canary;
 pub mod kube_fault;
 pub mod proxy;
 pub mod run;
+pub mod runbook;
 pub mod scenario;
 
 /// The shipped scenarios: (name, YAML), sorted by name.

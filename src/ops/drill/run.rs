@@ -34,6 +34,18 @@
 //!   scratch sandbox, checked, torn down) in parallel from it; the real catalog, stores and
 //!   services are only read. Its RTO is the total time, its RPO per source the age of the
 //!   snapshot restored.
+//! - region-failover (`failover:`): the drill checks first that `to` is a site and not the
+//!   primary and that no failover is unfinished; the failover is done by the controllers
+//!   (waited for in this site's catalog) or by the drill (`failover execute --to TO --force`,
+//!   a declared step); a failed or late failover fails the drill; the drill's own failover is
+//!   not an abort condition. The process-group fault's revert restarts the old primary and
+//!   fences its services that another site now serves as writable primary
+//!   ([`fence_returned`]) before it is recorded reverted, from the watchdog and the sweep
+//!   too: a moved primary is never made writable again (`failover rejoin`); one the failover
+//!   did not move is left the only primary.
+//!   Between its restart and the fence, clients connecting to it directly could write.
+//! - A runbook drill (`runbook:`): a failing step fails the drill; the fault is still
+//!   rolled back. A run cut by the fault's TTL leaves its step's process to finish.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -46,9 +58,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::canary::{CanaryError, PgCanary, write_observed};
+use super::canary::{AnyCanary, CanaryError, write_observed};
 use super::proxy::{Mode, Proxy};
-use super::scenario::{Action, Fault, MAX_TTL, Probe, Scenario};
+use super::scenario::{Action, FailoverBy, FailoverSpec, Fault, MAX_TTL, Probe, Scenario};
 use crate::catalog::CatalogError;
 use crate::model::journal::{
     CanaryStrip, CanaryWrite, DrillJournal, FaultRecord, JournalFinding, JournalObjectives,
@@ -128,6 +140,11 @@ pub enum FaultSpec {
         /// SIGSTOP (reverted by SIGCONT); else SIGKILL (reverted by `restart`).
         pause: bool,
         restart: Vec<String>,
+        /// A failover drill: the old primary site whose replicated services are fenced
+        /// (read-only, confirmed) once the group is back, before the revert is recorded; they
+        /// are not made writable again (`lifeboat failover rejoin SITE` is the way back).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fence_site: Option<String>,
     },
     /// Lives in the drill's process (a proxy mode): ends with it.
     InProcess { target: String },
@@ -328,6 +345,68 @@ pub async fn revert_once(
     }
 }
 
+/// [`revert_once`], then, for a failover drill's process group, the old primary site's
+/// replicated services fenced and confirmed read-only ([`fence_returned`]): reverted only then.
+pub async fn revert_fault(spec: &FaultSpec, ctx: &Ctx) -> Result<String, String> {
+    let how = revert_once(spec, ctx.kube.as_ref()).await?;
+    match spec {
+        FaultSpec::ProcessGroup {
+            fence_site: Some(site),
+            ..
+        } => Ok(format!("{how}; {}", fence_returned(ctx, site).await?)),
+        _ => Ok(how),
+    }
+}
+
+/// The replicated services of `site` (the old primary of a failover drill, back after the
+/// fault), each fenced (read-only, confirmed) when another site now answers for it as a
+/// writable primary: the failover moved it, and the old one must never be writable again
+/// (`lifeboat failover rejoin SITE` turns it into a replica). When no other site does (the
+/// failover did not happen), it is left as it is: it is still the only primary, and fencing
+/// it would leave the service with none.
+pub async fn fence_returned(ctx: &Ctx, site: &str) -> Result<String, String> {
+    use crate::kinds::probe::Role;
+    let Some(s) = ctx.config.sites.iter().find(|x| x.name == site) else {
+        return Err(format!("no site `{site}` in the config: fence it by hand"));
+    };
+    let mut done = Vec::new();
+    for (name, svc) in &s.services {
+        if !svc.kind.replicated() {
+            continue;
+        }
+        let mut moved_to = None;
+        for other in ctx.config.sites.iter().filter(|x| x.name != site) {
+            let Some(o) = other.services.get(name) else {
+                continue;
+            };
+            let Some(kind) = crate::kinds::kind(o.kind.as_str()) else {
+                continue;
+            };
+            if let Ok(Ok(p)) =
+                tokio::time::timeout(Duration::from_secs(10), kind.probe(o.url.expose())).await
+                && p.role == Role::Primary
+                && !p.fenced
+            {
+                moved_to = Some(other.name.clone());
+                break;
+            }
+        }
+        let Some(to) = moved_to else {
+            done.push(format!(
+                "{name} at {site} left as it is: no other site answers as a writable primary for it (the failover did not move it)"
+            ));
+            continue;
+        };
+        crate::ops::failover::fence_service(ctx, site, name)
+            .await
+            .map_err(|e| format!("{name} at {site} is not confirmed fenced yet: {e}"))?;
+        done.push(format!(
+            "{name} at {site} fenced (read-only, confirmed): the primary is at {to}"
+        ));
+    }
+    Ok(done.join("; "))
+}
+
 // ---------------------------------------------------------------------------------------
 // Probes and abort conditions
 
@@ -437,6 +516,12 @@ struct Drill<'a> {
     save_errors: Vec<String>,
     /// complete-disaster: what each source's restore gave.
     disaster: Option<Disaster>,
+    /// Declared steps of the drill that failed (the failover, a runbook): the drill fails.
+    failures: Vec<String>,
+    /// A failover drill's own failover (to, not started before): not an abort condition.
+    own_failover: Option<(String, DateTime<Utc>)>,
+    /// A runbook drill: (runbook, ms from the fault to the run complete, when it completed).
+    runbook_done: Option<(String, Option<u64>)>,
 }
 
 /// One source restored by complete-disaster.
@@ -500,6 +585,9 @@ pub async fn run(
         aborted: vec![],
         save_errors: vec![],
         disaster: None,
+        failures: vec![],
+        own_failover: None,
+        runbook_done: None,
     };
     d.event("started", &format!("scenario {name} by {}", opts.who));
     ctx.catalog.put_drill_journal(&d.j).await?;
@@ -520,12 +608,9 @@ fn check_supported(name: &str, s: &Scenario) -> Result<(), DrillError> {
             Err(e) => return Err(unsupported(e)),
         }
     }
-    if let Some(c) = &s.canary
-        && c.url.starts_with("redis://")
-    {
-        return Err(unsupported(
-            "a redis:// canary is not built yet; use a postgres:// canary".into(),
-        ));
+    if let Some(r) = &s.runbook {
+        super::runbook::find(&r.name, &r.vars)
+            .map_err(|e| unsupported(format!("runbook `{}`: {e}; nothing was touched", r.name)))?;
     }
     Ok(())
 }
@@ -576,7 +661,10 @@ impl<'a> Drill<'a> {
                 None => vec![],
             };
             self.watch.failover = match self.ctx.catalog.failovers(5).await {
-                Ok(rows) => rows.iter().find(|f| f.status == "running").map(|f| f.term),
+                Ok(rows) => rows
+                    .iter()
+                    .find(|f| f.status == "running" && !self.is_own_failover(f))
+                    .map(|f| f.term),
                 Err(e) => {
                     tracing::warn!(cause = %e, "cannot read failovers from the catalog");
                     None
@@ -591,6 +679,22 @@ impl<'a> Drill<'a> {
             alerts_firing: self.watch.alerts.clone(),
             failover_running: self.watch.failover,
         })
+    }
+
+    /// Whether `f` is the failover this (failover) drill provoked.
+    fn is_own_failover(&self, f: &crate::catalog::FailoverRow) -> bool {
+        self.own_failover.as_ref().is_some_and(|(to, since)| {
+            f.to_site == *to
+                && parse_ts(&f.started_at)
+                    .is_some_and(|t| t >= *since - chrono::TimeDelta::seconds(1))
+        })
+    }
+
+    /// A declared step of the drill failed: the drill fails, and says why.
+    fn fail(&mut self, text: String) {
+        self.event("step-failed", &text);
+        self.finding("critical", text.clone());
+        self.failures.push(text);
     }
 
     /// Waits `d`, checking the abort conditions every 100 ms; false (and the reasons
@@ -746,6 +850,20 @@ impl<'a> Drill<'a> {
             return self.finish_early(j.verdict.as_str(), j.reasons).await;
         }
         self.save().await;
+        let mut failover_from = None;
+        if let Some(f) = &s.failover {
+            match self.failover_prepare(f).await {
+                Ok(from) => {
+                    for r in resolved.iter_mut() {
+                        if let Some(FaultSpec::ProcessGroup { fence_site, .. }) = &mut r.spec {
+                            *fence_site = Some(from.clone());
+                        }
+                    }
+                    failover_from = Some(from);
+                }
+                Err(e) => return self.finish_early("failed", vec![e]).await,
+            }
+        }
         if resolved.iter().any(|r| {
             matches!(
                 r.spec,
@@ -760,15 +878,25 @@ impl<'a> Drill<'a> {
         let mut writer = None;
         let mut pg = None;
         if let Some(c) = &s.canary {
-            let canary = match PgCanary::connect(&c.url, &self.j.id, c.timeout).await {
+            let follow = super::canary::Follow::of(&c.url, &self.ctx.config.dns);
+            if let Some(f) = &follow {
+                let detail = format!(
+                    "the canary asks {} for {} at every write (the DNS switch is measured)",
+                    f.nameservers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    f.name
+                );
+                self.event("canary-follows-dns", &detail);
+            }
+            let canary = match AnyCanary::connect(&c.url, follow, &self.j.id, c.timeout).await {
                 Ok(c) => Arc::new(c),
                 Err(e) => return self.finish_early("failed", vec![e.to_string()]).await,
             };
-            self.j.evidence.push(format!(
-                "canary rows of run {} in lifeboat_canary at {}",
-                self.j.id,
-                crate::model::redact::url(&c.url)
-            ));
+            let where_ = canary.describe(&self.j.id, &crate::model::redact::url(&c.url));
+            self.j.evidence.push(where_);
             writer = Some(tokio::spawn(write_observed(
                 canary.clone(),
                 self.ctx.clock.clone(),
@@ -800,6 +928,10 @@ impl<'a> Drill<'a> {
                 self.disaster = Some(self.store_fault(r.fault, store, dir, at).await);
             } else if let (Some(at), Some(FaultSpec::Scratch { dir })) = (at, &r.spec) {
                 self.disaster = Some(self.restore_all(r.fault, dir, at).await);
+            } else if let (Some(at), Some(f), Some(from)) = (at, &s.failover, &failover_from) {
+                self.failover_phase(f, from, r.fault, at, &mut acks).await;
+            } else if let (Some(at), Some(rb)) = (at, &s.runbook) {
+                self.runbook_phase(rb, r.fault, at).await;
             } else if at.is_some() {
                 self.hold(r.fault.duration).await;
             }
@@ -859,6 +991,382 @@ impl<'a> Drill<'a> {
         };
         self.conclude(&canaries, survived, fault_at, &counts, after_failed)
             .await
+    }
+
+    /// A runbook drill, with the fault active since `at`: the runbook run through the runbook
+    /// runner (non-interactive, `--yes`), its run id in the journal; a failing step fails the
+    /// drill. Then the rest of the fault's duration held.
+    async fn runbook_phase(
+        &mut self,
+        spec: &super::scenario::RunbookSpec,
+        fault: &Fault,
+        at: DateTime<Utc>,
+    ) {
+        let started = Instant::now();
+        let runbook = match super::runbook::find(&spec.name, &spec.vars) {
+            Ok(r) => r,
+            Err(e) => {
+                self.fail(format!("runbook `{}`: {e}", spec.name));
+                return;
+            }
+        };
+        let runner = crate::ops::runbook::run::Runner {
+            catalog: self.ctx.catalog.clone(),
+            clock: self.ctx.clock.clone(),
+            exe: self.opts.launcher.exe.clone(),
+            global_args: self.opts.launcher.global_args.clone(),
+            env: self.opts.launcher.env.clone(),
+            who: self.opts.who.clone(),
+            host: crate::model::host::hostname(),
+            cancel: self.ctx.cancel.clone(),
+            stdout_to_stderr: true,
+        };
+        let detail = format!(
+            "runbook {} ({} step(s)), non-interactive as with --yes",
+            runbook.name,
+            runbook.steps.len()
+        );
+        self.event("runbook-start", &detail);
+        let mut op = super::runbook::DrillOperator::default();
+        let limit = fault.ttl();
+        let result = tokio::time::timeout(limit, runner.start(&runbook, &spec.vars, &mut op)).await;
+        if let Some(id) = &op.run_id {
+            self.j.evidence.push(format!(
+                "runbook {} run {id} (`lifeboat runbook log {id}`)",
+                runbook.name
+            ));
+        }
+        let name = runbook.name.clone();
+        let resume = op.run_id.as_deref().map_or(String::new(), |id| {
+            format!(", then `lifeboat runbook resume {id}` or run the drill again")
+        });
+        match result {
+            Ok(Ok((id, crate::ops::runbook::run::Outcome::Complete))) => {
+                let now = self.now();
+                let ms = (now - at).num_milliseconds().max(0) as u64;
+                self.runbook_done = Some((name.clone(), Some(ms)));
+                self.j.timeline.push(TimelineEntry {
+                    phase: "runbook".into(),
+                    at: now,
+                    detail: format!("runbook {name} run {id} complete"),
+                });
+                self.event("runbook-done", &format!("{name} run {id}: complete"));
+            }
+            Ok(Ok((id, crate::ops::runbook::run::Outcome::Failed { step, error }))) => {
+                self.runbook_done = Some((name.clone(), None));
+                self.fail(format!(
+                    "runbook {name} (run {id}) failed at step `{step}`: {error}; the runbook no longer works: fix that step or what it relies on{resume}"
+                ));
+            }
+            Ok(Ok((id, crate::ops::runbook::run::Outcome::Stopped { step, why }))) => {
+                self.runbook_done = Some((name.clone(), None));
+                self.fail(format!(
+                    "runbook {name} (run {id}) stopped before step `{step}` completed: {why}{resume}"
+                ));
+            }
+            Ok(Err(e)) => {
+                self.runbook_done = Some((name.clone(), None));
+                self.fail(format!("runbook {name} could not run: {e}"));
+            }
+            Err(_) => {
+                self.runbook_done = Some((name.clone(), None));
+                self.fail(format!(
+                    "runbook {name} ran over the fault's ttl {}: it was stopped{resume}",
+                    humantime::format_duration(limit)
+                ));
+            }
+        }
+        self.hold(fault.duration.saturating_sub(started.elapsed()))
+            .await;
+    }
+
+    fn failover_by(&self, f: &FailoverSpec) -> FailoverBy {
+        match f.by {
+            FailoverBy::Auto => {
+                if self
+                    .ctx
+                    .config
+                    .failover
+                    .as_ref()
+                    .is_some_and(|c| c.mode == crate::policy::failover::Mode::Automatic)
+                {
+                    FailoverBy::Controller
+                } else {
+                    FailoverBy::Drill
+                }
+            }
+            by => by,
+        }
+    }
+
+    /// A failover drill, before anything is touched: `to` is a site, the primary is elsewhere
+    /// and no failover is unfinished. Returns the primary site (the one the fault takes down).
+    async fn failover_prepare(&mut self, f: &FailoverSpec) -> Result<String, String> {
+        let sites: Vec<&str> = self
+            .ctx
+            .config
+            .sites
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        if !sites.contains(&f.to.as_str()) {
+            return Err(format!(
+                "failover.to: no site `{}` in the config (sites: {}); nothing was touched",
+                f.to,
+                if sites.is_empty() {
+                    "none: a failover drill needs `sites:` and `failover:`".to_string()
+                } else {
+                    sites.join(", ")
+                }
+            ));
+        }
+        let st = crate::ops::failover::status(self.ctx).await.map_err(|e| {
+            format!("cannot tell which site is the primary ({e}); nothing was touched")
+        })?;
+        if let Some(u) = &st.unfinished {
+            return Err(format!(
+                "the failover of term {} to {} is unfinished: finish it first (`lifeboat failover execute --to {}`); nothing was touched",
+                u.term, u.to_site, u.to_site
+            ));
+        }
+        if st.primary == f.to {
+            return Err(format!(
+                "{} is already the primary site: there is nothing to fail over; name the site that should take over (e.g. --var TO_SITE=...); nothing was touched",
+                f.to
+            ));
+        }
+        if self.failover_by(f) == FailoverBy::Controller {
+            let here = self
+                .ctx
+                .config
+                .failover
+                .as_ref()
+                .and_then(|c| c.here(&|n| std::env::var(n).ok()));
+            if here.as_deref() != Some(f.to.as_str()) {
+                return Err(format!(
+                    "the controllers' failover to {} is recorded in {}'s catalog, but this instance runs at {}: run the drill at {} (or `failover: {{ by: drill }}`); nothing was touched",
+                    f.to,
+                    f.to,
+                    here.as_deref()
+                        .unwrap_or("no site (failover.site / $LIFEBOAT_SITE unset)"),
+                    f.to
+                ));
+            }
+        }
+        let by = match self.failover_by(f) {
+            FailoverBy::Controller => "the daemons' controllers (failover.mode automatic)",
+            _ => "the drill (`failover execute --to` as a declared step)",
+        };
+        let detail = format!(
+            "primary {} (term {}) → {} by {by}",
+            st.primary, st.term, f.to
+        );
+        self.event("failover-plan", &detail);
+        Ok(st.primary)
+    }
+
+    /// A failover drill, with the primary site down since `at`: the failover done (by the
+    /// drill, or waited for), its persisted steps in the timeline, the canary back through
+    /// the public endpoint, then the rest of the fault's duration held.
+    async fn failover_phase(
+        &mut self,
+        f: &FailoverSpec,
+        from: &str,
+        fault: &Fault,
+        at: DateTime<Utc>,
+        acks: &mut tokio::sync::watch::Receiver<Option<DateTime<Utc>>>,
+    ) {
+        let started = Instant::now();
+        let deadline = started + f.timeout();
+        self.own_failover = Some((f.to.clone(), at));
+        let by = self.failover_by(f);
+        let mut term = None;
+        let mut detected_at = None;
+        if by == FailoverBy::Drill {
+            if !self.hold(f.after.unwrap_or_default()).await {
+                return;
+            }
+            detected_at = Some(self.now());
+            let detail = format!(
+                "lifeboat failover execute --to {} --force{} (a declared step of the drill)",
+                f.to,
+                if f.accept_data_loss {
+                    " --accept-data-loss"
+                } else {
+                    ""
+                }
+            );
+            self.event("failover-execute", &detail);
+            let opts = crate::ops::failover::Options {
+                accept_data_loss: f.accept_data_loss,
+                force: true,
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, crate::ops::failover::execute(self.ctx, &f.to, &opts))
+                .await
+            {
+                Ok(Ok(o)) => {
+                    term = Some(o.term);
+                    let detail = format!(
+                        "term {}: {} → {} in {} ms",
+                        o.term,
+                        o.from,
+                        o.to,
+                        o.timeline.get("total").copied().unwrap_or(0)
+                    );
+                    self.event("failover-done", &detail);
+                }
+                Ok(Err(e)) => self.fail(format!(
+                    "the failover to {} failed: {e}; `lifeboat failover status` shows where it stopped and `lifeboat failover execute --to {}` finishes it",
+                    f.to, f.to
+                )),
+                Err(_) => self.fail(format!(
+                    "the failover to {} did not finish within failover.timeout {}; `lifeboat failover status` shows where it stopped",
+                    f.to,
+                    humantime::format_duration(f.timeout())
+                )),
+            }
+        } else {
+            let detail = format!(
+                "waiting up to {} for the controllers to fail over to {}",
+                humantime::format_duration(f.timeout()),
+                f.to
+            );
+            self.event("failover-wait", &detail);
+            loop {
+                match self.ctx.catalog.failovers(20).await {
+                    Ok(rows) => {
+                        if let Some(row) = rows
+                            .iter()
+                            .find(|r| self.is_own_failover(r) && r.status != "running")
+                        {
+                            if row.status == "done" {
+                                term = Some(row.term);
+                                let detail = format!(
+                                    "term {}: {} → {} by the controllers",
+                                    row.term, row.from_site, row.to_site
+                                );
+                                self.event("failover-done", &detail);
+                            } else {
+                                self.fail(format!(
+                                    "the controllers' failover of term {} to {} ended {}: {}",
+                                    row.term,
+                                    f.to,
+                                    row.status,
+                                    row.error.as_deref().unwrap_or("no error recorded")
+                                ));
+                            }
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::warn!(cause = %e, "cannot read failovers from the catalog"),
+                }
+                if Instant::now() >= deadline {
+                    self.fail(format!(
+                        "no failover to {} was recorded done in this catalog within failover.timeout {}: check the daemons (`lifeboat failover status`; failover.mode automatic) and run the drill at the site that takes over, whose catalog records the failover",
+                        f.to,
+                        humantime::format_duration(f.timeout())
+                    ));
+                    break;
+                }
+                if !self.hold(Duration::from_millis(250)).await {
+                    return;
+                }
+            }
+        }
+        if let Some(term) = term {
+            self.failover_timeline(term, detected_at, by).await;
+            let text = format!(
+                "the old primary site {from} stays fenced (read-only) after the drill: `lifeboat failover rejoin {from}` makes it a replica of {}; failing back is then `lifeboat failover execute --to {from}`",
+                f.to
+            );
+            self.finding("info", text);
+        }
+        // The service back through its public endpoint: a canary sent since the fault acked
+        // (not awaited when the failover failed: the revert is what brings it back then).
+        while term.is_some()
+            && self.aborted.is_empty()
+            && !acks.borrow_and_update().is_some_and(|t| t >= at)
+            && Instant::now() < deadline
+        {
+            tokio::select! {
+                _ = acks.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            let reasons = self.abort_now().await;
+            if !reasons.is_empty() {
+                self.event("abort", &reasons.join("; "));
+                self.aborted = reasons;
+            }
+        }
+        self.hold(fault.duration.saturating_sub(started.elapsed()))
+            .await;
+    }
+
+    /// The failover of `term`'s persisted steps as the drill's timeline segments: detect,
+    /// decide, fence, promote, dns (each at its end, as the catalog recorded it).
+    async fn failover_timeline(
+        &mut self,
+        term: i64,
+        detected_at: Option<DateTime<Utc>>,
+        by: FailoverBy,
+    ) {
+        let row = match self.ctx.catalog.failovers(50).await {
+            Ok(rows) => rows.into_iter().find(|r| r.term == term),
+            Err(e) => {
+                self.finding(
+                    "warning",
+                    format!("the failover of term {term} could not be read back: {e}"),
+                );
+                return;
+            }
+        };
+        let Some(row) = row else {
+            self.finding(
+                "warning",
+                format!("the failover of term {term} is not in this catalog: its steps are not in the timeline"),
+            );
+            return;
+        };
+        if let Some(decided) = parse_ts(&row.started_at) {
+            self.j.timeline.push(TimelineEntry {
+                phase: "detect".into(),
+                at: detected_at.unwrap_or(decided),
+                detail: match by {
+                    FailoverBy::Drill => {
+                        "the drill started the failover (failover.after after the fault)".into()
+                    }
+                    _ => "the controllers' quorum saw the primary site down".into(),
+                },
+            });
+            self.j.timeline.push(TimelineEntry {
+                phase: "decide".into(),
+                at: decided,
+                detail: format!(
+                    "term {term}: {} → {} ({}), recorded in the catalog",
+                    row.from_site, row.to_site, row.mode
+                ),
+            });
+        }
+        for step in ["fence", "promote", "dns"] {
+            if let Some(st) = row.steps.iter().find(|x| x.step == step)
+                && let Some(end) = st.finished_at.as_deref().and_then(parse_ts)
+            {
+                self.j.timeline.push(TimelineEntry {
+                    phase: step.into(),
+                    at: end,
+                    detail: crate::model::redact::scrub_registered(
+                        st.detail.as_deref().unwrap_or(""),
+                    ),
+                });
+            }
+        }
+        self.j.evidence.push(format!(
+            "failover term {term}: {} → {} ({}); its steps: `lifeboat failover history`",
+            row.from_site, row.to_site, row.mode
+        ));
+        let detail = format!("term {term} {}", row.status);
+        self.event("failover-timeline", &detail);
     }
 
     /// Kubernetes targets: plans each fault (reads only) into the intent its revert needs;
@@ -940,6 +1448,7 @@ impl<'a> Drill<'a> {
                         pidfile: pg.pidfile.clone(),
                         pause: f.action == Action::Pause,
                         restart: pg.restart.clone(),
+                        fence_site: None,
                     });
                 } else if let Some(store) = &t.store {
                     if self.ctx.stores.contains_key(store) {
@@ -1536,7 +2045,7 @@ impl<'a> Drill<'a> {
                     Some(p) => Err(format!("proxy {} is still {:?}", p.addr, p.mode())),
                     None => Ok("proxy gone".into()),
                 },
-                other => revert_once(other, self.ctx.kube.as_ref()).await,
+                other => revert_fault(other, self.ctx).await,
             };
             match outcome {
                 Ok(how) => {
@@ -1629,8 +2138,34 @@ impl<'a> Drill<'a> {
             m.sent = d.restored.len();
             m.acknowledged = ok;
         }
+        if let (None, None, Some((_, done))) =
+            (&s.canary, &self.disaster, self.runbook_done.clone())
+        {
+            // Measured by the runbook: RTO is the fault to the run complete (no canary, no RPO).
+            m.rto_ms = done;
+            m.rpo_ms = None;
+            m.resolution_ms = 1;
+            m.sent = 1;
+            m.acknowledged = usize::from(done.is_some());
+        }
         let judgement = judge(&m, &expected, counts);
         let mut verdict = judgement.verdict.as_str().to_string();
+        if let (None, None, Some((name, done))) =
+            (&s.canary, &self.disaster, self.runbook_done.clone())
+        {
+            self.j.services.push(ServiceMeasure {
+                service: format!("runbook {name}"),
+                rto_seconds: done.map(|ms| ms as f64 / 1000.0),
+                rpo_seconds: None,
+                rto_objective_seconds: s.expect.rto.map(|d| d.as_secs_f64()),
+                rpo_objective_seconds: s.expect.rpo.map(|d| d.as_secs_f64()),
+                verdict: if done.is_some() {
+                    verdict.clone()
+                } else {
+                    "failed".into()
+                },
+            });
+        }
         if let Some(d) = self.disaster.clone() {
             let secs = |v: Option<u64>| v.map(|ms| ms as f64 / 1000.0);
             for r in &d.restored {
@@ -1744,6 +2279,10 @@ impl<'a> Drill<'a> {
                 unreverted.join(", ")
             ));
         }
+        if !self.failures.is_empty() {
+            verdict = "failed".into();
+            reasons.splice(0..0, self.failures.iter().cloned());
+        }
         if !self.aborted.is_empty() {
             verdict = "aborted".into();
             let why = self.aborted.join("; ");
@@ -1765,6 +2304,12 @@ impl<'a> Drill<'a> {
         self.j.reasons = reasons;
         self.finish().await
     }
+}
+
+fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
 }
 
 fn action_name(a: Action) -> String {
@@ -1822,7 +2367,7 @@ pub async fn watchdog(ctx: &Ctx, id: &str) -> Result<(), DrillError> {
                     tracing::error!(fault = %f.fault, "unreadable fault spec: revert it by hand");
                     continue;
                 };
-                match revert_once(&spec, ctx.kube.as_ref()).await {
+                match revert_fault(&spec, ctx).await {
                     Ok(how) => {
                         if ctx
                             .catalog
@@ -1886,7 +2431,7 @@ pub async fn sweep(ctx: &Ctx) -> Result<Vec<String>, DrillError> {
         let mut unreverted = Vec::new();
         for f in faults.iter().filter(|f| !f.reverted()) {
             let outcome = match serde_json::from_value::<FaultSpec>(f.spec.clone()) {
-                Ok(spec) => revert_once(&spec, ctx.kube.as_ref()).await,
+                Ok(spec) => revert_fault(&spec, ctx).await,
                 Err(e) => Err(format!("unreadable fault spec: {e}")),
             };
             match outcome {

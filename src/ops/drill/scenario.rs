@@ -74,6 +74,67 @@ pub struct Scenario {
     pub abort: Abort,
     #[serde(default)]
     pub expect: Expect,
+    /// region-failover: the failover (issue 11) the fault must provoke, measured.
+    #[serde(default)]
+    pub failover: Option<FailoverSpec>,
+    /// A runbook the drill runs while its fault is active: a failing step fails the drill.
+    #[serde(default)]
+    pub runbook: Option<RunbookSpec>,
+}
+
+/// A runbook a drill executes (issue 12 point 7), through the runbook runner, as
+/// `runbook run NAME --yes --var K=V ...` would.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunbookSpec {
+    /// A shipped runbook's name, or a path to a Markdown file.
+    pub name: String,
+    /// Its `${VAR}`s (`${...}` in them are the drill's `--var`s).
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Who moves the primary during a failover drill.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailoverBy {
+    /// `controller` when the config's `failover.mode` is `automatic`, else `drill`.
+    #[default]
+    Auto,
+    /// The daemons' controllers (`failover.mode: automatic`) detect and move it; the drill
+    /// only waits for the failover to be recorded done in its catalog.
+    Controller,
+    /// The drill runs the manual failover itself (`failover execute --to TO --force`), a
+    /// declared step, `after` the fault.
+    Drill,
+}
+
+/// A failover drill's expectations: the fault takes the primary site down, the failover moves
+/// the service to `to`; its persisted steps give the timeline's segments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverSpec {
+    /// The site the service must land on.
+    pub to: String,
+    #[serde(default)]
+    pub by: FailoverBy,
+    /// `by: drill`: promote although the old primary (down: that is the fault) cannot be asked
+    /// how far the replica is behind; the canary measures what was actually lost.
+    #[serde(default)]
+    pub accept_data_loss: bool,
+    /// `by: drill`: how long after the fault the drill starts the failover (the detection a
+    /// person or an alert would take); 0 when absent.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub after: Option<Duration>,
+    /// The failover must be done within this after the fault (default 5m).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
+}
+
+impl FailoverSpec {
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(Duration::from_secs(300))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -482,6 +543,55 @@ impl Scenario {
                 "abort.prometheus must be an http:// or https:// URL, not `{p}`"
             ));
         }
+        if let Some(f) = &self.failover {
+            if f.to.trim().is_empty() {
+                return Err("failover.to names no site".into());
+            }
+            if f.timeout().is_zero() || f.timeout() > MAX_TTL {
+                return Err(format!(
+                    "failover.timeout must be above 0 and at most {}",
+                    humantime::format_duration(MAX_TTL)
+                ));
+            }
+            if self.canary.is_none() {
+                return Err(
+                    "a failover drill needs a `canary:` writing through the service's public endpoint (what measures the RTO and RPO)"
+                        .into(),
+                );
+            }
+            if self.faults.len() != 1
+                || !matches!(self.faults[0].action, Action::Kill | Action::Pause)
+            {
+                return Err(
+                    "a failover drill takes exactly one fault that takes the primary site down: kill or pause of its process group"
+                        .into(),
+                );
+            }
+        }
+        if let Some(r) = &self.runbook {
+            if r.name.trim().is_empty() {
+                return Err("runbook.name names no runbook".into());
+            }
+            if let Some(bad) = r
+                .vars
+                .keys()
+                .find(|k| !crate::ops::runbook::valid_var_name(k))
+            {
+                return Err(format!("runbook.vars: `{bad}` is not a variable name"));
+            }
+            if self.failover.is_some() {
+                return Err(
+                    "a scenario runs either a failover or a runbook during its fault, not both"
+                        .into(),
+                );
+            }
+            if self.faults.len() != 1 {
+                return Err(
+                    "a runbook drill takes exactly one fault (the runbook runs while it is active)"
+                        .into(),
+                );
+            }
+        }
         if let Some(c) = &self.canary {
             if !(c.url.starts_with("postgres://")
                 || c.url.starts_with("postgresql://")
@@ -548,6 +658,43 @@ mod tests {
         assert!(Scenario::load("x", &wrong, &vars()).is_err());
         let short_ttl = POD_KILL.replace("duration: 2s", "duration: 2s, ttl: 1s");
         assert!(Scenario::load("x", &short_ttl, &vars()).is_err());
+    }
+
+    #[test]
+    fn failover_and_runbook_sections_are_validated_at_load() {
+        let ok = format!("{POD_KILL}failover: {{ to: secondary, after: 2s }}\n");
+        let s = Scenario::load("x", &ok, &vars()).expect("valid");
+        let f = s.failover.expect("failover");
+        assert_eq!(f.by, FailoverBy::Auto);
+        assert_eq!(f.after, Some(Duration::from_secs(2)));
+        assert_eq!(f.timeout(), Duration::from_secs(300));
+        let err = |text: String| {
+            Scenario::load("x", &text, &vars())
+                .expect_err("refused")
+                .to_string()
+        };
+        let e = err(format!("{POD_KILL}failover: {{ to: \"\" }}\n"));
+        assert!(e.contains("names no site"), "{e}");
+        let e = err(format!("{POD_KILL}failover: {{ to: b, by: someone }}\n"));
+        assert!(e.contains("someone"), "{e}");
+        let no_canary: String = POD_KILL
+            .lines()
+            .filter(|l| !l.starts_with("canary:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let e = err(format!("{no_canary}failover: {{ to: b }}\n"));
+        assert!(e.contains("needs a `canary:`"), "{e}");
+        let rb = format!("{POD_KILL}runbook: {{ name: restore-files, vars: {{ SOURCE: a }} }}\n");
+        let s = Scenario::load("x", &rb, &vars()).expect("valid");
+        assert_eq!(s.runbook.expect("runbook").vars["SOURCE"], "a");
+        let e = err(format!(
+            "{POD_KILL}runbook: {{ name: r, vars: {{ \"bad name\": a }} }}\n"
+        ));
+        assert!(e.contains("not a variable name"), "{e}");
+        let e = err(format!(
+            "{POD_KILL}runbook: {{ name: r }}\nfailover: {{ to: b }}\n"
+        ));
+        assert!(e.contains("not both"), "{e}");
     }
 
     #[test]

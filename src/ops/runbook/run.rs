@@ -155,6 +155,9 @@ pub struct Runner {
     pub who: String,
     pub host: String,
     pub cancel: CancellationToken,
+    /// Steps print to the runner's stderr instead of its stdout (a drill whose stdout is
+    /// its JSON journal).
+    pub stdout_to_stderr: bool,
 }
 
 /// The operator's name: `SUDO_USER`, `USER` or `LOGNAME`, at this host.
@@ -420,6 +423,17 @@ impl Runner {
         })
     }
 
+    /// Where a step's stdout goes: the runner's stdout, or its stderr (`stdout_to_stderr`).
+    fn step_stdout(&self) -> Stdio {
+        use std::os::fd::AsFd;
+        if self.stdout_to_stderr
+            && let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned()
+        {
+            return Stdio::from(fd);
+        }
+        Stdio::inherit()
+    }
+
     /// Runs one step's process to its end, its timeout or the runner's cancellation.
     async fn execute(&self, id: &str, step: &Step, attempt: i64, argv: &[String]) -> StepEnd {
         let mut cmd = tokio::process::Command::new(&self.exe);
@@ -428,7 +442,7 @@ impl Runner {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("LIFEBOAT_RUNBOOK_RUN", id)
             .stdin(Stdio::null())
-            .stdout(Stdio::inherit())
+            .stdout(self.step_stdout())
             .stderr(Stdio::piped())
             .process_group(0);
         let mut child = match cmd.spawn() {
