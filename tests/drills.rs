@@ -1048,26 +1048,24 @@ fn the_daemon_runs_scheduled_drills_and_suspends_failing_ones() {
     }
 }
 
-/// A network fault through the drill's in-process proxy: the canary writes through it, the
-/// proxy blackholes for 2 s, the measured RTO is 2 s within the resolution.
-#[test]
-fn a_blackholed_proxy_measures_rto_two_seconds() {
-    let pg = PgServer::start();
-    pg.create_db("app");
-    let env = drill_env();
-    let port = common::servers::free_port();
-    let url = pg
-        .url("app")
-        .replacen(&format!(":{}/", pg.port()), &format!(":{port}/"), 1);
+/// Runs a drill whose canary (`url`) writes through the drill's proxy on `port` to
+/// `upstream`, blackholed for 2 s; asserts it passes with RTO 2 s (within the resolution) and
+/// returns its journal and everything it printed.
+fn blackholed_drill(
+    env: &common::Env,
+    port: u16,
+    upstream: u16,
+    url: &str,
+) -> (serde_json::Value, String) {
     let scenario = write_scenario(
-        &env,
+        env,
         &format!(
             "tier: zone\n\
              targets:\n  - name: path\n    allowed: true\n    proxy: {{ listen: \"127.0.0.1:{port}\", upstream: \"127.0.0.1:{}\" }}\n\
              faults:\n  - {{ name: cut, target: path, action: blackhole, duration: 2s }}\n\
              canary: {{ url: \"{url}\", timeout: 10s }}\n\
              expect: {{ rto: 30s, rpo: 1s }}\n",
-            pg.port()
+            upstream
         ),
     );
     let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
@@ -1079,6 +1077,22 @@ fn a_blackholed_proxy_measures_rto_two_seconds() {
         (1.9..=2.5).contains(&rto),
         "RTO {rto} s for a 2 s blackhole: {j:#}"
     );
+    let printed = common::text(&out.stdout) + &common::text(&out.stderr);
+    (j, printed)
+}
+
+/// A network fault through the drill's in-process proxy: the canary writes through it, the
+/// proxy blackholes for 2 s, the measured RTO is 2 s within the resolution.
+#[test]
+fn a_blackholed_proxy_measures_rto_two_seconds() {
+    let pg = PgServer::start();
+    pg.create_db("app");
+    let env = drill_env();
+    let port = common::servers::free_port();
+    let url = pg
+        .url("app")
+        .replacen(&format!(":{}/", pg.port()), &format!(":{port}/"), 1);
+    let (j, _) = blackholed_drill(&env, port, pg.port(), &url);
     assert_eq!(j["faults"][0]["action"], "blackhole");
     assert_eq!(j["faults"][0]["reverted"], true);
 }
@@ -1303,16 +1317,17 @@ struct TwoSites {
 }
 
 fn two_sites(synchronous: bool) -> TwoSites {
-    use common::dns::{DnsServer, TsigKey};
-    let primary = PgServer::start();
-    primary.create_db("orders");
-    let standby = PgServer::standby_of(&primary);
-    common::wait_until("the standby streams", Duration::from_secs(60), || {
-        standby.psql(
-            "orders",
-            "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
-        ) == "1"
-    });
+    let common::failover::Setup {
+        env,
+        primary,
+        standby,
+        ns,
+    } = common::failover::setup_with(
+        "db.example.test.",
+        ["127.0.0.1", "127.0.0.2"],
+        "secondary",
+        1,
+    );
     if synchronous {
         primary.psql(
             "postgres",
@@ -1331,50 +1346,6 @@ fn two_sites(synchronous: bool) -> TwoSites {
             format!("127.0.0.1:{}", standby.port()),
         ))
         .expect("forwarder on 127.0.0.2");
-    let key = TsigKey::random();
-    let ns = DnsServer::bind(&key, None);
-    let env = common::Env::new();
-    env.write_config(&format!(
-        r#"
-catalog: sqlite://./catalog.db
-stores:
-  local: {{ url: "file://./store" }}
-encryption:
-  recipients: ["{{recipient}}"]
-sources:
-  - {{ name: orders-db, kind: postgres, url: "{primary_url}", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}
-dns:
-  providers:
-    bind: {{ kind: rfc2136, server: "{ns}", tsig: {{ name: {kname}, algorithm: hmac-sha256, secret: "{ksecret}" }} }}
-  records:
-    - {{ name: db.example.test., zone: example.test., type: A, ttl: 1, provider: bind, nameservers: ["{ns}"], verify_timeout: 30s }}
-sites:
-  - name: primary
-    services:
-      orders-db: {{ kind: postgres, url: "{primary_url}", source: orders-db }}
-    dns: {{ "db.example.test.": ["127.0.0.1"] }}
-  - name: secondary
-    services:
-      orders-db: {{ kind: postgres, url: "{standby_url}", source: orders-db }}
-    dns: {{ "db.example.test.": ["127.0.0.2"] }}
-failover:
-  site: secondary
-  mode: manual
-  order: [primary, secondary]
-"#,
-        primary_url = primary.url("orders"),
-        standby_url = standby.url("orders"),
-        ns = ns.addr(),
-        kname = key.name,
-        ksecret = key.secret,
-    ));
-    env.ok(&[
-        "dns",
-        "set",
-        "db.example.test.",
-        "127.0.0.1",
-        "--expect-absent",
-    ]);
     TwoSites {
         primary,
         standby,
@@ -1671,26 +1642,7 @@ fn a_drill_with_a_redis_canary_measures_rto_two_seconds() {
     let env = drill_env();
     let port = common::servers::free_port();
     let url = format!("redis://:red1s-s3cret@127.0.0.1:{port}");
-    let scenario = write_scenario(
-        &env,
-        &format!(
-            "tier: zone\n\
-             targets:\n  - name: path\n    allowed: true\n    proxy: {{ listen: \"127.0.0.1:{port}\", upstream: \"127.0.0.1:{}\" }}\n\
-             faults:\n  - {{ name: cut, target: path, action: blackhole, duration: 2s }}\n\
-             canary: {{ url: \"{url}\", timeout: 10s }}\n\
-             expect: {{ rto: 30s, rpo: 1s }}\n",
-            redis.port()
-        ),
-    );
-    let out = env.run(&["drill", "run", &scenario, "--yes", "--output", "json"]);
-    let j = journal_of(&out);
-    assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
-    assert_eq!(j["verdict"], "pass", "{j:#}");
-    let rto = j["services"][0]["rto_seconds"].as_f64().expect("rto");
-    assert!(
-        (1.9..=2.5).contains(&rto),
-        "RTO {rto} s for a 2 s blackhole: {j:#}"
-    );
+    let (j, everything) = blackholed_drill(&env, port, redis.port(), &url);
     assert_eq!(j["services"][0]["rpo_seconds"].as_f64(), Some(0.0), "{j:#}");
     assert_eq!(j["canary"]["lost"], 0, "{j:#}");
     assert!(
@@ -1699,7 +1651,6 @@ fn a_drill_with_a_redis_canary_measures_rto_two_seconds() {
             .contains("canary keys lifeboat:canary:"),
         "{j:#}"
     );
-    let everything = common::text(&out.stdout) + &common::text(&out.stderr);
     assert!(!everything.contains("red1s-s3cret"), "the password leaked");
 }
 

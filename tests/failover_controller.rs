@@ -23,203 +23,31 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::dns::{DnsServer, TsigKey, dig};
-use common::servers::{PgServer, free_port, http_get, http_post_json, try_http_get};
+use common::dns::dig;
+use common::failover::{
+    Daemon, SITE_NAMES, SITES_TOKEN, Sites, log_tails, observations_at, site_configs,
+    start_daemons, three_sites, wait_all_up,
+};
+use common::servers::{PgServer, http_get, http_post_json};
 use common::{Env, wait_until};
 
-const TOKEN: &str = "peer-s3cret-token";
-const SITES: [&str; 3] = ["primary", "secondary", "dr"];
+const TOKEN: &str = SITES_TOKEN;
+const SITES: [&str; 3] = SITE_NAMES;
 
-struct Daemon {
-    child: Option<Child>,
-}
-
-impl Daemon {
-    fn start(env: &Env, name: &str) -> Daemon {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(env.path(&format!("{name}.log")))
-            .expect("log file");
-        let child = env
-            .command(&["run"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn lifeboat run");
-        Daemon { child: Some(child) }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-struct Cluster {
-    envs: Vec<Env>,
-    ports: Vec<u16>,
-    pgs: Vec<PgServer>,
-    ns: DnsServer,
-}
+type Cluster = Sites;
 
 fn setup(mode: &str) -> Cluster {
-    let mut primary = PgServer::start();
-    // pg_rewind needs hint bits WAL-logged (or data checksums): the standbys inherit it.
-    primary.psql("postgres", "ALTER SYSTEM SET wal_log_hints = on");
-    primary.stop();
-    primary.restart();
-    primary.create_db("orders");
-    primary.psql(
-        "orders",
-        "CREATE TABLE acked (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
-    );
-    let secondary = PgServer::standby_of(&primary);
-    let dr = PgServer::standby_of(&primary);
-    for s in [&secondary, &dr] {
-        wait_until("the standby streams", Duration::from_secs(60), || {
-            s.psql(
-                "orders",
-                "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
-            ) == "1"
-        });
-    }
-    let pgs = vec![primary, secondary, dr];
-    let services: Vec<String> = pgs
-        .iter()
-        .map(|pg| {
-            format!(
-                "orders-db: {{ kind: postgres, url: \"{url}\", source: orders-db, data_dir: \"{data}\" }}",
-                url = pg.url("orders"),
-                data = pg.data_dir().display(),
-            )
-        })
-        .collect();
-    let source = format!(
-        "{{ name: orders-db, kind: postgres, url: \"{}\", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}",
-        pgs[0].url("orders")
-    );
-    let (envs, ports, ns) = sites(mode, &services, &source);
-    Cluster {
-        envs,
-        ports,
-        pgs,
-        ns,
-    }
-}
-
-/// Three sites (one lifeboat config each, its own SQLite catalog, a daemon port) whose
-/// `services:` lines are `services[i]`, one `source`, DNS on a real BIND pointing at the
-/// primary site.
-fn sites(mode: &str, services: &[String], source: &str) -> (Vec<Env>, Vec<u16>, DnsServer) {
-    let key = TsigKey::random();
-    let ns = DnsServer::bind(&key, None);
-    let ports: Vec<u16> = SITES.iter().map(|_| free_port()).collect();
-    let mut sites = String::new();
-    for (i, name) in SITES.iter().enumerate() {
-        sites.push_str(&format!(
-            "  - name: {name}\n    peer: \"http://127.0.0.1:{port}\"\n    services:\n      {svc}\n    dns: {{ \"api.example.test.\": [\"192.0.2.{ip}\"] }}\n",
-            port = ports[i],
-            svc = services[i],
-            ip = 10 * (i + 1),
-        ));
-    }
-    let envs: Vec<Env> = SITES
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let env = Env::new();
-            env.write_config(&format!(
-                r#"
-catalog: sqlite://./catalog.db
-stores:
-  local: {{ url: "file://./store" }}
-encryption:
-  recipients: ["{{recipient}}"]
-sources:
-  - {source}
-daemon:
-  listen: "127.0.0.1:{port}"
-dns:
-  providers:
-    bind: {{ kind: rfc2136, server: "{ns}", tsig: {{ name: {kname}, algorithm: hmac-sha256, secret: "{ksecret}" }} }}
-  records:
-    - {{ name: api.example.test., zone: example.test., type: A, ttl: 30, provider: bind, nameservers: ["{ns}"], verify_timeout: 30s }}
-sites:
-{sites}failover:
-  site: {name}
-  mode: {mode}
-  order: [primary, secondary, dr]
-  probe_interval: 1s
-  unhealthy_after: 3
-  fence_after: 3s
-  min_dwell: 10m
-  peer_token: "{TOKEN}"
-"#,
-                port = ports[i],
-                ns = ns.addr(),
-                kname = key.name,
-                ksecret = key.secret,
-            ));
-            env
-        })
-        .collect();
-    envs[0].ok(&[
-        "dns",
-        "set",
+    three_sites(
+        mode,
         "api.example.test.",
-        "192.0.2.10",
-        "--expect-absent",
-    ]);
-    (envs, ports, ns)
+        ["192.0.2.10", "192.0.2.20", "192.0.2.30"],
+    )
 }
 
 fn observations(port: u16) -> Option<serde_json::Value> {
-    let (code, body) = try_http_get(port, "/api/v1/failover/observations", Some(TOKEN)).ok()?;
-    (code == 200)
-        .then(|| serde_json::from_str(&body).ok())
-        .flatten()
-}
-
-/// Starts every site's daemon and waits until each has seen every site up.
-fn start_all(envs: &[Env], ports: &[u16]) -> Vec<Daemon> {
-    let daemons = SITES
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Daemon::start(&envs[i], s))
-        .collect();
-    wait_all_up(ports);
-    daemons
-}
-
-/// Waits until every daemon has seen every site up three rounds in a row.
-fn wait_all_up(ports: &[u16]) {
-    wait_until(
-        "every daemon sees every site up",
-        Duration::from_secs(60),
-        || {
-            ports.iter().all(|p| {
-                observations(*p).is_some_and(|o| {
-                    SITES.iter().all(|s| {
-                        o["sites"][s]["successes_in_a_row"]
-                            .as_u64()
-                            .is_some_and(|n| n >= 3)
-                    })
-                })
-            })
-        },
-    );
+    observations_at(port)
 }
 
 fn history(env: &Env) -> Vec<serde_json::Value> {
@@ -257,29 +85,14 @@ fn insert(pg: &PgServer, id: i64) -> bool {
         .unwrap_or(false)
 }
 
-fn log_tails(c: &Cluster) -> String {
-    logs_of(&c.envs)
-}
-
 fn logs_of(envs: &[Env]) -> String {
-    SITES
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let log =
-                std::fs::read_to_string(envs[i].path(&format!("{s}.log"))).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            let from = lines.len().saturating_sub(30);
-            format!("--- {s} ---\n{}", lines[from..].join("\n"))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    log_tails(envs)
 }
 
 #[test]
 fn controller_fails_over_on_a_quorum_and_never_on_a_short_stall() {
     let mut c = setup("automatic");
-    let mut daemons = start_all(&c.envs, &c.ports);
+    let mut daemons = start_daemons(&c.envs, &c.ports);
     // The peer endpoint needs the token.
     assert_eq!(
         http_get(c.ports[1], "/api/v1/failover/observations", None).0,
@@ -299,11 +112,11 @@ fn controller_fails_over_on_a_quorum_and_never_on_a_short_stall() {
     c.pgs[0].signal("CONT");
     std::thread::sleep(Duration::from_secs(8));
     for env in &c.envs {
-        assert!(history(env).is_empty(), "{}", log_tails(&c));
+        assert!(history(env).is_empty(), "{}", c.log_tails());
     }
     assert!(!in_recovery(&c.pgs[0]) && !read_only(&c.pgs[0]));
     assert!(in_recovery(&c.pgs[1]) && in_recovery(&c.pgs[2]));
-    assert!(insert(&c.pgs[0], 1), "{}", log_tails(&c));
+    assert!(insert(&c.pgs[0], 1), "{}", c.log_tails());
 
     // kill -9 of the primary PostgreSQL and of its site's lifeboat.
     let start = Instant::now();
@@ -316,7 +129,7 @@ fn controller_fails_over_on_a_quorum_and_never_on_a_short_stall() {
     );
     let took = start.elapsed();
     eprintln!("failover with DNS: {took:?}");
-    assert!(insert(&c.pgs[1], 2), "{}", log_tails(&c));
+    assert!(insert(&c.pgs[1], 2), "{}", c.log_tails());
     wait_until(
         "the failover is recorded done",
         Duration::from_secs(30),
@@ -398,10 +211,10 @@ fn controller_fails_over_on_a_quorum_and_never_on_a_short_stall() {
         || observations(c.ports[0]).is_some_and(|o| o["term"] == 1 && o["primary"] == "secondary"),
     );
     std::thread::sleep(Duration::from_secs(3));
-    assert!(read_only(&c.pgs[0]), "{}", log_tails(&c));
+    assert!(read_only(&c.pgs[0]), "{}", c.log_tails());
     assert!(!insert(&c.pgs[0], 4));
     // The new primary still takes writes; no second failover happened.
-    assert!(insert(&c.pgs[1], 5), "{}", log_tails(&c));
+    assert!(insert(&c.pgs[1], 5), "{}", c.log_tails());
     assert_eq!(history(&c.envs[1]).len(), 1);
     assert_eq!(dig(c.ns.addr(), "api.example.test.", "A"), ["192.0.2.20"]);
 }
@@ -652,7 +465,7 @@ fn controller_killed_after_promote_resumes_without_promoting_again() {
     assert_eq!(h[0]["term"], 1);
     // The promotion's record is the first one: it was not taken again.
     assert_eq!(detail(&h, "promote"), Some(promoted));
-    assert!(insert(&c.pgs[1], 7), "{}", log_tails(&c));
+    assert!(insert(&c.pgs[1], 7), "{}", c.log_tails());
     c.pgs[0].kill9();
 }
 
@@ -663,7 +476,7 @@ fn controller_killed_after_promote_resumes_without_promoting_again() {
 #[test]
 fn execute_beside_running_controllers_takes_a_fresh_term_they_all_adopt() {
     let c = setup("automatic");
-    let _daemons = start_all(&c.envs, &c.ports);
+    let _daemons = start_daemons(&c.envs, &c.ports);
     // The vote endpoint needs the token too.
     assert_eq!(
         http_post_json(c.ports[2], "/api/v1/failover/vote", None, "{}").0,
@@ -698,7 +511,7 @@ fn execute_beside_running_controllers_takes_a_fresh_term_they_all_adopt() {
     // new primary still writable and the old one fenced.
     std::thread::sleep(Duration::from_secs(6));
     for env in &c.envs[1..] {
-        assert!(history(env).is_empty(), "{}", log_tails(&c));
+        assert!(history(env).is_empty(), "{}", c.log_tails());
     }
     let h = history(&c.envs[0]);
     assert_eq!(h.len(), 1, "{h:?}");
@@ -723,7 +536,7 @@ fn execute_beside_running_controllers_takes_a_fresh_term_they_all_adopt() {
         table.contains("health per vantage point") && table.contains("1/secondary"),
         "{table}"
     );
-    assert!(!read_only(&c.pgs[1]), "{}", log_tails(&c));
+    assert!(!read_only(&c.pgs[1]), "{}", c.log_tails());
     assert!(adopted(1, "secondary"));
     // Run again: already the primary, nothing moves.
     let again = c.envs[0].run(&["failover", "execute", "--to", "secondary", "--yes"]);
@@ -910,8 +723,14 @@ fn redis_sites_switch_over_and_fail_over_under_the_controllers() {
         "{{ name: sessions, kind: redis, url: \"{}\", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}",
         rs[0].url()
     );
-    let (envs, ports, ns) = sites("automatic", &services, &source);
-    let mut daemons = start_all(&envs, &ports);
+    let (envs, ports, ns) = site_configs(
+        "automatic",
+        &services,
+        &source,
+        "api.example.test.",
+        ["192.0.2.10", "192.0.2.20", "192.0.2.30"],
+    );
+    let mut daemons = start_daemons(&envs, &ports);
 
     // Unplanned: kill -9 of the primary's Redis and of its site's lifeboat.
     rs[0].cmd(&["SET", "before-crash", "1"]);

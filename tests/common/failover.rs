@@ -18,6 +18,17 @@ pub struct Setup {
 }
 
 pub fn setup() -> Setup {
+    setup_with(
+        "api.example.test.",
+        ["192.0.2.10", "192.0.2.20"],
+        "primary",
+        30,
+    )
+}
+
+/// [`setup`] with the DNS `record`, each site's `values` (the primary's set), the site this
+/// config runs at (`here`) and the record's `ttl`.
+pub fn setup_with(record: &str, values: [&str; 2], here: &str, ttl: u32) -> Setup {
     let primary = PgServer::start();
     primary.create_db("orders");
     primary.psql(
@@ -47,18 +58,18 @@ dns:
   providers:
     bind: {{ kind: rfc2136, server: "{ns}", tsig: {{ name: {kname}, algorithm: hmac-sha256, secret: "{ksecret}" }} }}
   records:
-    - {{ name: api.example.test., zone: example.test., type: A, ttl: 30, provider: bind, nameservers: ["{ns}"], verify_timeout: 30s }}
+    - {{ name: {record}, zone: example.test., type: A, ttl: {ttl}, provider: bind, nameservers: ["{ns}"], verify_timeout: 30s }}
 sites:
   - name: primary
     services:
       orders-db: {{ kind: postgres, url: "{primary_url}", source: orders-db }}
-    dns: {{ "api.example.test.": ["192.0.2.10"] }}
+    dns: {{ "{record}": ["{v0}"] }}
   - name: secondary
     services:
       orders-db: {{ kind: postgres, url: "{standby_url}", source: orders-db }}
-    dns: {{ "api.example.test.": ["192.0.2.20"] }}
+    dns: {{ "{record}": ["{v1}"] }}
 failover:
-  site: primary
+  site: {here}
   mode: manual
   order: [primary, secondary]
 "#,
@@ -67,14 +78,10 @@ failover:
         ns = ns.addr(),
         kname = key.name,
         ksecret = key.secret,
+        v0 = values[0],
+        v1 = values[1],
     ));
-    env.ok(&[
-        "dns",
-        "set",
-        "api.example.test.",
-        "192.0.2.10",
-        "--expect-absent",
-    ]);
+    env.ok(&["dns", "set", record, values[0], "--expect-absent"]);
     Setup {
         env,
         primary,
@@ -140,8 +147,16 @@ pub const SITE_NAMES: [&str; 3] = ["primary", "secondary", "dr"];
 pub const SITES_TOKEN: &str = "peer-s3cret-token";
 
 pub fn three_sites(mode: &str, record: &str, values: [&str; 3]) -> Sites {
-    let primary = PgServer::start();
+    let mut primary = PgServer::start();
+    // pg_rewind (`failover rejoin`) needs hint bits WAL-logged: the standbys inherit it.
+    primary.psql("postgres", "ALTER SYSTEM SET wal_log_hints = on");
+    primary.stop();
+    primary.restart();
     primary.create_db("orders");
+    primary.psql(
+        "orders",
+        "CREATE TABLE acked (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
+    );
     let standbys = [
         PgServer::standby_of(&primary),
         PgServer::standby_of(&primary),
@@ -156,6 +171,39 @@ pub fn three_sites(mode: &str, record: &str, values: [&str; 3]) -> Sites {
     }
     let [secondary, dr] = standbys;
     let pgs = vec![primary, secondary, dr];
+    let services: Vec<String> = pgs
+        .iter()
+        .map(|pg| {
+            format!(
+                "orders-db: {{ kind: postgres, url: \"{url}\", source: orders-db, data_dir: \"{data}\" }}",
+                url = pg.url("orders"),
+                data = pg.data_dir().display(),
+            )
+        })
+        .collect();
+    let source = format!(
+        "{{ name: orders-db, kind: postgres, url: \"{}\", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}",
+        pgs[0].url("orders")
+    );
+    let (envs, ports, ns) = site_configs(mode, &services, &source, record, values);
+    Sites {
+        envs,
+        ports,
+        pgs,
+        ns,
+    }
+}
+
+/// The three sites' configs (one `Env` each, its own SQLite catalog and daemon port) whose
+/// `services:` line is `services[i]`, with one `source`, and a real BIND serving `record`
+/// with each site's `values` (set to the primary's).
+pub fn site_configs(
+    mode: &str,
+    services: &[String],
+    source: &str,
+    record: &str,
+    values: [&str; 3],
+) -> (Vec<Env>, Vec<u16>, DnsServer) {
     let key = TsigKey::random();
     let ns = DnsServer::bind(&key, None);
     let ports: Vec<u16> = SITE_NAMES
@@ -165,10 +213,9 @@ pub fn three_sites(mode: &str, record: &str, values: [&str; 3]) -> Sites {
     let mut sites = String::new();
     for (i, name) in SITE_NAMES.iter().enumerate() {
         sites.push_str(&format!(
-            "  - name: {name}\n    peer: \"http://127.0.0.1:{port}\"\n    services:\n      orders-db: {{ kind: postgres, url: \"{url}\", source: orders-db, data_dir: \"{data}\" }}\n    dns: {{ \"{record}\": [\"{value}\"] }}\n",
+            "  - name: {name}\n    peer: \"http://127.0.0.1:{port}\"\n    services:\n      {svc}\n    dns: {{ \"{record}\": [\"{value}\"] }}\n",
             port = ports[i],
-            url = pgs[i].url("orders"),
-            data = pgs[i].data_dir().display(),
+            svc = services[i],
             value = values[i],
         ));
     }
@@ -185,7 +232,7 @@ stores:
 encryption:
   recipients: ["{{recipient}}"]
 sources:
-  - {{ name: orders-db, kind: postgres, url: "{primary_url}", store: local, objectives: {{ rpo: 1m, rto: 5m }} }}
+  - {source}
 daemon:
   listen: "127.0.0.1:{port}"
 dns:
@@ -204,7 +251,6 @@ sites:
   min_dwell: 10m
   peer_token: "{SITES_TOKEN}"
 "#,
-                primary_url = pgs[0].url("orders"),
                 port = ports[i],
                 ns = ns.addr(),
                 kname = key.name,
@@ -214,67 +260,80 @@ sites:
         })
         .collect();
     envs[0].ok(&["dns", "set", record, values[0], "--expect-absent"]);
-    Sites {
-        envs,
-        ports,
-        pgs,
-        ns,
-    }
+    (envs, ports, ns)
+}
+
+/// What the daemon at `port` observes (`GET /api/v1/failover/observations`).
+pub fn observations_at(port: u16) -> Option<serde_json::Value> {
+    let (code, body) =
+        super::servers::try_http_get(port, "/api/v1/failover/observations", Some(SITES_TOKEN))
+            .ok()?;
+    (code == 200)
+        .then(|| serde_json::from_str(&body).ok())
+        .flatten()
+}
+
+/// Starts every site's daemon and waits until each has seen every site up three rounds in a
+/// row.
+pub fn start_daemons(envs: &[Env], ports: &[u16]) -> Vec<Daemon> {
+    let daemons = SITE_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Daemon::start(&envs[i], s))
+        .collect();
+    wait_all_up(ports);
+    daemons
+}
+
+/// Waits until every daemon has seen every site up three rounds in a row.
+pub fn wait_all_up(ports: &[u16]) {
+    wait_until(
+        "every daemon sees every site up",
+        Duration::from_secs(60),
+        || {
+            ports.iter().all(|p| {
+                observations_at(*p).is_some_and(|o| {
+                    SITE_NAMES.iter().all(|s| {
+                        o["sites"][s]["successes_in_a_row"]
+                            .as_u64()
+                            .is_some_and(|n| n >= 3)
+                    })
+                })
+            })
+        },
+    );
+}
+
+/// The last lines of each site's daemon log (`<site>.log` in its env).
+pub fn log_tails(envs: &[Env]) -> String {
+    SITE_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let log =
+                std::fs::read_to_string(envs[i].path(&format!("{s}.log"))).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let from = lines.len().saturating_sub(30);
+            format!("--- {s} ---\n{}", lines[from..].join("\n"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Sites {
-    /// What the daemon at `port` observes (`GET /api/v1/failover/observations`).
+    /// What the daemon of site `i` observes.
     pub fn observations(&self, i: usize) -> Option<serde_json::Value> {
-        let (code, body) = super::servers::try_http_get(
-            self.ports[i],
-            "/api/v1/failover/observations",
-            Some(SITES_TOKEN),
-        )
-        .ok()?;
-        (code == 200)
-            .then(|| serde_json::from_str(&body).ok())
-            .flatten()
+        observations_at(self.ports[i])
     }
 
     /// Starts every site's daemon and waits until each sees every site up.
     pub fn start_daemons(&self) -> Vec<Daemon> {
-        let daemons: Vec<Daemon> = SITE_NAMES
-            .iter()
-            .enumerate()
-            .map(|(i, s)| Daemon::start(&self.envs[i], s))
-            .collect();
-        wait_until(
-            "every daemon sees every site up",
-            Duration::from_secs(60),
-            || {
-                (0..SITE_NAMES.len()).all(|i| {
-                    self.observations(i).is_some_and(|o| {
-                        SITE_NAMES.iter().all(|s| {
-                            o["sites"][s]["successes_in_a_row"]
-                                .as_u64()
-                                .is_some_and(|n| n >= 3)
-                        })
-                    })
-                })
-            },
-        );
-        daemons
+        start_daemons(&self.envs, &self.ports)
     }
 
-    /// The last lines of each site's daemon log (`<site>.log` in its env).
+    /// The last lines of each site's daemon log.
     pub fn log_tails(&self) -> String {
-        SITE_NAMES
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let log = std::fs::read_to_string(self.envs[i].path(&format!("{s}.log")))
-                    .unwrap_or_default();
-                let lines: Vec<&str> = log.lines().collect();
-                let from = lines.len().saturating_sub(30);
-                format!("--- {s} ---\n{}", lines[from..].join("\n"))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        log_tails(&self.envs)
     }
 }
 
