@@ -33,24 +33,19 @@ async fn a_writer_path_stopped_for_two_seconds_measures_rto_two_seconds() {
             .await
             .expect("canary"),
     );
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let stop = CancellationToken::new();
-    let writer = tokio::spawn(write_until(
+    let (canaries, fault_at) = write_through_a_2s_fault(
         canary.clone(),
-        clock.clone(),
-        interval,
-        Duration::from_secs(5),
-        stop.clone(),
-    ));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let fault_at = clock.now();
-    proxy.set(Mode::Blackhole);
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    proxy.set(Mode::Pass);
-    assert_eq!(proxy.mode(), Mode::Pass);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.cancel();
-    let canaries = writer.await.expect("writer");
+        |clock| {
+            let at = clock.now();
+            proxy.set(Mode::Blackhole);
+            at
+        },
+        || {
+            proxy.set(Mode::Pass);
+            assert_eq!(proxy.mode(), Mode::Pass);
+        },
+    )
+    .await;
     let survived = canary.survivors().await.expect("survivors");
     let m = measure(&canaries, &survived, fault_at, interval);
     let rto = m.rto_ms.expect("recovered");
@@ -81,6 +76,34 @@ async fn a_writer_path_stopped_for_two_seconds_measures_rto_two_seconds() {
     );
     assert_eq!(j.verdict, DrillVerdict::Breached, "{j:?}");
     canary.close().await;
+}
+
+/// Canary writes every 100 ms through `canary`: 1.5 s before `fault` (which says when the
+/// fault began), 2 s of it, `heal`, 1.5 s after. Returns the writes and the fault time.
+async fn write_through_a_2s_fault<C: lifeboat::ops::drill::canary::Writer>(
+    canary: Arc<C>,
+    fault: impl FnOnce(&dyn Clock) -> chrono::DateTime<chrono::Utc>,
+    heal: impl FnOnce(),
+) -> (
+    Vec<lifeboat::policy::drill::Canary>,
+    chrono::DateTime<chrono::Utc>,
+) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(write_until(
+        canary,
+        clock.clone(),
+        Duration::from_millis(100),
+        Duration::from_secs(5),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let fault_at = fault(&*clock);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    heal();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.cancel();
+    (writer.await.expect("writer"), fault_at)
 }
 
 #[test]
@@ -1174,6 +1197,26 @@ fn check_failover_journal(j: &serde_json::Value, mode: &str) {
 
 /// The shipped `region-failover` with the text changes a test needs: held `held` instead of
 /// 1 m, restarting the server with `restart` (its argv).
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The arguments of `drill run SCENARIO` for a region-failover file with the primary's
+/// `pidfile` var, `TO_SITE=secondary`, the `canary` URL var, `--yes` (and `--output json`).
+fn region_failover_run(scenario: &str, pidfile: String, canary: String, json: bool) -> Vec<String> {
+    let mut args: Vec<String> = ["drill", "run", scenario, "--var"]
+        .map(String::from)
+        .to_vec();
+    args.push(pidfile);
+    args.extend(["--var", "TO_SITE=secondary", "--var"].map(String::from));
+    args.push(canary);
+    args.push("--yes".into());
+    if json {
+        args.extend(["--output", "json"].map(String::from));
+    }
+    args
+}
+
 fn region_failover_file(env: &common::Env, restart: &[String], held: &str) -> String {
     let (_, shipped) = lifeboat::ops::drill::SHIPPED
         .iter()
@@ -1200,6 +1243,13 @@ fn region_failover_measures_the_controllers_failover() {
         "db.example.test.",
         ["127.0.0.1", "127.0.0.2", "127.0.0.3"],
     );
+    // DR applies what it receives 5 s late: secondary, always the more up-to-date replica,
+    // is where the controllers move the primary (the drill runs there).
+    c.pgs[2].psql(
+        "postgres",
+        "ALTER SYSTEM SET recovery_min_apply_delay = '5s'",
+    );
+    c.pgs[2].psql("postgres", "SELECT pg_reload_conf()");
     // Synchronous on both standbys: an acknowledged write is wherever the primary moves.
     c.pgs[0].psql(
         "postgres",
@@ -1228,20 +1278,12 @@ fn region_failover_measures_the_controllers_failover() {
     // before anything is touched.
     let dr = &c.envs[2];
     let scenario = region_failover_file(dr, &c.pgs[0].start_argv(), "3s");
-    let out = dr.run(&[
-        "drill",
-        "run",
+    let out = dr.run(&strs(&region_failover_run(
         &scenario,
-        "--var",
-        &format!("PIDFILE={}", pidfile.display()),
-        "--var",
-        "TO_SITE=secondary",
-        "--var",
-        &format!("CANARY_URL=postgres://postgres@db.example.test:{port}/orders"),
-        "--yes",
-        "--output",
-        "json",
-    ]);
+        format!("PIDFILE={}", pidfile.display()),
+        format!("CANARY_URL=postgres://postgres@db.example.test:{port}/orders"),
+        true,
+    )));
     let j = journal_of(&out);
     assert_eq!(j["verdict"], "failed", "{j:#}");
     assert!(
@@ -1258,20 +1300,12 @@ fn region_failover_measures_the_controllers_failover() {
     assert!(!read_only(&c.pgs[0], "orders"));
     let env = &c.envs[1];
     let scenario = region_failover_file(env, &c.pgs[0].start_argv(), "3s");
-    let out = env.run(&[
-        "drill",
-        "run",
+    let out = env.run(&strs(&region_failover_run(
         &scenario,
-        "--var",
-        &format!("PIDFILE={}", pidfile.display()),
-        "--var",
-        "TO_SITE=secondary",
-        "--var",
-        &format!("CANARY_URL=postgres://postgres@db.example.test:{port}/orders"),
-        "--yes",
-        "--output",
-        "json",
-    ]);
+        format!("PIDFILE={}", pidfile.display()),
+        format!("CANARY_URL=postgres://postgres@db.example.test:{port}/orders"),
+        true,
+    )));
     let j = journal_of(&out);
     assert!(
         out.status.success(),
@@ -1393,20 +1427,12 @@ fn region_failover_measures_the_failover_through_the_dns_name() {
     ]);
     assert!(plan.contains("failover: to site secondary"), "{plan}");
     let pidfile = primary.data_dir().join("postmaster.pid");
-    let out = env.run(&[
-        "drill",
-        "run",
+    let out = env.run(&strs(&region_failover_run(
         &scenario,
-        "--var",
-        &format!("PIDFILE={}", pidfile.display()),
-        "--var",
-        "TO_SITE=secondary",
-        "--var",
-        &format!("CANARY_URL={canary_url}"),
-        "--yes",
-        "--output",
-        "json",
-    ]);
+        format!("PIDFILE={}", pidfile.display()),
+        format!("CANARY_URL={canary_url}"),
+        true,
+    )));
     let j = journal_of(&out);
     assert!(out.status.success(), "{j:#}\n{}", common::text(&out.stderr));
     check_failover_journal(&j, "manual");
@@ -1581,24 +1607,16 @@ async fn a_paused_redis_measures_rto_of_the_pause() {
             .await
             .expect("canary"),
     );
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let stop = CancellationToken::new();
-    let writer = tokio::spawn(write_until(
+    let (canaries, fault_at) = write_through_a_2s_fault(
         canary.clone(),
-        clock.clone(),
-        interval,
-        Duration::from_secs(5),
-        stop.clone(),
-    ));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // The fault time once the stop is in effect (a write sent just before is answered).
-    redis.signal("STOP");
-    let fault_at = clock.now();
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    redis.signal("CONT");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.cancel();
-    let canaries = writer.await.expect("writer");
+        |clock| {
+            // The fault time once the stop is in effect (a write sent just before is answered).
+            redis.signal("STOP");
+            clock.now()
+        },
+        || redis.signal("CONT"),
+    )
+    .await;
     let survived = canary.survivors().await.expect("survivors");
     let m = measure(&canaries, &survived, fault_at, interval);
     let rto = m.rto_ms.expect("recovered");
@@ -1694,21 +1712,15 @@ fn a_killed_failover_drill_s_watchdog_brings_the_old_primary_back_fenced() {
     let scenario = region_failover_file(env, &primary.start_argv(), "60s");
     let pidfile = primary.data_dir().join("postmaster.pid");
     let mut drill = KillOnDrop(Some(
-        env.command(&[
-            "drill",
-            "run",
+        env.command(&strs(&region_failover_run(
             &scenario,
-            "--var",
-            &format!("PIDFILE={}", pidfile.display()),
-            "--var",
-            "TO_SITE=secondary",
-            "--var",
-            &format!(
+            format!("PIDFILE={}", pidfile.display()),
+            format!(
                 "CANARY_URL=postgres://postgres@db.example.test:{}/orders",
                 primary.port()
             ),
-            "--yes",
-        ])
+            false,
+        )))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -1755,23 +1767,15 @@ fn a_failed_failover_fails_the_drill_and_leaves_the_old_primary_writable() {
     let (primary, env) = (&sites.primary, &sites.env);
     let scenario = region_failover_file(env, &primary.start_argv(), "1s");
     let pidfile = primary.data_dir().join("postmaster.pid");
-    let out = env.run(&[
-        "drill",
-        "run",
+    let out = env.run(&strs(&region_failover_run(
         &scenario,
-        "--var",
-        &format!("PIDFILE={}", pidfile.display()),
-        "--var",
-        "TO_SITE=secondary",
-        "--var",
-        &format!(
+        format!("PIDFILE={}", pidfile.display()),
+        format!(
             "CANARY_URL=postgres://postgres@db.example.test:{}/orders",
             primary.port()
         ),
-        "--yes",
-        "--output",
-        "json",
-    ]);
+        true,
+    )));
     let j = journal_of(&out);
     assert_eq!(out.status.code(), Some(2), "{j:#}");
     assert_eq!(j["verdict"], "failed", "{j:#}");
@@ -1788,23 +1792,15 @@ fn a_failed_failover_fails_the_drill_and_leaves_the_old_primary_writable() {
         "{j:#}"
     );
     // A primary site whose pid file names nothing: inconclusive, no failover attempted.
-    let out = env.run(&[
-        "drill",
-        "run",
+    let out = env.run(&strs(&region_failover_run(
         &scenario,
-        "--var",
-        "PIDFILE=/nonexistent/postmaster.pid",
-        "--var",
-        "TO_SITE=secondary",
-        "--var",
-        &format!(
+        "PIDFILE=/nonexistent/postmaster.pid".to_string(),
+        format!(
             "CANARY_URL=postgres://postgres@db.example.test:{}/orders",
             primary.port()
         ),
-        "--yes",
-        "--output",
-        "json",
-    ]);
+        true,
+    )));
     let j = journal_of(&out);
     assert_eq!(j["verdict"], "inconclusive", "{j:#}");
     assert!(

@@ -977,6 +977,23 @@ pub enum Vantage {
     Unreachable { error: String },
 }
 
+/// What every site's controller reports now (empty without `sites[].peer` + `peer_token`).
+pub async fn vantage_points(ctx: &Ctx) -> Result<BTreeMap<String, Vantage>, OpError> {
+    let mut out = BTreeMap::new();
+    if let Some(peers) = peers(ctx)? {
+        for (site, r) in peers.reports().await {
+            out.insert(
+                site,
+                match r {
+                    Ok(r) => Vantage::Report(r),
+                    Err(error) => Vantage::Unreachable { error },
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
 pub async fn status(ctx: &Ctx) -> Result<Status, OpError> {
     let all = sites(ctx)?;
     let mut seen = Vec::new();
@@ -996,18 +1013,7 @@ pub async fn status(ctx: &Ctx) -> Result<Status, OpError> {
             .and_then(|v| v["term"].as_i64()),
         None => None,
     };
-    let mut vantage_points = BTreeMap::new();
-    if let Some(peers) = peers(ctx)? {
-        for (site, r) in peers.reports().await {
-            vantage_points.insert(
-                site,
-                match r {
-                    Ok(r) => Vantage::Report(r),
-                    Err(error) => Vantage::Unreachable { error },
-                },
-            );
-        }
-    }
+    let vantage_points = vantage_points(ctx).await?;
     let peer_term = vantage_points
         .values()
         .filter_map(|v| match v {

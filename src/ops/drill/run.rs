@@ -642,6 +642,44 @@ impl<'a> Drill<'a> {
     }
 
     /// Every abort reason now (the slow checks at most once a second).
+    /// A controller reporting a finished move of the primary away from `from` to another
+    /// site than `to`: (reporting site, term, new primary).
+    async fn moved_elsewhere(&self, from: &str, to: &str) -> Option<(String, u64, String)> {
+        let vantage = crate::ops::failover::vantage_points(self.ctx).await.ok()?;
+        vantage.into_iter().find_map(|(site, v)| match v {
+            crate::ops::failover::Vantage::Report(r)
+                if !r.moving && r.term > 0 && r.primary != from && r.primary != to =>
+            {
+                Some((site, r.term, r.primary))
+            }
+            _ => None,
+        })
+    }
+
+    /// Waits until a canary write sent at `since` or later is acknowledged, the drill aborts
+    /// (abort conditions checked while waiting), or `until`.
+    async fn await_ack(
+        &mut self,
+        acks: &mut tokio::sync::watch::Receiver<Option<DateTime<Utc>>>,
+        since: DateTime<Utc>,
+        until: Instant,
+    ) {
+        while self.aborted.is_empty()
+            && !acks.borrow_and_update().is_some_and(|t| t >= since)
+            && Instant::now() < until
+        {
+            tokio::select! {
+                _ = acks.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            let reasons = self.abort_now().await;
+            if !reasons.is_empty() {
+                self.event("abort", &reasons.join("; "));
+                self.aborted = reasons;
+            }
+        }
+    }
+
     async fn abort_now(&mut self) -> Vec<String> {
         if self
             .watch
@@ -942,20 +980,7 @@ impl<'a> Drill<'a> {
         if let Some(c) = &s.canary {
             let back_since = self.now();
             let limit = Instant::now() + s.expect.rto.unwrap_or(Duration::from_secs(60));
-            while self.aborted.is_empty()
-                && !acks.borrow_and_update().is_some_and(|t| t >= back_since)
-                && Instant::now() < limit
-            {
-                tokio::select! {
-                    _ = acks.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                }
-                let reasons = self.abort_now().await;
-                if !reasons.is_empty() {
-                    self.event("abort", &reasons.join("; "));
-                    self.aborted = reasons;
-                }
-            }
+            self.await_ack(&mut acks, back_since, limit).await;
             tokio::time::sleep(c.interval * 5).await;
         }
         stop.cancel();
@@ -1261,6 +1286,13 @@ impl<'a> Drill<'a> {
                     }
                     Err(e) => tracing::warn!(cause = %e, "cannot read failovers from the catalog"),
                 }
+                if let Some((site, term, primary)) = self.moved_elsewhere(from, &f.to).await {
+                    self.fail(format!(
+                        "the controllers moved the primary to {primary} (term {term}, as {site}'s controller reports), not to {}: run the drill at {primary} (`--var` its site) or find why they preferred it (`lifeboat failover status`: lag per replica)",
+                        f.to
+                    ));
+                    break;
+                }
                 if Instant::now() >= deadline {
                     self.fail(format!(
                         "no failover to {} was recorded done in this catalog within failover.timeout {}: check the daemons (`lifeboat failover status`; failover.mode automatic) and run the drill at the site that takes over, whose catalog records the failover",
@@ -1284,20 +1316,8 @@ impl<'a> Drill<'a> {
         }
         // The service back through its public endpoint: a canary sent since the fault acked
         // (not awaited when the failover failed: the revert is what brings it back then).
-        while term.is_some()
-            && self.aborted.is_empty()
-            && !acks.borrow_and_update().is_some_and(|t| t >= at)
-            && Instant::now() < deadline
-        {
-            tokio::select! {
-                _ = acks.changed() => {}
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-            let reasons = self.abort_now().await;
-            if !reasons.is_empty() {
-                self.event("abort", &reasons.join("; "));
-                self.aborted = reasons;
-            }
+        if term.is_some() {
+            self.await_ack(acks, at, deadline).await;
         }
         self.hold(fault.duration.saturating_sub(started.elapsed()))
             .await;
