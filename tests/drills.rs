@@ -27,13 +27,12 @@ async fn a_writer_path_stopped_for_two_seconds_measures_rto_two_seconds() {
         1,
     );
     assert!(url.contains(&proxy.addr.port().to_string()), "{url}");
-    let interval = Duration::from_millis(100);
     let canary = Arc::new(
         PgCanary::connect(&url, "drill-test", Duration::from_secs(5))
             .await
             .expect("canary"),
     );
-    let (canaries, fault_at) = write_through_a_2s_fault(
+    let (_, _, m) = write_through_a_2s_fault(
         canary.clone(),
         |clock| {
             let at = clock.now();
@@ -44,10 +43,9 @@ async fn a_writer_path_stopped_for_two_seconds_measures_rto_two_seconds() {
             proxy.set(Mode::Pass);
             assert_eq!(proxy.mode(), Mode::Pass);
         },
+        || canary.survivors(),
     )
     .await;
-    let survived = canary.survivors().await.expect("survivors");
-    let m = measure(&canaries, &survived, fault_at, interval);
     let rto = m.rto_ms.expect("recovered");
     assert!(
         (1900..=2300).contains(&rto),
@@ -79,15 +77,27 @@ async fn a_writer_path_stopped_for_two_seconds_measures_rto_two_seconds() {
 }
 
 /// Canary writes every 100 ms through `canary`: 1.5 s before `fault` (which says when the
-/// fault began), 2 s of it, `heal`, 1.5 s after. Returns the writes and the fault time.
-async fn write_through_a_2s_fault<C: lifeboat::ops::drill::canary::Writer>(
+/// fault began), 2 s of it, `heal`, 1.5 s after. Returns the writes, those that survived and
+/// their measurement.
+async fn write_through_a_2s_fault<C, S>(
     canary: Arc<C>,
     fault: impl FnOnce(&dyn Clock) -> chrono::DateTime<chrono::Utc>,
     heal: impl FnOnce(),
+    survivors: impl FnOnce() -> S,
 ) -> (
     Vec<lifeboat::policy::drill::Canary>,
-    chrono::DateTime<chrono::Utc>,
-) {
+    std::collections::BTreeSet<u64>,
+    lifeboat::policy::drill::Measurement,
+)
+where
+    C: lifeboat::ops::drill::canary::Writer,
+    S: std::future::Future<
+            Output = Result<
+                std::collections::BTreeSet<u64>,
+                lifeboat::ops::drill::canary::CanaryError,
+            >,
+        >,
+{
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let stop = CancellationToken::new();
     let writer = tokio::spawn(write_until(
@@ -103,7 +113,10 @@ async fn write_through_a_2s_fault<C: lifeboat::ops::drill::canary::Writer>(
     heal();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.cancel();
-    (writer.await.expect("writer"), fault_at)
+    let canaries = writer.await.expect("writer");
+    let survived = survivors().await.expect("survivors");
+    let m = measure(&canaries, &survived, fault_at, Duration::from_millis(100));
+    (canaries, survived, m)
 }
 
 #[test]
@@ -1601,13 +1614,12 @@ fn a_drill_whose_runbook_step_fails_fails_and_still_rolls_back() {
 async fn a_paused_redis_measures_rto_of_the_pause() {
     use lifeboat::ops::drill::canary::RedisCanary;
     let redis = common::redis::RedisServer::start(&[]);
-    let interval = Duration::from_millis(100);
     let canary = Arc::new(
         RedisCanary::connect(&redis.url(), None, "drill-redis", Duration::from_secs(5))
             .await
             .expect("canary"),
     );
-    let (canaries, fault_at) = write_through_a_2s_fault(
+    let (canaries, survived, m) = write_through_a_2s_fault(
         canary.clone(),
         |clock| {
             // The fault time once the stop is in effect (a write sent just before is answered).
@@ -1615,10 +1627,9 @@ async fn a_paused_redis_measures_rto_of_the_pause() {
             clock.now()
         },
         || redis.signal("CONT"),
+        || canary.survivors(),
     )
     .await;
-    let survived = canary.survivors().await.expect("survivors");
-    let m = measure(&canaries, &survived, fault_at, interval);
     let rto = m.rto_ms.expect("recovered");
     // Writes sent during the stop are answered when it ends: the first one acknowledged
     // after the fault is acknowledged ~2 s after it.

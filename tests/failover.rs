@@ -49,9 +49,10 @@ fn planned_switchover_loses_no_acknowledged_write() {
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let w = writer(
-        [s.primary.url("orders"), s.standby.url("orders")],
+        vec![s.primary.url("orders"), s.standby.url("orders")],
         stop.clone(),
         acked.clone(),
+        0,
     );
     std::thread::sleep(Duration::from_millis(1500));
     let out = s.env.ok(&[

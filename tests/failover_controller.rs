@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use common::dns::dig;
 use common::failover::{
     Daemon, SITE_NAMES, SITES_TOKEN, Sites, log_tails, observations_at, site_configs,
-    start_daemons, three_sites, wait_all_up,
+    start_daemons, three_sites, wait_all_up, writer,
 };
 use common::servers::{PgServer, http_get, http_post_json};
 use common::{Env, wait_until};
@@ -227,49 +227,6 @@ fn streams_from(pg: &PgServer) -> Option<u16> {
     )
     .parse()
     .ok()
-}
-
-/// Inserts a row every 50 ms into the first of `pgs` that takes it, recording the ids
-/// whose INSERT was acknowledged.
-fn writer(
-    urls: Vec<String>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    acked: std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
-    first_id: i64,
-) -> std::thread::JoinHandle<()> {
-    use std::sync::atomic::Ordering;
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            use sqlx::Connection;
-            let mut id = first_id;
-            let mut conns: Vec<Option<sqlx::PgConnection>> = urls.iter().map(|_| None).collect();
-            while !stop.load(Ordering::SeqCst) {
-                id += 1;
-                for (i, url) in urls.iter().enumerate() {
-                    if conns[i].is_none() {
-                        conns[i] = sqlx::PgConnection::connect(url).await.ok();
-                    }
-                    let Some(c) = conns[i].as_mut() else { continue };
-                    match sqlx::query("INSERT INTO acked (id) VALUES ($1)")
-                        .bind(id)
-                        .execute(&mut *c)
-                        .await
-                    {
-                        Ok(_) => {
-                            acked.lock().expect("lock").push(id);
-                            break;
-                        }
-                        Err(_) => conns[i] = None,
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
-    })
 }
 
 /// Stops a writer and returns the ids it got acknowledged (it must have written a fair few).

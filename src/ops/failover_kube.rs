@@ -85,21 +85,7 @@ pub async fn scale(kube: &dyn KubeApi, action: &KubeScale) -> Result<String, Kub
     let res = workload(&action.kind)?;
     let (ns, name, want) = (&action.namespace, &action.name, action.replicas);
     let shown = format!("{} {ns}/{name}", res.kind);
-    let obj = kube
-        .get(res, ns, name)
-        .await?
-        .ok_or_else(|| KubeScaleError::NotFound {
-            kind: res.kind.into(),
-            namespace: ns.clone(),
-            name: name.clone(),
-        })?;
-    if obj["metadata"]["labels"][FAILOVER_LABEL.0].as_str() != Some(FAILOVER_LABEL.1) {
-        return Err(KubeScaleError::NotAllowed {
-            kind: res.kind.into(),
-            namespace: ns.clone(),
-            name: name.clone(),
-        });
-    }
+    let obj = allowed(kube, res, action).await?;
     let replicas = |o: &serde_json::Value| o["spec"]["replicas"].as_u64();
     if replicas(&obj) == Some(u64::from(want)) {
         return Ok(format!("{shown}: already at {want} replicas"));
@@ -128,11 +114,14 @@ pub async fn scale(kube: &dyn KubeApi, action: &KubeScale) -> Result<String, Kub
     ))
 }
 
-/// What [`scale`] would do, read-only (for `failover plan`): `Deployment shop/web: 3 → 0
-/// replicas`, `... already at 0`, or why it would be refused.
-pub async fn preview(kube: &dyn KubeApi, action: &KubeScale) -> Result<String, KubeScaleError> {
-    let res = workload(&action.kind)?;
-    let (ns, name, want) = (&action.namespace, &action.name, action.replicas);
+/// The workload `action` names, read now; refused unless labelled
+/// `lifeboat.dev/failover: allowed`.
+async fn allowed(
+    kube: &dyn KubeApi,
+    res: &Resource,
+    action: &KubeScale,
+) -> Result<serde_json::Value, KubeScaleError> {
+    let (ns, name) = (&action.namespace, &action.name);
     let obj = kube
         .get(res, ns, name)
         .await?
@@ -148,6 +137,15 @@ pub async fn preview(kube: &dyn KubeApi, action: &KubeScale) -> Result<String, K
             name: name.clone(),
         });
     }
+    Ok(obj)
+}
+
+/// What [`scale`] would do, read-only (for `failover plan`): `Deployment shop/web: 3 → 0
+/// replicas`, `... already at 0`, or why it would be refused.
+pub async fn preview(kube: &dyn KubeApi, action: &KubeScale) -> Result<String, KubeScaleError> {
+    let res = workload(&action.kind)?;
+    let (ns, name, want) = (&action.namespace, &action.name, action.replicas);
+    let obj = allowed(kube, res, action).await?;
     Ok(match obj["spec"]["replicas"].as_u64() {
         Some(r) if r == u64::from(want) => {
             format!("{} {ns}/{name}: already at {want} replicas", res.kind)

@@ -92,10 +92,12 @@ failover:
 
 /// Inserts a row every 50 ms into whichever server takes it (the old primary until it is
 /// fenced, then the new one), recording the ids whose INSERT was acknowledged.
+/// Ids start after `first_id`.
 pub fn writer(
-    urls: [String; 2],
+    urls: Vec<String>,
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<i64>>>,
+    first_id: i64,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -104,8 +106,8 @@ pub fn writer(
             .expect("runtime");
         rt.block_on(async move {
             use sqlx::Connection;
-            let mut id = 0i64;
-            let mut conns: [Option<sqlx::PgConnection>; 2] = [None, None];
+            let mut id = first_id;
+            let mut conns: Vec<Option<sqlx::PgConnection>> = urls.iter().map(|_| None).collect();
             while !stop.load(Ordering::SeqCst) {
                 id += 1;
                 for (i, url) in urls.iter().enumerate() {
